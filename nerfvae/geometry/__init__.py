@@ -1,0 +1,37 @@
+"""Cameras (OpenCV convention), rays and conventions. Imports nothing else from nerfvae."""
+
+from nerfvae.geometry.cameras import (
+    check_cameras,
+    focal_from_fov,
+    fov_from_focal,
+    intrinsics_matrix,
+    look_at,
+    opencv_to_opengl,
+    opengl_to_opencv,
+    project_points,
+)
+from nerfvae.geometry.rays import (
+    image_rays,
+    pixel_centres,
+    plucker_coordinates,
+    ray_box_intersection,
+    rays_through_pixels,
+    sample_ray_indices,
+)
+
+__all__ = [
+    "check_cameras",
+    "focal_from_fov",
+    "fov_from_focal",
+    "image_rays",
+    "intrinsics_matrix",
+    "look_at",
+    "opencv_to_opengl",
+    "opengl_to_opencv",
+    "pixel_centres",
+    "plucker_coordinates",
+    "project_points",
+    "ray_box_intersection",
+    "rays_through_pixels",
+    "sample_ray_indices",
+]

@@ -1,0 +1,132 @@
+"""Pinhole cameras and camera conventions.
+
+nerfvae uses the **OpenCV convention** everywhere: a camera looks down its +z axis, +x points right in
+the image and +y points down. A camera is described by
+
+* ``K`` — intrinsics ``[..., 3, 3]`` mapping camera-frame points to pixels: ``u = fx * x / z + cx``,
+  ``v = fy * y / z + cy``, pixel ``(u, v)`` covering ``[u, u+1) × [v, v+1)`` so that the centre of
+  the top-left pixel is ``(0.5, 0.5)``;
+* ``c2w`` — camera-to-world rigid transform ``[..., 4, 4]`` whose rotation columns are the camera's x,
+  y, z axes in world coordinates and whose translation is the camera centre.
+
+Blender / NeRF-synthetic and nerfstudio files store OpenGL camera-to-world matrices (+y up, camera
+looking down −z); :func:`opengl_to_opencv` converts them. The conversion flips the camera's y and z
+axes, so it is its own inverse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_FLIP_YZ = (1.0, -1.0, -1.0, 1.0)
+
+
+def opengl_to_opencv(c2w: torch.Tensor) -> torch.Tensor:
+    """Convert OpenGL/Blender camera-to-world matrices ``[..., 4, 4]`` to the OpenCV convention."""
+    flip = torch.tensor(_FLIP_YZ, dtype=c2w.dtype, device=c2w.device)
+    return c2w * flip  # scales columns: c2w @ diag(1, -1, -1, 1)
+
+
+def opencv_to_opengl(c2w: torch.Tensor) -> torch.Tensor:
+    """Convert OpenCV camera-to-world matrices ``[..., 4, 4]`` to the OpenGL/Blender convention."""
+    return opengl_to_opencv(c2w)
+
+
+def intrinsics_matrix(
+    fx: torch.Tensor | float,
+    fy: torch.Tensor | float,
+    cx: torch.Tensor | float,
+    cy: torch.Tensor | float,
+) -> torch.Tensor:
+    """Build ``K [..., 3, 3]`` from focal lengths and principal point (all in pixels, broadcastable)."""
+    fx, fy, cx, cy = (torch.as_tensor(v, dtype=torch.float32) for v in (fx, fy, cx, cy))
+    fx, fy, cx, cy = torch.broadcast_tensors(fx, fy, cx, cy)
+    zeros, ones = torch.zeros_like(fx), torch.ones_like(fx)
+    rows = [
+        torch.stack([fx, zeros, cx], dim=-1),
+        torch.stack([zeros, fy, cy], dim=-1),
+        torch.stack([zeros, zeros, ones], dim=-1),
+    ]
+    return torch.stack(rows, dim=-2)
+
+
+def focal_from_fov(fov_radians: float, size_pixels: int) -> float:
+    """Focal length in pixels of a pinhole camera with full field of view ``fov`` across ``size``."""
+    return 0.5 * size_pixels / math.tan(0.5 * fov_radians)
+
+
+def fov_from_focal(focal_pixels: float, size_pixels: int) -> float:
+    """Full field of view (radians) across ``size`` pixels for a focal length in pixels."""
+    return 2.0 * math.atan(0.5 * size_pixels / focal_pixels)
+
+
+def look_at(
+    eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor | None = None
+) -> torch.Tensor:
+    """OpenCV camera-to-world ``[..., 4, 4]`` for cameras at ``eye [..., 3]`` looking at ``target``.
+
+    ``up`` (default world +z) is the world direction that should appear upwards in the image; the
+    camera's +y (image down) axis is therefore built from ``-up``.
+    """
+    eye, target = torch.broadcast_tensors(eye, target)
+    if up is None:
+        up = torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype, device=eye.device)
+    up = up.expand_as(eye)
+    forward = torch.nn.functional.normalize(target - eye, dim=-1)
+    right = torch.linalg.cross(forward, up, dim=-1)
+    if bool((right.norm(dim=-1) < 1e-6).any()):
+        raise ValueError("look_at: viewing direction is parallel to the up vector")
+    right = torch.nn.functional.normalize(right, dim=-1)
+    down = torch.linalg.cross(forward, right, dim=-1)
+    c2w = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype, device=eye.device)
+    c2w[..., :3, 0] = right
+    c2w[..., :3, 1] = down
+    c2w[..., :3, 2] = forward
+    c2w[..., :3, 3] = eye
+    c2w[..., 3, 3] = 1.0
+    return c2w
+
+
+def check_cameras(K: torch.Tensor, c2w: torch.Tensor, atol: float = 1e-3) -> None:
+    """Raise ``ValueError`` naming the problem if ``K [..., 3, 3]`` / ``c2w [..., 4, 4]`` are invalid.
+
+    Checks shapes, finiteness, positive focal lengths, an orthonormal right-handed rotation and the
+    homogeneous last row.
+    """
+    if K.shape[-2:] != (3, 3):
+        raise ValueError(f"intrinsics must have shape [..., 3, 3], got {tuple(K.shape)}")
+    if c2w.shape[-2:] != (4, 4):
+        raise ValueError(f"camera-to-world must have shape [..., 4, 4], got {tuple(c2w.shape)}")
+    if not torch.isfinite(K).all():
+        raise ValueError("intrinsics contain NaN or inf")
+    if not torch.isfinite(c2w).all():
+        raise ValueError("camera-to-world matrices contain NaN or inf")
+    if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
+        raise ValueError("intrinsics have a non-positive focal length")
+    rotation = c2w[..., :3, :3].double()
+    eye = torch.eye(3, dtype=torch.float64)
+    error = (rotation.transpose(-1, -2) @ rotation - eye).abs().amax()
+    if error > atol:
+        raise ValueError(f"camera rotation is not orthonormal (max |R^T R - I| = {error:.2e})")
+    if (torch.linalg.det(rotation) < 0).any():
+        raise ValueError("camera rotation is a reflection (det < 0), not a rotation")
+    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    if (c2w[..., 3, :].double() - last_row).abs().amax() > atol:
+        raise ValueError("camera-to-world last row must be [0, 0, 0, 1]")
+
+
+def project_points(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
+    """Project world points ``[..., N, 3]`` into cameras (``K [..., 3, 3]``, ``c2w [..., 4, 4]``).
+
+    Returns ``[..., N, 3]``: pixel ``u``, ``v`` (continuous, pixel-centre at +0.5) and camera-frame
+    depth ``z``.
+    """
+    rotation = c2w[..., :3, :3]
+    centre = c2w[..., :3, 3]
+    camera_points = (points - centre.unsqueeze(-2)) @ rotation  # R^T (p - c), batched as row vectors
+    z = camera_points[..., 2:3]
+    uv = camera_points[..., :2] / z
+    pixels = uv @ K[..., :2, :2].transpose(-1, -2) + K[..., :2, 2].unsqueeze(-2)
+    return torch.cat([pixels, z], dim=-1)
