@@ -91,6 +91,8 @@ def composite(
     opacity = weights.sum(dim=-1)
     rgb = (weights.unsqueeze(-1) * colour).sum(dim=-2)
     if background is not None:
-        rgb = rgb + (1.0 - opacity).unsqueeze(-1) * background.to(rgb.dtype)
+        rgb = rgb + (1.0 - opacity).unsqueeze(-1) * background.to(
+            device=rgb.device, dtype=rgb.dtype
+        )
     depth = (weights * t).sum(dim=-1)
     return CompositeResult(colour=rgb, depth=depth, opacity=opacity, weights=weights)
