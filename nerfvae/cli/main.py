@@ -15,6 +15,7 @@ from nerfvae.errors import NerfVAEError
 
 COMMANDS: dict[str, str] = {
     "demo": "nerfvae.cli.demo",
+    "train": "nerfvae.cli.train",
 }
 
 

@@ -125,7 +125,9 @@ def project_points(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> 
     """
     rotation = c2w[..., :3, :3]
     centre = c2w[..., :3, 3]
-    camera_points = (points - centre.unsqueeze(-2)) @ rotation  # R^T (p - c), batched as row vectors
+    camera_points = (
+        points - centre.unsqueeze(-2)
+    ) @ rotation  # R^T (p - c), batched as row vectors
     z = camera_points[..., 2:3]
     uv = camera_points[..., :2] / z
     pixels = uv @ K[..., :2, :2].transpose(-1, -2) + K[..., :2, 2].unsqueeze(-2)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 
 
-def pixel_centres(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+def pixel_centres(
+    height: int, width: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Pixel-centre coordinates ``[H, W, 2]`` as ``(u, v) = (col + 0.5, row + 0.5)``."""
     rows = torch.arange(height, dtype=torch.float32, device=device) + 0.5
     cols = torch.arange(width, dtype=torch.float32, device=device) + 0.5

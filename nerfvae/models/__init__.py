@@ -1,0 +1,21 @@
+"""Models: NeRF-VAE (encoder, posterior, latent-conditioned scene function) and baselines."""
+
+from nerfvae.models.base import SceneModel
+from nerfvae.models.config import (
+    EncoderConfig,
+    LatentConfig,
+    NeRFVAEConfig,
+    SceneFunctionConfig,
+)
+from nerfvae.models.latent import DiagonalGaussian
+from nerfvae.models.nerfvae import NeRFVAE
+
+__all__ = [
+    "DiagonalGaussian",
+    "EncoderConfig",
+    "LatentConfig",
+    "NeRFVAE",
+    "NeRFVAEConfig",
+    "SceneFunctionConfig",
+    "SceneModel",
+]

@@ -1,0 +1,1 @@
+"""Training: configs, ELBO optimisation loop, run directories and checkpoints."""

@@ -1,0 +1,83 @@
+"""Typed, documented configs of the model components (each field's docstring shows in ``--help``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nerfvae.rendering import RaySamplingConfig
+
+
+@dataclass
+class EncoderConfig:
+    """ResNet-style convolutional encoder over each context view (image + Plücker rays)."""
+
+    stage_channels: tuple[int, ...] = (32, 64, 128)
+    """Channels of each residual stage; every stage after the first halves the resolution."""
+    blocks_per_stage: int = 1
+    """Residual blocks per stage."""
+
+
+@dataclass
+class LatentConfig:
+    """Shape of the per-scene latent z (always stored as tokens ``[scenes, tokens, channels]``)."""
+
+    layout: Literal["global", "spatial"] = "spatial"
+    """``global``: one latent vector per scene; ``spatial``: a grid × grid of latent tokens."""
+    channels: int = 32
+    """Channels per latent token (the global vector's size when layout is global)."""
+    grid: int = 4
+    """Tokens per side of the spatial latent grid (ignored for the global layout)."""
+
+    @property
+    def num_tokens(self) -> int:
+        return 1 if self.layout == "global" else self.grid * self.grid
+
+
+@dataclass
+class SceneFunctionConfig:
+    """The shared scene function f(x, d | z) -> (density, colour)."""
+
+    conditioning: Literal["concat", "ain", "attention"] = "attention"
+    """How z enters the MLP: ``concat`` (z joins the input), ``ain`` (per-layer scale and shift from z
+    after a normalisation, AIN/FiLM) or ``attention`` (points cross-attend to the latent tokens)."""
+    width: int = 128
+    """Hidden width of the MLP."""
+    depth: int = 4
+    """Number of hidden layers of the MLP."""
+    skip_layer: int = 2
+    """Hidden layer that gets the encoded point again as input (NeRF's skip connection); -1 for none."""
+    point_frequencies: int = 6
+    """Positional-encoding frequencies for points (normalised to the scene box)."""
+    direction_frequencies: int = 2
+    """Positional-encoding frequencies for view directions (0 with view_dependent=False)."""
+    view_dependent: bool = True
+    """Whether colour depends on the view direction."""
+    attention_layers: int = 1
+    """Cross-attention layers (attention conditioning only)."""
+    attention_heads: int = 4
+    """Heads per cross-attention layer."""
+    density_bias: float = -1.0
+    """Added to the raw density before softplus; negative starts the scene mostly empty."""
+
+
+@dataclass
+class NeRFVAEConfig:
+    """NeRF-VAE: encoder, posterior, latent-conditioned scene function and volume rendering."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    scene_function: SceneFunctionConfig = field(default_factory=SceneFunctionConfig)
+    sampling: RaySamplingConfig = field(default_factory=RaySamplingConfig)
+    refinement_steps: int = 0
+    """Iterative amortized inference steps T (Marino et al., 2018); 0 is plain amortized inference."""
+    refinement_rays: int = 128
+    """Context-view rays per scene used for the ELBO gradient in each refinement step."""
+    pixel_std: float = 0.1
+    """Standard deviation of the Gaussian pixel likelihood (colours in [0, 1]); the trainer may anneal it."""
+    scene_min: tuple[float, float, float] = (-1.0, -1.0, -1.0)
+    """Lower corner of the scene's bounding box (world units); training copies it from the dataset."""
+    scene_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Upper corner of the scene's bounding box; rays are sampled only inside this box."""
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Colour seen where a ray leaves the box without hitting anything."""

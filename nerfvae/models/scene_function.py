@@ -1,0 +1,162 @@
+"""The scene function f(x, d | z) -> (density, colour), shared by all scenes.
+
+Three ways to condition the MLP on the latent tokens ``z [scenes, tokens, channels]``:
+
+* ``concat`` — z joins the encoded point at the input (and at the skip layer). Because z is the same
+  for every point of a scene, its contribution ``W_z z`` is computed once per scene and added as a
+  per-scene bias instead of concatenating z to every point (same function, far fewer FLOPs).
+* ``ain`` — adaptive instance normalisation / FiLM: each hidden layer's pre-activation is normalised
+  per point, then scaled and shifted by ``(1 + γ_l(z), β_l(z))``.
+* ``attention`` — after the first hidden layer (and the skip layer, with more layers), each point's
+  features query the latent tokens with multi-head cross-attention (the paper's attentive scene
+  function). Tokens get learned position embeddings so the grid layout is usable.
+
+Points are normalised to ``[-1, 1]`` inside the scene box before positional encoding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nerfvae.models.config import LatentConfig, SceneFunctionConfig
+from nerfvae.models.encoding import PositionalEncoding
+
+
+class CrossAttention(nn.Module):
+    """Points ``[S, P, width]`` attend to latent tokens ``[S, T, channels]``; residual, pre-norm."""
+
+    def __init__(self, width: int, latent_channels: int, num_tokens: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by attention heads {heads}")
+        self.heads = heads
+        self.query_norm = nn.LayerNorm(width)
+        self.token_norm = nn.LayerNorm(latent_channels)
+        self.token_position = nn.Parameter(torch.randn(num_tokens, latent_channels) * 0.02)
+        self.query = nn.Linear(width, width, bias=False)
+        self.key_value = nn.Linear(latent_channels, 2 * width, bias=False)
+        self.out = nn.Linear(width, width)
+
+    def keys_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-scene keys and values ``[S, heads, T, width / heads]``, computed once per scene."""
+        scenes, num_tokens, _ = tokens.shape
+        key, value = self.key_value(self.token_norm(tokens + self.token_position)).chunk(2, -1)
+        split = lambda t: t.reshape(scenes, num_tokens, self.heads, -1).transpose(1, 2)
+        return split(key), split(value)
+
+    def forward(self, features: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
+        scenes, points, width = features.shape
+        query = self.query(self.query_norm(features))
+        query = query.reshape(scenes, points, self.heads, -1).transpose(1, 2)
+        attended = F.scaled_dot_product_attention(query, key, value)
+        attended = attended.transpose(1, 2).reshape(scenes, points, width)
+        return features + self.out(attended)
+
+
+class SceneFunction(nn.Module):
+    """Latent-conditioned radiance field.
+
+    ``forward(points [S, P, 3], directions [S, P, 3], latent [S, T, C]) -> density [S, P], colour
+    [S, P, 3]``: softplus density, sigmoid colour.
+    """
+
+    def __init__(
+        self,
+        config: SceneFunctionConfig,
+        latent: LatentConfig,
+        scene_min: tuple[float, float, float],
+        scene_max: tuple[float, float, float],
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.mode = config.conditioning
+        if self.mode not in ("concat", "ain", "attention"):
+            raise ValueError(f"unknown conditioning {self.mode!r}")
+        scene_min_t = torch.tensor(scene_min, dtype=torch.float32)
+        scene_max_t = torch.tensor(scene_max, dtype=torch.float32)
+        self.register_buffer("box_centre", (scene_min_t + scene_max_t) / 2)
+        self.register_buffer("box_half_size", (scene_max_t - scene_min_t).clamp_min(1e-6) / 2)
+        self.point_encoding = PositionalEncoding(3, config.point_frequencies)
+        width, latent_size = config.width, latent.channels * latent.num_tokens
+        input_dim = self.point_encoding.output_dim
+        self.layers = nn.ModuleList()
+        for index in range(config.depth):
+            in_dim = input_dim if index == 0 else width
+            if index == config.skip_layer and index > 0:
+                in_dim += input_dim
+            self.layers.append(nn.Linear(in_dim, width))
+        if self.mode == "concat":
+            # W_z z for the input layer and the skip layer, as a per-scene bias.
+            self.latent_to_bias = nn.ModuleDict(
+                {str(i): nn.Linear(latent_size, width, bias=False) for i in self._latent_layers()}
+            )
+        elif self.mode == "ain":
+            self.latent_to_film = nn.Linear(latent_size, 2 * width * config.depth)
+            nn.init.zeros_(self.latent_to_film.weight)
+            nn.init.zeros_(self.latent_to_film.bias)
+        else:
+            self.attention = nn.ModuleDict(
+                {
+                    str(i): CrossAttention(
+                        width, latent.channels, latent.num_tokens, config.attention_heads
+                    )
+                    for i in self._attention_after_layers()
+                }
+            )
+        self.density_head = nn.Linear(width, 1)
+        self.feature_head = nn.Linear(width, width)
+        self.direction_encoding = (
+            PositionalEncoding(3, config.direction_frequencies) if config.view_dependent else None
+        )
+        colour_in = width + (self.direction_encoding.output_dim if self.direction_encoding else 0)
+        self.colour_hidden = nn.Linear(colour_in, width // 2)
+        self.colour_head = nn.Linear(width // 2, 3)
+
+    def _latent_layers(self) -> list[int]:
+        skip = self.config.skip_layer
+        return [0] + ([skip] if 0 < skip < self.config.depth else [])
+
+    def _attention_after_layers(self) -> list[int]:
+        # Attention after the first `attention_layers` hidden layers (at most one per layer).
+        count = max(1, self.config.attention_layers)
+        return [min(i, self.config.depth - 1) for i in range(count)]
+
+    def normalise_points(self, points: torch.Tensor) -> torch.Tensor:
+        return (points - self.box_centre) / self.box_half_size
+
+    def forward(
+        self, points: torch.Tensor, directions: torch.Tensor, latent: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density ``[S, P]`` and colour ``[S, P, 3]`` at points ``[S, P, 3]`` seen along
+        directions ``[S, P, 3]`` (unit), for scenes with latents ``[S, T, C]``."""
+        encoded = self.point_encoding(self.normalise_points(points))
+        flat_latent = latent.flatten(1)  # [S, T*C]
+        film = None
+        if self.mode == "ain":
+            film = self.latent_to_film(flat_latent).unsqueeze(1).chunk(2 * self.config.depth, -1)
+        attention_inputs = {}
+        if self.mode == "attention":
+            attention_inputs = {k: block.keys_values(latent) for k, block in self.attention.items()}
+        hidden = encoded
+        for index, layer in enumerate(self.layers):
+            if index == self.config.skip_layer and index > 0:
+                hidden = torch.cat([hidden, encoded], dim=-1)
+            hidden = layer(hidden)
+            if self.mode == "concat" and str(index) in self.latent_to_bias:
+                hidden = hidden + self.latent_to_bias[str(index)](flat_latent).unsqueeze(1)
+            if film is not None:
+                scale, shift = film[2 * index], film[2 * index + 1]
+                hidden = F.layer_norm(hidden, hidden.shape[-1:]) * (1.0 + scale) + shift
+            hidden = torch.relu(hidden)
+            if self.mode == "attention" and str(index) in self.attention:
+                key, value = attention_inputs[str(index)]
+                hidden = self.attention[str(index)](hidden, key, value)
+        raw_density = self.density_head(hidden).squeeze(-1)
+        density = F.softplus(raw_density.float() + self.config.density_bias)
+        colour_input = self.feature_head(hidden)
+        if self.direction_encoding is not None:
+            colour_input = torch.cat([colour_input, self.direction_encoding(directions)], dim=-1)
+        colour = torch.sigmoid(self.colour_head(torch.relu(self.colour_hidden(colour_input))))
+        return density, colour.float()

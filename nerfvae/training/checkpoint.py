@@ -1,0 +1,165 @@
+"""Checkpoints: safetensors for tensors (model and optimiser state), JSON for everything else.
+
+Each checkpoint is a pair ``step_XXXXXXXX.safetensors`` + ``step_XXXXXXXX.json``. Both are written
+to temporary names and renamed, the JSON last; the JSON records the SHA-256 of the tensor file, so
+a checkpoint counts only when both files exist and agree, and a torn or corrupted write is detected
+instead of loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from nerfvae.errors import CheckpointError
+
+_NAME = re.compile(r"^step_(\d{8})\.json$")
+FORMAT_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser state dict into tensors (for safetensors) and a JSON-able remainder."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer/{param_id}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], extra: dict
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if not name.startswith("optimizer/"):
+            continue
+        _, param_id, key = name.split("/", 2)
+        state.setdefault(int(param_id), {})[key] = value
+    for param_id, values in extra.get("scalars", {}).items():
+        state.setdefault(int(param_id), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
+
+
+def save_checkpoint(
+    directory: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    info: dict[str, Any],
+    keep: int = 3,
+) -> Path:
+    """Write checkpoint ``step`` atomically into ``directory``; prune all but the newest ``keep``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / f"step_{step:08d}"
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optimizer_extra = None
+    if optimizer is not None:
+        optimizer_tensors, optimizer_extra = optimizer_to_tensors(optimizer)
+        tensors.update(optimizer_tensors)
+    tensor_path = stem.with_suffix(".safetensors")
+    temporary = tensor_path.with_name(tensor_path.name + ".tmp")
+    save_file(tensors, str(temporary))
+    os.replace(temporary, tensor_path)
+    record = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "tensors_file": tensor_path.name,
+        "sha256": _sha256(tensor_path),
+        "optimizer": optimizer_extra,
+        **info,
+    }
+    _atomic_write_text(stem.with_suffix(".json"), json.dumps(record, indent=1))
+    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        old.with_suffix(".safetensors").unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+    return stem.with_suffix(".json")
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint JSON files in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify one checkpoint; returns (JSON record, tensors). Raises CheckpointError."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise CheckpointError(f"checkpoint {path} does not exist") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt (invalid JSON: {error})") from error
+    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {record.get('format_version')!r}, "
+            f"expected {FORMAT_VERSION}"
+        )
+    tensor_path = path.with_name(record["tensors_file"])
+    if not tensor_path.exists():
+        raise CheckpointError(f"checkpoint tensors {tensor_path} are missing")
+    if _sha256(tensor_path) != record["sha256"]:
+        raise CheckpointError(
+            f"checkpoint tensors {tensor_path} are corrupt (SHA-256 differs from {path.name})"
+        )
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"checkpoint tensors {tensor_path} cannot be read: {error}"
+        ) from error
+    return record, tensors
+
+
+def load_model_weights(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path
+) -> None:
+    """Load ``model/*`` tensors into ``model``; mismatches raise CheckpointError naming them."""
+    weights = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = sorted(
+        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    )
+    if missing or unexpected or wrong_shape:
+        problems = []
+        if missing:
+            problems.append(f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+        if wrong_shape:
+            problems.append(f"wrong shape {wrong_shape[:3]}")
+        raise CheckpointError(
+            f"checkpoint {where} does not match the model config ({'; '.join(problems)})"
+        )
+    model.load_state_dict(weights)

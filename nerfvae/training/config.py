@@ -1,0 +1,231 @@
+"""Training configuration: typed dataclasses whose field docstrings are the CLI's ``--help``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nerfvae.errors import ConfigError
+from nerfvae.models.config import (
+    EncoderConfig,
+    LatentConfig,
+    NeRFVAEConfig,
+    SceneFunctionConfig,
+)
+from nerfvae.rendering import RaySamplingConfig
+
+
+@dataclass
+class ObjectiveConfig:
+    """ELBO weighting and schedules."""
+
+    pixel_std_start: float = 0.2
+    """Pixel likelihood standard deviation at step 0 (colours in [0, 1])."""
+    pixel_std_end: float = 0.1
+    """Pixel likelihood standard deviation after annealing."""
+    pixel_std_anneal_steps: int = 0
+    """Steps of log-linear annealing from start to end std; 0 uses pixel_std_end throughout."""
+    kl_warmup_steps: int = 0
+    """Steps over which the KL weight rises linearly from 0 to beta; 0 = no warm-up."""
+    beta: float = 1.0
+    """Final KL weight (1 is the ELBO)."""
+    object_pixel_weight: float = 1.0
+    """Weight of object pixels (ground-truth mask) in the training likelihood; the logged ELBO is
+    always unweighted."""
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam with linear warm-up and cosine decay, gradient clipping."""
+
+    learning_rate: float = 5e-4
+    """Peak learning rate."""
+    warmup_steps: int = 100
+    """Linear learning-rate warm-up steps."""
+    final_lr_fraction: float = 0.1
+    """Learning rate at the last step as a fraction of the peak (cosine decay)."""
+    grad_clip_norm: float = 1.0
+    """Global gradient-norm clipping threshold; 0 disables clipping."""
+
+
+@dataclass
+class TrainConfig:
+    """Train NeRF-VAE on a multi-scene dataset. The run directory holds everything; re-running the
+    same command resumes from the last checkpoint."""
+
+    data: str = ""
+    """Dataset directory (from `nerfvae data generate` or `nerfvae data import`)."""
+    run: str = ""
+    """Run directory: resolved config, checkpoints, logs and validation renders."""
+    model: NeRFVAEConfig = field(default_factory=NeRFVAEConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    steps: int = 20000
+    """Total optimisation steps (raising it and re-running continues a finished run)."""
+    scenes_per_batch: int = 8
+    """Scenes per step (per process under torchrun)."""
+    max_context_views: int = 3
+    """Context views per scene are drawn uniformly from 1..max_context_views each step."""
+    rays_per_scene: int = 512
+    """Random target rays per scene per step."""
+    seed: int = 0
+    """Seed of parameters, data order and sampling; runs are deterministic on CPU."""
+    num_workers: int = 0
+    """DataLoader worker processes (0 = load in the main process)."""
+    mixed_precision: bool = True
+    """bfloat16 autocast for the scene function (compositing and the loss stay float32)."""
+    compile: bool = False
+    """torch.compile the scene function."""
+    threads: int = 0
+    """torch intra-op threads (0 = PyTorch's default)."""
+    log_every: int = 10
+    """Steps between rows of metrics.csv / TensorBoard scalars."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (one is also written at the end)."""
+    keep_checkpoints: int = 3
+    """Most recent checkpoints to keep."""
+    validate_every: int = 1000
+    """Steps between validation renders and metrics (also at the end); 0 = only at the end."""
+    validation_scenes: int = 4
+    """Validation scenes rendered each time (first scenes of the val split)."""
+
+
+# Fields that may change between the first run and a resume without changing the experiment.
+RESUMABLE_FIELDS = {
+    "data",
+    "run",
+    "steps",
+    "num_workers",
+    "threads",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "validate_every",
+    "validation_scenes",
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named config: ``tiny`` (tests, about a minute), ``small`` (everyday), ``default``."""
+    if name == "tiny":
+        return TrainConfig(
+            model=NeRFVAEConfig(
+                encoder=EncoderConfig(stage_channels=(16, 32, 32)),
+                latent=LatentConfig(layout="spatial", channels=16, grid=4),
+                scene_function=SceneFunctionConfig(
+                    width=64,
+                    depth=3,
+                    skip_layer=-1,
+                    point_frequencies=4,
+                    direction_frequencies=0,
+                    view_dependent=False,
+                    attention_heads=2,
+                ),
+                sampling=RaySamplingConfig(num_coarse=24, num_fine=0),
+            ),
+            objective=ObjectiveConfig(kl_warmup_steps=50),
+            optimizer=OptimizerConfig(learning_rate=2e-3, warmup_steps=10),
+            steps=150,
+            scenes_per_batch=4,
+            rays_per_scene=128,
+            log_every=10,
+            checkpoint_every=50,
+            validate_every=0,
+            validation_scenes=2,
+        )
+    if name == "small":
+        return TrainConfig(
+            model=NeRFVAEConfig(
+                encoder=EncoderConfig(stage_channels=(32, 64, 96)),
+                latent=LatentConfig(layout="spatial", channels=32, grid=4),
+                scene_function=SceneFunctionConfig(width=128, depth=4, skip_layer=2),
+                sampling=RaySamplingConfig(num_coarse=32, num_fine=32),
+            ),
+            objective=ObjectiveConfig(
+                pixel_std_start=0.2,
+                pixel_std_end=0.1,
+                pixel_std_anneal_steps=2000,
+                kl_warmup_steps=1000,
+                object_pixel_weight=3.0,
+            ),
+            optimizer=OptimizerConfig(learning_rate=1e-3, warmup_steps=200),
+            steps=20000,
+            scenes_per_batch=8,
+            rays_per_scene=256,
+            checkpoint_every=250,
+            validate_every=500,
+        )
+    if name == "default":
+        return TrainConfig(
+            model=NeRFVAEConfig(
+                encoder=EncoderConfig(stage_channels=(64, 128, 256), blocks_per_stage=2),
+                latent=LatentConfig(layout="spatial", channels=64, grid=8),
+                scene_function=SceneFunctionConfig(width=256, depth=6, skip_layer=3),
+                sampling=RaySamplingConfig(num_coarse=64, num_fine=64),
+            ),
+            objective=ObjectiveConfig(
+                pixel_std_anneal_steps=10000, kl_warmup_steps=5000, object_pixel_weight=3.0
+            ),
+            steps=200000,
+            scenes_per_batch=16,
+            rays_per_scene=512,
+        )
+    raise ConfigError(f"unknown config preset {name!r} (choose tiny, small or default)")
+
+
+PRESETS = ("tiny", "small", "default")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build a (nested) config dataclass from a dict, rejecting unknown or mistyped fields."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}"
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)} for {cls.__name__}")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = from_dict(type(current), value, f"{where}.{name}")
+        elif isinstance(current, tuple):
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TrainConfig from a JSON file (a run's ``config.json`` or a hand-written one)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file {path} does not exist") from error
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from error
+    return from_dict(TrainConfig, data, str(path))
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of fields whose values differ between two configs of the same type."""
+    differences = []
+    for f in dataclasses.fields(old):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(a):
+            differences += config_differences(a, b, name + ".")
+        elif a != b:
+            differences.append(f"{name}: {a!r} -> {b!r}")
+    return differences

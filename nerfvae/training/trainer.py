@@ -1,0 +1,248 @@
+"""The training loop: ELBO optimisation over many scenes, resumable, optionally distributed."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from nerfvae.data.loader import MultiSceneDataset, training_batches
+from nerfvae.errors import ConfigError
+from nerfvae.models import NeRFVAE
+from nerfvae.training import schedules
+from nerfvae.training.checkpoint import (
+    load_checkpoint,
+    load_model_weights,
+    optimizer_from_tensors,
+    save_checkpoint,
+)
+from nerfvae.training.config import TrainConfig
+from nerfvae.training.run_directory import CsvLog, RunDirectory
+from nerfvae.training.validation import validate
+
+LOGGED_METRICS = ("loss", "psnr", "object_psnr", "kl_nats", "nelbo_bits_per_dim", "posterior_std")
+
+
+def build_model(config: TrainConfig) -> NeRFVAE:
+    return NeRFVAE(config.model)
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    # A generator per step, derived from (seed, step, rank): a resumed run draws the same samples.
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 97 + rank)
+
+
+def _distributed_setup() -> tuple[int, int]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world_size
+
+
+def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneDataset]:
+    """Copy the dataset's scene box into the model config (the run then needs no dataset to render)."""
+    if not config.data:
+        raise ConfigError("no dataset given: pass --data DIR")
+    if not config.run:
+        raise ConfigError("no run directory given: pass --run DIR")
+    dataset = MultiSceneDataset(config.data, "train")
+    scene_min, scene_max = dataset.meta.scene_bounds
+    model = replace(
+        config.model,
+        scene_min=tuple(float(v) for v in scene_min),
+        scene_max=tuple(float(v) for v in scene_max),
+    )
+    return replace(config, model=model), dataset
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> Path:
+    """Train (or resume) the run in ``config.run``; returns the last checkpoint's path."""
+    rank, world_size = _distributed_setup()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    config, dataset = resolve_data_settings(config)
+    run = RunDirectory(Path(config.run))
+    if rank == 0:
+        run.prepare(config)
+    if world_size > 1:
+        dist.barrier()
+
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    model.mixed_precision = config.mixed_precision
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
+
+    start_step = 0
+    latest = run.latest_checkpoint()
+    if latest is not None:
+        record, tensors = load_checkpoint(latest)
+        load_model_weights(model, tensors, latest)
+        optimizer_from_tensors(optimizer, tensors, record["optimizer"])
+        start_step = int(record["step"])
+        if rank == 0:
+            run.log_event(f"resumed from {latest.name} at step {start_step}")
+    elif rank == 0:
+        run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
+    if start_step >= config.steps:
+        if rank == 0:
+            print(
+                f"run {run.root} already finished {start_step} steps (config steps={config.steps})"
+            )
+        return latest
+
+    if config.compile:
+        model.scene_function.compile()
+    trained = model
+    if world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model)
+
+    meta = dataset.meta
+    target_dims = meta.split("train").id_views * meta.image_height * meta.image_width * 3
+    batches = training_batches(
+        config.data,
+        "train",
+        scenes_per_batch=config.scenes_per_batch,
+        max_context_views=config.max_context_views,
+        rays_per_scene=config.rays_per_scene,
+        seed=config.seed * 7919 + rank,
+        num_workers=config.num_workers,
+        start_step=start_step,
+    )
+    is_main = rank == 0
+    metrics_log = CsvLog(run.root / "metrics.csv", start_step) if is_main else None
+    validation_log = CsvLog(run.root / "validation.csv", start_step) if is_main else None
+    writer = None
+    if is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run.root / "tensorboard"), purge_step=start_step)
+
+    bar = tqdm(
+        total=config.steps,
+        initial=start_step,
+        disable=not (progress and is_main),
+        dynamic_ncols=True,
+        desc="train",
+        unit="step",
+    )
+    model.train()
+    window_start, window_steps = time.perf_counter(), 0
+    sums: dict[str, float] = {}
+    last_checkpoint = latest
+    step = start_step
+    for step in range(start_step, config.steps):
+        batch = next(batches)
+        lr = schedules.learning_rate(step, config.steps, config.optimizer)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        std = schedules.pixel_std(step, config.objective)
+        beta = schedules.kl_weight(step, config.objective)
+        outputs = trained(
+            batch,
+            target_dims=target_dims,
+            kl_weight=beta,
+            pixel_std=std,
+            object_pixel_weight=config.objective.object_pixel_weight,
+            generator=_step_generator(config.seed, step, rank),
+        )
+        loss = outputs["loss"]
+        finite = torch.tensor(float(torch.isfinite(loss)))
+        if world_size > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # all ranks skip together or none
+        if finite.item() < 1:
+            optimizer.zero_grad(set_to_none=True)
+            if is_main:
+                message = f"step {step}: non-finite loss ({loss.item()}), step skipped"
+                run.log_event(message)
+                bar.write(message)
+            bar.update(1)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.optimizer.grad_clip_norm > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), config.optimizer.grad_clip_norm
+            )
+        else:
+            grad_norm = torch.sqrt(
+                sum(
+                    (p.grad.square().sum() for p in model.parameters() if p.grad is not None),
+                    torch.tensor(0.0),
+                )
+            )
+        if not torch.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            if is_main:
+                message = f"step {step}: non-finite gradient norm, step skipped"
+                run.log_event(message)
+                bar.write(message)
+            bar.update(1)
+            continue
+        optimizer.step()
+
+        window_steps += 1
+        for name in LOGGED_METRICS:
+            if name in outputs:
+                sums[name] = sums.get(name, 0.0) + float(outputs[name])
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", psnr=f"{float(outputs['psnr']):.2f}")
+        if is_main and (done % config.log_every == 0 or done == config.steps):
+            elapsed = time.perf_counter() - window_start
+            row = {"step": done, "time": f"{time.time():.1f}"}
+            row.update({k: f"{v / window_steps:.5g}" for k, v in sums.items()})
+            row.update(
+                lr=f"{lr:.4g}",
+                pixel_std=f"{std:.4g}",
+                kl_weight=f"{beta:.4g}",
+                grad_norm=f"{float(grad_norm):.4g}",
+                steps_per_s=f"{window_steps / elapsed:.3f}",
+            )
+            metrics_log.write(row)
+            for key, value in row.items():
+                if key not in ("step", "time"):
+                    writer.add_scalar(f"train/{key}", float(value), done)
+            sums, window_steps, window_start = {}, 0, time.perf_counter()
+        should_validate = config.validate_every > 0 and done % config.validate_every == 0
+        if is_main and (should_validate or done == config.steps):
+            model.eval()
+            results = validate(model, config, run.renders / f"step_{done:08d}.png")
+            model.train()
+            validation_log.write({"step": done, **{k: f"{v:.5g}" for k, v in results.items()}})
+            for key, value in results.items():
+                writer.add_scalar(f"validation/{key}", value, done)
+            bar.write(
+                f"step {done}: validation "
+                + ", ".join(f"{k}={v:.3f}" for k, v in results.items() if math.isfinite(v))
+            )
+        if is_main and (done % config.checkpoint_every == 0 or done == config.steps):
+            last_checkpoint = save_checkpoint(
+                run.checkpoints,
+                done,
+                model,
+                optimizer,
+                {"metrics": {k: float(outputs[k]) for k in LOGGED_METRICS if k in outputs}},
+                keep=config.keep_checkpoints,
+            )
+            run.log_event(f"checkpoint {last_checkpoint.name}")
+        if world_size > 1 and (done % config.checkpoint_every == 0):
+            dist.barrier()
+    bar.close()
+    if writer is not None:
+        writer.close()
+    if is_main:
+        run.log_event(f"finished at step {config.steps}")
+    if world_size > 1:
+        dist.barrier()
+    return last_checkpoint if last_checkpoint is not None else run.latest_checkpoint()
+
+
+__all__ = ["build_model", "train"]

@@ -1,0 +1,87 @@
+"""Periodic validation during training: a few held-out scenes, metrics and a render sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nerfvae.data.loader import MultiSceneDataset
+from nerfvae.evaluation.metrics import psnr
+from nerfvae.models import SceneModel
+from nerfvae.training.config import TrainConfig
+
+CONTEXT_VIEWS = 3
+
+
+def _validation_split(data: str) -> MultiSceneDataset:
+    for split in ("val", "test", "train"):
+        try:
+            dataset = MultiSceneDataset(data, split)
+        except Exception:
+            continue
+        if len(dataset) > 0:
+            return dataset
+    raise RuntimeError(f"dataset {data} has no scenes to validate on")
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+def _depth_to_uint8(depth: torch.Tensor, far: float) -> np.ndarray:
+    grey = (1.0 - (depth / far).clamp(0, 1)) * 255
+    return grey.round().byte().unsqueeze(-1).expand(*depth.shape, 3).cpu().numpy()
+
+
+@torch.no_grad()
+def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[str, float]:
+    """Infer each validation scene from its first ID views (posterior mean), render one held-out ID
+    view and one OOD view (if any), return PSNR / object-pixel PSNR, and write a PNG sheet (per row:
+    context views | target | render | rendered depth, for ID then OOD)."""
+    dataset = _validation_split(config.data)
+    count = min(config.validation_scenes, len(dataset))
+    scenes = [dataset.load_scene(index) for index in range(count)]
+    height, width = dataset.meta.image_height, dataset.meta.image_width
+    num_context = min(CONTEXT_VIEWS, min(s.num_id_views for s in scenes) - 1)
+    context = list(range(num_context))
+    id_target = num_context
+    images = torch.stack([s.images.float() / 255.0 for s in scenes])
+    K = torch.stack([s.K for s in scenes]).float()
+    c2w = torch.stack([s.c2w for s in scenes]).float()
+    posterior = model.infer(images[:, context], K[:, context], c2w[:, context])
+    latent = posterior.mean
+
+    targets = {"id": [id_target] * count}
+    if all(s.num_ood_views > 0 for s in scenes):
+        targets["ood"] = [s.num_id_views for s in scenes]  # first OOD view
+    results: dict[str, float] = {}
+    rows = [[_to_uint8(images[i, v]) for v in context] for i in range(count)]
+    for kind, view_index in targets.items():
+        select = torch.tensor(view_index)
+        scene_index = torch.arange(count)
+        rendered = model.render_views(
+            latent,
+            K[scene_index, select][:, None],
+            c2w[scene_index, select][:, None],
+            height,
+            width,
+        )
+        truth = images[scene_index, select]
+        prediction = rendered["colour"][:, 0]
+        results[f"psnr_{kind}"] = psnr(prediction, truth)
+        if scenes[0].object_mask is not None:
+            masks = torch.stack([s.object_mask[v] > 0 for s, v in zip(scenes, view_index)])
+            results[f"object_psnr_{kind}"] = psnr(prediction, truth, masks)
+        for i in range(count):
+            rows[i] += [
+                _to_uint8(truth[i]),
+                _to_uint8(prediction[i]),
+                _depth_to_uint8(rendered["depth"][i, 0], dataset.meta.far),
+            ]
+    sheet = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(image_path)
+    return results
