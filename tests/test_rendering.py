@@ -517,3 +517,14 @@ def test_render_in_chunks_matches_full_render():
     assert set(from_dict) == {"colour", "normalised_depth"}
     torch.testing.assert_close(from_dict["colour"], full.colour)
     assert not from_dict["colour"].requires_grad
+
+
+def test_composite_promotes_low_precision_field_outputs_to_sample_dtype():
+    # Under bf16 autocast a field may return bf16; compositing must still run in fp32 (t's dtype).
+    t = torch.linspace(0.0, 1.0, 32).expand(3, 32)
+    density = torch.full((3, 32), 2.0, dtype=torch.bfloat16)
+    colour = torch.full((3, 32, 3), 0.5, dtype=torch.bfloat16)
+    result = composite(density, colour, t, torch.full((3,), 1.0 + 1 / 31))
+    assert result.colour.dtype == result.opacity.dtype == result.weights.dtype == torch.float32
+    expected_opacity = torch.full((3,), 1.0 - math.exp(-2.0 * (1.0 + 1 / 31)))
+    torch.testing.assert_close(result.opacity, expected_opacity)
