@@ -133,6 +133,22 @@ def test_project_points_inverts_rays_through_pixels():
     torch.testing.assert_close(projected[..., 2], distance[..., 0] * cosine)
 
 
+def test_rays_through_pixels_honours_skew():
+    # K[0, 1] (skew) shifts u by s * y: u = fx x + s y + cx. project_points applies it, so the
+    # rays must undo it, or the two functions disagree for calibrations with non-zero skew.
+    K = intrinsics_matrix(100.0, 80.0, 32.0, 20.0).double()
+    K[0, 1] = 10.0
+    c2w = torch.eye(4, dtype=torch.float64)
+    pixels = torch.tensor([[50.0, 60.0], [0.0, 0.0]], dtype=torch.float64)
+    _, directions = rays_through_pixels(pixels, K, c2w)
+    # Hand-computed: y = (60 - 20) / 80 = 0.5, x = (50 - 32 - 10 * 0.5) / 100 = 0.13.
+    expected = torch.nn.functional.normalize(
+        torch.tensor([0.13, 0.5, 1.0], dtype=torch.float64), dim=0
+    )
+    torch.testing.assert_close(directions[0], expected)
+    torch.testing.assert_close(project_points(3.0 * directions, K, c2w)[:, :2], pixels)
+
+
 # ----------------------------------------------------------------------------- conventions
 
 

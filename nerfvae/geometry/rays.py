@@ -34,8 +34,9 @@ def rays_through_pixels(
     """
     fx, fy = K[..., 0, 0].unsqueeze(-1), K[..., 1, 1].unsqueeze(-1)
     cx, cy = K[..., 0, 2].unsqueeze(-1), K[..., 1, 2].unsqueeze(-1)
-    x = (pixels[..., 0] - cx) / fx
+    skew = K[..., 0, 1].unsqueeze(-1)
     y = (pixels[..., 1] - cy) / fy
+    x = (pixels[..., 0] - cx - skew * y) / fx  # u = fx x + skew y + cx, as in project_points
     camera_dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)
     directions = camera_dirs @ c2w[..., :3, :3].transpose(-1, -2)
     directions = torch.nn.functional.normalize(directions, dim=-1)
