@@ -1,0 +1,276 @@
+"""NeRF-synthetic (Blender) and nerfstudio / instant-ngp ``transforms.json`` readers.
+
+**NeRF-synthetic** (Mildenhall et al. 2020): a scene directory holds ``transforms_train.json``,
+``transforms_val.json`` and ``transforms_test.json``, each ``{"camera_angle_x": ..., "frames":
+[{"file_path": "./train/r_0", "transform_matrix": 4x4}, ...]}`` with RGBA PNGs (the extension is
+usually left out of ``file_path``). ``camera_angle_x`` is the full horizontal field of view in
+radians; the principal point is the image centre. ``transform_matrix`` is an OpenGL/Blender
+camera-to-world (camera looks down its −z, +y up in the image), so it is converted with
+:func:`nerfvae.geometry.opengl_to_opencv` (flip the camera's y and z axes). World +z is up.
+
+**nerfstudio / instant-ngp**: one ``transforms.json`` with pinhole intrinsics ``fl_x``, ``fl_y``,
+``cx``, ``cy``, ``w``, ``h`` (or instant-ngp's ``camera_angle_x``/``camera_angle_y``) at the top
+level, any of which a frame may override; ``transform_matrix`` is again OpenGL camera-to-world.
+nerfstudio casts rays through ``pixel index + 0.5``, so its ``cx, cy`` are already in nerfvae's
+pixel-centre-at-+0.5 convention and are used unchanged. Lens distortion (``k1..k4, p1, p2``) is not
+modelled: a note is printed and the images are used as they are. Optional ``train_filenames``,
+``val_filenames``, ``test_filenames`` lists give the view split; without them every
+``holdout_every``-th frame (0, N, 2N, ...) is held out as a test view, as mip-NeRF 360 does.
+
+A root holding many scenes is read as ``ROOT/<scene>/transforms*.json``, one scene per directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nerfvae.data.formats.common import (
+    SourceScene,
+    SourceView,
+    check_intrinsics,
+    check_pose,
+    decode_image,
+    image_file_size,
+    intrinsics,
+)
+from nerfvae.errors import DataError
+from nerfvae.geometry import opengl_to_opencv
+
+BLENDER_SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+_DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+_INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: cannot read JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
+        raise DataError(f"{path}: expected a JSON object with a 'frames' list")
+    return data
+
+
+def _resolve_image(base: Path, file_path: Any, where: str) -> Path:
+    """The image file a frame's ``file_path`` names; NeRF-synthetic leaves out the extension."""
+    if not isinstance(file_path, str) or not file_path:
+        raise DataError(f"{where}: missing or empty file_path")
+    path = (base / file_path).resolve()
+    if path.is_file():
+        return path
+    if not path.suffix or path.suffix not in IMAGE_SUFFIXES:
+        for suffix in IMAGE_SUFFIXES:
+            candidate = path.with_name(path.name + suffix)
+            if candidate.is_file():
+                return candidate
+    raise DataError(f"{where}: image file {path} is missing")
+
+
+def _opencv_pose(matrix: Any, where: str) -> np.ndarray:
+    try:
+        c2w_gl = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: transform_matrix is not a 4x4 array of numbers") from None
+    if c2w_gl.shape == (3, 4):  # some exports drop the homogeneous row
+        c2w_gl = np.concatenate([c2w_gl, [[0.0, 0.0, 0.0, 1.0]]])
+    check_pose(c2w_gl, where)
+    return opengl_to_opencv(torch.from_numpy(c2w_gl)).numpy()
+
+
+def _loader(path: Path, where: str):
+    return lambda: decode_image(path, where)
+
+
+def _read_blender_file(path: Path) -> list[SourceView]:
+    """The views of one NeRF-synthetic ``transforms_<split>.json``."""
+    data = _read_json(path)
+    angle_x = data.get("camera_angle_x")
+    if not isinstance(angle_x, int | float) or not 0 < angle_x < math.pi:
+        raise DataError(f"{path}: camera_angle_x must be a field of view in (0, pi) radians")
+    angle_y = data.get("camera_angle_y")
+    views = []
+    for index, frame in enumerate(data["frames"]):
+        where = f"{path} frame {index}"
+        if not isinstance(frame, dict) or "transform_matrix" not in frame:
+            raise DataError(f"{where}: no transform_matrix")
+        image_path = _resolve_image(path.parent, frame.get("file_path"), where)
+        where = f"{where} ({image_path.name})"
+        c2w = _opencv_pose(frame["transform_matrix"], where)
+        height, width = image_file_size(image_path, str(image_path))
+        fx = 0.5 * width / math.tan(0.5 * angle_x)
+        fy = fx if angle_y is None else 0.5 * height / math.tan(0.5 * float(angle_y))
+        K = check_intrinsics(intrinsics(fx, fy, 0.5 * width, 0.5 * height), where)
+        views.append(
+            SourceView(
+                K, c2w, (height, width), str(image_path), _loader(image_path, str(image_path))
+            )
+        )
+    return views
+
+
+def _blender_scene_dirs(src: Path, pattern: str) -> list[Path]:
+    if not src.is_dir():
+        raise DataError(f"{src}: not a directory")
+    if any(src.glob(pattern)):
+        return [src]
+    scenes = sorted(path for path in src.iterdir() if path.is_dir() and any(path.glob(pattern)))
+    if not scenes:
+        raise DataError(
+            f"{src}: no {pattern} here or in its subdirectories (expected a scene directory or a "
+            "root of scene directories)"
+        )
+    return scenes
+
+
+def read_blender(src: str | Path) -> list[SourceScene]:
+    """NeRF-synthetic scenes under ``src`` (one scene directory, or a root of them)."""
+    src = Path(src)
+    scenes = []
+    for scene_dir in _blender_scene_dirs(src, "transforms_*.json"):
+        groups = {}
+        for split in BLENDER_SPLITS:
+            path = scene_dir / f"transforms_{split}.json"
+            if path.is_file():
+                views = _read_blender_file(path)
+                if views:  # an empty val/test file is no split
+                    groups[split] = views
+                elif split == "train":
+                    raise DataError(f"{path}: has no frames")
+        if "train" not in groups:
+            raise DataError(f"{scene_dir / 'transforms_train.json'}: file is missing")
+        scenes.append(
+            SourceScene(
+                scene_dir.name, groups, None, {"source": str(scene_dir), "format": "blender"}
+            )
+        )
+    return scenes
+
+
+def looks_like_nerf_synthetic(scenes: list[SourceScene]) -> bool:
+    """Whether cameras sit where NeRF-synthetic's do (about 4.03 from the origin, looking at it).
+
+    Such scenes get that dataset's known bounds: near 2, far 6 and the box ±1.5.
+    """
+    for scene in scenes:
+        c2w = np.stack([view.c2w for view in scene.all_views()])
+        distance = np.linalg.norm(c2w[:, :3, 3], axis=-1)
+        if not ((distance > 3.5) & (distance < 4.5)).all():
+            return False
+        # The optical axis passes near the origin: |o + t f| minimal at t = -o.f.
+        centres, forward = c2w[:, :3, 3], c2w[:, :3, 2]
+        along = -(centres * forward).sum(-1, keepdims=True)
+        miss = np.linalg.norm(centres + along * forward, axis=-1)
+        if not (miss < 0.5).all():
+            return False
+    return True
+
+
+def _frame_intrinsics(
+    top: dict[str, Any], frame: dict[str, Any], image_path: Path, where: str, notes: list[str]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """K and the declared image size of one nerfstudio frame (frame keys override top-level)."""
+    merged = {key: top[key] for key in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS) if key in top}
+    merged.update(
+        {key: frame[key] for key in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS) if key in frame}
+    )
+    try:
+        values = {key: float(value) for key, value in merged.items()}
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: intrinsics must be numbers, got {merged}") from None
+    if "w" in values and "h" in values:
+        width, height = int(values["w"]), int(values["h"])
+    else:
+        height, width = image_file_size(image_path, str(image_path))
+    if "fl_x" in values:
+        fx = values["fl_x"]
+    elif "camera_angle_x" in values:
+        fx = 0.5 * width / math.tan(0.5 * values["camera_angle_x"])
+    else:
+        raise DataError(f"{where}: no focal length (fl_x or camera_angle_x)")
+    if "fl_y" in values:
+        fy = values["fl_y"]
+    elif "camera_angle_y" in values:
+        fy = 0.5 * height / math.tan(0.5 * values["camera_angle_y"])
+    else:
+        fy = fx
+    cx = values.get("cx", 0.5 * width)
+    cy = values.get("cy", 0.5 * height)
+    if any(abs(values.get(key, 0.0)) > 0 for key in _DISTORTION_KEYS):
+        note = "lens distortion (k1..k4, p1, p2) is ignored: images are used as pinhole images"
+        if note not in notes:
+            notes.append(note)
+    return check_intrinsics(intrinsics(fx, fy, cx, cy), where), (height, width)
+
+
+def _read_nerfstudio_file(
+    path: Path, holdout_every: int, notes: list[str]
+) -> dict[str, list[SourceView]]:
+    data = _read_json(path)
+    model = str(data.get("camera_model", "OPENCV")).upper()
+    if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        raise DataError(f"{path}: camera_model {model!r} is not a pinhole model; not supported")
+    named = {
+        split: {str((path.parent / name).resolve()) for name in data.get(f"{split}_filenames", [])}
+        for split in BLENDER_SPLITS
+    }
+    has_lists = any(named.values())
+    groups: dict[str, list[SourceView]] = {split: [] for split in BLENDER_SPLITS}
+    for index, frame in enumerate(data["frames"]):
+        where = f"{path} frame {index}"
+        if not isinstance(frame, dict) or "transform_matrix" not in frame:
+            raise DataError(f"{where}: no transform_matrix")
+        image_path = _resolve_image(path.parent, frame.get("file_path"), where)
+        where = f"{where} ({image_path.name})"
+        c2w = _opencv_pose(frame["transform_matrix"], where)
+        K, size = _frame_intrinsics(data, frame, image_path, where, notes)
+        actual = image_file_size(image_path, str(image_path))
+        if actual != size:
+            raise DataError(
+                f"{image_path}: image is {actual[0]}x{actual[1]} (HxW) but {path.name} declares "
+                f"w={size[1]}, h={size[0]} for it"
+            )
+        view = SourceView(K, c2w, size, str(image_path), _loader(image_path, str(image_path)))
+        if has_lists:
+            split = next((s for s in BLENDER_SPLITS if str(image_path) in named[s]), None)
+            if split is None:
+                continue  # a frame in no list is in no split
+        else:
+            split = "test" if holdout_every > 0 and index % holdout_every == 0 else "train"
+        groups[split].append(view)
+    groups = {split: views for split, views in groups.items() if views}
+    if "train" not in groups:
+        raise DataError(f"{path}: no training frames")
+    return groups
+
+
+def read_nerfstudio(
+    src: str | Path, holdout_every: int = 8, notes: list[str] | None = None
+) -> list[SourceScene]:
+    """nerfstudio / instant-ngp scenes: ``src/transforms.json`` or ``src/<scene>/transforms.json``.
+
+    ``src`` may also name a ``transforms.json`` file directly.
+    """
+    notes = [] if notes is None else notes
+    src = Path(src)
+    if src.is_file():
+        paths = [src]
+    else:
+        paths = [scene / "transforms.json" for scene in _blender_scene_dirs(src, "transforms.json")]
+    scenes = []
+    for path in paths:
+        groups = _read_nerfstudio_file(path, holdout_every, notes)
+        scenes.append(
+            SourceScene(
+                path.parent.name, groups, None, {"source": str(path), "format": "nerfstudio"}
+            )
+        )
+    return scenes

@@ -1,0 +1,336 @@
+"""NeRF-synthetic and nerfstudio readers: conventions, round trip, corrupt inputs, real lego data.
+
+Fixture images mark one known 3D point with a white pixel placed by projecting it with the
+format's own convention (OpenGL camera-to-world, camera looking down −z, +y up), coded here with
+numpy independently of nerfvae.geometry. After import, the point must project with nerfvae's
+cameras onto the marked pixel of every view.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nerfvae.cli.data_import import run
+from nerfvae.data.format import read_meta, read_shard_scenes
+from nerfvae.data.formats import ImportOptions, import_dataset
+from nerfvae.errors import DataError
+from nerfvae.geometry import opencv_to_opengl, project_points
+
+POINT = np.array([0.2, -0.15, 0.3])
+LEGO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lego-100"
+
+
+def gl_look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """OpenGL camera-to-world: columns right, up, back (camera looks down −z), world +z up."""
+    back = eye - target
+    back /= np.linalg.norm(back)
+    right = np.cross([0.0, 0.0, 1.0], back)
+    right /= np.linalg.norm(right)
+    up = np.cross(back, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, back, eye
+    return c2w
+
+
+def gl_project(
+    c2w_gl: np.ndarray, fx: float, fy: float, cx: float, cy: float
+) -> tuple[float, float]:
+    """Continuous pixel (u, v) of POINT; u right, v down, image spanning [0, W] x [0, H]."""
+    camera = c2w_gl[:3, :3].T @ (POINT - c2w_gl[:3, 3])
+    depth = -camera[2]
+    assert depth > 0
+    return cx + fx * camera[0] / depth, cy - fy * camera[1] / depth
+
+
+def random_gl_cameras(count: int, seed: int, radius: float = 4.0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cameras = []
+    while len(cameras) < count:
+        azimuth, elevation = rng.uniform(0, 2 * math.pi), rng.uniform(0.2, 1.0)
+        eye = radius * np.array(
+            [
+                math.cos(azimuth) * math.cos(elevation),
+                math.sin(azimuth) * math.cos(elevation),
+                math.sin(elevation),
+            ]
+        )
+        cameras.append(gl_look_at(eye, rng.normal(0, 0.1, 3)))
+    return cameras
+
+
+def marker_image(height: int, width: int, u: float, v: float, rgba: bool) -> np.ndarray:
+    """Black (or fully transparent) image with one white opaque pixel containing (u, v)."""
+    assert 0 < u < width and 0 < v < height
+    # Clear of pixel borders, so float rounding cannot move the expected pixel. (Fractional parts
+    # vary across views, so a half-pixel convention error moves some markers to another pixel.)
+    assert 1e-3 < u % 1 < 1 - 1e-3 and 1e-3 < v % 1 < 1 - 1e-3, (u, v)
+    image = np.zeros((height, width, 4 if rgba else 3), np.uint8)
+    image[int(v), int(u)] = 255
+    return image
+
+
+def write_blender_scene(root: Path, size=(20, 24), angle_x=0.7, views=(5, 2, 3), seed=0) -> Path:
+    """A NeRF-synthetic scene: transforms_{train,val,test}.json and RGBA PNGs (no extension in
+    file_path, as in the original)."""
+    height, width = size
+    focal = 0.5 * width / math.tan(0.5 * angle_x)
+    cameras = iter(random_gl_cameras(sum(views), seed))
+    root.mkdir(parents=True, exist_ok=True)
+    for split, count in zip(("train", "val", "test"), views):
+        (root / split).mkdir(exist_ok=True)
+        frames = []
+        for index in range(count):
+            c2w = next(cameras)
+            u, v = gl_project(c2w, focal, focal, width / 2, height / 2)
+            Image.fromarray(marker_image(height, width, u, v, rgba=True)).save(
+                root / split / f"r_{index}.png"
+            )
+            frames.append({"file_path": f"./{split}/r_{index}", "transform_matrix": c2w.tolist()})
+        (root / f"transforms_{split}.json").write_text(
+            json.dumps({"camera_angle_x": angle_x, "frames": frames})
+        )
+    return root
+
+
+def assert_marker_reprojects(root: Path, point: np.ndarray = POINT) -> int:
+    """Every view of every imported scene: the marker is where nerfvae's cameras project POINT."""
+    meta = read_meta(root)
+    checked = 0
+    for split in meta.splits.values():
+        for shard in split.shards:
+            for scene in read_shard_scenes(root / shard.file):
+                brightness = scene.images.float().sum(-1)  # [V, H, W]
+                flat = brightness.flatten(1).argmax(-1)
+                rows, cols = flat // meta.image_width, flat % meta.image_width
+                projected = project_points(
+                    torch.tensor(point, dtype=torch.float32).expand(len(rows), 1, 3),
+                    scene.K,
+                    scene.c2w,
+                )[:, 0]
+                assert (projected[:, 2] > 0).all()
+                np.testing.assert_array_equal(projected[:, 0].floor().long(), cols)
+                np.testing.assert_array_equal(projected[:, 1].floor().long(), rows)
+                checked += len(rows)
+    return checked
+
+
+def test_blender_import_round_trip_and_reprojection(tmp_path):
+    src = write_blender_scene(tmp_path / "scene")
+    summary = import_dataset(
+        "blender",
+        src,
+        tmp_path / "out",
+        ImportOptions(background="black"),
+        progress=False,
+        log=lambda _: None,
+    )
+    meta = read_meta(tmp_path / "out")
+    assert (meta.image_height, meta.image_width) == (20, 24)
+    assert meta.splits["train"].id_views == 5 and meta.splits["train"].ood_views == 0
+    assert (meta.splits["val"].id_views, meta.splits["val"].ood_views) == (5, 2)
+    assert (meta.splits["test"].id_views, meta.splits["test"].ood_views) == (5, 3)
+    assert meta.has_object_mask and not meta.has_depth
+    assert summary.bounds.how == "known" and (meta.near, meta.far) == (2.0, 6.0)
+    assert assert_marker_reprojects(tmp_path / "out") == 5 + 7 + 8
+
+    # Round trip: the stored pose converts back to the file's matrix; K is the file's focal.
+    test_scene = read_shard_scenes(tmp_path / "out" / meta.splits["test"].shards[0].file)[0]
+    files = [json.loads((src / f"transforms_{s}.json").read_text()) for s in ("train", "test")]
+    expected = [f["transform_matrix"] for f in files[0]["frames"] + files[1]["frames"]]
+    np.testing.assert_allclose(
+        opencv_to_opengl(test_scene.c2w).numpy(), np.array(expected), atol=1e-6
+    )
+    focal = 0.5 * 24 / math.tan(0.35)
+    np.testing.assert_allclose(
+        test_scene.K[0].numpy(), [[focal, 0, 12], [0, focal, 10], [0, 0, 1]], rtol=1e-6
+    )
+    assert test_scene.view_is_ood.tolist() == [False] * 5 + [True] * 3
+    # Object mask is the alpha channel: exactly the marker pixel.
+    assert test_scene.object_mask.flatten(1).sum(-1).tolist() == [1] * 8
+    assert test_scene.images.flatten(1).amax(-1).tolist() == [255] * 8
+
+
+def test_blender_resize_keeps_reprojection(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", size=(32, 32), views=(4, 0, 2), seed=3)
+    run(
+        [
+            str(src),
+            "--format",
+            "blender",
+            "--out",
+            str(tmp_path / "out"),
+            "--image-size",
+            "16",
+            "16",
+            "--background",
+            "black",
+            "--no-progress",
+        ],
+        "nerfvae data import",
+    )
+    meta = read_meta(tmp_path / "out")
+    assert (meta.image_height, meta.image_width) == (16, 16)
+    assert assert_marker_reprojects(tmp_path / "out") == 4 + 6
+
+
+def test_multi_scene_root_split_by_scenes_and_resume(tmp_path):
+    for index in range(5):
+        write_blender_scene(tmp_path / "root" / f"scene{index}", views=(3, 1, 2), seed=index)
+    options = ImportOptions(background="black", split_fractions=(0.6, 0.2, 0.2), scenes_per_shard=2)
+    import_dataset(
+        "blender", tmp_path / "root", tmp_path / "out", options, progress=False, log=lambda _: None
+    )
+    meta = read_meta(tmp_path / "out")
+    assert {s: m.num_scenes for s, m in meta.splits.items()} == {"train": 3, "val": 1, "test": 1}
+    assert all(m.id_views == 6 and m.ood_views == 0 for m in meta.splits.values())
+    assert assert_marker_reprojects(tmp_path / "out") == 5 * 6
+    # Re-running into a finished dataset is refused; --overwrite redoes it.
+    with pytest.raises(DataError, match="already holds a finished dataset"):
+        import_dataset("blender", tmp_path / "root", tmp_path / "out", options, progress=False)
+    # An interrupted import (no dataset.json yet) resumes, skipping finished shards.
+    (tmp_path / "out" / "dataset.json").unlink()
+    first_shard = tmp_path / "out" / "train" / "shard-00000.safetensors"
+    stamp = first_shard.stat().st_mtime_ns
+    import_dataset(
+        "blender", tmp_path / "root", tmp_path / "out", options, progress=False, log=lambda _: None
+    )
+    assert first_shard.stat().st_mtime_ns == stamp
+    assert read_meta(tmp_path / "out").splits["train"].num_scenes == 3
+
+
+def write_nerfstudio_scene(root: Path, count: int = 10) -> Path:
+    """transforms.json with top-level intrinsics and per-frame fl_x / cx / cy overrides, RGB JPGs
+    stored losslessly as PNG under names with extensions."""
+    height, width = 18, 26
+    top = {
+        "camera_model": "OPENCV",
+        "fl_x": 30.0,
+        "fl_y": 28.0,
+        "cx": 12.7,
+        "cy": 9.4,
+        "w": width,
+        "h": height,
+        "k1": 0.0,
+        "k2": 0.0,
+        "p1": 0.0,
+        "p2": 0.0,
+    }
+    frames = []
+    (root / "images").mkdir(parents=True)
+    for index, c2w in enumerate(random_gl_cameras(count, seed=11, radius=3.0)):
+        frame = {"file_path": f"images/frame_{index:03d}.png", "transform_matrix": c2w.tolist()}
+        fx, fy, cx, cy = top["fl_x"], top["fl_y"], top["cx"], top["cy"]
+        if index % 2:  # per-frame overrides
+            fx, cx = 34.0 + index, 13.3 - 0.1 * index
+            frame.update({"fl_x": fx, "cx": cx})
+        if index % 3 == 0:
+            cy = 8.6
+            frame["cy"] = cy
+        u, v = gl_project(c2w, fx, fy, cx, cy)
+        Image.fromarray(marker_image(height, width, u, v, rgba=False)).save(
+            root / frame["file_path"]
+        )
+        frames.append(frame)
+    (root / "transforms.json").write_text(json.dumps({**top, "frames": frames}))
+    return root
+
+
+def test_nerfstudio_per_frame_intrinsics(tmp_path):
+    src = write_nerfstudio_scene(tmp_path / "capture")
+    run(
+        [
+            str(src),
+            "--format",
+            "nerfstudio",
+            "--out",
+            str(tmp_path / "out"),
+            "--holdout-every",
+            "4",
+            "--no-progress",
+        ],
+        "nerfvae data import",
+    )
+    meta = read_meta(tmp_path / "out")
+    # Frames 0, 4, 8 held out: 7 training views, 3 test views.
+    assert (meta.splits["test"].id_views, meta.splits["test"].ood_views) == (7, 3)
+    assert not meta.has_object_mask  # RGB images: no alpha, no mask
+    assert assert_marker_reprojects(tmp_path / "out") == 7 + 10
+    scene = read_shard_scenes(tmp_path / "out" / meta.splits["test"].shards[0].file)[0]
+    # Test views are frames 0, 4, 8 (stored after the 7 training frames 1,2,3,5,6,7,9).
+    np.testing.assert_allclose(scene.K[0, 0].tolist(), [35.0, 0, 13.2], rtol=1e-6)  # frame 1
+    np.testing.assert_allclose(scene.K[7, 1].tolist(), [0, 28.0, 8.6], rtol=1e-6)  # frame 0
+    # Bounds come from the cameras here and are sane: every camera outside the box, near < far.
+    lo, hi = np.array(meta.scene_bounds[0]), np.array(meta.scene_bounds[1])
+    assert (lo < POINT).all() and (POINT < hi).all() and 0 < meta.near < 3.0 < meta.far
+
+
+def test_image_size_mismatch_names_file(tmp_path):
+    src = write_nerfstudio_scene(tmp_path / "capture", count=4)
+    Image.new("RGB", (30, 18)).save(src / "images" / "frame_002.png")
+    with pytest.raises(DataError, match=r"frame_002\.png: image is 18x30 .* declares w=26, h=18"):
+        import_dataset("nerfstudio", src, tmp_path / "out", progress=False)
+
+    blender = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    Image.new("RGBA", (12, 10)).save(blender / "train" / "r_1.png")
+    with pytest.raises(DataError, match=r"r_1\.png: image size mismatch: 10x12"):
+        import_dataset("blender", blender, tmp_path / "out2", progress=False)
+
+
+def test_nan_pose_names_file(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    path = src / "transforms_train.json"
+    data = json.loads(path.read_text())
+    data["frames"][2]["transform_matrix"][0][3] = float("nan")
+    path.write_text(json.dumps(data))  # json writes NaN, as numpy-based exporters do
+    with pytest.raises(DataError, match=r"transforms_train\.json frame 2 \(r_2\.png\): .*NaN"):
+        import_dataset("blender", src, tmp_path / "out", progress=False)
+
+
+def test_missing_files_name_file(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    (src / "train" / "r_1.png").unlink()
+    with pytest.raises(
+        DataError, match=r"transforms_train\.json frame 1: image file .*r_1 is missing"
+    ):
+        import_dataset("blender", src, tmp_path / "out", progress=False)
+    (src / "transforms_train.json").unlink()
+    with pytest.raises(DataError, match=r"transforms_train\.json: file is missing"):
+        import_dataset("blender", src, tmp_path / "out", progress=False)
+
+
+@pytest.mark.skipif(
+    not LEGO.is_dir(), reason="../shared/data/lego-100 (relative to the repo) absent"
+)
+def test_real_lego_100(tmp_path):
+    summary = import_dataset("blender", LEGO, tmp_path / "lego", progress=False, log=lambda _: None)
+    meta = read_meta(tmp_path / "lego")
+    assert (meta.image_height, meta.image_width) == (100, 100)
+    assert (meta.splits["train"].id_views, meta.splits["test"].ood_views) == (80, 20)
+    assert summary.bounds.how == "known"
+    assert (meta.near, meta.far) == (2.0, 6.0) and meta.scene_bounds == ((-1.5,) * 3, (1.5,) * 3)
+    assert meta.world_up == "+z" and meta.has_object_mask
+    scene = read_shard_scenes(tmp_path / "lego" / meta.splits["test"].shards[0].file)[0]
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]).expand(100, 2, 3)
+    projected = project_points(points, scene.K, scene.c2w)
+    # Every camera looks at the origin: it projects to the image centre, about 4.03 away...
+    assert (projected[:, 0, :2] - 50.0).abs().max() < 0.5
+    assert ((projected[:, 0, 2] - 4.031).abs() < 0.01).all()
+    # ...world +z is up in every image (v decreases going up; one camera is straight overhead)...
+    assert (projected[:, 1, 1] < projected[:, 0, 1] + 1e-3).all()
+    assert (projected[:, 1, 1] < projected[:, 0, 1] - 5).float().mean() > 0.95
+    # ...and the alpha mask (the lego) covers the image centre in every view.
+    assert scene.object_mask[:, 45:55, 45:55].flatten(1).float().mean(-1).min() > 0.5
+    # The camera-only estimate agrees with the known NeRF-synthetic box to within 10 %.
+    from nerfvae.data.formats.common import estimate_bounds
+
+    estimate = estimate_bounds(scene.K.double().numpy(), scene.c2w.double().numpy(), (100, 100))
+    assert estimate.how == "object-centric"
+    np.testing.assert_allclose(estimate.box_max, 1.5, rtol=0.1)
+    np.testing.assert_allclose(estimate.box_min, -1.5, rtol=0.1)
