@@ -1,0 +1,169 @@
+"""ShapeNet-SRN reader (pixelNeRF layout): split directories, conventions, corrupt inputs.
+
+SRN poses are OpenCV camera-to-world; fixture images mark a known 3D point projected with SRN's
+own pinhole model (``u = f x / z + cx`` in the camera frame ``R^T (p - t)``), coded here with numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nerfvae.cli.data_import import run
+from nerfvae.data.format import read_meta, read_shard_scenes
+from nerfvae.data.formats import ImportOptions, import_dataset
+from nerfvae.errors import DataError
+from nerfvae.geometry import project_points
+
+POINT = np.array([0.05, 0.1, -0.08])
+SIZE = 24
+FOCAL, CX, CY = 26.25, 12.0, 12.5
+
+
+def cv_look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """OpenCV camera-to-world (x right, y down, z forward), world +y up like ShapeNet."""
+    forward = target - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
+    return c2w
+
+
+def srn_project(c2w: np.ndarray) -> tuple[float, float]:
+    camera = c2w[:3, :3].T @ (POINT - c2w[:3, 3])
+    assert camera[2] > 0
+    return FOCAL * camera[0] / camera[2] + CX, FOCAL * camera[1] / camera[2] + CY
+
+
+def write_instance(directory: Path, views: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    (directory / "rgb").mkdir(parents=True)
+    (directory / "pose").mkdir()
+    # SRN's intrinsics.txt: "f cx cy 0", grid barycentre, scale, a flag line, "H W".
+    (directory / "intrinsics.txt").write_text(
+        f"{FOCAL} {CX} {CY} 0.\n0. 0. 0.\n1.\n0\n{SIZE} {SIZE}\n"
+    )
+    for index in range(views):
+        azimuth, elevation = rng.uniform(0, 2 * math.pi), rng.uniform(-0.3, 1.0)
+        eye = 1.3 * np.array(
+            [
+                math.cos(azimuth) * math.cos(elevation),
+                math.sin(elevation),
+                math.sin(azimuth) * math.cos(elevation),
+            ]
+        )
+        c2w = cv_look_at(eye, rng.normal(0, 0.05, 3))
+        u, v = srn_project(c2w)
+        assert 1e-3 < u % 1 < 1 - 1e-3 and 1e-3 < v % 1 < 1 - 1e-3
+        image = np.full((SIZE, SIZE, 3), 255, np.uint8)  # SRN: white background
+        image[int(v), int(u)] = (255, 0, 0)
+        Image.fromarray(image).save(directory / "rgb" / f"{index:06d}.png")
+        (directory / "pose" / f"{index:06d}.txt").write_text(
+            " ".join(f"{x:.9f}" for x in c2w.ravel())
+        )
+
+
+def write_srn(root: Path, counts=(("train", 3, 6), ("val", 1, 6), ("test", 2, 9))) -> Path:
+    """srn_cars/cars_{train,val,test}/<instance>/..., fewer views per instance than the real 50/251."""
+    for split_number, (split, instances, views) in enumerate(counts):
+        for index in range(instances):
+            seed = 100 * split_number + index
+            write_instance(root / f"cars_{split}" / f"{split}{index:04x}", views, seed)
+    return root
+
+
+def assert_marker_reprojects(root: Path) -> int:
+    meta = read_meta(root)
+    checked = 0
+    for split in meta.splits.values():
+        for shard in split.shards:
+            for scene in read_shard_scenes(root / shard.file):
+                # The marker is the only pixel that is not white: it has the least green.
+                flat = scene.images[..., 1].flatten(1).argmin(-1)
+                rows, cols = flat // meta.image_width, flat % meta.image_width
+                point = torch.tensor(POINT, dtype=torch.float32).expand(len(rows), 1, 3)
+                projected = project_points(point, scene.K, scene.c2w)[:, 0]
+                np.testing.assert_array_equal(projected[:, 0].floor().long(), cols)
+                np.testing.assert_array_equal(projected[:, 1].floor().long(), rows)
+                checked += len(rows)
+    return checked
+
+
+def test_srn_import_keeps_pixelnerf_split_and_poses(tmp_path):
+    src = write_srn(tmp_path / "srn_cars")
+    run(
+        [str(src), "--format", "srn", "--out", str(tmp_path / "out"), "--no-progress"],
+        "nerfvae data import",
+    )
+    meta = read_meta(tmp_path / "out")
+    assert {s: (m.num_scenes, m.id_views, m.ood_views) for s, m in meta.splits.items()} == {
+        "train": (3, 6, 0),
+        "val": (1, 6, 0),
+        "test": (2, 9, 0),
+    }
+    assert assert_marker_reprojects(tmp_path / "out") == 3 * 6 + 6 + 2 * 9
+    # Known pixelNeRF near/far for cars; world up found from the cameras (+y here).
+    assert (meta.near, meta.far) == (0.8, 1.8) and meta.world_up == "+y"
+    assert not meta.has_object_mask
+    scene = read_shard_scenes(tmp_path / "out" / meta.splits["train"].shards[0].file)[0]
+    instance = tmp_path / "srn_cars" / "cars_train" / "train0000"
+    stored = np.loadtxt(instance / "pose" / "000002.txt").reshape(4, 4)
+    np.testing.assert_allclose(scene.c2w[2].numpy(), stored, atol=1e-6)  # used as stored
+    np.testing.assert_allclose(scene.K[0].numpy(), [[FOCAL, 0, CX], [0, FOCAL, CY], [0, 0, 1]])
+    assert scene.info["source_scene"] == "train0000" and scene.info["category"] == "cars"
+
+
+def test_srn_prefix_path_and_resize(tmp_path):
+    """pixelNeRF passes 'srn_cars/cars' and appends _train etc.; resizing rescales K."""
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 2, 4), ("test", 1, 4)))
+    options = ImportOptions(image_size=(12, 12))
+    import_dataset("srn", src / "cars", tmp_path / "out", options, progress=False, log=print)
+    meta = read_meta(tmp_path / "out")
+    assert set(meta.splits) == {"train", "test"} and meta.image_height == 12
+    assert assert_marker_reprojects(tmp_path / "out") == 3 * 4
+    # One split directory alone: its instances are split by fractions.
+    import_dataset("srn", src / "cars_train", tmp_path / "one", progress=False, log=print)
+    assert sum(m.num_scenes for m in read_meta(tmp_path / "one").splits.values()) == 2
+
+
+def test_missing_pose_file_names_file(tmp_path):
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 3),))
+    (src / "cars_train" / "train0000" / "pose" / "000001.txt").unlink()
+    with pytest.raises(DataError, match=r"rgb/000001\.png: has no pose file .*pose/000001\.txt"):
+        import_dataset("srn", src, tmp_path / "out", progress=False)
+
+
+def test_nan_pose_names_file(tmp_path):
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 3),))
+    pose = src / "cars_train" / "train0000" / "pose" / "000002.txt"
+    pose.write_text(pose.read_text().replace(pose.read_text().split()[5], "nan", 1))
+    with pytest.raises(DataError, match=r"pose/000002\.txt: camera pose contains NaN"):
+        import_dataset("srn", src, tmp_path / "out", progress=False)
+
+
+def test_image_size_mismatch_names_file(tmp_path):
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 3),))
+    bad = src / "cars_train" / "train0000" / "rgb" / "000000.png"
+    Image.new("RGB", (SIZE * 2, SIZE * 2), "white").save(bad)
+    with pytest.raises(
+        DataError,
+        match=r"rgb/000000\.png: image is 48x48 \(HxW\) but the cameras "
+        r"describe 24x24",
+    ):
+        import_dataset("srn", src, tmp_path / "out", progress=False)
+
+
+def test_bad_intrinsics_names_file(tmp_path):
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 2),))
+    intrinsics = src / "cars_train" / "train0000" / "intrinsics.txt"
+    intrinsics.write_text("not numbers\n")
+    with pytest.raises(DataError, match=r"train0000/intrinsics\.txt: expected 'f cx cy"):
+        import_dataset("srn", src, tmp_path / "out", progress=False)
