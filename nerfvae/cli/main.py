@@ -16,6 +16,9 @@ from nerfvae.errors import NerfVAEError
 COMMANDS: dict[str, str] = {
     "demo": "nerfvae.cli.demo",
     "train": "nerfvae.cli.train",
+    "eval": "nerfvae.cli.evaluate",
+    "render": "nerfvae.cli.render",
+    "sample": "nerfvae.cli.sample",
 }
 
 

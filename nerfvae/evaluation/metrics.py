@@ -22,3 +22,18 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     if value != value:  # NaN: empty mask
         return value
     return float(-10.0 * torch.log10(torch.tensor(max(value, 1e-10))))
+
+
+def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Structural similarity of two ``[H, W, 3]`` images in [0, 1] (scikit-image's implementation,
+    Gaussian-free 7×7 windows, data range 1)."""
+    from skimage.metrics import structural_similarity
+
+    return float(
+        structural_similarity(
+            prediction.float().clamp(0, 1).cpu().numpy(),
+            target.float().cpu().numpy(),
+            channel_axis=-1,
+            data_range=1.0,
+        )
+    )

@@ -10,6 +10,7 @@ from nerfvae.geometry.cameras import (
     opengl_to_opencv,
     project_points,
 )
+from nerfvae.geometry.paths import common_look_at_point, orbit_cameras
 from nerfvae.geometry.rays import (
     image_rays,
     pixel_centres,
@@ -21,6 +22,7 @@ from nerfvae.geometry.rays import (
 
 __all__ = [
     "check_cameras",
+    "common_look_at_point",
     "focal_from_fov",
     "fov_from_focal",
     "image_rays",
@@ -28,6 +30,7 @@ __all__ = [
     "look_at",
     "opencv_to_opengl",
     "opengl_to_opencv",
+    "orbit_cameras",
     "pixel_centres",
     "plucker_coordinates",
     "project_points",

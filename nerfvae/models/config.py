@@ -13,7 +13,8 @@ class EncoderConfig:
     """ResNet-style convolutional encoder over each context view (image + Plücker rays)."""
 
     stage_channels: tuple[int, ...] = (32, 64, 128)
-    """Channels of each residual stage; every stage after the first halves the resolution."""
+    """Channels of each residual stage; a strided stem halves the input resolution, then every stage
+    after the first halves it again."""
     blocks_per_stage: int = 1
     """Residual blocks per stage."""
 

@@ -46,7 +46,9 @@ class ContextEncoder(nn.Module):
         super().__init__()
         self.latent = latent
         channels = config.stage_channels
-        self.stem = nn.Conv2d(INPUT_CHANNELS, channels[0], 3, padding=1)
+        # A strided stem: full-resolution convolutions cost the most and a 64×64 view needs no
+        # full-resolution features to place a handful of objects in a coarse latent grid.
+        self.stem = nn.Conv2d(INPUT_CHANNELS, channels[0], 4, stride=2, padding=1)
         stages: list[nn.Module] = []
         previous = channels[0]
         for index, stage_width in enumerate(channels):

@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from nerfvae.data.loader import MultiSceneDataset, training_batches
 from nerfvae.errors import ConfigError
-from nerfvae.models import NeRFVAE
 from nerfvae.training import schedules
 from nerfvae.training.checkpoint import (
     load_checkpoint,
@@ -23,14 +22,11 @@ from nerfvae.training.checkpoint import (
     save_checkpoint,
 )
 from nerfvae.training.config import TrainConfig
+from nerfvae.training.loading import build_model
 from nerfvae.training.run_directory import CsvLog, RunDirectory
 from nerfvae.training.validation import validate
 
 LOGGED_METRICS = ("loss", "psnr", "object_psnr", "kl_nats", "nelbo_bits_per_dim", "posterior_std")
-
-
-def build_model(config: TrainConfig) -> NeRFVAE:
-    return NeRFVAE(config.model)
 
 
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -245,4 +241,4 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     return last_checkpoint if last_checkpoint is not None else run.latest_checkpoint()
 
 
-__all__ = ["build_model", "train"]
+__all__ = ["train"]

@@ -1,0 +1,79 @@
+"""``nerfvae sample``: new scenes drawn from the prior, rendered from a dataset scene's cameras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import tyro
+
+DESCRIPTION = "sample new scenes from the prior and render them (views and turntables)"
+
+
+@dataclass
+class SampleArgs:
+    """Draw scenes z ~ p(z) and render each from the cameras of a dataset scene (the scene's
+    images are not used, only its cameras) and along a turntable."""
+
+    run: str
+    """Run directory (from `nerfvae train`)."""
+    data: str
+    """Dataset directory whose cameras are used."""
+    out: str
+    """Output directory."""
+    num: int = 4
+    """Number of prior samples."""
+    split: str = "test"
+    """Split of the camera scene."""
+    scene: int = 0
+    """Scene index whose cameras are used."""
+    views: int = 4
+    """Number of that scene's ID cameras to render each sample from."""
+    turntable_frames: int = 24
+    """Frames of a turntable per sample (0 = none)."""
+    video_format: Literal["gif", "mp4"] = "gif"
+    """Turntable file format."""
+    checkpoint: str | None = None
+    """Checkpoint JSON to load (default: the run's newest)."""
+    seed: int = 0
+    """Seed of the prior samples."""
+
+
+def run(argv: list[str], prog: str) -> int:
+    args = tyro.cli(SampleArgs, args=argv, prog=prog)
+    from nerfvae.cli.render import load_scene
+    from nerfvae.evaluation import visualise as vis
+    from nerfvae.geometry import orbit_cameras
+    from nerfvae.training.loading import load_trained_model
+
+    model, _, _ = load_trained_model(args.run, args.checkpoint)
+    dataset, scene = load_scene(args.data, args.split, args.scene)
+    meta = dataset.meta
+    id_views = (~scene.view_is_ood).nonzero().squeeze(-1)
+    views = id_views[: args.views]
+    generator = torch.Generator().manual_seed(args.seed)
+    latents = model.prior(args.num).rsample(generator)
+    rendered = vis.render_latents(
+        model, latents, scene.K[views], scene.c2w[views], meta.image_height, meta.image_width
+    )
+    out = Path(args.out)
+    rows = []
+    for n in range(args.num):
+        row = []
+        for j in range(len(views)):
+            vis.write_png(out / f"sample_{n:02d}_view_{j:02d}.png", rendered["colour"][n, j])
+            row.append(rendered["colour"][n, j])
+        rows.append(row)
+    vis.write_png(out / "samples.png", vis.image_grid(rows))
+    if args.turntable_frames > 0:
+        path = orbit_cameras(scene.c2w[id_views], args.turntable_frames)
+        K = scene.K[int(id_views[0])].expand(args.turntable_frames, 3, 3)
+        frames = vis.render_latents(model, latents, K, path, meta.image_height, meta.image_width)
+        for n in range(args.num):
+            vis.write_video(
+                out / f"sample_{n:02d}_turntable.{args.video_format}", frames["colour"][n]
+            )
+    print(f"wrote {args.num} prior samples to {out}")
+    return 0

@@ -1,0 +1,124 @@
+"""Rendering a trained model for people: reconstructions, posterior uncertainty, prior samples,
+turntables, written as PNG / GIF / MP4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from nerfvae.models import SceneModel
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """``[..., H, W, 3]`` (or ``[..., H, W]``) in [0, 1] -> uint8 array."""
+    return (image.detach().float().clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+def depth_to_image(depth: torch.Tensor, far: float) -> torch.Tensor:
+    """Depth ``[..., H, W]`` -> grey ``[..., H, W, 3]``, near = white, ``far`` and beyond = black."""
+    grey = 1.0 - (depth / far).clamp(0, 1)
+    return grey.unsqueeze(-1).expand(*depth.shape, 3)
+
+
+def heat_image(values: torch.Tensor, vmax: float | None = None) -> torch.Tensor:
+    """Scalar map ``[..., H, W]`` -> ``[..., H, W, 3]`` with matplotlib's magma colour map."""
+    from matplotlib import colormaps
+
+    vmax = float(values.max()) if vmax is None else vmax
+    normalised = (values / max(vmax, 1e-8)).clamp(0, 1).cpu().numpy()
+    return torch.from_numpy(colormaps["magma"](normalised)[..., :3]).float()
+
+
+@torch.no_grad()
+def render_latents(
+    model: SceneModel,
+    latents: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    height: int,
+    width: int,
+    chunk_rays: int = 8192,
+) -> dict[str, torch.Tensor]:
+    """Render each of ``latents [N, T, C]`` from the same cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]``:
+    ``colour [N, V, H, W, 3]``, ``depth`` and ``opacity [N, V, H, W]`` (batched over N)."""
+    count = latents.shape[0]
+    return model.render_views(
+        latents,
+        K.unsqueeze(0).expand(count, *K.shape),
+        c2w.unsqueeze(0).expand(count, *c2w.shape),
+        height,
+        width,
+        chunk_rays,
+    )
+
+
+@torch.no_grad()
+def posterior_statistics(
+    model: SceneModel,
+    context_images: torch.Tensor,
+    context_K: torch.Tensor,
+    context_c2w: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    height: int,
+    width: int,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Infer one scene from context views (``[V_c, H, W, 3]``, ``[V_c, 3, 3]``, ``[V_c, 4, 4]``)
+    and render target cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]`` with the posterior mean and with
+    ``num_samples`` posterior samples.
+
+    Returns ``mean_latent`` renders (``colour [V, H, W, 3]``, ``depth``, ``opacity``) and, over the
+    samples, per-pixel ``sample_mean [V, H, W, 3]``, ``sample_std [V, H, W]`` (colour standard
+    deviation averaged over channels), ``depth_std [V, H, W]`` and ``samples [N, V, H, W, 3]``.
+    """
+    posterior = model.infer(
+        context_images[None], context_K[None], context_c2w[None], generator=generator
+    )
+    mean_render = render_latents(model, posterior.mean, K, c2w, height, width)
+    out = {key: value[0] for key, value in mean_render.items()}
+    if num_samples > 0:
+        latents = torch.cat([posterior.rsample(generator) for _ in range(num_samples)])
+        sampled = render_latents(model, latents, K, c2w, height, width)
+        out["samples"] = sampled["colour"]
+        out["sample_mean"] = sampled["colour"].mean(0)
+        out["sample_std"] = sampled["colour"].std(0, unbiased=num_samples > 1).mean(-1)
+        out["depth_std"] = sampled["depth"].std(0, unbiased=num_samples > 1)
+    return out
+
+
+def write_png(path: Path, image: torch.Tensor | np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = image if isinstance(image, np.ndarray) else to_uint8(image)
+    iio.imwrite(path, array)
+
+
+def write_video(path: Path, frames: torch.Tensor, fps: int = 12) -> None:
+    """Frames ``[F, H, W, 3]`` in [0, 1] -> GIF (Pillow) or MP4 (H.264 through PyAV) by suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = to_uint8(frames)
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, array, duration=int(1000 / fps), loop=0)
+    elif path.suffix.lower() == ".mp4":
+        iio.imwrite(path, array, fps=fps, codec="libx264", plugin="pyav")
+    else:
+        raise ValueError(f"unsupported video format {path.suffix!r} (use .gif or .mp4)")
+
+
+def image_grid(rows: list[list[torch.Tensor]], pad: int = 2) -> torch.Tensor:
+    """Tile ``[H, W, 3]`` images (rows may differ in length) on a white background."""
+    height = max(image.shape[0] for row in rows for image in row)
+    width = max(image.shape[1] for row in rows for image in row)
+    columns = max(len(row) for row in rows)
+    grid = torch.ones(
+        len(rows) * (height + pad) + pad, columns * (width + pad) + pad, 3, dtype=torch.float32
+    )
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            top, left = pad + r * (height + pad), pad + c * (width + pad)
+            grid[top : top + image.shape[0], left : left + image.shape[1]] = image.float()
+    return grid

@@ -1,0 +1,38 @@
+"""Rebuild a trained model from its run directory (config.json + a checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nerfvae.errors import CheckpointError
+from nerfvae.models import NeRFVAE, SceneModel
+from nerfvae.training.checkpoint import load_checkpoint, load_model_weights
+from nerfvae.training.config import TrainConfig
+from nerfvae.training.run_directory import RunDirectory
+
+
+def build_model(config: TrainConfig) -> SceneModel:
+    """The model a TrainConfig describes, freshly initialised."""
+    return NeRFVAE(config.model)
+
+
+def load_trained_model(
+    run: str | Path, checkpoint: str | Path | None = None
+) -> tuple[SceneModel, TrainConfig, dict[str, Any]]:
+    """Model (in eval mode), its config and the checkpoint record of a run.
+
+    ``checkpoint`` defaults to the run's newest. Raises ConfigError for a missing or invalid
+    config and CheckpointError for a missing, corrupt or mismatched checkpoint.
+    """
+    run_dir = RunDirectory(Path(run))
+    config = run_dir.load_config()
+    path = Path(checkpoint) if checkpoint is not None else run_dir.latest_checkpoint()
+    if path is None:
+        raise CheckpointError(f"run directory {run_dir.root} has no checkpoint yet")
+    record, tensors = load_checkpoint(path)
+    model = build_model(config)
+    load_model_weights(model, tensors, path)
+    model.mixed_precision = config.mixed_precision
+    model.eval()
+    return model, config, record

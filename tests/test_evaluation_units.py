@@ -1,0 +1,76 @@
+"""Evaluation building blocks: view lists, metrics, camera paths, image helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nerfvae.errors import DataError
+from nerfvae.evaluation.metrics import mse, psnr, ssim
+from nerfvae.evaluation.views import standard_view_lists
+from nerfvae.evaluation.visualise import image_grid, write_video
+from nerfvae.geometry import common_look_at_point, look_at, orbit_cameras
+
+
+def test_view_lists_are_fixed_and_disjoint():
+    views = standard_view_lists(10, 5, (1, 2, 3, 5))
+    assert views.context == {1: [0], 2: [0, 1], 3: [0, 1, 2], 5: [0, 1, 2, 3, 4]}
+    assert views.id_targets == [5, 6, 7, 8, 9]
+    assert views.ood_targets == [10, 11, 12, 13, 14]
+    with pytest.raises(DataError, match="at most 9"):
+        standard_view_lists(10, 0, (10,))
+    with pytest.raises(DataError):
+        standard_view_lists(10, 0, (0, 1))
+
+
+def test_psnr_mse_and_masked_psnr_hand_computed():
+    target = torch.zeros(4, 4, 3)
+    prediction = torch.full((4, 4, 3), 0.1)
+    assert mse(prediction, target) == pytest.approx(0.01)
+    assert psnr(prediction, target) == pytest.approx(20.0, abs=1e-4)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0, 0] = True
+    prediction[0, 0] = 0.01
+    assert psnr(prediction, target, mask) == pytest.approx(40.0, abs=1e-3)
+    assert math.isnan(psnr(prediction, target, torch.zeros(4, 4, dtype=torch.bool)))
+
+
+def test_ssim_identity_and_degradation():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(16, 16, 3, generator=generator)
+    assert ssim(image, image) == pytest.approx(1.0)
+    noisy = (image + 0.3 * torch.randn(16, 16, 3, generator=generator)).clamp(0, 1)
+    assert ssim(noisy, image) < 0.9
+
+
+def test_common_look_at_point_and_orbit():
+    target = torch.tensor([0.3, -0.2, 0.5])
+    eyes = torch.tensor([[3.0, 0.0, 1.5], [0.0, 3.0, 1.0], [-3.0, 0.5, 2.0]])
+    c2w = look_at(eyes, target.expand_as(eyes))
+    torch.testing.assert_close(common_look_at_point(c2w), target, atol=1e-4, rtol=0)
+    path = orbit_cameras(c2w, 12)
+    assert path.shape == (12, 4, 4)
+    offsets = path[:, :3, 3] - target
+    horizontal = offsets[:, :2].norm(dim=-1)
+    torch.testing.assert_close(horizontal, horizontal.mean().expand(12), atol=1e-4, rtol=0)
+    # every camera looks at the target
+    forward = torch.nn.functional.normalize(-offsets, dim=-1)
+    torch.testing.assert_close(path[:, :3, 2], forward, atol=1e-5, rtol=0)
+    # the first frame sits at the first reference camera's azimuth
+    first = torch.nn.functional.normalize(offsets[0, :2], dim=0)
+    reference = torch.nn.functional.normalize(eyes[0, :2] - target[:2], dim=0)
+    torch.testing.assert_close(first, reference, atol=1e-5, rtol=0)
+
+
+def test_image_grid_and_videos(tmp_path):
+    grid = image_grid([[torch.zeros(4, 4, 3)], [torch.ones(4, 4, 3), torch.zeros(4, 4, 3)]], pad=1)
+    assert grid.shape == (2 * 5 + 1, 2 * 5 + 1, 3)
+    frames = torch.rand(3, 16, 16, 3)
+    for suffix in ("gif", "mp4"):
+        path = tmp_path / f"turntable.{suffix}"
+        write_video(path, frames)
+        assert path.stat().st_size > 100
+    with pytest.raises(ValueError, match="unsupported"):
+        write_video(tmp_path / "x.avi", frames)
