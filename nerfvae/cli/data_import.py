@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
@@ -19,7 +19,7 @@ class DataImportConfig:
     format where it gives them, else computed from the cameras, and printed. Re-running the same
     command resumes an interrupted import. See docs/formats.md."""
 
-    src: tyro.conf.Positional[Path]
+    src: Annotated[tyro.conf.Positional[Path], tyro.conf.arg(metavar="SRC")]
     """Source: a scene directory or a root of them (blender, nerfstudio), an SRN root such as
     srn_cars, or a GQN dataset directory such as gqn/rooms_ring_camera (with train/, test/)."""
     format: Literal["blender", "nerfstudio", "srn", "gqn"]
