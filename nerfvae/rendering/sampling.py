@@ -82,7 +82,10 @@ def sample_pdf(
             "sample_pdf: bin_edges must have one more entry than weights along the last dim, got "
             f"{tuple(bin_edges.shape)} and {tuple(weights.shape)}"
         )
-    bin_edges, weights = bin_edges.detach(), weights.detach()
+    # Work in the wider of the two dtypes: a bf16 CDF (weights from an autocast field) would put
+    # samples on a coarse grid.
+    dtype = torch.promote_types(bin_edges.dtype, weights.dtype)
+    bin_edges, weights = bin_edges.detach().to(dtype), weights.detach().to(dtype).clamp_min(0.0)
     leading = torch.broadcast_shapes(bin_edges.shape[:-1], weights.shape[:-1])
     num_bins = weights.shape[-1]
     bin_edges = bin_edges.expand(*leading, num_bins + 1)
