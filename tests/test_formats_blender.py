@@ -203,6 +203,33 @@ def test_multi_scene_root_split_by_scenes_and_resume(tmp_path):
     )
     assert first_shard.stat().st_mtime_ns == stamp
     assert read_meta(tmp_path / "out").splits["train"].num_scenes == 3
+    # Other options into an unfinished import are refused; --overwrite starts afresh.
+    (tmp_path / "out" / "dataset.json").unlink()
+    other = ImportOptions(background="black", split_fractions=(0.6, 0.2, 0.2), scenes_per_shard=1)
+    with pytest.raises(DataError, match="unfinished import with other options"):
+        import_dataset("blender", tmp_path / "root", tmp_path / "out", other, progress=False)
+    import_dataset(
+        "blender",
+        tmp_path / "root",
+        tmp_path / "out",
+        other,
+        overwrite=True,
+        progress=False,
+        log=lambda _: None,
+    )
+    assert len(read_meta(tmp_path / "out").splits["train"].shards) == 3
+    # A directory that holds something else is never written into.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty and holds no nerfvae import"):
+        import_dataset(
+            "blender",
+            tmp_path / "root",
+            tmp_path / "elsewhere",
+            other,
+            overwrite=True,
+            progress=False,
+        )
 
 
 def write_nerfstudio_scene(root: Path, count: int = 10) -> Path:

@@ -396,16 +396,23 @@ def _auto_scenes_per_shard(
 
 
 def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
-    """Create ``out`` or resume into it; refuse a finished or differently configured import."""
+    """Create ``out`` or resume into it; refuse a finished or differently configured import.
+
+    Only a directory that is empty or holds a nerfvae dataset/import is ever written into, and
+    ``overwrite`` deletes only the files an import writes there.
+    """
     record = out / IMPORT_FILENAME
-    if overwrite and out.exists():
+    holds_import = record.is_file() or (out / META_FILENAME).is_file()
+    if out.is_dir() and any(out.iterdir()) and not holds_import:
+        raise DataError(
+            f"{out}: directory is not empty and holds no nerfvae import; choose another --out"
+        )
+    if overwrite and holds_import:
         for split in SPLIT_ORDER:
-            if (out / split).is_dir():
-                for shard in (out / split).glob("shard-*.safetensors"):
-                    shard.unlink()
-        for name in (META_FILENAME, IMPORT_FILENAME):
-            if (out / name).exists():
-                (out / name).unlink()
+            for shard in (out / split).glob("shard-*.safetensors"):
+                shard.unlink()
+        for path in (out / META_FILENAME, record):
+            path.unlink(missing_ok=True)
     if (out / META_FILENAME).exists():
         raise DataError(
             f"{out / META_FILENAME}: {out} already holds a finished dataset; pass "
@@ -421,10 +428,6 @@ def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> Non
                 f"{record}: an unfinished import with other options is in {out}; "
                 "re-run it with the same options or pass --overwrite"
             )
-    elif out.is_dir() and any(out.iterdir()):
-        raise DataError(
-            f"{out}: directory is not empty and holds no nerfvae import; choose another --out"
-        )
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(record, fingerprint)
 
