@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nerfvae.errors import ConfigError
 from nerfvae.models.config import (
@@ -60,7 +60,9 @@ class TrainConfig:
     """Dataset directory (from `nerfvae data generate` or `nerfvae data import`)."""
     run: str = ""
     """Run directory: resolved config, checkpoints, logs and validation renders."""
-    model: NeRFVAEConfig = field(default_factory=NeRFVAEConfig)
+    model: Literal["nerfvae"] = "nerfvae"
+    """Which model to train (its settings are in the section of the same name)."""
+    nerfvae: NeRFVAEConfig = field(default_factory=NeRFVAEConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     steps: int = 20000
@@ -112,7 +114,7 @@ def preset(name: str) -> TrainConfig:
     """The named config: ``tiny`` (tests, about a minute), ``small`` (everyday), ``default``."""
     if name == "tiny":
         return TrainConfig(
-            model=NeRFVAEConfig(
+            nerfvae=NeRFVAEConfig(
                 encoder=EncoderConfig(stage_channels=(16, 32, 32)),
                 latent=LatentConfig(layout="spatial", channels=16, grid=4),
                 scene_function=SceneFunctionConfig(
@@ -138,7 +140,7 @@ def preset(name: str) -> TrainConfig:
         )
     if name == "small":
         return TrainConfig(
-            model=NeRFVAEConfig(
+            nerfvae=NeRFVAEConfig(
                 encoder=EncoderConfig(stage_channels=(32, 64, 96)),
                 latent=LatentConfig(layout="spatial", channels=32, grid=4),
                 scene_function=SceneFunctionConfig(width=128, depth=4, skip_layer=2),
@@ -160,7 +162,7 @@ def preset(name: str) -> TrainConfig:
         )
     if name == "default":
         return TrainConfig(
-            model=NeRFVAEConfig(
+            nerfvae=NeRFVAEConfig(
                 encoder=EncoderConfig(stage_channels=(64, 128, 256), blocks_per_stage=2),
                 latent=LatentConfig(layout="spatial", channels=64, grid=8),
                 scene_function=SceneFunctionConfig(width=256, depth=6, skip_layer=3),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nerfvae.errors import CheckpointError
+from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.models import NeRFVAE, SceneModel
 from nerfvae.training.checkpoint import load_checkpoint, load_model_weights
 from nerfvae.training.config import TrainConfig
@@ -14,7 +14,9 @@ from nerfvae.training.run_directory import RunDirectory
 
 def build_model(config: TrainConfig) -> SceneModel:
     """The model a TrainConfig describes, freshly initialised."""
-    return NeRFVAE(config.model)
+    if config.model == "nerfvae":
+        return NeRFVAE(config.nerfvae)
+    raise ConfigError(f"unknown model {config.model!r}")
 
 
 def load_trained_model(

@@ -51,12 +51,12 @@ def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneD
         raise ConfigError("no run directory given: pass --run DIR")
     dataset = MultiSceneDataset(config.data, "train")
     scene_min, scene_max = dataset.meta.scene_bounds
-    model = replace(
-        config.model,
+    nerfvae = replace(
+        config.nerfvae,
         scene_min=tuple(float(v) for v in scene_min),
         scene_max=tuple(float(v) for v in scene_max),
     )
-    return replace(config, model=model), dataset
+    return replace(config, nerfvae=nerfvae), dataset
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
