@@ -91,43 +91,52 @@ def main() -> None:
     batch = synthetic_batch(scenes, 3, args.size, rays)
     for mode in args.modes.split(","):
         for bf16 in (False, True):
-            torch.manual_seed(0)
-            config = replace(
-                base.nerfvae,
-                scene_function=replace(base.nerfvae.scene_function, conditioning=mode),
-            )
-            model = NeRFVAE(config)
-            model.mixed_precision = bf16
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-            def train_step():
-                out = model.loss(batch, target_dims=10 * args.size**2 * 3)
-                optimizer.zero_grad()
-                out["loss"].backward()
-                optimizer.step()
-
-            step_seconds = time_call(train_step, args.steps)
-            latent = torch.randn(scenes, config.latent.num_tokens, config.latent.channels)
-            xyz = torch.rand(scenes, rays * samples, 3) * 2 - 1
-            dirs = torch.nn.functional.normalize(torch.randn(scenes, rays * samples, 3), dim=-1)
-
-            def scene_fn_step():
-                with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                    density, colour = model.scene_function(xyz, dirs, latent)
-                (density.sum() + colour.sum()).backward()
-
-            with FlopCounterMode(display=False) as counter:
-                scene_fn_step()
-            flops = counter.get_total_flops()
-            scene_seconds = time_call(scene_fn_step, args.steps)
-            rate = flops / scene_seconds
+            row = measure(base, mode, bf16, batch, args.size, args.steps)
             peak = bf16_peak if bf16 else fp32_peak
-            params = sum(p.numel() for p in model.parameters())
             print(
-                f"| {mode} | {'bf16' if bf16 else 'fp32'} | {step_seconds:.2f} | "
-                f"{scene_seconds:.2f} | {points / scene_seconds:,.0f} | {rate / 1e9:.1f} | "
-                f"{rate / peak:.0%} | {params:,} |"
+                f"| {mode} | {'bf16' if bf16 else 'fp32'} | {row['step_s']:.2f} | "
+                f"{row['scene_s']:.2f} | {points / row['scene_s']:,.0f} | "
+                f"{row['rate'] / 1e9:.1f} | {row['rate'] / peak:.0%} | {row['params']:,} |"
             )
+
+
+def measure(base, mode: str, bf16: bool, batch: dict, size: int, steps: int) -> dict[str, float]:
+    """Time a full training step and the scene function's forward+backward for one mode."""
+    torch.manual_seed(0)
+    config = replace(
+        base.nerfvae, scene_function=replace(base.nerfvae.scene_function, conditioning=mode)
+    )
+    model = NeRFVAE(config)
+    model.mixed_precision = bf16
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scenes, rays = batch["target_origins"].shape[:2]
+    samples = config.sampling.num_coarse + config.sampling.num_fine
+
+    def train_step():
+        out = model.loss(batch, target_dims=10 * size**2 * 3)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+
+    latent = torch.randn(scenes, config.latent.num_tokens, config.latent.channels)
+    xyz = torch.rand(scenes, rays * samples, 3) * 2 - 1
+    dirs = torch.nn.functional.normalize(torch.randn(scenes, rays * samples, 3), dim=-1)
+
+    def scene_fn_step():
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            density, colour = model.scene_function(xyz, dirs, latent)
+        (density.sum() + colour.sum()).backward()
+
+    step_seconds = time_call(train_step, steps)
+    with FlopCounterMode(display=False) as counter:
+        scene_fn_step()
+    scene_seconds = time_call(scene_fn_step, steps)
+    return {
+        "step_s": step_seconds,
+        "scene_s": scene_seconds,
+        "rate": counter.get_total_flops() / scene_seconds,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 if __name__ == "__main__":
