@@ -4,7 +4,7 @@ Run from the repository root: ``python benchmarks/render.py`` (about 1-2 minutes
 cores; no-grad batches of 1k/4k/16k rays, training batches of 1k rays) or
 ``python benchmarks/render.py --quick`` (about 15 s). ``--forward-rays``/``--train-rays`` choose
 other batch sizes. Prints a markdown table. Other processes on the machine slow everything
-down, so the load average is printed and the matmul reference is measured in the same process.
+down, so the load average is printed and the matmul reference is re-measured next to every row.
 
 Reference field: positional encoding of the point (10 frequencies -> 63 features) and of the
 direction (4 frequencies -> 27 features), concatenated (90 features), then a 4-hidden-layer,
@@ -116,6 +116,7 @@ def time_call(function: Callable[[], None], min_seconds: float) -> float:
             return elapsed / calls
 
 
+MATMUL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 FORWARD = "forward (no_grad)"
 TRAIN = "forward+backward"
 
@@ -178,7 +179,7 @@ def main() -> None:
     points_per_ray = 2 * args.num_coarse + args.num_fine if args.num_fine else args.num_coarse
     generator = torch.Generator().manual_seed(0)
 
-    matmul_peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    matmul_peak = {name: matmul_gflops(dtype) for name, dtype in MATMUL_DTYPES.items()}
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -194,7 +195,7 @@ def main() -> None:
         f" = {points_per_ray} field evaluations"
     )
     print(
-        f"2048^3 matmul: fp32 {matmul_peak['fp32']:.1f} GFLOP/s, "
+        f"2048^3 matmul at start: fp32 {matmul_peak['fp32']:.1f} GFLOP/s, "
         f"bf16 {matmul_peak['bf16']:.1f} GFLOP/s\n"
     )
 
@@ -213,7 +214,10 @@ def main() -> None:
                 samples_per_second = rays * points_per_ray / seconds
                 flops = FORWARD_FLOPS_PER_POINT if mode == FORWARD else TRAIN_FLOPS_PER_POINT
                 gflops = samples_per_second * flops / 1e9
-                fraction = gflops / matmul_peak[precision]
+                # Re-measure the matmul right after each row: other processes on a shared machine
+                # change the available CPU over time, and the ratio should compare like with like.
+                matmul_now = matmul_gflops(MATMUL_DTYPES[precision], repeats=2)
+                fraction = gflops / matmul_now
                 rows.append(
                     (
                         precision,
@@ -223,6 +227,7 @@ def main() -> None:
                         rays / seconds,
                         samples_per_second,
                         gflops,
+                        matmul_now,
                         fraction,
                     )
                 )
@@ -230,13 +235,14 @@ def main() -> None:
 
     print()
     print(
-        "| precision | pass | rays | s/batch | rays/s | samples/s | MLP GFLOP/s | of 2048³ matmul |"
+        "| precision | pass | rays | s/batch | rays/s | samples/s | MLP GFLOP/s "
+        "| 2048³ matmul GFLOP/s | MLP / matmul |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for precision, mode, rays, seconds, ray_rate, sample_rate, gflops, fraction in rows:
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for precision, mode, rays, seconds, ray_rate, sample_rate, gflops, matmul, fraction in rows:
         print(
             f"| {precision} | {mode} | {rays} | {seconds:.3f} | {ray_rate:,.0f} | "
-            f"{sample_rate / 1e6:.2f} M | {gflops:.1f} | {100 * fraction:.0f}% |"
+            f"{sample_rate / 1e6:.2f} M | {gflops:.1f} | {matmul:.0f} | {100 * fraction:.0f}% |"
         )
 
     # Renderer overhead alone: sampling, sorting, compositing with a field that costs ~nothing.
@@ -250,6 +256,7 @@ def main() -> None:
         with torch.no_grad():
             render_rays(free_field, origins, directions, near, far, config, generator=generator)
 
+    overhead()  # warm-up
     seconds = time_call(overhead, min_seconds)
     print(
         f"\nrenderer overhead (trivial field, no_grad, {rays} rays): {seconds:.3f} s/batch, "
