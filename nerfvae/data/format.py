@@ -25,10 +25,10 @@ is read without touching the rest (safetensors memory-maps the file and reads te
   first, True for out-of-distribution (OOD) views.
 
 ``depth`` and ``object_mask`` are optional for a whole dataset (``DatasetMeta.has_depth`` /
-``has_object_mask``; imported real data often has neither). The safetensors header metadata holds
-``{"format": "nerfvae-shard", "format_version": "1", "split": ..., "first_scene": ...,
-"num_scenes": ..., "scenes": JSON list of per-scene info dicts}``; each info dict has at least
-``scene_id`` and ``objects`` (a list of JSON objects: shape, position, size, colour, ...).
+``has_object_mask``; imported real data often has neither). The safetensors header metadata has one
+entry, ``"nerfvae"``, a JSON string ``{"format": "nerfvae-shard", "format_version": 1, "split": ...,
+"first_scene": ..., "num_scenes": ..., "scenes": [per-scene info dicts]}``; each info dict has at
+least ``scene_id`` and ``objects`` (a list of JSON objects: shape, position, size, colour, ...).
 
 Every scene of a split has the same number of ID views and of OOD views (ID views first), and every
 image of a dataset has the same size, so batches stack without padding.
@@ -73,6 +73,7 @@ from nerfvae.geometry import check_cameras
 FORMAT_VERSION = 1
 META_FILENAME = "dataset.json"
 SHARD_FORMAT = "nerfvae-shard"
+HEADER_KEY = "nerfvae"
 SPLITS = ("train", "val", "test")
 FIELDS = ("images", "depth", "object_mask", "K", "c2w", "view_is_ood")
 
@@ -434,30 +435,27 @@ class DatasetWriter:
             infos.append({**record.info, "scene_id": record.scene_id, "objects": record.objects})
         header = {
             "format": SHARD_FORMAT,
-            "format_version": str(FORMAT_VERSION),
+            "format_version": FORMAT_VERSION,
             "split": split,
-            "first_scene": str(first_scene),
-            "num_scenes": str(len(scenes)),
-            "scenes": json.dumps(infos),
+            "first_scene": first_scene,
+            "num_scenes": len(scenes),
+            "scenes": infos,
         }
+        # One metadata entry only: safetensors stores the metadata as a hash map whose order varies
+        # between processes, and shards must be byte-identical for a given seed.
+        metadata = {HEADER_KEY: json.dumps(header, sort_keys=True)}
         path = self.shard_path(split, shard_index)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file(tensors, str(temporary), metadata=header)
+        save_file(tensors, str(temporary), metadata=metadata)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
         return path
 
-    def finalize(self, **updates: Any) -> DatasetMeta:
-        """Scan the shards on disk, fill in split counts, apply ``updates`` and write dataset.json.
-
-        ``updates`` set DatasetMeta fields (e.g. ``baselines={...}``). dataset.json is written
-        atomically; it is the marker of a finished dataset.
-        """
-        for name, value in updates.items():
-            setattr(self.meta, name, value)
+    def scan_shards(self) -> DatasetMeta:
+        """Fill ``meta.splits`` (shard lists, scene counts) from the shard files on disk."""
         for split, split_meta in self.meta.splits.items():
             shards = []
             for path in sorted((self.root / split).glob("shard-*.safetensors")):
@@ -473,6 +471,14 @@ class DatasetWriter:
             split_meta.shards = shards
             split_meta.num_scenes = sum(shard.num_scenes for shard in shards)
         _check_meta(self.meta, str(self.root / META_FILENAME))
+        return self.meta
+
+    def finalize(self, **updates: Any) -> DatasetMeta:
+        """Scan the shards on disk, apply ``updates`` (DatasetMeta fields, e.g. ``baselines=``)
+        and write dataset.json atomically; dataset.json is the marker of a finished dataset."""
+        for name, value in updates.items():
+            setattr(self.meta, name, value)
+        self.scan_shards()
         write_json_atomic(self.root / META_FILENAME, self.meta.to_json())
         return self.meta
 
@@ -484,24 +490,27 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(temporary, path)
 
 
-def _read_shard_header(path: Path) -> dict[str, str]:
-    """Read and check a shard's safetensors header metadata (cheap: reads only the header)."""
+def _read_shard_header(path: Path) -> dict[str, Any]:
+    """Read and check a shard's header metadata (cheap: reads only the safetensors header)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
+            metadata = handle.metadata() or {}
     except FileNotFoundError:
         raise DataError(f"{path}: shard file is missing") from None
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise DataError(f"{path}: not a readable safetensors shard (truncated? {error})") from None
-    if header.get("format") != SHARD_FORMAT:
-        raise DataError(f"{path}: not a nerfvae shard (header format {header.get('format')!r})")
-    if header.get("format_version") != str(FORMAT_VERSION):
-        raise DataError(
-            f"{path}: shard format_version {header.get('format_version')!r}, "
-            f"expected {FORMAT_VERSION}"
-        )
+    try:
+        header = json.loads(metadata[HEADER_KEY])
+        kind, version = header["format"], header["format_version"]
+        int(header["first_scene"]), int(header["num_scenes"]), list(header["scenes"])
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        raise DataError(f"{path}: not a nerfvae shard (missing or malformed header)") from None
+    if kind != SHARD_FORMAT:
+        raise DataError(f"{path}: not a nerfvae shard (header format {kind!r})")
+    if version != FORMAT_VERSION:
+        raise DataError(f"{path}: shard format_version {version!r}, expected {FORMAT_VERSION}")
     return header
 
 
@@ -517,10 +526,7 @@ class ShardReader:
         header = _read_shard_header(self.path)
         self.first_scene = int(header["first_scene"])
         self.num_scenes = int(header["num_scenes"])
-        try:
-            self.scene_infos: list[dict[str, Any]] = json.loads(header["scenes"])
-        except (KeyError, json.JSONDecodeError) as error:
-            raise DataError(f"{self.path}: malformed scene list in header ({error})") from None
+        self.scene_infos: list[dict[str, Any]] = header["scenes"]
         if len(self.scene_infos) != self.num_scenes:
             raise DataError(
                 f"{self.path}: header lists {len(self.scene_infos)} scenes, "
