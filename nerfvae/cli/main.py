@@ -15,6 +15,7 @@ from nerfvae.errors import NerfVAEError
 
 COMMANDS: dict[str, str] = {
     "demo": "nerfvae.cli.demo",
+    "data": "nerfvae.cli.data",
     "train": "nerfvae.cli.train",
     "eval": "nerfvae.cli.evaluate",
     "render": "nerfvae.cli.render",

@@ -54,6 +54,13 @@ def load_mitsuba(threads: int | None = None, quiet: bool = False) -> Any:
     starts its LLVM backend; LLVM 15 crashes it), else ``scalar_rgb`` with a one-line notice.
     ``threads`` limits Mitsuba's render threads (None: Dr.Jit's default, all cores).
     """
+    if "mi" not in _MITSUBA_STATE and "mitsuba" in sys.modules:
+        # Mitsuba's variant is process-wide: respect one another part of the program chose
+        mi = sys.modules["mitsuba"]
+        current = mi.variant()
+        if current is not None and current.endswith("_rgb") and "spectral" not in current:
+            mi.set_log_level(mi.LogLevel.Warn)
+            _MITSUBA_STATE["mi"] = mi
     if "mi" not in _MITSUBA_STATE:
         variant = "scalar_rgb"
         if os.environ.get("NERFVAE_MITSUBA_VARIANT"):

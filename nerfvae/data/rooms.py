@@ -311,11 +311,11 @@ def random_room(rng: np.random.Generator, layout: RoomLayout = RoomLayout()) -> 
     """Draw a room: floor/wall textures, lighting and 2–5 non-intersecting objects."""
     floor = _random_surface(rng, repeats=(1.0, 3.0))
     walls = _random_surface(rng, repeats=(1.0, 2.0))
-    sky_level = rng.uniform(0.25, 0.7)
+    sky_level = rng.uniform(0.2, 0.9)
     sky_tint = rng.uniform(0.85, 1.15, size=3)
     half_size = float(rng.uniform(0.15, 0.9))
     # about the same power whatever the size: radiance ~ 1 / area
-    area_level = rng.uniform(1.5, 3.0) / (half_size**2)
+    area_level = rng.uniform(1.0, 3.5) / (half_size**2)
     area_tint = rng.uniform(0.85, 1.15, size=3)
     area_xy = rng.uniform(-0.8 * layout.half_width, 0.8 * layout.half_width, size=2)
     lighting = Lighting(
