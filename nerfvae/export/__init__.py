@@ -1,0 +1,52 @@
+"""Geometry out of a trained model: marching-cubes meshes with vertex colours (PLY/OBJ) and
+their Chamfer distance to the built-in rooms' ground-truth objects."""
+
+from nerfvae.export.latents import (
+    check_scene_index,
+    infer_posterior,
+    parse_view_indices,
+    prior_sample,
+)
+from nerfvae.export.mesh import (
+    DensityGrid,
+    MeshExtractionConfig,
+    density_grid,
+    extract_mesh,
+    field_colours,
+    grid_axes,
+    marching_cubes,
+    write_mesh,
+)
+from nerfvae.export.surfaces import (
+    chamfer_distance,
+    inside_box,
+    mesh_object_chamfer,
+    object_signed_distance,
+    object_surface_area,
+    objects_region,
+    sample_mesh_surface,
+    sample_object_surfaces,
+)
+
+__all__ = [
+    "DensityGrid",
+    "MeshExtractionConfig",
+    "chamfer_distance",
+    "check_scene_index",
+    "density_grid",
+    "extract_mesh",
+    "field_colours",
+    "grid_axes",
+    "infer_posterior",
+    "inside_box",
+    "marching_cubes",
+    "mesh_object_chamfer",
+    "object_signed_distance",
+    "object_surface_area",
+    "objects_region",
+    "parse_view_indices",
+    "prior_sample",
+    "sample_mesh_surface",
+    "sample_object_surfaces",
+    "write_mesh",
+]
