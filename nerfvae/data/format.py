@@ -363,10 +363,6 @@ def validate_scene(
         raise fail(
             f"scene has {num_id} ID + {V - num_id} OOD views, expected {views[0]} + {views[1]}"
         )
-    try:
-        json.dumps({"objects": record.objects, "info": record.info})
-    except (TypeError, ValueError) as error:
-        raise fail(f"objects/info are not JSON-serialisable ({error})") from None
 
 
 def _describe(value: Any) -> str:
@@ -433,6 +429,12 @@ class DatasetWriter:
                     continue
                 tensors[_scene_key(local, name)] = value.contiguous()
             infos.append({**record.info, "scene_id": record.scene_id, "objects": record.objects})
+            try:
+                json.dumps(infos[-1])
+            except (TypeError, ValueError) as error:
+                raise DataError(
+                    f"{where}: objects/info are not JSON-serialisable ({error})"
+                ) from None
         header = {
             "format": SHARD_FORMAT,
             "format_version": FORMAT_VERSION,

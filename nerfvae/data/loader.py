@@ -59,6 +59,9 @@ class MultiSceneDataset(torch.utils.data.Dataset):
             raise DataError(f"{self.root / 'dataset.json'}: split {split!r} has no scenes")
         self._shard_starts = np.array([shard.first_scene for shard in self.split_meta.shards])
         self._readers: dict[int, ShardReader] = {}
+        # scenes already validated in this process: the files are immutable (their sizes were
+        # checked on opening), so a scene is checked once, not at every training step
+        self._validated: set[int] = set()
 
     # shard readers hold memory maps: each process (DataLoader worker) opens its own
     def __getstate__(self) -> dict[str, Any]:
@@ -126,7 +129,9 @@ class MultiSceneDataset(torch.utils.data.Dataset):
             )
         position = int(np.searchsorted(self._shard_starts, index, side="right") - 1)
         reader = self._reader(position)
-        return reader.read_scene(index - reader.first_scene)
+        scene = reader.read_scene(index - reader.first_scene, validate=index not in self._validated)
+        self._validated.add(index)
+        return scene
 
 
 def batch_seed(seed: int, step: int) -> int:
