@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from test_export_fixtures import build_tiny_run, tiny_run_root
 from torch import nn
 
 from nerfvae.cli.main import main as nerfvae_main
@@ -236,22 +235,18 @@ def test_prior_sample_matches_the_sample_command():
 # -- the command on a tiny trained run ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """``(data_dir, run_dir)``: a tiny dataset and a 2-step run (shared with the viewer tests)."""
-    return build_tiny_run(tiny_run_root(tmp_path_factory))
-
-
 def _export(*args: str) -> int:
     return nerfvae_main(["export", "mesh", *args])
 
 
-def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(tiny_run, tmp_path, capsys):
+def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
+    tiny_dataset, tiny_run, tmp_path, capsys
+):
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.export import infer_posterior
     from nerfvae.training.loading import load_trained_model
 
-    data, run = tiny_run
+    data, run = tiny_dataset, tiny_run
     dataset = MultiSceneDataset(data, "test")
     model, _, _ = load_trained_model(run)
     scene = dataset.load_scene(1)
@@ -290,8 +285,10 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(tiny_run, tmp_pa
         ([], "exactly one of --scene"),
     ],
 )
-def test_export_mesh_bad_choices_are_one_line_errors(tiny_run, tmp_path, capsys, args, message):
-    data, run = tiny_run
+def test_export_mesh_bad_choices_are_one_line_errors(
+    tiny_dataset, tiny_run, tmp_path, capsys, args, message
+):
+    data, run = tiny_dataset, tiny_run
     code = _export("--run", str(run), "--data", str(data), "--out", str(tmp_path / "m.ply"), *args)
     assert code == 1
     error = capsys.readouterr().err
