@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "eval": "nerfvae.cli.evaluate",
     "render": "nerfvae.cli.render",
     "sample": "nerfvae.cli.sample",
+    "baseline": "nerfvae.cli.baseline",
     "export": "nerfvae.cli.export",
 }
 

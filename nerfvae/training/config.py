@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nerfvae.errors import ConfigError
+from nerfvae.models.baselines.gqn import GQNConfig
 from nerfvae.models.config import (
     EncoderConfig,
     LatentConfig,
@@ -60,9 +61,13 @@ class TrainConfig:
     """Dataset directory (from `nerfvae data generate` or `nerfvae data import`)."""
     run: str = ""
     """Run directory: resolved config, checkpoints, logs and validation renders."""
-    model: Literal["nerfvae"] = "nerfvae"
-    """Which model to train (its settings are in the section of the same name)."""
+    model: Literal["nerfvae", "gqn"] = "nerfvae"
+    """Which model to train (its settings are in the section of the same name): ``nerfvae`` or the
+    ``gqn`` baseline (a GQN-style convolutional renderer, docs/baselines.md)."""
     nerfvae: NeRFVAEConfig = field(default_factory=NeRFVAEConfig)
+    gqn: GQNConfig = field(default_factory=GQNConfig)
+    """Settings of the GQN-style baseline (used with ``--model gqn``; the scene box that
+    normalises its camera codes is the one training copies into the nerfvae section)."""
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     steps: int = 20000

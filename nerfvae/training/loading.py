@@ -16,6 +16,12 @@ def build_model(config: TrainConfig) -> SceneModel:
     """The model a TrainConfig describes, freshly initialised."""
     if config.model == "nerfvae":
         return NeRFVAE(config.nerfvae)
+    if config.model == "gqn":
+        from nerfvae.models.baselines.gqn import GQN
+
+        # The dataset's scene box (copied into the nerfvae section by training) normalises the
+        # camera positions of the GQN baseline's camera codes.
+        return GQN(config.gqn, config.nerfvae.scene_min, config.nerfvae.scene_max)
     raise ConfigError(f"unknown model {config.model!r}")
 
 

@@ -102,16 +102,32 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
 
     meta = dataset.meta
     target_dims = meta.split("train").id_views * meta.image_height * meta.image_width * 3
-    batches = training_batches(
-        config.data,
-        "train",
-        scenes_per_batch=config.scenes_per_batch,
-        max_context_views=config.max_context_views,
-        rays_per_scene=config.rays_per_scene,
-        seed=config.seed * 7919 + rank,
-        num_workers=config.num_workers,
-        start_step=start_step,
-    )
+    if getattr(model, "trains_on_whole_views", False):
+        # Convolutional renderers (the GQN baseline) decode whole target views, not rays; the
+        # scenes and context views of each step are the same as the ray batches'.
+        from nerfvae.data.image_batches import image_batches
+
+        batches = image_batches(
+            config.data,
+            "train",
+            scenes_per_batch=config.scenes_per_batch,
+            max_context_views=config.max_context_views,
+            target_views=model.config.target_views_per_scene,
+            seed=config.seed * 7919 + rank,
+            num_workers=config.num_workers,
+            start_step=start_step,
+        )
+    else:
+        batches = training_batches(
+            config.data,
+            "train",
+            scenes_per_batch=config.scenes_per_batch,
+            max_context_views=config.max_context_views,
+            rays_per_scene=config.rays_per_scene,
+            seed=config.seed * 7919 + rank,
+            num_workers=config.num_workers,
+            start_step=start_step,
+        )
     is_main = rank == 0
     metrics_log = CsvLog(run.root / "metrics.csv", start_step) if is_main else None
     validation_log = CsvLog(run.root / "validation.csv", start_step) if is_main else None

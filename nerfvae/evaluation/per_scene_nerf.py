@@ -1,0 +1,390 @@
+"""Evaluate the per-scene NeRF baseline exactly as ``nerfvae eval`` evaluates a trained model.
+
+For each context size K (the same view lists as ``nerfvae eval``, :mod:`nerfvae.evaluation.views`),
+a NeRF is optimised from scratch on each test scene's K context views
+(:func:`nerfvae.models.baselines.nerf.fit_per_scene_nerf`, several scenes batched together), then
+scored on the same held-out ID and OOD target views with the same per-view metrics as
+:func:`nerfvae.evaluation.evaluate.evaluate` (PSNR, SSIM, MSE, object PSNR, depth MAE and the
+trivial predictors' PSNRs; there is no ELBO: a NeRF fitted by MSE is no generative model).
+
+Besides the final metrics the result records the optimisation: wall time, and PSNR over steps
+(training PSNR on the context rays, and the PSNR of a few held-out ID/OOD views rendered at
+geometrically spaced steps; the held-out views are only looked at, never trained on or used to
+choose anything).
+
+``context_sizes=None`` means "all ID views as context" (single-scene NeRF data such as lego, where
+the held-out views are the dataset's OOD views and there is no ID target).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nerfvae.errors import DataError
+from nerfvae.evaluation.evaluate import SCHEMA_VERSION, _nan_mean, scenes_to_tensors
+from nerfvae.evaluation.metrics import mse, psnr, ssim
+from nerfvae.evaluation.report import markdown_table
+from nerfvae.evaluation.views import ViewLists, standard_view_lists
+from nerfvae.models.baselines.nerf import (
+    PerSceneNeRF,
+    PerSceneNeRFConfig,
+    default_probe_steps,
+    fit_per_scene_nerf,
+)
+
+
+def all_views_lists(num_id_views: int, num_ood_views: int) -> ViewLists:
+    """Context = every ID view, no ID target, OOD targets = every OOD view (the held-out views)."""
+    if num_ood_views == 0:
+        raise DataError(
+            "context 'all' uses every ID view as context, so the split needs held-out (OOD) views "
+            "to score; this split has none"
+        )
+    return ViewLists(
+        context={num_id_views: list(range(num_id_views))},
+        id_targets=[],
+        ood_targets=list(range(num_id_views, num_id_views + num_ood_views)),
+    )
+
+
+def view_metrics(
+    metrics: dict[str, list[float]],
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    depth_prediction: torch.Tensor | None,
+    depth_truth: torch.Tensor | None,
+    context_colour: torch.Tensor,
+    mean_train_image: torch.Tensor | None,
+) -> None:
+    """Append one target view's metrics to ``metrics`` (the metric set of ``nerfvae eval``).
+
+    ``prediction, target [H, W, 3]``; ``mask [H, W]`` object pixels; ``context_colour [3]`` the
+    mean colour of the context views; ``mean_train_image [H, W, 3]``.
+    """
+    metrics["psnr"].append(psnr(prediction, target))
+    metrics["ssim"].append(ssim(prediction, target))
+    metrics["mse"].append(mse(prediction, target))
+    constant = context_colour.expand_as(target)
+    metrics["baseline_mean_context_psnr"].append(psnr(constant, target))
+    if mean_train_image is not None:
+        metrics["baseline_mean_train_psnr"].append(psnr(mean_train_image, target))
+    if mask is not None:
+        metrics["object_psnr"].append(psnr(prediction, target, mask))
+        metrics["baseline_mean_context_object_psnr"].append(psnr(constant, target, mask))
+        if mean_train_image is not None:
+            metrics["baseline_mean_train_object_psnr"].append(psnr(mean_train_image, target, mask))
+    if depth_prediction is not None and depth_truth is not None:
+        metrics["depth_mae"].append(float((depth_prediction - depth_truth).abs().mean()))
+
+
+def _mean_history(histories: list[tuple[int, list[dict[str, float]]]]) -> list[dict[str, float]]:
+    """Scene-weighted mean of the batches' history rows (every batch logs the same steps)."""
+    total = sum(count for count, _ in histories)
+    rows: list[dict[str, float]] = []
+    for index, first in enumerate(histories[0][1]):
+        row = {"step": first["step"]}
+        for key in first:
+            if key == "step":
+                continue
+            values = [(count, history[index].get(key)) for count, history in histories]
+            values = [(c, v) for c, v in values if v is not None and v == v]
+            if values:
+                row[key] = sum(c * v for c, v in values) / sum(c for c, _ in values)
+        row["scenes"] = total
+        rows.append(row)
+    return rows
+
+
+def _probe(
+    batch: dict[str, torch.Tensor],
+    views: dict[str, list[int]],
+    height: int,
+    width: int,
+    chunk_rays: int,
+    announce: bool,
+):
+    """A fit probe: mean PSNR of the given held-out ``views`` per kind (``probe_psnr_id/ood``)."""
+
+    def probe(step: int, model: PerSceneNeRF) -> dict[str, float]:
+        row = {}
+        for kind, chosen in views.items():
+            if not chosen:
+                continue
+            rendered = model.render_views(
+                batch["K"][:, chosen], batch["c2w"][:, chosen], height, width, chunk_rays
+            )["colour"]
+            truth = batch["images"][:, chosen]
+            values = [
+                psnr(rendered[s, v], truth[s, v])
+                for s in range(truth.shape[0])
+                for v in range(len(chosen))
+            ]
+            row[f"probe_psnr_{kind}"] = float(np.mean(values))
+        if announce:
+            tqdm.write(f"step {step}: " + ", ".join(f"{k}={v:.2f}" for k, v in row.items()))
+        return row
+
+    return probe
+
+
+def evaluate_per_scene_nerf(
+    dataset,
+    config: PerSceneNeRFConfig,
+    *,
+    context_sizes: tuple[int, ...] | None = (1, 2, 3, 5),
+    max_scenes: int | None = None,
+    scenes_per_batch: int = 4,
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    mean_train_image: torch.Tensor | None = None,
+    probe_views: int = 2,
+    probe_points: int = 8,
+    chunk_rays: int = 8192,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit and evaluate per-scene NeRFs on ``dataset`` (a ``MultiSceneDataset`` split).
+
+    Args:
+        config: NeRF architecture and optimisation budget (the same for every scene and K).
+        context_sizes: numbers of context views K, or ``None`` for all ID views (see module doc).
+        scenes_per_batch: scenes whose NeRFs are optimised together (batched weights).
+        background: colour seen where a ray leaves the scene box.
+        mean_train_image: ``[H, W, 3]`` for the mean-training-image trivial predictor.
+        probe_views: held-out ID and OOD views per scene rendered while optimising (0 = none).
+        probe_points: how many times they are rendered (geometrically spaced steps, 0 and last
+            included).
+
+    Returns:
+        The JSON-serialisable result: ``nerfvae eval``'s layout (``results[K][id|ood]`` metric
+        means, ``view_lists``, ``timing``) plus ``history[K]`` (rows of step, wall_s, train_psnr,
+        probe_psnr_id/ood, averaged over scenes) and ``config``.
+    """
+    meta = dataset.meta
+    height, width = meta.image_height, meta.image_width
+    num_scenes = len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
+    if num_scenes < 1:
+        raise DataError("no scenes to evaluate")
+    first = dataset.load_scene(0)
+    if context_sizes is None:
+        views = all_views_lists(first.num_id_views, first.num_ood_views)
+    else:
+        views = standard_view_lists(first.num_id_views, first.num_ood_views, context_sizes)
+    scene_min, scene_max = (torch.tensor(bound, dtype=torch.float32) for bound in meta.scene_bounds)
+    probe_steps = default_probe_steps(config.steps, probe_points) if probe_views > 0 else ()
+    train_image = mean_train_image.to(device) if mean_train_image is not None else None
+
+    per_view: dict[tuple[int, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    timing: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    histories: dict[int, list[tuple[int, list[dict[str, float]]]]] = defaultdict(list)
+    bar = tqdm(total=num_scenes * len(views.context), disable=not progress, desc="per-scene NeRF")
+    for start in range(0, num_scenes, scenes_per_batch):
+        records = [
+            dataset.load_scene(i) for i in range(start, min(num_scenes, start + scenes_per_batch))
+        ]
+        for record in records:
+            if (record.num_id_views, record.num_ood_views) != (
+                first.num_id_views,
+                first.num_ood_views,
+            ):
+                raise DataError(
+                    f"scene {record.scene_id} has {record.num_id_views} ID / {record.num_ood_views} "
+                    f"OOD views, unlike the first scene ({first.num_id_views} / {first.num_ood_views})"
+                )
+        batch = {key: value.to(device) for key, value in scenes_to_tensors(records).items()}
+        count = len(records)
+        targets_by_kind = {"id": views.id_targets, "ood": views.ood_targets}
+        probes = {kind: targets[:probe_views] for kind, targets in targets_by_kind.items()}
+
+        for k, context in views.context.items():
+            fit = fit_per_scene_nerf(
+                batch["images"][:, context],
+                batch["K"][:, context],
+                batch["c2w"][:, context],
+                config,
+                scene_min,
+                scene_max,
+                background=background,
+                probe=_probe(batch, probes, height, width, chunk_rays, progress)
+                if probe_views > 0
+                else None,
+                probe_steps=probe_steps,
+            )
+            timing[k]["fit_s"] += fit.wall_s
+            timing[k]["fit_cpu_s"] += fit.cpu_s
+            timing[k]["batches"] += 1
+            histories[k].append((count, fit.history))
+            context_colour = batch["images"][:, context].mean(dim=(1, 2, 3))  # [S, 3]
+            for kind, targets in targets_by_kind.items():
+                if not targets:
+                    continue
+                started = time.perf_counter()
+                rendered = fit.model.render_views(
+                    batch["K"][:, targets], batch["c2w"][:, targets], height, width, chunk_rays
+                )
+                timing[k][f"render_{kind}_s"] += time.perf_counter() - started
+                timing[k][f"render_{kind}_views"] += count * len(targets)
+                metrics = per_view[(k, kind)]
+                for s in range(count):
+                    for v, view in enumerate(targets):
+                        view_metrics(
+                            metrics,
+                            rendered["colour"][s, v],
+                            batch["images"][s, view],
+                            mask=batch["object_mask"][s, view] if "object_mask" in batch else None,
+                            depth_prediction=rendered["depth"][s, v],
+                            depth_truth=batch["depth"][s, view] if "depth" in batch else None,
+                            context_colour=context_colour[s],
+                            mean_train_image=train_image,
+                        )
+            timing[k]["scenes"] += count
+            bar.update(count)
+    bar.close()
+
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for (k, kind), metrics in per_view.items():
+        entry = {name: _nan_mean(values) for name, values in metrics.items()}
+        entry["num_views"] = len(metrics["psnr"])
+        results.setdefault(str(k), {})[kind] = entry
+    timings = {}
+    for k, t in timing.items():
+        timings[str(k)] = {
+            # Scenes of a batch are optimised together: this is the batch's time per scene.
+            "fit_s_per_scene": t["fit_s"] / max(1, t["scenes"]),
+            "fit_s_per_batch": t["fit_s"] / max(1, t["batches"]),
+            "fit_cpu_s_per_batch": t["fit_cpu_s"] / max(1, t["batches"]),
+            **{
+                f"render_s_per_{kind}_view": t[f"render_{kind}_s"] / t[f"render_{kind}_views"]
+                for kind in ("id", "ood")
+                if t.get(f"render_{kind}_views")
+            },
+        }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": "per-scene NeRF",
+        "num_scenes": num_scenes,
+        "image_size": [height, width],
+        "view_lists": views.to_json(),
+        "results": results,
+        "timing": timings,
+        "history": {str(k): _mean_history(rows) for k, rows in histories.items()},
+        "config": asdict(config),
+        "scenes_per_batch": scenes_per_batch,
+        "background": list(background),
+        "hardware": {
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        },
+    }
+
+
+def history_markdown(result: dict[str, Any]) -> str:
+    """One table per K: step, wall time, training PSNR and the held-out probes' PSNR."""
+    parts = []
+    for k, rows in sorted(result["history"].items(), key=lambda item: int(item[0])):
+        keys = [
+            key
+            for key in ("step", "wall_s", "cpu_s", "train_psnr", "probe_psnr_id", "probe_psnr_ood")
+            if any(key in row for row in rows)
+        ]
+        probed = [row for row in rows if any(key.startswith("probe_") for key in row)]
+        lines = [
+            f"### K = {k}: optimisation (mean over {rows[0].get('scenes', '?') if rows else 0} scenes)",
+            "",
+            "| " + " | ".join(keys) + " |",
+            "|" + "---|" * len(keys),
+        ]
+        for row in probed or rows:
+            cells = []
+            for key in keys:
+                value = row.get(key)
+                if value is None:
+                    cells.append("–")
+                elif key == "step":
+                    cells.append(f"{value:.0f}")
+                elif key in ("wall_s", "cpu_s"):
+                    cells.append(f"{value:.1f}")
+                else:
+                    cells.append(f"{value:.2f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def history_figure(result: dict[str, Any], path: Path) -> None:
+    """PSNR over optimisation steps and over wall time, per K (training and held-out probes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = {"train_psnr": "-", "probe_psnr_id": "o-", "probe_psnr_ood": "s--"}
+    for index, (k, rows) in enumerate(sorted(result["history"].items(), key=lambda i: int(i[0]))):
+        colour = f"C{index}"
+        for key, style in styles.items():
+            points = [(row["step"], row["wall_s"], row[key]) for row in rows if key in row]
+            if not points:
+                continue
+            steps, walls, values = zip(*points)
+            label = f"K={k} {key.replace('_psnr', '').replace('probe_', 'held-out ')}"
+            axes[0].plot(steps, values, style, color=colour, label=label, markersize=3)
+            axes[1].plot(walls, values, style, color=colour, markersize=3)
+    axes[0].set_xlabel("optimisation step")
+    axes[1].set_xlabel("wall time (s, batch of scenes)")
+    for axis in axes:
+        axis.set_ylabel("PSNR (dB)")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    figure.suptitle("per-scene NeRF: PSNR during optimisation")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_baseline_report(result: dict[str, Any], json_path: Path) -> tuple[Path, Path, Path]:
+    """Write ``json_path`` and, beside it, ``<stem>.md`` (metrics table like ``nerfvae eval``'s and
+    the optimisation history) and ``<stem>_psnr_vs_steps.png``."""
+    import json
+
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2))
+    config = result["config"]
+    header = (
+        f"# Per-scene NeRF on {result.get('dataset', '')} ({result.get('split', '')})\n\n"
+        f"{result['num_scenes']} scenes, {config['steps']} steps × {config['rays_per_scene']} rays "
+        f"per scene, MLPs {config['depth']}×{config['width']}, samples "
+        f"{config['sampling']['num_coarse']} + {config['sampling']['num_fine']}; "
+        f"{result['hardware']['device']}, {result['hardware']['torch_threads']} threads.\n\n"
+    )
+    timing = "\n".join(
+        f"- K = {k}: optimisation {t['fit_s_per_batch']:.1f} s per batch of up to "
+        f"{result['scenes_per_batch']} scenes ({t['fit_s_per_scene']:.1f} s per scene; "
+        f"{t['fit_cpu_s_per_batch']:.1f} s of CPU time per batch)"
+        for k, t in sorted(result["timing"].items(), key=lambda item: int(item[0]))
+    )
+    table_path = json_path.with_suffix(".md")
+    table_path.write_text(
+        header
+        + markdown_table(result)
+        + "\n\n## Wall time\n\n"
+        + timing
+        + "\n\n## PSNR during optimisation\n\n"
+        + history_markdown(result)
+        + "\n"
+    )
+    figure_path = json_path.with_name(json_path.stem + "_psnr_vs_steps.png")
+    history_figure(result, figure_path)
+    return json_path, table_path, figure_path

@@ -1,0 +1,1 @@
+"""Baselines beside NeRF-VAE: a per-scene NeRF and a GQN-style convolutional model."""

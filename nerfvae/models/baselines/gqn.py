@@ -1,0 +1,344 @@
+"""GQN-style baseline: a conditional latent-variable model that renders with convolutions.
+
+In the spirit of the Generative Query Network (Eslami et al., Science 2018), written for the
+NeRF-VAE model contract (:class:`nerfvae.models.base.SceneModel`):
+
+* **representation network** (GQN's "tower"): each context view's image goes through strided
+  convolutions; at quarter resolution the view's camera code is broadcast over the feature map and
+  concatenated (GQN broadcasts its 7-d viewpoint at 16×16); more convolutions give a per-view code
+  ``r_v [channels, grid, grid]``. The codes are **summed** over views, as in GQN, so any number of
+  views in any order gives one scene representation ``r``.
+* **latent** ``z`` is a spatial map ``[latent_channels, grid, grid]`` (stored as ``grid²`` tokens)
+  with a diagonal-Gaussian posterior ``q(z | context)`` computed from ``r`` and the prior
+  ``N(0, I)``, exactly like NeRF-VAE's, so KL and ELBO (bits/dim) are directly comparable.
+* **generator**: a convolutional VAE decoder (instead of GQN's ConvDRAW: no autoregressive steps,
+  one latent) conditioned on the *query* camera, whose code is broadcast spatially and concatenated
+  at every resolution; nearest-neighbour upsampling stages take ``grid`` to ``grid · 2^stages`` and a
+  bilinear resize gives any requested ``H × W``.
+
+Unlike GQN, the latent here depends on the context views only (GQN's posterior also sees the query
+image and its prior is conditioned on ``r``); that makes it a NeRF-VAE with a convolutional renderer
+in place of the NeRF, which is the comparison the camera-generalisation experiment needs: same
+encoder input, same latent prior and ELBO, different decoder.
+
+The camera code ``[16]`` is: camera centre normalised to the scene box (3), the camera-to-world
+rotation (9: right, down, forward axes in world coordinates), ``fx/W, fy/H`` and the principal point
+offset from the image centre ``cx/W - 1/2, cy/H - 1/2`` (4). It carries the full pose, unlike GQN's
+yaw/pitch, so scenes with any up axis work.
+
+There is no per-ray rendering and no depth: :meth:`GQN.render` raises ``NotImplementedError`` and
+:meth:`GQN.render_views` returns ``depth`` and ``opacity`` filled with NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nerfvae.models.base import SceneModel
+from nerfvae.models.encoder import ResidualBlock
+from nerfvae.models.latent import DiagonalGaussian
+from nerfvae.models.nerfvae import (
+    BITS_PER_8BIT_BIN,
+    gaussian_log_likelihood,
+    psnr_from_mse,
+)
+
+CAMERA_CODE_DIMS = 16
+
+
+@dataclass
+class GQNConfig:
+    """GQN-style baseline: representation tower, spatial Gaussian latent, convolutional generator."""
+
+    tower_channels: tuple[int, int] = (32, 64)
+    """Channels of the two strided stages of the representation tower (to 1/2 and 1/4 resolution)."""
+    representation_channels: int = 128
+    """Channels of each per-view code r_v (and of their sum r)."""
+    latent_channels: int = 16
+    """Channels of the latent map z."""
+    latent_grid: int = 8
+    """Side of the latent map (z has latent_grid² tokens)."""
+    generator_channels: int = 128
+    """Channels of the generator at the latent resolution; halved at every upsampling stage."""
+    generator_blocks: int = 2
+    """Residual blocks of the generator at the latent resolution."""
+    upsample_stages: int = 3
+    """×2 upsampling stages of the generator (8 → 64 with the defaults); the output is resized
+    bilinearly to the requested image size."""
+    pixel_std: float = 0.1
+    """Standard deviation of the Gaussian pixel likelihood; the trainer may anneal it."""
+    target_views_per_scene: int = 1
+    """Whole target views per scene per training step (GQN: one query per scene)."""
+    max_views_per_decode: int = 64
+    """Views decoded at once by render_views (bounds evaluation memory)."""
+
+
+def camera_code(
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    height: int,
+    width: int,
+    scene_min: torch.Tensor,
+    scene_max: torch.Tensor,
+) -> torch.Tensor:
+    """Camera codes ``[..., 16]`` of cameras ``K [..., 3, 3]``, ``c2w [..., 4, 4]`` (see module doc)."""
+    centre = (scene_min + scene_max) / 2
+    half_size = (scene_max - scene_min).clamp_min(1e-6) / 2
+    position = (c2w[..., :3, 3] - centre) / half_size
+    rotation = c2w[..., :3, :3].transpose(-1, -2).flatten(-2)  # rows = right, down, forward axes
+    intrinsics = torch.stack(
+        [
+            K[..., 0, 0] / width,
+            K[..., 1, 1] / height,
+            K[..., 0, 2] / width - 0.5,
+            K[..., 1, 2] / height - 0.5,
+        ],
+        dim=-1,
+    )
+    return torch.cat([position, rotation, intrinsics], dim=-1)
+
+
+def _broadcast(code: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``[B, D] -> [B, D, height, width]``."""
+    return code[:, :, None, None].expand(*code.shape, height, width)
+
+
+class RepresentationNetwork(nn.Module):
+    """Per-view tower: ``image [B, 3, H, W]`` + camera code ``[B, 16]`` -> ``r_v [B, R, g, g]``."""
+
+    def __init__(self, config: GQNConfig) -> None:
+        super().__init__()
+        first, second = config.tower_channels
+        self.stem = nn.Conv2d(3, first, 4, stride=2, padding=1)
+        self.down = ResidualBlock(first, second, stride=2)
+        self.merge = nn.Conv2d(second + CAMERA_CODE_DIMS, second, 3, padding=1)
+        self.block = ResidualBlock(second, config.representation_channels, stride=1)
+        self.pool = nn.AdaptiveAvgPool2d(config.latent_grid)
+
+    def forward(self, images: torch.Tensor, cameras: torch.Tensor) -> torch.Tensor:
+        features = self.down(torch.relu(self.stem(images)))
+        features = torch.cat([features, _broadcast(cameras, *features.shape[-2:])], dim=1)
+        features = self.block(torch.relu(self.merge(features)))
+        return self.pool(features)
+
+
+class GenerationNetwork(nn.Module):
+    """Convolutional decoder: ``z [B, Z, g, g]`` + query camera code ``[B, 16]`` -> colour logits
+    ``[B, 3, H, W]``."""
+
+    def __init__(self, config: GQNConfig) -> None:
+        super().__init__()
+        channels = config.generator_channels
+        self.input = nn.Conv2d(config.latent_channels + CAMERA_CODE_DIMS, channels, 3, padding=1)
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(channels, channels, 1) for _ in range(config.generator_blocks)]
+        )
+        self.merges = nn.ModuleList()
+        self.refines = nn.ModuleList()
+        for _ in range(config.upsample_stages):
+            narrower = max(16, channels // 2)
+            self.merges.append(nn.Conv2d(channels + CAMERA_CODE_DIMS, narrower, 3, padding=1))
+            self.refines.append(ResidualBlock(narrower, narrower, 1))
+            channels = narrower
+        self.out_norm = nn.GroupNorm(min(8, channels), channels)
+        self.out = nn.Conv2d(channels, 3, 3, padding=1)
+
+    def forward(
+        self, latent_map: torch.Tensor, cameras: torch.Tensor, height: int, width: int
+    ) -> torch.Tensor:
+        grid = latent_map.shape[-1]
+        features = torch.cat([latent_map, _broadcast(cameras, grid, grid)], dim=1)
+        features = self.blocks(self.input(features))
+        for merge, refine in zip(self.merges, self.refines):
+            features = F.interpolate(features, scale_factor=2.0, mode="nearest")
+            camera_map = _broadcast(cameras, *features.shape[-2:])
+            features = refine(merge(torch.cat([features, camera_map], dim=1)))
+        logits = self.out(torch.relu(self.out_norm(features)))
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=False
+            )
+        return logits
+
+
+class GQN(SceneModel):
+    """GQN-style model under the NeRF-VAE contract (``infer``, ``prior``, ``render_views``, ``loss``)."""
+
+    trains_on_whole_views = True
+    """The trainer must give whole target views (``target_images``, ``target_K``, ``target_c2w``),
+    not random rays: the generator renders an image at a time."""
+
+    def __init__(
+        self,
+        config: GQNConfig,
+        scene_min: tuple[float, float, float] = (-1.0, -1.0, -1.0),
+        scene_max: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("scene_min", torch.tensor(scene_min, dtype=torch.float32))
+        self.register_buffer("scene_max", torch.tensor(scene_max, dtype=torch.float32))
+        self.representation = RepresentationNetwork(config)
+        channels = config.representation_channels
+        self.posterior_norm = nn.GroupNorm(min(8, channels), channels)
+        self.posterior_head = nn.Conv2d(channels, 2 * config.latent_channels, 3, padding=1)
+        # Start at the prior (mean 0, std 1), as NeRF-VAE's encoder does.
+        nn.init.zeros_(self.posterior_head.weight)
+        nn.init.zeros_(self.posterior_head.bias)
+        self.generation = GenerationNetwork(config)
+        self.mixed_precision = False
+        """Unused (the trainer sets it on every model); GQN runs in float32."""
+
+    @property
+    def num_tokens(self) -> int:
+        return self.config.latent_grid**2
+
+    def _camera_code(self, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int):
+        return camera_code(K, c2w, height, width, self.scene_min, self.scene_max)
+
+    # -- inference -------------------------------------------------------------------------
+    def prior(self, scenes: int) -> DiagonalGaussian:
+        shape = (scenes, self.num_tokens, self.config.latent_channels)
+        zeros = torch.zeros(shape, device=self.scene_min.device)
+        return DiagonalGaussian(zeros, zeros.clone())
+
+    def representation_of(
+        self, images: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor
+    ) -> torch.Tensor:
+        """Scene representation ``r [S, R, g, g]``: the sum over views of the per-view codes of
+        ``images [S, V, H, W, 3]`` with cameras ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``."""
+        scenes, views, height, width, _ = images.shape
+        pixels = (images * 2.0 - 1.0).reshape(scenes * views, height, width, 3).permute(0, 3, 1, 2)
+        cameras = self._camera_code(K, c2w, height, width).reshape(scenes * views, -1)
+        per_view = self.representation(pixels, cameras)
+        return per_view.reshape(scenes, views, *per_view.shape[1:]).sum(dim=1)
+
+    def infer(self, context_images, context_K, context_c2w, generator=None) -> DiagonalGaussian:
+        """Posterior over ``z [S, grid², latent_channels]`` from context views ``[S, V, H, W, 3]``."""
+        representation = self.representation_of(context_images, context_K, context_c2w)
+        raw = self.posterior_head(torch.relu(self.posterior_norm(representation)))
+        return DiagonalGaussian.from_raw(raw.flatten(2).transpose(1, 2))
+
+    # -- rendering -------------------------------------------------------------------------
+    def decode(
+        self, latent: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int
+    ) -> torch.Tensor:
+        """Colours ``[S, V, H, W, 3]`` in [0, 1] of views ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``
+        of scenes with latents ``[S, grid², C]`` (with gradients)."""
+        scenes, views = c2w.shape[:2]
+        grid = self.config.latent_grid
+        latent_map = latent.transpose(1, 2).reshape(scenes, -1, grid, grid)
+        latent_map = latent_map.unsqueeze(1).expand(scenes, views, *latent_map.shape[1:])
+        cameras = self._camera_code(K, c2w, height, width)
+        logits = self.generation(
+            latent_map.reshape(scenes * views, *latent_map.shape[2:]),
+            cameras.reshape(scenes * views, -1),
+            height,
+            width,
+        )
+        colour = torch.sigmoid(logits).permute(0, 2, 3, 1)
+        return colour.reshape(scenes, views, height, width, 3)
+
+    def render(self, latent, origins, directions, near=None, far=None, *, generator=None):
+        raise NotImplementedError(
+            "the GQN baseline renders whole views from a camera, not individual rays: use "
+            "render_views(latent, K, c2w, height, width)"
+        )
+
+    @torch.no_grad()
+    def render_views(
+        self,
+        latent: torch.Tensor,
+        K: torch.Tensor,
+        c2w: torch.Tensor,
+        height: int,
+        width: int,
+        chunk_rays: int = 4096,
+    ) -> dict[str, torch.Tensor]:
+        """``colour [S, V, H, W, 3]``; ``depth`` and ``opacity [S, V, H, W]`` are NaN (a
+        convolutional generator has neither). ``chunk_rays`` is ignored: views are decoded
+        ``max_views_per_decode`` at a time."""
+        scenes, views = c2w.shape[:2]
+        per_chunk = max(1, self.config.max_views_per_decode // max(1, scenes))
+        colours = [
+            self.decode(
+                latent,
+                K[:, start : start + per_chunk],
+                c2w[:, start : start + per_chunk],
+                height,
+                width,
+            )
+            for start in range(0, views, per_chunk)
+        ]
+        colour = torch.cat(colours, dim=1)
+        missing = torch.full(colour.shape[:-1], math.nan, device=colour.device)
+        return {"colour": colour, "depth": missing, "opacity": missing.clone()}
+
+    # -- objective -------------------------------------------------------------------------
+    def loss(
+        self,
+        batch: dict[str, torch.Tensor],
+        *,
+        target_dims: int | None = None,
+        kl_weight: float = 1.0,
+        pixel_std: float | None = None,
+        object_pixel_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+        **_: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Negative ELBO per dimension with KL weight, on whole target views; same terms and
+        metrics as :meth:`nerfvae.models.NeRFVAE.loss`.
+
+        Args:
+            batch: ``context_images [S, C, H, W, 3]``, ``context_K``, ``context_c2w``,
+                ``target_images [S, T, H, W, 3]``, ``target_K [S, T, 3, 3]``,
+                ``target_c2w [S, T, 4, 4]``, ``target_object_mask [S, T, H, W]`` (optional).
+            target_dims: dimensions of a scene's whole target set (views × H × W × 3), over which
+                the KL is spread; defaults to the given target views' size.
+            kl_weight, pixel_std, object_pixel_weight: as for NeRF-VAE.
+        """
+        if "target_images" not in batch:
+            raise ValueError(
+                "the GQN baseline trains on whole target views: the batch needs target_images, "
+                "target_K and target_c2w (nerfvae.data.image_batches), not target rays"
+            )
+        pixel_std = pixel_std or self.config.pixel_std
+        target = batch["target_images"]
+        if target_dims is None:
+            target_dims = int(target[0].numel())
+        posterior = self.infer(
+            batch["context_images"], batch["context_K"], batch["context_c2w"], generator
+        )
+        latent = posterior.rsample(generator)
+        height, width = target.shape[2:4]
+        colour = self.decode(latent, batch["target_K"], batch["target_c2w"], height, width)
+        log_likelihood = gaussian_log_likelihood(colour, target, pixel_std)  # [S, T, H, W, 3]
+        kl = posterior.kl_to_standard_normal()  # [S]
+        elbo_per_dim = log_likelihood.mean() - kl.mean() / target_dims
+
+        weights = torch.ones_like(target[..., 0])
+        object_mask = batch.get("target_object_mask")
+        if object_mask is not None and object_pixel_weight != 1.0:
+            weights = weights + (object_pixel_weight - 1.0) * object_mask.float()
+        weights = (weights / weights.mean()).unsqueeze(-1)
+        loss = -(weights * log_likelihood).mean() + kl_weight * kl.mean() / target_dims
+
+        with torch.no_grad():
+            squared_error = (colour - target).square()
+            metrics = {
+                "mse": squared_error.mean(),
+                "psnr": psnr_from_mse(squared_error.mean()),
+                "kl_nats": kl.mean(),
+                "elbo_per_dim": elbo_per_dim,
+                "nelbo_bits_per_dim": -elbo_per_dim / math.log(2.0) + BITS_PER_8BIT_BIN,
+                "posterior_std": posterior.std.mean(),
+            }
+            if object_mask is not None and bool(object_mask.any()):
+                metrics["object_psnr"] = psnr_from_mse(squared_error[object_mask.bool()].mean())
+        return {"loss": loss, **{k: v.detach() for k, v in metrics.items()}}
