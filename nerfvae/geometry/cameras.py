@@ -106,13 +106,13 @@ def check_cameras(K: torch.Tensor, c2w: torch.Tensor, atol: float = 1e-3) -> Non
     if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
         raise ValueError("intrinsics have a non-positive focal length")
     rotation = c2w[..., :3, :3].double()
-    eye = torch.eye(3, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64, device=rotation.device)
     error = (rotation.transpose(-1, -2) @ rotation - eye).abs().amax()
     if error > atol:
         raise ValueError(f"camera rotation is not orthonormal (max |R^T R - I| = {error:.2e})")
     if (torch.linalg.det(rotation) < 0).any():
         raise ValueError("camera rotation is a reflection (det < 0), not a rotation")
-    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=rotation.device)
     if (c2w[..., 3, :].double() - last_row).abs().amax() > atol:
         raise ValueError("camera-to-world last row must be [0, 0, 0, 1]")
 

@@ -98,6 +98,9 @@ class TrainConfig:
     """Steps between validation renders and metrics (also at the end); 0 = only at the end."""
     validation_scenes: int = 4
     """Validation scenes rendered each time (first scenes of the val split)."""
+    time_budget_minutes: float = 0.0
+    """Stop this invocation (with a checkpoint) after this many minutes; re-run to continue.
+    0 = no limit. Lets a long run be built up in parts, or runs be compared at equal wall time."""
 
 
 # Fields that may change between the first run and a resume without changing the experiment.
@@ -112,6 +115,7 @@ RESUMABLE_FIELDS = {
     "keep_checkpoints",
     "validate_every",
     "validation_scenes",
+    "time_budget_minutes",
 }
 
 

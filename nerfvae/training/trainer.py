@@ -59,8 +59,14 @@ def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneD
     return replace(config, nerfvae=nerfvae), dataset
 
 
-def train(config: TrainConfig, *, progress: bool = True) -> Path:
-    """Train (or resume) the run in ``config.run``; returns the last checkpoint's path."""
+def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | None = None) -> Path:
+    """Train (or resume) the run in ``config.run``; returns the last checkpoint's path.
+
+    Stops early, with a checkpoint, after ``config.time_budget_minutes`` of this call or at
+    ``stop_at_step`` (tests use it to simulate an interruption); the schedules still follow
+    ``config.steps``, so re-running continues exactly as if never stopped.
+    """
+    started = time.perf_counter()
     rank, world_size = _distributed_setup()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -203,7 +209,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         window_steps += 1
         for name in LOGGED_METRICS:
             if name in outputs:
-                sums[name] = sums.get(name, 0.0) + float(outputs[name])
+                sums[name] = sums.get(name, 0.0) + float(outputs[name].detach())
         done = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", psnr=f"{float(outputs['psnr']):.2f}")
@@ -223,8 +229,16 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 if key not in ("step", "time"):
                     writer.add_scalar(f"train/{key}", float(value), done)
             sums, window_steps, window_start = {}, 0, time.perf_counter()
+        out_of_time = config.time_budget_minutes > 0 and (
+            time.perf_counter() - started > 60.0 * config.time_budget_minutes
+        )
+        if world_size > 1:  # every rank stops at the same step
+            flag = torch.tensor(float(out_of_time))
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        stopping = out_of_time or (stop_at_step is not None and done >= stop_at_step)
         should_validate = config.validate_every > 0 and done % config.validate_every == 0
-        if is_main and (should_validate or done == config.steps):
+        if is_main and (should_validate or done == config.steps or out_of_time):
             model.eval()
             results = validate(model, config, run.renders / f"step_{done:08d}.png")
             model.train()
@@ -235,22 +249,30 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 f"step {done}: validation "
                 + ", ".join(f"{k}={v:.3f}" for k, v in results.items() if math.isfinite(v))
             )
-        if is_main and (done % config.checkpoint_every == 0 or done == config.steps):
+        if is_main and (done % config.checkpoint_every == 0 or done == config.steps or stopping):
             last_checkpoint = save_checkpoint(
                 run.checkpoints,
                 done,
                 model,
                 optimizer,
-                {"metrics": {k: float(outputs[k]) for k in LOGGED_METRICS if k in outputs}},
+                {
+                    "metrics": {
+                        k: float(outputs[k].detach()) for k in LOGGED_METRICS if k in outputs
+                    }
+                },
                 keep=config.keep_checkpoints,
             )
             run.log_event(f"checkpoint {last_checkpoint.name}")
-        if world_size > 1 and (done % config.checkpoint_every == 0):
+        if world_size > 1 and (done % config.checkpoint_every == 0 or stopping):
             dist.barrier()
+        if stopping:
+            if is_main:
+                run.log_event(f"stopped at step {done} (time budget or requested stop)")
+            break
     bar.close()
     if writer is not None:
         writer.close()
-    if is_main:
+    if is_main and step + 1 >= config.steps:
         run.log_event(f"finished at step {config.steps}")
     if world_size > 1:
         dist.barrier()

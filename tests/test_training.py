@@ -1,0 +1,243 @@
+"""Training end to end: CLI, run directory, resume, checkpoints, config checks, DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nerfvae.cli.main import main
+from nerfvae.cli.train import config_from_args
+from nerfvae.errors import CheckpointError, ConfigError
+from nerfvae.training import schedules
+from nerfvae.training.checkpoint import list_checkpoints, load_checkpoint
+from nerfvae.training.config import ObjectiveConfig, OptimizerConfig, load_config
+from nerfvae.training.loading import load_trained_model
+from nerfvae.training.trainer import train
+
+from conftest import TINY_TRAIN_ARGS
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    latest = list_checkpoints(run / "checkpoints")[-1]
+    _, tensors = load_checkpoint(latest)
+    return {k: v for k, v in tensors.items() if k.startswith("model/")}
+
+
+def test_schedules():
+    optimizer = OptimizerConfig(learning_rate=1.0, warmup_steps=10, final_lr_fraction=0.1)
+    assert schedules.learning_rate(0, 100, optimizer) == pytest.approx(0.1)
+    cosine_at_9 = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 9 / 99))  # warm-up done
+    assert schedules.learning_rate(9, 100, optimizer) == pytest.approx(cosine_at_9)
+    assert schedules.learning_rate(99, 100, optimizer) == pytest.approx(0.1)
+    objective = ObjectiveConfig(
+        pixel_std_start=0.4, pixel_std_end=0.1, pixel_std_anneal_steps=10, kl_warmup_steps=4
+    )
+    assert schedules.pixel_std(0, objective) == pytest.approx(0.4)
+    assert schedules.pixel_std(5, objective) == pytest.approx(0.2)  # geometric midpoint
+    assert schedules.pixel_std(50, objective) == pytest.approx(0.1)
+    assert schedules.kl_weight(2, objective) == pytest.approx(0.5)
+    assert schedules.kl_weight(9, objective) == pytest.approx(1.0)
+
+
+def test_cli_overrides_and_config_file(tmp_path):
+    config = config_from_args(
+        ["--config", "tiny", "--steps", "7", "--nerfvae.latent.layout", "global"], "nerfvae train"
+    )
+    assert config.steps == 7 and config.nerfvae.latent.layout == "global"
+    assert config.nerfvae.scene_function.width == 64  # the rest of `tiny` is kept
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"steps": 3, "nerfvae": {"latent": {"channels": 5}}}))
+    from_file = config_from_args(["--config", str(path)], "nerfvae train")
+    assert from_file.steps == 3 and from_file.nerfvae.latent.channels == 5
+    path.write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(ConfigError, match="stepz"):
+        config_from_args(["--config", str(path)], "nerfvae train")
+
+
+def test_train_end_to_end_writes_run_directory(tiny_run: Path):
+    for name in ("config.json", "metrics.csv", "validation.csv", "events.log"):
+        assert (tiny_run / name).is_file(), name
+    assert list((tiny_run / "tensorboard").iterdir())
+    assert (tiny_run / "renders" / "step_00000008.png").is_file()
+    rows = (tiny_run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == 1 + 4  # every 2 of 8 steps
+    validation = (tiny_run / "validation.csv").read_text().splitlines()
+    assert "psnr_id" in validation[0] and "psnr_ood" in validation[0]
+    config = load_config(tiny_run / "config.json")
+    assert config.steps == 8
+    # The dataset's box is copied into the model config, so the run renders without the data.
+    assert config.nerfvae.scene_min == (-3.0, -3.0, 0.0)
+    model, _, record = load_trained_model(tiny_run)
+    assert record["step"] == 8 and not model.training
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_dataset, tmp_path):
+    args = [*TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--validate-every", "0"]
+    straight = config_from_args([*args, "--run", str(tmp_path / "straight")], "t")
+    train(straight, progress=False)
+    interrupted = config_from_args([*args, "--run", str(tmp_path / "interrupted")], "t")
+    train(interrupted, progress=False, stop_at_step=4)
+    assert _weights(tmp_path / "interrupted").keys() == _weights(tmp_path / "straight").keys()
+    record, _ = load_checkpoint(list_checkpoints(tmp_path / "interrupted" / "checkpoints")[-1])
+    assert record["step"] == 4
+    train(interrupted, progress=False)  # the same command again resumes
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "interrupted")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    log = (tmp_path / "interrupted" / "events.log").read_text()
+    assert "resumed from step_00000004.json at step 4" in log
+    rows = (tmp_path / "interrupted" / "metrics.csv").read_text().splitlines()
+    steps = [int(r.split(",")[0]) for r in rows[1:]]
+    assert steps == [2, 4, 6, 8]  # one uninterrupted log
+
+
+def test_mismatched_config_is_refused(tiny_run, tiny_dataset, capsys):
+    code = main(
+        ["train", *TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(tiny_run),
+         "--nerfvae.latent.channels", "7"]
+    )  # fmt: skip
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "different config" in error and "nerfvae.latent.channels: 16 -> 7" in error
+
+
+def test_finished_run_is_not_retrained(tiny_run, tiny_dataset, capsys):
+    before = _weights(tiny_run)
+    code = main(["train", *TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(tiny_run)])
+    assert code == 0 and "already finished" in capsys.readouterr().out
+    after = _weights(tiny_run)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _copy_run(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_corrupt_checkpoint_gives_clear_error(tiny_run, tmp_path, tiny_dataset, capsys):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    tensors = sorted((run / "checkpoints").glob("*.safetensors"))[-1]
+    data = bytearray(tensors.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_trained_model(run)
+    code = main(
+        ["eval", "--run", str(run), "--data", str(tiny_dataset), "--out", str(tmp_path / "m.json")]
+    )
+    assert code == 1
+    assert "corrupt (SHA-256 differs" in capsys.readouterr().err
+    truncated = sorted((run / "checkpoints").glob("*.json"))[-1]
+    truncated.write_text(truncated.read_text()[:20])
+    with pytest.raises(CheckpointError, match="invalid JSON"):
+        load_trained_model(run)
+
+
+def test_config_not_matching_checkpoint_gives_clear_error(tiny_run, tmp_path):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["nerfvae"]["scene_function"]["width"] = 32
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match the model config"):
+        load_trained_model(run)
+    with pytest.raises(ConfigError, match="not a run directory"):
+        load_trained_model(tmp_path)
+
+
+def test_non_finite_loss_skips_the_step(tiny_dataset, tmp_path, monkeypatch):
+    from nerfvae.models.nerfvae import NeRFVAE
+
+    original = NeRFVAE.loss
+    calls = {"n": 0}
+
+    def poisoned(self, batch, **kwargs):
+        out = original(self, batch, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(NeRFVAE, "loss", poisoned)
+    config = config_from_args(
+        [*TINY_TRAIN_ARGS, "--steps", "3", "--data", str(tiny_dataset), "--run",
+         str(tmp_path / "run"), "--validate-every", "0"], "t",
+    )  # fmt: skip
+    train(config, progress=False)
+    log = (tmp_path / "run" / "events.log").read_text()
+    assert "step 1: non-finite loss (nan), step skipped" in log
+    for value in _weights(tmp_path / "run").values():
+        assert torch.isfinite(value).all()
+
+
+DDP_WORKER = """
+import sys, torch
+from safetensors.torch import save_file
+from nerfvae.cli.train import config_from_args
+from nerfvae.training import trainer
+import torch.distributed as dist
+argv = [a for a in sys.argv[1:] if a != "--"]
+config = config_from_args(argv[1:], "t")
+captured = {}
+original = trainer.build_model
+def capture(cfg):
+    captured["model"] = original(cfg)
+    return captured["model"]
+trainer.build_model = capture
+trainer.train(config, progress=False)
+rank = dist.get_rank()
+save_file({k: v.contiguous() for k, v in captured["model"].state_dict().items()},
+          f"{argv[0]}/rank{rank}.safetensors")
+dist.destroy_process_group()
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_hold_identical_weights(tiny_dataset, tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        # `--` keeps torchrun's own parser away from our options (`--run` is ambiguous to it)
+        str(worker), "--", str(tmp_path), *TINY_TRAIN_ARGS, "--steps", "3", "--data",
+        str(tiny_dataset), "--run", str(run), "--validate-every", "0", "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    # ... and they trained: the weights moved from the initialisation.
+    record, tensors = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    assert record["step"] == 3
+    torch.manual_seed(0)
+    initial = trainer_initial_weights(run)
+    assert any(not torch.equal(initial[k], rank0[k]) for k in initial if k in rank0)
+
+
+def trainer_initial_weights(run: Path) -> dict[str, torch.Tensor]:
+    from nerfvae.training.loading import build_model
+
+    config = load_config(run / "config.json")
+    torch.manual_seed(config.seed)
+    return build_model(config).state_dict()
