@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAIN_ARGS
 from safetensors.torch import load_file
 
 from nerfvae.cli.main import main
@@ -21,8 +22,6 @@ from nerfvae.training.checkpoint import list_checkpoints, load_checkpoint
 from nerfvae.training.config import ObjectiveConfig, OptimizerConfig, load_config
 from nerfvae.training.loading import load_trained_model
 from nerfvae.training.trainer import train
-
-from conftest import TINY_TRAIN_ARGS
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -228,7 +227,7 @@ def test_ddp_two_cpu_processes_hold_identical_weights(tiny_dataset, tmp_path):
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
     # ... and they trained: the weights moved from the initialisation.
-    record, tensors = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    record, _ = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
     assert record["step"] == 3
     torch.manual_seed(0)
     initial = trainer_initial_weights(run)
