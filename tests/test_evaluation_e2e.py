@@ -90,3 +90,19 @@ def test_sample_writes_prior_samples_and_turntables(tiny_run, tiny_dataset, tmp_
                  "sample_00_turntable.mp4", "sample_01_turntable.mp4"):  # fmt: skip
         assert (out / name).is_file(), name
     assert (out / "sample_00_turntable.mp4").stat().st_size > 500
+
+
+def test_demo_pipeline_writes_report(tiny_run, tmp_path):
+    from nerfvae.data.generate import make_settings
+    from nerfvae.evaluation.demo import run_demo
+
+    settings = make_settings("tiny", scenes=2, eval_scenes=2, views=6, ood_views=2, spp=4, seed=7)
+    report = run_demo(tmp_path / "demo", tiny_run, settings, workers=1, samples=2, progress=False)
+    text = report.read_text()
+    for image in ("scene_0.png", "scene_1.png", "turntable.gif", "prior_samples.png",
+                  "metrics_psnr_vs_k.png"):  # fmt: skip
+        assert (tmp_path / "demo" / image).is_file(), image
+        assert f"({image})" in text
+    assert "| 5 | OOD |" in text and "checkpoint step 8" in text
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"1", "2", "3", "5"}

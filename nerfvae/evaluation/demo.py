@@ -1,0 +1,179 @@
+"""The end-to-end demo: new test scenes -> inference -> renders, uncertainty, samples -> report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from nerfvae.data.generate import GeneratorSettings, generate, make_settings
+from nerfvae.data.loader import MultiSceneDataset
+from nerfvae.evaluation import visualise as vis
+from nerfvae.evaluation.evaluate import evaluate, mean_training_image
+from nerfvae.evaluation.report import markdown_table, write_report
+from nerfvae.geometry import orbit_cameras
+from nerfvae.training.loading import load_trained_model
+
+DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
+CONTEXT = [0, 1, 2]
+
+
+def training_summary(run: Path) -> dict[str, float | int | str]:
+    """Steps, wall time and last validation numbers of a run, from its own logs."""
+    summary: dict[str, float | int | str] = {}
+    metrics = run / "metrics.csv"
+    if metrics.exists():
+        rows = list(csv.DictReader(metrics.open()))
+        if rows:
+            summary["steps"] = int(rows[-1]["step"])
+            seconds, previous = 0.0, 0
+            for row in rows:  # each row averages steps_per_s over the steps since the last one
+                step, rate = int(row["step"]), float(row["steps_per_s"])
+                seconds += (step - previous) / rate if rate > 0 else 0.0
+                previous = step
+            summary["training_hours"] = round(seconds / 3600, 2)
+    validation = run / "validation.csv"
+    if validation.exists():
+        rows = list(csv.DictReader(validation.open()))
+        if rows:
+            summary.update({f"validation_{k}": v for k, v in rows[-1].items()})
+    config = json.loads((run / "config.json").read_text())
+    summary["conditioning"] = config["nerfvae"]["scene_function"]["conditioning"]
+    summary["latent"] = config["nerfvae"]["latent"]["layout"]
+    return summary
+
+
+def render_scene_rows(model, scene, meta, samples: int, generator) -> list[list[torch.Tensor]]:
+    """Rows of a figure for one scene: context views; then for two ID and two OOD targets:
+    ground truth | render | depth | posterior-sample std."""
+    images = scene.images.float() / 255.0
+    num_id = scene.num_id_views
+    targets = [num_id - 2, num_id - 1] + ([num_id, num_id + 1] if scene.num_ood_views > 1 else [])
+    rendered = vis.posterior_statistics(
+        model, images[CONTEXT], scene.K[CONTEXT], scene.c2w[CONTEXT], scene.K[targets],
+        scene.c2w[targets], meta.image_height, meta.image_width, samples, generator,
+    )  # fmt: skip
+    rows = [[images[i] for i in CONTEXT]]
+    for j, view in enumerate(targets):
+        rows.append(
+            [
+                images[view],
+                rendered["colour"][j],
+                vis.depth_to_image(rendered["depth"][j], meta.far),
+                vis.heat_image(rendered["sample_std"][j], vmax=0.25),
+            ]
+        )
+    return rows
+
+
+def demo_data_settings(scenes: int = 6) -> GeneratorSettings:
+    """New scenes from the `small` preset's distribution (what the shipped model was trained on):
+    ``scenes`` test scenes, plus 12 training scenes for the mean-training-image baseline."""
+    return make_settings("small", scenes=12, eval_scenes=scenes, seed=DEMO_SEED)
+
+
+def run_demo(
+    out: Path,
+    run: Path,
+    settings: GeneratorSettings,
+    *,
+    workers: int = 2,
+    samples: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``."""
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    model, config, record = load_trained_model(run)
+    data = out / "data"
+    print(f"[demo] rendering {settings.total_views} views of new scenes into {data}")
+    generate(data, settings, workers=workers, progress=progress)
+    test = MultiSceneDataset(data, "test")
+    meta = test.meta
+    print(f"[demo] evaluating {run} (step {record['step']}) on {len(test)} new test scenes")
+    result = evaluate(
+        model, test, mean_train_image=mean_training_image(MultiSceneDataset(data, "train")),
+        pixel_std=config.objective.pixel_std_end, progress=progress,
+    )  # fmt: skip
+    result.update(run=str(run), checkpoint_step=record["step"], dataset=str(data), split="test")
+    write_report(result, out / "metrics.json")
+
+    generator = torch.Generator().manual_seed(0)
+    figures = []
+    for index in range(min(3, len(test))):
+        rows = render_scene_rows(model, test.load_scene(index), meta, samples, generator)
+        path = out / f"scene_{index}.png"
+        vis.write_png(path, vis.image_grid(rows))
+        figures.append(path.name)
+    scene = test.load_scene(0)
+    id_views = (~scene.view_is_ood).nonzero().squeeze(-1)
+    images = scene.images.float() / 255.0
+    posterior = model.infer(images[CONTEXT][None], scene.K[CONTEXT][None], scene.c2w[CONTEXT][None])
+    path_c2w = orbit_cameras(scene.c2w[id_views], 36)
+    K = scene.K[int(id_views[0])].expand(36, 3, 3)
+    frames = vis.render_latents(
+        model, posterior.mean, K, path_c2w, meta.image_height, meta.image_width
+    )
+    vis.write_video(out / "turntable.gif", frames["colour"][0])
+    prior = model.prior(4).rsample(generator)
+    sampled = vis.render_latents(
+        model, prior, scene.K[id_views[:4]], scene.c2w[id_views[:4]], meta.image_height,
+        meta.image_width,
+    )  # fmt: skip
+    vis.write_png(
+        out / "prior_samples.png", vis.image_grid([list(row) for row in sampled["colour"]])
+    )
+
+    summary = training_summary(run)
+    lines = [
+        "# nerfvae demo",
+        "",
+        f"Model: `{run}` — NeRF-VAE, {summary.get('conditioning')} conditioning, "
+        f"{summary.get('latent')} latent, checkpoint step {record['step']}"
+        + (f", {summary['training_hours']} h of training" if "training_hours" in summary else "")
+        + f". Test scenes: {len(test)} new scenes rendered now with Mitsuba (seed {settings.seed}), "
+        f"{meta.image_height}×{meta.image_width}.",
+        "",
+        "## Metrics (`nerfvae eval`, view lists in docs/evaluation.md)",
+        "",
+        markdown_table(result),
+        "",
+        "![PSNR vs number of context views](metrics_psnr_vs_k.png)",
+        "",
+        "## Reconstructions from 3 context views",
+        "",
+        "Top row: the context views. Then per target view: ground truth | NeRF-VAE render "
+        "(posterior mean) | rendered depth | per-pixel standard deviation over "
+        f"{samples} posterior samples. The first two targets are held-out ID views, the last two "
+        "OOD views (cameras unlike any seen in training).",
+        "",
+        *[f"![scene {i}]({name})\n" for i, name in enumerate(figures)],
+        "## Turntable of scene 0 (inferred from 3 views)",
+        "",
+        "![turntable](turntable.gif)",
+        "",
+        "## Prior samples (new scenes z ~ p(z), each row one scene from 4 cameras)",
+        "",
+        "![prior samples](prior_samples.png)",
+        "",
+        f"Demo wall time: {time.perf_counter() - started:.0f} s.",
+    ]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def train_from_scratch(out: Path, shipped_run: Path, minutes: float, workers: int) -> Path:
+    """Generate the `small` training set and train a new run with the shipped run's config."""
+    from nerfvae.training.trainer import train
+
+    config = load_trained_model(shipped_run)[1]
+    data = out / "train-data"
+    generate(data, make_settings("small"), workers=workers)
+    run = out / "run"
+    train(replace(config, data=str(data), run=str(run), time_budget_minutes=minutes))
+    return run
