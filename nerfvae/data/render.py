@@ -328,6 +328,9 @@ class RoomRenderer:
         T = mi.ScalarTransform4f
         w, h = layout.half_width, layout.wall_height
         params["floor.to_world"] = T().scale([w, w, 1.0])
+        for surface in (room.floor, room.walls):
+            if surface.texture.shape != (TEXTURE_SIZE, TEXTURE_SIZE, 3):
+                raise ValueError(f"textures must be [{TEXTURE_SIZE}, {TEXTURE_SIZE}, 3]")
         params["floor_bsdf.reflectance.data"] = mi.TensorXf(room.floor.texture)
         params["floor_bsdf.reflectance.to_uv"] = mi.ScalarTransform3f().scale(
             [room.floor.repeats, room.floor.repeats]
@@ -399,12 +402,10 @@ class RoomRenderer:
             params[f"{prefix}.specular"] = 0.0 if obj.material == "matte" else 0.5
         params[f"slot_{slot}_sphere.to_world"] = sphere
         for kind, (vertices, normals) in meshes.items():
-            params[f"slot_{slot}_{kind}.vertex_positions"] = mi.Float(
-                vertices.astype(np.float32).ravel()
-            )
-            params[f"slot_{slot}_{kind}.vertex_normals"] = mi.Float(
-                normals.astype(np.float32).ravel()
-            )
+            for name, values in (("vertex_positions", vertices), ("vertex_normals", normals)):
+                key = f"slot_{slot}_{kind}.{name}"
+                # the buffer's own type: mi.Float in JIT variants, a dynamic array in scalar ones
+                params[key] = type(params[key])(values.astype(np.float32).ravel())
 
     # ---------------------------------------------------------------------------- cameras
     def _set_camera(self, K: np.ndarray, c2w: np.ndarray) -> None:
