@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +92,20 @@ def test_resume_renders_only_unfinished_shards(generated: Path, tmp_path: Path) 
     (root / "train" / "shard-00001.safetensors").unlink()  # never written
     val_shard = root / "val" / "shard-00000.safetensors"
     val_shard.write_bytes(val_shard.read_bytes()[:-500])  # half-written by something else
-    stale = root / "test" / ".shard-00000.safetensors.tmp-999"  # a killed writer's temporary
+    gone = subprocess.Popen(["true"])  # a process that has exited: its id is free
+    gone.wait()
+    stale = root / "test" / f".shard-00000.safetensors.tmp-{gone.pid}"  # a killed writer's file
     stale.write_bytes(b"partial")
+    # a temporary of a writer that is still running (another generate on this directory) stays
+    live = root / "train" / f".shard-00001.safetensors.tmp-{os.getpid()}"
+    live.write_bytes(b"being written")
     with pytest.raises(DataError, match="generation has not finished"):
         MultiSceneDataset(root, "train")
     report = generate(root, _settings(), progress=False)
     assert report.rendered_views == 1 * 4 + 2 * 6  # train shard 1 (1 scene) + val shard (2 scenes)
     assert report.skipped_views == 2 * 4 + 2 * 6
-    assert not stale.exists()
+    assert not stale.exists() and live.exists()
+    live.unlink()
     assert _files(root) == _files(generated)
 
 

@@ -365,9 +365,11 @@ def generate(
     todo = [job for job in jobs if not writer.shard_done(job.split, job.shard_index)]
     skipped_views = sum(j.num_scenes * j.views_per_scene for j in jobs if j not in todo)
     todo_views = sum(j.num_scenes * j.views_per_scene for j in todo)
-    # leftovers of killed runs: temporary files never count as shards
+    # leftovers of killed runs (temporary files never count as shards); a temporary of a writer
+    # that is still running (another generate on the same directory) is left alone
     for temporary in root.glob("*/.shard-*.tmp-*"):
-        temporary.unlink(missing_ok=True)
+        if not _process_alive(temporary.name.rsplit("-", 1)[-1]):
+            temporary.unlink(missing_ok=True)
     bar = tqdm(
         total=settings.total_views,
         initial=skipped_views,
@@ -398,6 +400,16 @@ def generate(
     seconds = time.perf_counter() - start
     meta = finalize_dataset(root, settings)
     return GenerationReport(root, todo_views, skipped_views, seconds, meta)
+
+
+def _process_alive(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _generate_parallel(
