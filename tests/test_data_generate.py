@@ -97,7 +97,7 @@ def test_resume_renders_only_unfinished_shards(generated: Path, tmp_path: Path) 
     stale = root / "test" / f".shard-00000.safetensors.tmp-{gone.pid}"  # a killed writer's file
     stale.write_bytes(b"partial")
     # a temporary of a writer that is still running (another generate on this directory) stays
-    live = root / "train" / f".shard-00001.safetensors.tmp-{os.getpid()}"
+    live = root / "train" / f".shard-00099.safetensors.tmp-{os.getppid()}"
     live.write_bytes(b"being written")
     with pytest.raises(DataError, match="generation has not finished"):
         MultiSceneDataset(root, "train")
