@@ -82,6 +82,8 @@ class TrainConfig:
     """Seed of parameters, data order and sampling; runs are deterministic on CPU."""
     num_workers: int = 0
     """DataLoader worker processes (0 = load in the main process)."""
+    device: str = "auto"
+    """`auto` (this rank's GPU if CUDA is available, else CPU), `cpu`, `cuda` or `cuda:N`."""
     mixed_precision: bool = True
     """bfloat16 autocast for the scene function (compositing and the loss stay float32)."""
     compile: bool = False
@@ -109,6 +111,7 @@ RESUMABLE_FIELDS = {
     "run",
     "steps",
     "num_workers",
+    "device",
     "threads",
     "log_every",
     "checkpoint_every",

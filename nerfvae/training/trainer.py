@@ -29,9 +29,18 @@ from nerfvae.training.validation import validate
 LOGGED_METRICS = ("loss", "psnr", "object_psnr", "kl_nats", "nelbo_bits_per_dim", "posterior_std")
 
 
-def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     # A generator per step, derived from (seed, step, rank): a resumed run draws the same samples.
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 97 + rank)
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * 97 + rank)
+
+
+def training_device(config: TrainConfig) -> torch.device:
+    """``config.device``, where ``auto`` is this rank's GPU when CUDA is available, else the CPU."""
+    if config.device != "auto":
+        return torch.device(config.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def _distributed_setup() -> tuple[int, int]:
@@ -78,8 +87,12 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
         dist.barrier()
 
     torch.manual_seed(config.seed)
+    device = training_device(config)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     model = build_model(config)
     model.mixed_precision = config.mixed_precision
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
 
     start_step = 0
@@ -87,6 +100,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
     if latest is not None:
         record, tensors = load_checkpoint(latest)
         load_model_weights(model, tensors, latest)
+        model.to(device)
         optimizer_from_tensors(optimizer, tensors, record["optimizer"])
         start_step = int(record["step"])
         if rank == 0:
@@ -104,7 +118,9 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
         model.scene_function.compile()
     trained = model
     if world_size > 1:
-        trained = torch.nn.parallel.DistributedDataParallel(model)
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     meta = dataset.meta
     target_dims = meta.split("train").id_views * meta.image_height * meta.image_width * 3
@@ -157,7 +173,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
     last_checkpoint = latest
     step = start_step
     for step in range(start_step, config.steps):
-        batch = next(batches)
+        batch = {key: value.to(device, non_blocking=True) for key, value in next(batches).items()}
         lr = schedules.learning_rate(step, config.steps, config.optimizer)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -169,10 +185,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
             kl_weight=beta,
             pixel_std=std,
             object_pixel_weight=config.objective.object_pixel_weight,
-            generator=_step_generator(config.seed, step, rank),
+            generator=_step_generator(config.seed, step, rank, device),
         )
         loss = outputs["loss"]
-        finite = torch.tensor(float(torch.isfinite(loss)))
+        finite = torch.isfinite(loss.detach()).float()
         if world_size > 1:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # all ranks skip together or none
         if finite.item() < 1:
@@ -185,17 +201,9 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
             continue
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.optimizer.grad_clip_norm > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), config.optimizer.grad_clip_norm
-            )
-        else:
-            grad_norm = torch.sqrt(
-                sum(
-                    (p.grad.square().sum() for p in model.parameters() if p.grad is not None),
-                    torch.tensor(0.0),
-                )
-            )
+        # With clipping off, an infinite threshold still returns the global norm to check.
+        threshold = config.optimizer.grad_clip_norm or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), threshold)
         if not torch.isfinite(grad_norm):
             optimizer.zero_grad(set_to_none=True)
             if is_main:
@@ -233,7 +241,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
             time.perf_counter() - started > 60.0 * config.time_budget_minutes
         )
         if world_size > 1:  # every rank stops at the same step
-            flag = torch.tensor(float(out_of_time))
+            flag = torch.tensor(float(out_of_time), device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             out_of_time = bool(flag.item())
         stopping = out_of_time or (stop_at_step is not None and done >= stop_at_step)

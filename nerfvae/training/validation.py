@@ -48,9 +48,10 @@ def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[s
     num_context = min(CONTEXT_VIEWS, min(s.num_id_views for s in scenes) - 1)
     context = list(range(num_context))
     id_target = num_context
-    images = torch.stack([s.images.float() / 255.0 for s in scenes])
-    K = torch.stack([s.K for s in scenes]).float()
-    c2w = torch.stack([s.c2w for s in scenes]).float()
+    device = next(model.parameters()).device
+    images = torch.stack([s.images.float() / 255.0 for s in scenes]).to(device)
+    K = torch.stack([s.K for s in scenes]).float().to(device)
+    c2w = torch.stack([s.c2w for s in scenes]).float().to(device)
     posterior = model.infer(images[:, context], K[:, context], c2w[:, context])
     latent = posterior.mean
 
@@ -60,8 +61,8 @@ def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[s
     results: dict[str, float] = {}
     rows = [[_to_uint8(images[i, v]) for v in context] for i in range(count)]
     for kind, view_index in targets.items():
-        select = torch.tensor(view_index)
-        scene_index = torch.arange(count)
+        select = torch.tensor(view_index, device=device)
+        scene_index = torch.arange(count, device=device)
         rendered = model.render_views(
             latent,
             K[scene_index, select][:, None],
@@ -74,6 +75,7 @@ def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[s
         results[f"psnr_{kind}"] = psnr(prediction, truth)
         if scenes[0].object_mask is not None:
             masks = torch.stack([s.object_mask[v] > 0 for s, v in zip(scenes, view_index)])
+            masks = masks.to(device)
             results[f"object_psnr_{kind}"] = psnr(prediction, truth, masks)
         for i in range(count):
             rows[i] += [
