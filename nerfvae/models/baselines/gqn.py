@@ -54,17 +54,20 @@ CAMERA_CODE_DIMS = 16
 
 @dataclass
 class GQNConfig:
-    """GQN-style baseline: representation tower, spatial Gaussian latent, convolutional generator."""
+    """GQN-style baseline: representation tower, spatial Gaussian latent, convolutional generator.
+
+    The defaults match the ``small`` NeRF-VAE preset in size: about 430k parameters (NeRF-VAE
+    small: 360k) and a 512-dimensional latent (8 × 8 × 8; NeRF-VAE small: 4 × 4 × 32)."""
 
     tower_channels: tuple[int, int] = (32, 64)
     """Channels of the two strided stages of the representation tower (to 1/2 and 1/4 resolution)."""
-    representation_channels: int = 128
+    representation_channels: int = 64
     """Channels of each per-view code r_v (and of their sum r)."""
-    latent_channels: int = 16
+    latent_channels: int = 8
     """Channels of the latent map z."""
     latent_grid: int = 8
     """Side of the latent map (z has latent_grid² tokens)."""
-    generator_channels: int = 128
+    generator_channels: int = 64
     """Channels of the generator at the latent resolution; halved at every upsampling stage."""
     generator_blocks: int = 2
     """Residual blocks of the generator at the latent resolution."""
