@@ -33,13 +33,16 @@ from nerfvae.rendering import RaySamplingConfig, RenderOutput, render_in_chunks,
 
 @dataclass
 class PerSceneNeRFConfig:
-    """Architecture and optimisation of the per-scene NeRF (defaults sized for CPU at ~100×100)."""
+    """Architecture and optimisation of the per-scene NeRF.
 
-    width: int = 128
+    The defaults are sized for a CPU (the lego check in docs/baselines.md: 0.17 CPU-seconds per
+    step and scene at 100×100); NeRF's own values are given beside each field."""
+
+    width: int = 96
     """Hidden width of each MLP (NeRF: 256)."""
-    depth: int = 6
+    depth: int = 4
     """Hidden layers before the density head (NeRF: 8)."""
-    skip_layer: int = 3
+    skip_layer: int = 2
     """Hidden layer that gets the encoded point again as input (NeRF: 4); -1 for none."""
     point_frequencies: int = 8
     """Positional-encoding frequencies of points normalised to the scene box (NeRF: 10 on raw
@@ -51,16 +54,16 @@ class PerSceneNeRFConfig:
     density_bias: float = -1.0
     """Added to the raw density before softplus; negative starts the scene mostly empty."""
     sampling: RaySamplingConfig = field(
-        default_factory=lambda: RaySamplingConfig(num_coarse=64, num_fine=64)
+        default_factory=lambda: RaySamplingConfig(num_coarse=32, num_fine=32)
     )
     """Coarse stratified samples and fine importance samples per ray (NeRF: 64 + 128)."""
-    steps: int = 2000
+    steps: int = 1200
     """Optimisation steps per scene (NeRF: 200k–300k on a GPU)."""
-    rays_per_scene: int = 1024
+    rays_per_scene: int = 256
     """Random context-view rays per scene per step (NeRF: 1024–4096)."""
-    learning_rate: float = 5e-4
-    """Adam learning rate at step 0 (NeRF: 5e-4)."""
-    final_learning_rate: float = 5e-5
+    learning_rate: float = 1e-3
+    """Adam learning rate at step 0 (NeRF: 5e-4, for a much longer schedule)."""
+    final_learning_rate: float = 1e-4
     """Learning rate at the last step; exponential decay in between (NeRF: 5e-5 at 250k steps)."""
     log_every: int = 50
     """Steps between rows of the optimisation history (running training PSNR, wall time)."""
