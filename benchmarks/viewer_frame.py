@@ -1,0 +1,103 @@
+"""Frame times of the viewer (``nerfvae viewer``) on this machine's CPU.
+
+Run from the repository root: ``python benchmarks/viewer_frame.py`` (about a minute on 2 idle
+cores) or with ``--presets tiny`` / ``--repeats 2`` for less. For each model preset (freshly
+initialised: a frame's cost depends on the network's size and sample counts, not its weights) it
+renders what the viewer renders for one browser tab: the preview frame drawn while the camera
+moves (``--preview-scale`` of the full size, at most 16 samples per ray, no fine pass) and the
+full frame drawn when it stops (the model's own sampling), in each
+display mode, through :meth:`nerfvae.viewer.ViewerSession.render_image`, from a camera of the
+built-in rooms. Prints a markdown table of median milliseconds. Other processes on the machine
+slow everything down, so the load average is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from nerfvae.data.format import SceneRecord
+from nerfvae.data.rooms import ID_CAMERAS, sample_cameras
+from nerfvae.models import NeRFVAE
+from nerfvae.training.config import preset
+from nerfvae.viewer import MODES, ViewCamera, ViewerSession
+
+BOUNDS = ((-3.0, -3.0, 0.0), (3.0, 3.0, 2.5))
+
+
+class OneRoom:
+    """A one-scene stand-in dataset: random pixels, cameras of the built-in rooms."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.meta = SimpleNamespace(
+            image_height=size, image_width=size, scene_bounds=BOUNDS, near=0.1, far=8.85
+        )
+
+    def __len__(self) -> int:
+        return 1
+
+    def load_scene(self, index: int) -> SceneRecord:
+        rng = np.random.default_rng(index)
+        K, c2w = sample_cameras(rng, ID_CAMERAS, 4, self.size, self.size)
+        images = rng.integers(0, 256, size=(4, self.size, self.size, 3), dtype=np.uint8)
+        return SceneRecord(torch.from_numpy(images), K, c2w, torch.zeros(4, dtype=torch.bool))
+
+
+def time_ms(session: ViewerSession, camera: ViewCamera, preview: bool, repeats: int) -> float:
+    """Median milliseconds of one frame of the session's current mode."""
+    session.render_image(camera, preview=preview)  # warm-up (allocations, lazy initialisation)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.render_image(camera, preview=preview)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--height", type=int, default=64, help="full frame height (pixels)")
+    parser.add_argument("--aspect", type=float, default=1.5, help="browser viewport width/height")
+    parser.add_argument("--preview-scale", type=float, default=0.25)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--std-samples", type=int, default=4)
+    args = parser.parse_args()
+
+    width = round(args.height * args.aspect)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.2f}; full frame {args.height}x{width}, preview "
+        f"x{args.preview_scale}, std mode over {args.std_samples} samples; median of "
+        f"{args.repeats}\n"
+    )
+    print("| preset | mode | preview ms | full ms |")
+    print("|---|---|---:|---:|")
+    for name in args.presets:
+        torch.manual_seed(0)
+        config = replace(preset(name).nerfvae, scene_min=BOUNDS[0], scene_max=BOUNDS[1])
+        model = NeRFVAE(config).eval()
+        session = ViewerSession(model, OneRoom(args.height), std_samples=args.std_samples)
+        dataset_camera = session.dataset_camera(0)
+        # the dataset camera's focal length on a wider viewport, as the browser shows it
+        K = dataset_camera.K.clone()
+        K[0, 2] = width / 2
+        camera = ViewCamera(K, dataset_camera.c2w, args.height, width)
+        preview = camera.scaled(args.preview_scale)
+        for mode in MODES:
+            session.set_mode(mode)
+            preview_ms = time_ms(session, preview, True, args.repeats)
+            full_ms = time_ms(session, camera, False, args.repeats)
+            print(f"| {name} | {mode} | {preview_ms:.0f} | {full_ms:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

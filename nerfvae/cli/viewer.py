@@ -1,0 +1,66 @@
+"""``nerfvae viewer``: explore a trained run's scenes in the browser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tyro
+
+DESCRIPTION = "interactive browser viewer: orbit inferred scenes, compare, sample (localhost)"
+
+
+@dataclass
+class ViewerArgs:
+    """Serve a web page to explore a trained model on a dataset split: choose a scene and its
+    context views (thumbnails), orbit / pan / zoom a camera over the inferred scene, switch
+    between RGB, depth, opacity and posterior standard deviation, compare with the ground truth
+    when the camera sits on a dataset camera, draw posterior samples and new scenes from the
+    prior. Frames render progressively: low resolution while the camera moves, full when it
+    stops. Serves on localhost only unless --host says otherwise."""
+
+    run: str
+    """Run directory (from `nerfvae train`)."""
+    data: str
+    """Dataset directory."""
+    split: str = "test"
+    """Dataset split whose scenes are shown."""
+    host: str = "127.0.0.1"
+    """Address to listen on. The default serves this machine only; 0.0.0.0 exposes the viewer to
+    the network (no authentication)."""
+    port: int = 7007
+    """Port to listen on (the next free one if taken)."""
+    checkpoint: str | None = None
+    """Checkpoint JSON to load (default: the run's newest)."""
+    render_height: int | None = None
+    """Height in pixels of full-resolution frames (default: the dataset's image height)."""
+    preview_scale: float = 0.25
+    """Resolution of the frames drawn while the camera moves, relative to full resolution."""
+    settle_seconds: float = 0.25
+    """How long the camera must be still before the full-resolution frame."""
+    std_samples: int = 4
+    """Latent samples behind the posterior standard deviation view."""
+    seed: int = 0
+    """Seed of posterior and prior samples."""
+    device: str = "auto"
+    """Torch device (`auto`: CUDA when available, else CPU)."""
+
+
+def run(argv: list[str], prog: str) -> int:
+    args = tyro.cli(ViewerArgs, args=argv, prog=prog)
+    from nerfvae.viewer.server import serve
+
+    serve(
+        args.run,
+        args.data,
+        split=args.split,
+        host=args.host,
+        port=args.port,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        render_height=args.render_height,
+        preview_scale=args.preview_scale,
+        settle_seconds=args.settle_seconds,
+        std_samples=args.std_samples,
+        seed=args.seed,
+    )
+    return 0

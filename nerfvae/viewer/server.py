@@ -1,0 +1,89 @@
+"""Start the viewer: load a run and a dataset split, open a viser server, build the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nerfvae.errors import ConfigError
+from nerfvae.viewer.session import ViewerSession
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def start_viewer(
+    model,
+    dataset,
+    split: str = "test",
+    host: str = "127.0.0.1",
+    port: int = 7007,
+    render_height: int | None = None,
+    preview_scale: float = 0.25,
+    settle_seconds: float = 0.25,
+    std_samples: int = 4,
+    seed: int = 0,
+    verbose: bool = True,
+):
+    """Serve the viewer for ``model`` on ``dataset`` (a MultiSceneDataset split) at
+    ``http://host:port`` (``port=0``: any free port) and return the running
+    :class:`~nerfvae.viewer.app.ViewerApp` (``app.server.get_port()``; ``app.stop()``).
+
+    ``render_height`` defaults to the dataset's image height."""
+    import viser
+
+    from nerfvae.viewer.app import ViewerApp, ViewerOptions
+
+    if not 0 < preview_scale <= 1:
+        raise ConfigError(f"--preview-scale must lie in (0, 1], got {preview_scale}")
+    height = render_height or dataset.meta.image_height
+    if not 4 <= height <= 2048:
+        raise ConfigError(f"--render-height must lie in 4..2048, got {height}")
+    session = ViewerSession(model, dataset, split, std_samples=std_samples, seed=seed)
+    server = viser.ViserServer(host=host, port=port, label="nerfvae viewer", verbose=verbose)
+    lo, hi = dataset.meta.scene_bounds
+    centre = [(a + b) / 2 for a, b in zip(lo, hi)]
+    # Start where the dataset's first camera of the first scene looks from.
+    c2w = session.scene.c2w[0]
+    server.initial_camera.position = tuple(float(v) for v in c2w[:3, 3])
+    server.initial_camera.look_at = (centre[0], centre[1], lo[2])
+    server.initial_camera.up = (0.0, 0.0, 1.0)
+    options = ViewerOptions(
+        render_height=height, preview_scale=preview_scale, settle_seconds=settle_seconds
+    )
+    return ViewerApp(session, server, options)
+
+
+def serve(
+    run: str | Path,
+    data: str | Path,
+    split: str = "test",
+    host: str = "127.0.0.1",
+    port: int = 7007,
+    checkpoint: str | Path | None = None,
+    device: str = "auto",
+    **options,
+) -> None:
+    """Load ``run`` and ``data`` and serve until interrupted (Ctrl-C)."""
+    import time
+
+    import torch
+
+    from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.training.loading import load_trained_model
+
+    dataset = MultiSceneDataset(data, split)
+    model, _, _ = load_trained_model(run, checkpoint)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(torch.device(device))
+    app = start_viewer(model, dataset, split, host, port, **options)
+    url_host = f"[{host}]" if ":" in host else host
+    print(f"nerfvae viewer: http://{url_host}:{app.server.get_port()} (Ctrl-C to stop)")
+    if host not in LOCAL_HOSTS:
+        print(f"warning: listening on {host}: anyone who can reach this address can use the viewer")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.stop()
