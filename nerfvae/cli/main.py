@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "eval": "nerfvae.cli.evaluate",
     "render": "nerfvae.cli.render",
     "sample": "nerfvae.cli.sample",
+    "baseline": "nerfvae.cli.baseline",
     "viewer": "nerfvae.cli.viewer",
     "export": "nerfvae.cli.export",
 }
@@ -36,6 +37,8 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `torchrun nerfvae -- train ...` may pass the separator through
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
