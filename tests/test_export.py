@@ -28,6 +28,7 @@ from nerfvae.export import (
     sample_mesh_surface,
     sample_object_surfaces,
     write_mesh,
+    write_mesh_preview,
 )
 from nerfvae.models import DiagonalGaussian
 
@@ -98,6 +99,31 @@ def test_solid_box_closes_at_the_box_and_stays_inside():
     # the surface lies between the boundary nodes (0) and the next layer (100), where 10 is
     step = 2.0 / 16
     assert mesh.vertices[:, 0].min() == pytest.approx(lo[0] + 0.1 * step, abs=1e-4)  # level 10
+
+
+def test_crop_keeps_part_of_the_box_and_closes_the_cut():
+    field = SphereField()
+    crop = ((-1.0, -1.0, 0.0), (1.0, 1.0, SPHERE_CENTRE[2]))  # the sphere's lower half
+    mesh = extract_mesh(field, torch.zeros(1, 1, 1), MeshExtractionConfig(49, 50.0, crop=crop))
+    assert mesh.vertices[:, 2].max() <= SPHERE_CENTRE[2] + 1e-6
+    assert mesh.is_watertight  # the cut is capped
+    # the cap lies within about a voxel below the cut (the density is zeroed on the crop's faces)
+    half_ball = 2 / 3 * math.pi * SPHERE_RADIUS**3
+    voxel = 2.0 / 48
+    assert half_ball - math.pi * SPHERE_RADIUS**2 * 2 * voxel < mesh.volume < half_ball
+    with pytest.raises(ConfigError, match="does not overlap the scene box"):
+        extract_mesh(field, torch.zeros(1, 1, 1), MeshExtractionConfig(crop=((2, 2, 2), (3, 3, 3))))
+
+
+def test_mesh_preview_draws_the_coloured_mesh(tmp_path):
+    import imageio.v3 as iio
+
+    mesh = extract_mesh(SphereField(), torch.zeros(1, 1, 1), MeshExtractionConfig(17, 50.0))
+    path = write_mesh_preview(mesh, tmp_path / "sphere.png", size_pixels=200)
+    image = iio.imread(path)
+    assert image.shape[:2] == (200, 200)
+    red = (image[..., 0] > 100) & (image[..., 1] < 80) & (image[..., 2] < 60)
+    assert red.sum() > 500  # the orange-red sphere, shaded
 
 
 def test_threshold_outside_the_density_range_is_a_clear_error():
@@ -255,9 +281,11 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     density = density_grid(model, latent, MeshExtractionConfig(resolution=24)).density
     level = float(np.quantile(density[1:-1, 1:-1, 1:-1], 0.5))
     out = tmp_path / "scene.ply"
+    picture = tmp_path / "scene.png"
     code = _export("--run", str(run), "--data", str(data), "--scene", "1", "--context", "0,2",
-                   "--out", str(out), "--resolution", "24", "--density-threshold", f"{level}")  # fmt: skip
-    assert code == 0
+                   "--out", str(out), "--resolution", "24", "--density-threshold", f"{level}",
+                   "--preview", str(picture))  # fmt: skip
+    assert code == 0 and picture.stat().st_size > 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "Chamfer distance to the ground-truth objects" in printed
     mesh = trimesh.load(out, process=False)
@@ -283,6 +311,9 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
         (["--scene", "0", "--context", "a"], "comma-separated view indices"),
         (["--scene", "0", "--prior-sample", "1"], "exactly one of --scene"),
         ([], "exactly one of --scene"),
+        (["--scene", "0", "--crop", "1,2,3"], "expected six numbers"),
+        (["--scene", "0", "--crop", "0,0,0,-1,1,1"], "minimum must be below"),
+        (["--scene", "0", "--preview", "x.jpg"], "the preview is a .png"),
     ],
 )
 def test_export_mesh_bad_choices_are_one_line_errors(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Literal
@@ -45,6 +46,11 @@ class MeshArgs:
     """Grid nodes along the scene box's longest side."""
     density_threshold: float = 10.0
     """Iso-level of the volume density (1/metre)."""
+    crop: str | None = None
+    """Export only this part of the scene box: `xmin,ymin,zmin,xmax,ymax,zmax` in world units
+    (e.g. `-2,-2,0,2,2,1.5` keeps the built-in rooms' objects and drops the walls)."""
+    preview: str | None = None
+    """Also draw the mesh into this PNG (matplotlib, CPU only)."""
     chunk_points: int = 65536
     """Grid points per scene-function call."""
     checkpoint: str | None = None
@@ -70,7 +76,26 @@ def run(argv: list[str], prog: str) -> int:
     return export_mesh(tyro.cli(MeshArgs, args=argv[1:], prog=f"{prog} mesh"))
 
 
+def parse_crop(text: str | None):
+    """``"x0,y0,z0,x1,y1,z1"`` -> ``((x0, y0, z0), (x1, y1, z1))`` with min < max per axis."""
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--crop {text!r}: expected six numbers xmin,ymin,zmin,xmax,ymax,zmax")
+    low, high = tuple(values[:3]), tuple(values[3:])
+    if any(a >= b for a, b in zip(low, high)):
+        raise ConfigError(f"--crop {text!r}: each minimum must be below its maximum")
+    return low, high
+
+
 def export_mesh(args: MeshArgs) -> int:
+    crop = parse_crop(args.crop)
+    if args.preview is not None and not args.preview.lower().endswith(".png"):
+        raise ConfigError(f"--preview {args.preview}: the preview is a .png file")
     if (args.scene is None) == (args.prior_sample is None):
         raise ConfigError("give exactly one of --scene ID (with --data) or --prior-sample N")
     if args.scene is not None and args.data is None:
@@ -117,10 +142,17 @@ def export_mesh(args: MeshArgs) -> int:
         resolution=args.resolution,
         density_threshold=args.density_threshold,
         chunk_points=args.chunk_points,
+        crop=crop,
     )
     mesh = extract_mesh(model, latent, config)
     path = write_mesh(mesh, args.out)
     print(f"wrote {path}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces of {what}")
+    if args.preview is not None:
+        from nerfvae.export.preview import write_mesh_preview
+
+        box = crop or (model.scene_min.tolist(), model.scene_max.tolist())
+        picture = write_mesh_preview(mesh, args.preview, box=box, title=what)
+        print(f"wrote {picture}")
     if scene is not None and scene.objects:
         try:
             score = mesh_object_chamfer(mesh, scene.objects, seed=args.seed)

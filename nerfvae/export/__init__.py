@@ -17,6 +17,7 @@ from nerfvae.export.mesh import (
     marching_cubes,
     write_mesh,
 )
+from nerfvae.export.preview import write_mesh_preview
 from nerfvae.export.surfaces import (
     chamfer_distance,
     inside_box,
@@ -49,4 +50,5 @@ __all__ = [
     "sample_mesh_surface",
     "sample_object_surfaces",
     "write_mesh",
+    "write_mesh_preview",
 ]

@@ -33,6 +33,9 @@ class MeshExtractionConfig:
     """Grid points per scene-function call (bounds memory)."""
     close_at_box: bool = True
     """Zero the density on the box's faces so surfaces close there (watertight, inside the box)."""
+    crop: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    """Only this part ``(min xyz, max xyz)`` of the scene box (e.g. the objects without the
+    room's walls); surfaces are closed where the crop cuts them."""
 
 
 @dataclass
@@ -57,6 +60,8 @@ def grid_axes(
     spacing as the box allows along the others (at least 2 nodes per axis)."""
     if resolution < 2:
         raise ConfigError(f"mesh resolution must be at least 2, got {resolution}")
+    if resolution > 1024:
+        raise ConfigError(f"mesh resolution {resolution} is too large (at most 1024)")
     extent = (box_max - box_min).double()
     step = float(extent.max()) / (resolution - 1)
     counts = [max(2, round(float(size) / step) + 1) for size in extent]
@@ -75,12 +80,21 @@ def density_grid(
     config: MeshExtractionConfig | None = None,
 ) -> DensityGrid:
     """Evaluate ``model.scene_function``'s density for one scene's ``latent [1, T, C]`` on a grid
-    over the scene box, ``config.chunk_points`` points per call."""
+    over the scene box (or its ``config.crop``), ``config.chunk_points`` points per call."""
     config = config or MeshExtractionConfig()
     if latent.ndim != 3 or latent.shape[0] != 1:
         raise ValueError(f"expected one scene's latent [1, T, C], got {tuple(latent.shape)}")
     device = model.scene_min.device
-    axes, spacing = grid_axes(model.scene_min.cpu(), model.scene_max.cpu(), config.resolution)
+    box_min, box_max = model.scene_min.cpu().double(), model.scene_max.cpu().double()
+    if config.crop is not None:
+        box_min = torch.maximum(box_min, torch.tensor(config.crop[0], dtype=torch.float64))
+        box_max = torch.minimum(box_max, torch.tensor(config.crop[1], dtype=torch.float64))
+        if bool((box_min >= box_max).any()):
+            raise ConfigError(
+                f"--crop {config.crop} does not overlap the scene box "
+                f"{model.scene_min.tolist()} .. {model.scene_max.tolist()}"
+            )
+    axes, spacing = grid_axes(box_min, box_max, config.resolution)
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)  # [Nx, Ny, Nz, 3]
     points = grid.reshape(1, -1, 3).float()
     # Density does not depend on the viewing direction; any unit vector will do.

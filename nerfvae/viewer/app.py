@@ -62,10 +62,9 @@ class FrameRequest:
 
 @dataclass
 class _Tab:
-    """Per-browser-tab state: its renderer and the dataset view its camera sits on."""
+    """Per-browser-tab state."""
 
     renderer: ProgressiveRenderer
-    matched_view: int | None = None
 
 
 class ViewerApp:
@@ -258,7 +257,20 @@ class ViewerApp:
         value = self.goto_dropdown.value
         if self._building or value == FREE_CAMERA:
             return
-        self._go_to_view(int(value.split()[1]))
+        try:
+            view = int(value.split()[1])
+        except (IndexError, ValueError):
+            raise ValueError(f"no camera {value!r}") from None
+        if not 0 <= view < self.session.scene.num_views:
+            raise ValueError(f"no camera {value!r}")
+        self._go_to_view(view)
+        # Back to "free camera", so that choosing the same view again (after orbiting away)
+        # is a change the page reports.
+        self._building = True
+        try:
+            self.goto_dropdown.value = FREE_CAMERA
+        finally:
+            self._building = False
 
     def _go_to_view(self, view: int) -> None:
         """Put every tab's camera on dataset view ``view`` (pose and vertical field of view)."""

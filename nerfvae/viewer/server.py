@@ -75,7 +75,7 @@ def serve(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(torch.device(device))
-    app = start_viewer(model, dataset, split, host, port, **options)
+    app = start_viewer(model, dataset, split, host, port, verbose=False, **options)
     url_host = f"[{host}]" if ":" in host else host
     print(f"nerfvae viewer: http://{url_host}:{app.server.get_port()} (Ctrl-C to stop)")
     if host not in LOCAL_HOSTS:
