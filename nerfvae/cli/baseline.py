@@ -37,7 +37,8 @@ class NeRFBaselineArgs:
     max_scenes: int | None = None
     """Evaluate only the first N scenes of the split (default: all)."""
     scenes_per_batch: int = 4
-    """Scenes whose NeRFs are optimised at once (batched weights; more is faster per scene)."""
+    """Scenes whose NeRFs are optimised at once (batched weights, one forward/backward for all;
+    on a CPU the cost per scene is about the same as one at a time, fewer calls help a GPU)."""
     background: str = "auto"
     """Colour where rays leave the scene box: `auto` (the import's background for imported data,
     else black), white, black, grey, #rrggbb or r,g,b."""
