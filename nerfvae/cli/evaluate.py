@@ -68,7 +68,11 @@ def run(argv: list[str], prog: str) -> int:
         seed=args.seed,
     )
     result.update(
-        run=str(args.run), checkpoint_step=record["step"], dataset=str(args.data), split=args.split
+        model={"nerfvae": "NeRF-VAE", "gqn": "GQN"}.get(config.model, config.model),
+        run=str(args.run),
+        checkpoint_step=record["step"],
+        dataset=str(args.data),
+        split=args.split,
     )
     paths = write_report(result, Path(args.out))
     print(markdown_table(result))

@@ -99,7 +99,13 @@ def run_demo(
         model, test, mean_train_image=mean_training_image(MultiSceneDataset(data, "train")),
         pixel_std=config.objective.pixel_std_end, progress=progress,
     )  # fmt: skip
-    result.update(run=str(run), checkpoint_step=record["step"], dataset=str(data), split="test")
+    result.update(
+        model="NeRF-VAE",
+        run=str(run),
+        checkpoint_step=record["step"],
+        dataset=str(data),
+        split="test",
+    )
     write_report(result, out / "metrics.json")
 
     generator = torch.Generator().manual_seed(0)

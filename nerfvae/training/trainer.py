@@ -115,7 +115,8 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
         return latest
 
     if config.compile:
-        model.scene_function.compile()
+        # The scene function is where the FLOPs are; models without one are compiled whole.
+        getattr(model, "scene_function", model).compile()
     trained = model
     if world_size > 1:
         trained = torch.nn.parallel.DistributedDataParallel(

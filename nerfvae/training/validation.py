@@ -32,7 +32,8 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def _depth_to_uint8(depth: torch.Tensor, far: float) -> np.ndarray:
-    grey = (1.0 - (depth / far).clamp(0, 1)) * 255
+    # Models without geometry (the GQN baseline) return NaN depth: shown black.
+    grey = (1.0 - (depth.nan_to_num(far) / far).clamp(0, 1)) * 255
     return grey.round().byte().unsqueeze(-1).expand(*depth.shape, 3).cpu().numpy()
 
 
