@@ -106,3 +106,16 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
     assert "| 5 | OOD |" in text and "checkpoint step 8" in text
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert set(metrics["results"]) == {"1", "2", "3", "5"}
+
+
+def test_training_curves_figure_and_table(tiny_run, tmp_path):
+    from nerfvae.evaluation.curves import plot, run_curves, table
+
+    curves = run_curves(tiny_run)
+    assert [int(r["step"]) for r in curves["metrics"]] == [2, 4, 6, 8]
+    minutes = [r["minutes"] for r in curves["metrics"]]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    plot([tiny_run], tmp_path / "curves.png")
+    assert iio.imread(tmp_path / "curves.png").ndim == 3
+    text = table([tiny_run])
+    assert "| tiny | 8 |" in text
