@@ -7,8 +7,8 @@ renders what the viewer renders for one browser tab: the preview frame drawn whi
 moves (``--preview-scale`` of the full size, at most 16 samples per ray, no fine pass) and the
 full frame drawn when it stops (the model's own sampling), in each
 display mode, through :meth:`nerfvae.viewer.ViewerSession.render_image`, from a camera of the
-built-in rooms. Prints a markdown table of median milliseconds. Other processes on the machine
-slow everything down, so the load average is printed too.
+built-in rooms. Prints a markdown table of median milliseconds, wall-clock and CPU (all threads).
+Other processes on the machine slow the wall clock down, so the load average is printed too.
 """
 
 from __future__ import annotations
@@ -51,15 +51,20 @@ class OneRoom:
         return SceneRecord(torch.from_numpy(images), K, c2w, torch.zeros(4, dtype=torch.bool))
 
 
-def time_ms(session: ViewerSession, camera: ViewCamera, preview: bool, repeats: int) -> float:
-    """Median milliseconds of one frame of the session's current mode."""
+def time_ms(
+    session: ViewerSession, camera: ViewCamera, preview: bool, repeats: int
+) -> tuple[float, float]:
+    """Median wall-clock and CPU milliseconds (all threads of this process) of one frame of the
+    session's current mode. On a busy machine the wall time grows with the load while the CPU
+    time stays near what the frame costs; on an idle machine wall ~ CPU / threads."""
     session.render_image(camera, preview=preview)  # warm-up (allocations, lazy initialisation)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         session.render_image(camera, preview=preview)
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+        wall.append(1000 * (time.perf_counter() - start))
+        cpu.append(1000 * (time.process_time() - start_cpu))
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -70,7 +75,10 @@ def main() -> None:
     parser.add_argument("--preview-scale", type=float, default=0.25)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--std-samples", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     width = round(args.height * args.aspect)
     print(
@@ -79,8 +87,8 @@ def main() -> None:
         f"x{args.preview_scale}, std mode over {args.std_samples} samples; median of "
         f"{args.repeats}\n"
     )
-    print("| preset | mode | preview ms | full ms |")
-    print("|---|---|---:|---:|")
+    print("| preset | mode | preview ms wall | preview ms CPU | full ms wall | full ms CPU |")
+    print("|---|---|---:|---:|---:|---:|")
     for name in args.presets:
         torch.manual_seed(0)
         config = replace(preset(name).nerfvae, scene_min=BOUNDS[0], scene_max=BOUNDS[1])
@@ -94,9 +102,12 @@ def main() -> None:
         preview = camera.scaled(args.preview_scale)
         for mode in MODES:
             session.set_mode(mode)
-            preview_ms = time_ms(session, preview, True, args.repeats)
-            full_ms = time_ms(session, camera, False, args.repeats)
-            print(f"| {name} | {mode} | {preview_ms:.0f} | {full_ms:.0f} |")
+            preview_wall, preview_cpu = time_ms(session, preview, True, args.repeats)
+            full_wall, full_cpu = time_ms(session, camera, False, args.repeats)
+            print(
+                f"| {name} | {mode} | {preview_wall:.0f} | {preview_cpu:.0f} | {full_wall:.0f} "
+                f"| {full_cpu:.0f} |"
+            )
 
 
 if __name__ == "__main__":

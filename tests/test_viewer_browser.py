@@ -130,8 +130,13 @@ def test_go_to_a_dataset_camera_shows_ground_truth_beside_the_render(viewer, pag
     page.get_by_role("combobox", name="Go to camera").click()
     page.get_by_role("option", name="view 6 (OOD)", exact=True).click()
     page.get_by_text("Camera on view 6 (OOD)").wait_for(timeout=TIMEOUT_S * 1000)
-    assert viewer.gt_image.visible and viewer.view_render_image.visible
-    assert viewer.gt_image.image.shape[0] >= viewer.session.meta.image_height
+    assert viewer.comparison_image.visible
+    comparison = viewer.comparison_image.image  # dataset image | gap | render, enlarged
+    height, width = viewer.session.meta.image_height, viewer.session.meta.image_width
+    factor = comparison.shape[0] // height
+    assert comparison.shape[1] == factor * (2 * width + max(1, width // 16))
+    truth = viewer.session.ground_truth(6)
+    assert (comparison[::factor, : width * factor : factor] == truth).all()
 
 
 def test_buttons_draw_samples(viewer, page):

@@ -110,12 +110,15 @@ class ViewerApp:
         self.status = gui.add_markdown("")
         self.goto_dropdown = gui.add_dropdown("Go to camera", [FREE_CAMERA])
         self.goto_dropdown.on_update(lambda _: self._guard(self._on_goto))
+        self.all_cameras_checkbox = gui.add_checkbox("All cameras", initial_value=False)
+        self.all_cameras_checkbox.on_update(lambda _: self._guard(self._draw_frusta))
         with gui.add_folder("Ground truth"):
             self.match_text = gui.add_markdown("Move to a dataset camera (Go to camera, or click a "
                                                "frustum) to compare with its image.")  # fmt: skip
             blank = np.zeros((8, 8, 3), dtype=np.uint8)
-            self.gt_image = gui.add_image(blank, label="dataset image", visible=False)
-            self.view_render_image = gui.add_image(blank, label="render", visible=False)
+            self.comparison_image = gui.add_image(
+                blank, label="dataset image | render", visible=False
+            )
         self.context_folder = gui.add_folder("Context views")
         self.timing = gui.add_markdown("")
 
@@ -213,7 +216,8 @@ class ViewerApp:
         self._changed()
 
     def _draw_frusta(self) -> None:
-        """Context cameras as orange frusta showing their images; the other views grey."""
+        """Context cameras as orange frusta showing their images; with "All cameras" ticked, the
+        scene's other views as grey frusta too."""
         for handle in self._frustum_handles:
             handle.remove()
         self._frustum_handles = []
@@ -225,12 +229,15 @@ class ViewerApp:
         for view in range(scene.num_views):
             wxyz, position = pose_of(scene.c2w[view])
             is_context = view in session.context
+            if not is_context and not self.all_cameras_checkbox.value:
+                continue
             handle = self.server.scene.add_camera_frustum(
                 f"/cameras/view_{view:03d}",
                 fov=vertical_fov(scene.K[view], height),
                 aspect=width / height,
                 scale=size,
-                thickness=0.004 * float(np.linalg.norm(hi - lo)) * (1.5 if is_context else 0.7),
+                thickness=3.0 if is_context else 1.5,
+                thickness_units="screen",
                 color=CONTEXT_COLOUR if is_context else OTHER_CAMERA_COLOUR,
                 image=session.ground_truth(view) if is_context else None,
                 format="jpeg",
@@ -357,7 +364,7 @@ class ViewerApp:
         view = frame["view"]
         if view is None:
             self.match_text.content = "The camera is not on a dataset camera."
-            self.gt_image.visible = self.view_render_image.visible = False
+            self.comparison_image.visible = False
             return
         truth = self.session.ground_truth(view)
         render = frame["view_image"]
@@ -372,9 +379,9 @@ class ViewerApp:
             )
             text += f" PSNR {float(score):.2f} dB"
         self.match_text.content = text
-        self.gt_image.image = enlarge(truth)
-        self.view_render_image.image = enlarge(render)
-        self.gt_image.visible = self.view_render_image.visible = True
+        gap = np.full((truth.shape[0], max(1, truth.shape[1] // 16), 3), 255, dtype=np.uint8)
+        self.comparison_image.image = enlarge(np.concatenate([truth, gap, render], axis=1))
+        self.comparison_image.visible = True
 
     def frames_published(self) -> int:
         """Frames sent to all tabs, closed ones included, since the start (tests, benchmarks)."""
