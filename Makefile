@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libllvm19) >/dev/null 2>&1 \
 		|| echo "libllvm19 not installed: Mitsuba will use the slower scalar_rgb variant"; \
 	fi
+	-@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the viewer's browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+		|| echo "chromium not installed: the browser tests will be skipped"; \
+	fi
 	touch $@
 
 test: install
