@@ -13,6 +13,8 @@ import argparse
 import csv
 from pathlib import Path
 
+import numpy as np
+
 
 def _read(path: Path) -> list[dict[str, float]]:
     if not path.exists():
@@ -33,9 +35,10 @@ def run_curves(run: Path) -> dict[str, list[dict[str, float]]]:
         start = first["time"] - first["step"] / max(first.get("steps_per_s", 1.0), 1e-9)
         for row in metrics:
             row["minutes"] = (row["time"] - start) / 60
-        step_to_minutes = {int(r["step"]): r["minutes"] for r in metrics}
-        for row in validation:
-            row["minutes"] = step_to_minutes.get(int(row["step"]), float("nan"))
+        steps = [r["step"] for r in metrics]
+        minutes = [r["minutes"] for r in metrics]
+        for row in validation:  # validation steps need not be logging steps: interpolate
+            row["minutes"] = float(np.interp(row["step"], steps, minutes))
     return {"metrics": metrics, "validation": validation}
 
 

@@ -222,7 +222,15 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
         done = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", psnr=f"{float(outputs['psnr']):.2f}")
-        if is_main and (done % config.log_every == 0 or done == config.steps):
+        out_of_time = config.time_budget_minutes > 0 and (
+            time.perf_counter() - started > 60.0 * config.time_budget_minutes
+        )
+        if world_size > 1:  # every rank stops at the same step
+            flag = torch.tensor(float(out_of_time), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        stopping = out_of_time or (stop_at_step is not None and done >= stop_at_step)
+        if is_main and (done % config.log_every == 0 or done == config.steps or stopping):
             elapsed = time.perf_counter() - window_start
             row = {"step": done, "time": f"{time.time():.1f}"}
             row.update({k: f"{v / window_steps:.5g}" for k, v in sums.items()})
@@ -238,14 +246,6 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
                 if key not in ("step", "time"):
                     writer.add_scalar(f"train/{key}", float(value), done)
             sums, window_steps, window_start = {}, 0, time.perf_counter()
-        out_of_time = config.time_budget_minutes > 0 and (
-            time.perf_counter() - started > 60.0 * config.time_budget_minutes
-        )
-        if world_size > 1:  # every rank stops at the same step
-            flag = torch.tensor(float(out_of_time), device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            out_of_time = bool(flag.item())
-        stopping = out_of_time or (stop_at_step is not None and done >= stop_at_step)
         should_validate = config.validate_every > 0 and done % config.validate_every == 0
         if is_main and (should_validate or done == config.steps or out_of_time):
             model.eval()
