@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nerfvae.errors import DataError
-from nerfvae.evaluation.metrics import mse, psnr, ssim
+from nerfvae.evaluation.metrics import mean_view_metrics, mse, nan_mean, psnr, ssim, view_metrics
 from nerfvae.evaluation.views import standard_view_lists
 from nerfvae.evaluation.visualise import image_grid, write_video
 from nerfvae.geometry import common_look_at_point, look_at, orbit_cameras
@@ -35,6 +35,60 @@ def test_psnr_mse_and_masked_psnr_hand_computed():
     prediction[0, 0] = 0.01
     assert psnr(prediction, target, mask) == pytest.approx(40.0, abs=1e-3)
     assert math.isnan(psnr(prediction, target, torch.zeros(4, 4, dtype=torch.bool)))
+
+
+def test_view_metrics_hand_computed():
+    target = torch.full((8, 8, 3), 0.5)  # 8 x 8: SSIM needs 7 x 7 windows
+    prediction = target.clone()
+    object_mask = torch.zeros(8, 8, dtype=torch.bool)
+    object_mask[:4, :4] = True
+    prediction[object_mask] = 0.7  # error 0.2 on a quarter of the pixels: MSE 0.04 / 4 = 0.01
+    true_depth = torch.full((8, 8), 2.0)
+    true_depth[:4, 4:], true_depth[4:, :4] = 3.0, 1.0  # |error| 1 on half of the pixels
+    values = view_metrics(
+        prediction,
+        target,
+        object_mask=object_mask,
+        depth=torch.full((8, 8), 2.0),
+        true_depth=true_depth,
+        context_colour=torch.tensor([0.4, 0.4, 0.4]),  # error 0.1 everywhere: MSE 0.01
+        mean_train_image=target,  # exact: MSE 0, clamped at 1e-10 -> 100 dB
+    )
+    assert list(values) == [  # the order of the keys in the evaluation JSON
+        "psnr", "ssim", "mse", "baseline_mean_context_psnr", "baseline_mean_train_psnr",
+        "object_psnr", "baseline_mean_context_object_psnr", "baseline_mean_train_object_psnr",
+        "depth_mae",
+    ]  # fmt: skip
+    assert values["mse"] == pytest.approx(0.01, rel=1e-5)
+    assert values["psnr"] == pytest.approx(20.0, abs=1e-4)
+    assert values["object_psnr"] == pytest.approx(10 * math.log10(1 / 0.04), abs=1e-4)
+    assert values["ssim"] == ssim(prediction, target) and 0 < values["ssim"] < 1
+    assert values["baseline_mean_context_psnr"] == pytest.approx(20.0, abs=1e-4)
+    assert values["baseline_mean_context_object_psnr"] == pytest.approx(20.0, abs=1e-4)
+    assert values["baseline_mean_train_psnr"] == pytest.approx(100.0)
+    assert values["baseline_mean_train_object_psnr"] == pytest.approx(100.0)
+    assert values["depth_mae"] == pytest.approx(0.5)
+    # A model without depth (the GQN baseline renders NaN): depth_mae is NaN; no extras, no keys.
+    missing = view_metrics(
+        prediction, target, depth=torch.full((8, 8), math.nan), true_depth=true_depth
+    )
+    assert list(missing) == ["psnr", "ssim", "mse", "depth_mae"]
+    assert math.isnan(missing["depth_mae"])
+    assert "depth_mae" not in view_metrics(prediction, target, depth=torch.zeros(8, 8))
+
+
+def test_mean_view_metrics_skips_nan_and_counts_views():
+    assert nan_mean([1.0, math.nan, 3.0]) == 2.0 and math.isnan(nan_mean([math.nan]))
+    results = mean_view_metrics(
+        {
+            (1, "id"): {"psnr": [10.0, 20.0], "depth_mae": [math.nan, math.nan]},
+            (3, "ood"): {"psnr": [math.nan, 30.0, 33.0]},
+        }
+    )
+    assert set(results) == {"1", "3"} and set(results["1"]) == {"id"}
+    assert results["1"]["id"]["psnr"] == 15.0 and results["1"]["id"]["num_views"] == 2
+    assert math.isnan(results["1"]["id"]["depth_mae"])
+    assert results["3"]["ood"] == {"psnr": 31.5, "num_views": 3}
 
 
 def test_ssim_identity_and_degradation():

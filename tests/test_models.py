@@ -18,7 +18,7 @@ from nerfvae.models import (
     SceneFunctionConfig,
 )
 from nerfvae.models.encoder import ContextEncoder
-from nerfvae.models.nerfvae import gaussian_log_likelihood
+from nerfvae.models.objective import elbo_metrics, gaussian_log_likelihood, object_pixel_weights
 from nerfvae.rendering import RaySamplingConfig
 
 MODES = ("concat", "ain", "attention")
@@ -105,6 +105,43 @@ def test_gaussian_log_likelihood_matches_torch():
     prediction, target = torch.rand(10, 3), torch.rand(10, 3)
     expected = torch.distributions.Normal(prediction, 0.1).log_prob(target)
     torch.testing.assert_close(gaussian_log_likelihood(prediction, target, 0.1), expected)
+
+
+def test_elbo_metrics_hand_computed():
+    prediction = torch.zeros(2, 2, 3)  # 2 scenes x 2 rays
+    target = torch.full((2, 2, 3), 0.1)
+    target[0, 0] = 0.2  # 3 of 12 errors are 0.2: MSE (3 * 0.04 + 9 * 0.01) / 12 = 0.0175
+    log_likelihood = gaussian_log_likelihood(prediction, target, 0.1).requires_grad_(True)
+    mask = torch.tensor([[True, False], [False, False]])
+    inputs = (prediction, target, log_likelihood, torch.tensor([1.0, 3.0]))  # KL per scene
+    options = {"target_dims": 10, "posterior_std": torch.tensor([0.5, 1.5])}
+    metrics = elbo_metrics(*inputs, **options, object_mask=mask)
+    # mean log-likelihood: -0.5 * MSE / 0.1² - log 0.1 - log(2π) / 2; the KL (mean 2) over 10 dims
+    elbo = -0.5 * 0.0175 / 0.01 + math.log(10.0) - 0.5 * math.log(2 * math.pi) - 0.2
+    expected = {
+        "mse": 0.0175,
+        "psnr": -10 * math.log10(0.0175),
+        "kl_nats": 2.0,
+        "elbo_per_dim": elbo,
+        "nelbo_bits_per_dim": -elbo / math.log(2.0) + 8.0,
+        "posterior_std": 1.0,
+        "object_psnr": -10 * math.log10(0.04),
+    }
+    assert list(metrics) == list(expected)
+    for name, value in expected.items():
+        assert metrics[name].item() == pytest.approx(value, rel=1e-5), name
+        assert not metrics[name].requires_grad
+    no_object = torch.zeros_like(mask)  # no object pixel: no object PSNR to log
+    assert "object_psnr" not in elbo_metrics(*inputs, **options, object_mask=no_object)
+
+
+def test_object_pixel_weights_keep_mean_one():
+    target = torch.zeros(1, 4, 3)
+    mask = torch.tensor([[True, False, False, False]])
+    weights = object_pixel_weights(target, mask, 3.0)  # raw 3, 1, 1, 1 over their mean 1.5
+    torch.testing.assert_close(weights, torch.tensor([[[2.0], [2 / 3], [2 / 3], [2 / 3]]]))
+    torch.testing.assert_close(object_pixel_weights(target, None, 3.0), torch.ones(1, 4, 1))
+    torch.testing.assert_close(object_pixel_weights(target, mask, 1.0), torch.ones(1, 4, 1))
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

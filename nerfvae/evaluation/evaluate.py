@@ -14,18 +14,18 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from nerfvae.data.format import SceneRecord
 from nerfvae.errors import DataError
-from nerfvae.evaluation.metrics import mse, psnr, ssim
+from nerfvae.evaluation.metrics import mean_view_metrics, view_metrics
 from nerfvae.evaluation.views import ViewLists, standard_view_lists
 from nerfvae.models import SceneModel
-from nerfvae.models.nerfvae import BITS_PER_8BIT_BIN, gaussian_log_likelihood
+from nerfvae.models.objective import BITS_PER_8BIT_BIN, gaussian_log_likelihood
 
 SCHEMA_VERSION = 1
 
@@ -56,9 +56,68 @@ def mean_training_image(dataset, max_scenes: int = 200) -> torch.Tensor:
     return (total / count).float()
 
 
-def _nan_mean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else float("nan")
+def scene_batches(
+    dataset, num_scenes: int, scenes_per_batch: int, first: SceneRecord
+) -> Iterator[list[SceneRecord]]:
+    """The first ``num_scenes`` scenes of ``dataset`` in batches of up to ``scenes_per_batch``.
+
+    Raises:
+        DataError: a scene has other numbers of ID / OOD views than ``first`` (scene 0: the view
+            lists, made from its numbers, are the same for every scene).
+    """
+    for start in range(0, num_scenes, scenes_per_batch):
+        records = [
+            dataset.load_scene(i) for i in range(start, min(num_scenes, start + scenes_per_batch))
+        ]
+        for record in records:
+            if (record.num_id_views, record.num_ood_views) != (
+                first.num_id_views,
+                first.num_ood_views,
+            ):
+                raise DataError(
+                    f"scene {record.scene_id} has {record.num_id_views} ID / {record.num_ood_views} "
+                    f"OOD views, unlike the first scene ({first.num_id_views} / {first.num_ood_views})"
+                )
+        yield records
+
+
+def score_target_views(
+    metrics: dict[str, list[float]],
+    rendered: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    targets: list[int],
+    context_colour: torch.Tensor,
+    mean_train_image: torch.Tensor | None,
+) -> None:
+    """Append every scene's and target view's :func:`~nerfvae.evaluation.metrics.view_metrics` to
+    the lists in ``metrics``.
+
+    ``rendered``: ``colour [S, T, H, W, 3]`` and ``depth [S, T, H, W]`` of the ``targets`` (view
+    indices into ``batch``, a :func:`scenes_to_tensors` batch); ``context_colour [S, 3]``.
+    """
+    for s in range(rendered["colour"].shape[0]):
+        for v, view in enumerate(targets):
+            values = view_metrics(
+                rendered["colour"][s, v],
+                batch["images"][s, view],
+                object_mask=batch["object_mask"][s, view] if "object_mask" in batch else None,
+                depth=rendered["depth"][s, v] if "depth" in rendered else None,
+                true_depth=batch["depth"][s, view] if "depth" in batch else None,
+                context_colour=context_colour[s],
+                mean_train_image=mean_train_image,
+            )
+            for name, value in values.items():
+                metrics[name].append(value)
+
+
+def render_seconds_per_view(timing: Mapping[str, float]) -> dict[str, float]:
+    """``render_s_per_id_view`` / ``render_s_per_ood_view`` from the totals
+    ``render_{kind}_s`` and ``render_{kind}_views`` in ``timing`` (kinds with no view are left out)."""
+    return {
+        f"render_s_per_{kind}_view": timing[f"render_{kind}_s"] / timing[f"render_{kind}_views"]
+        for kind in ("id", "ood")
+        if timing.get(f"render_{kind}_views")
+    }
 
 
 @torch.no_grad()
@@ -88,19 +147,7 @@ def evaluate(
     timing: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     generator = torch.Generator().manual_seed(seed)
     bar = tqdm(total=num_scenes * len(views.context), disable=not progress, desc="eval")
-    for start in range(0, num_scenes, scenes_per_batch):
-        records = [
-            dataset.load_scene(i) for i in range(start, min(num_scenes, start + scenes_per_batch))
-        ]
-        for record in records:
-            if (record.num_id_views, record.num_ood_views) != (
-                first.num_id_views,
-                first.num_ood_views,
-            ):
-                raise DataError(
-                    f"scene {record.scene_id} has {record.num_id_views} ID / {record.num_ood_views} "
-                    f"OOD views, unlike the first scene ({first.num_id_views} / {first.num_ood_views})"
-                )
+    for records in scene_batches(dataset, num_scenes, scenes_per_batch, first):
         batch = scenes_to_tensors(records)
         count = len(records)
         for k, context in views.context.items():
@@ -127,37 +174,13 @@ def evaluate(
                 )
                 timing[k][f"render_{kind}_s"] += time.perf_counter() - started
                 timing[k][f"render_{kind}_views"] += count * len(targets)
-                truth = batch["images"][:, targets]
                 metrics = per_view[(k, kind)]
-                for s in range(count):
-                    for v in range(len(targets)):
-                        prediction, target = rendered["colour"][s, v], truth[s, v]
-                        mask = (
-                            batch["object_mask"][s, targets[v]] if "object_mask" in batch else None
-                        )
-                        metrics["psnr"].append(psnr(prediction, target))
-                        metrics["ssim"].append(ssim(prediction, target))
-                        metrics["mse"].append(mse(prediction, target))
-                        constant = context_colour[s].expand_as(target)
-                        metrics["baseline_mean_context_psnr"].append(psnr(constant, target))
-                        if mean_train_image is not None:
-                            metrics["baseline_mean_train_psnr"].append(
-                                psnr(mean_train_image, target)
-                            )
-                        if mask is not None:
-                            metrics["object_psnr"].append(psnr(prediction, target, mask))
-                            metrics["baseline_mean_context_object_psnr"].append(
-                                psnr(constant, target, mask)
-                            )
-                            if mean_train_image is not None:
-                                metrics["baseline_mean_train_object_psnr"].append(
-                                    psnr(mean_train_image, target, mask)
-                                )
-                        if "depth" in batch:
-                            error = (rendered["depth"][s, v] - batch["depth"][s, targets[v]]).abs()
-                            metrics["depth_mae"].append(float(error.mean()))
+                score_target_views(
+                    metrics, rendered, batch, targets, context_colour, mean_train_image
+                )
                 if kind == "id":
                     # Negative ELBO of the ID targets with one posterior sample z ~ q.
+                    truth = batch["images"][:, targets]
                     sampled = model.render_views(
                         posterior.rsample(generator),
                         batch["K"][:, targets],
@@ -175,20 +198,12 @@ def evaluate(
             bar.update(count)
     bar.close()
 
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for (k, kind), metrics in per_view.items():
-        entry = {name: _nan_mean(values) for name, values in metrics.items()}
-        entry["num_views"] = len(metrics["psnr"])
-        results.setdefault(str(k), {})[kind] = entry
+    results = mean_view_metrics(per_view)
     timings = {}
     for k, t in timing.items():
         timings[str(k)] = {
             "inference_s_per_scene": t["inference_s"] / max(1, t["scenes"]),
-            **{
-                f"render_s_per_{kind}_view": t[f"render_{kind}_s"] / t[f"render_{kind}_views"]
-                for kind in ("id", "ood")
-                if t.get(f"render_{kind}_views")
-            },
+            **render_seconds_per_view(t),
         }
     return {
         "schema_version": SCHEMA_VERSION,

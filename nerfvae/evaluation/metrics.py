@@ -1,7 +1,12 @@
-"""Image metrics over batched tensors (colours in [0, 1])."""
+"""Image metrics over batched tensors (colours in [0, 1]), the per-view metric set of
+``nerfvae eval`` and its mean over views."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
 import torch
 
 
@@ -37,3 +42,77 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
             data_range=1.0,
         )
     )
+
+
+def view_metrics(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    object_mask: torch.Tensor | None = None,
+    depth: torch.Tensor | None = None,
+    true_depth: torch.Tensor | None = None,
+    context_colour: torch.Tensor | None = None,
+    mean_train_image: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """The per-view metrics of ``nerfvae eval`` (docs/evaluation.md) for one target view.
+
+    Args:
+        prediction, target: colours ``[H, W, 3]`` in [0, 1].
+        object_mask: ``[H, W]`` ground-truth object pixels: adds the ``*object_psnr`` metrics
+            (NaN where the view shows no object).
+        depth, true_depth: rendered expected depth and ground-truth distance along the ray
+            ``[H, W]``: adds ``depth_mae`` when both are given (NaN where the model renders no
+            depth, e.g. the GQN baseline's NaN depth; :func:`nan_mean` then skips it).
+        context_colour: ``[3]`` mean colour of the context views: the trivial predictor behind
+            ``baseline_mean_context_*``.
+        mean_train_image: ``[H, W, 3]`` mean training image: the trivial predictor behind
+            ``baseline_mean_train_*``.
+
+    Returns:
+        ``psnr``, ``ssim``, ``mse``, then whichever of ``baseline_mean_context_psnr``,
+        ``baseline_mean_train_psnr``, ``object_psnr``, ``baseline_mean_context_object_psnr``,
+        ``baseline_mean_train_object_psnr``, ``depth_mae`` the inputs allow, in this order (the
+        order of the keys in the evaluation JSON).
+    """
+    trivial = {}
+    if context_colour is not None:
+        trivial["baseline_mean_context"] = context_colour.expand_as(target)
+    if mean_train_image is not None:
+        trivial["baseline_mean_train"] = mean_train_image
+    values = {
+        "psnr": psnr(prediction, target),
+        "ssim": ssim(prediction, target),
+        "mse": mse(prediction, target),
+    }
+    for name, constant in trivial.items():
+        values[f"{name}_psnr"] = psnr(constant, target)
+    if object_mask is not None:
+        values["object_psnr"] = psnr(prediction, target, object_mask)
+        for name, constant in trivial.items():
+            values[f"{name}_object_psnr"] = psnr(constant, target, object_mask)
+    if depth is not None and true_depth is not None:
+        values["depth_mae"] = float((depth - true_depth).abs().mean())
+    return values
+
+
+def nan_mean(values: Iterable[float]) -> float:
+    """Mean of the values that are not NaN (NaN when none is)."""
+    finite = [value for value in values if not math.isnan(value)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def mean_view_metrics(
+    per_view: Mapping[tuple[int, str], Mapping[str, Sequence[float]]],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The ``results`` of the evaluation JSON from per-view values.
+
+    ``per_view[(K, kind)][name]`` lists metric ``name`` over the target views of ``kind`` (``id``
+    or ``ood``) with K context views; each becomes ``results[str(K)][kind][name]``, its NaN-skipping
+    mean (:func:`nan_mean`), beside ``num_views`` (the number of ``psnr`` values).
+    """
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for (k, kind), metrics in per_view.items():
+        entry = {name: nan_mean(values) for name, values in metrics.items()}
+        entry["num_views"] = len(metrics["psnr"])
+        results.setdefault(str(k), {})[kind] = entry
+    return results

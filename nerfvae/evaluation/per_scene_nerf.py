@@ -30,8 +30,14 @@ import torch
 from tqdm import tqdm
 
 from nerfvae.errors import DataError
-from nerfvae.evaluation.evaluate import SCHEMA_VERSION, _nan_mean, scenes_to_tensors
-from nerfvae.evaluation.metrics import mse, psnr, ssim
+from nerfvae.evaluation.evaluate import (
+    SCHEMA_VERSION,
+    render_seconds_per_view,
+    scene_batches,
+    scenes_to_tensors,
+    score_target_views,
+)
+from nerfvae.evaluation.metrics import mean_view_metrics, psnr
 from nerfvae.evaluation.report import markdown_table
 from nerfvae.evaluation.views import ViewLists, standard_view_lists
 from nerfvae.models.baselines.nerf import (
@@ -54,38 +60,6 @@ def all_views_lists(num_id_views: int, num_ood_views: int) -> ViewLists:
         id_targets=[],
         ood_targets=list(range(num_id_views, num_id_views + num_ood_views)),
     )
-
-
-def view_metrics(
-    metrics: dict[str, list[float]],
-    prediction: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    mask: torch.Tensor | None,
-    depth_prediction: torch.Tensor | None,
-    depth_truth: torch.Tensor | None,
-    context_colour: torch.Tensor,
-    mean_train_image: torch.Tensor | None,
-) -> None:
-    """Append one target view's metrics to ``metrics`` (the metric set of ``nerfvae eval``).
-
-    ``prediction, target [H, W, 3]``; ``mask [H, W]`` object pixels; ``context_colour [3]`` the
-    mean colour of the context views; ``mean_train_image [H, W, 3]``.
-    """
-    metrics["psnr"].append(psnr(prediction, target))
-    metrics["ssim"].append(ssim(prediction, target))
-    metrics["mse"].append(mse(prediction, target))
-    constant = context_colour.expand_as(target)
-    metrics["baseline_mean_context_psnr"].append(psnr(constant, target))
-    if mean_train_image is not None:
-        metrics["baseline_mean_train_psnr"].append(psnr(mean_train_image, target))
-    if mask is not None:
-        metrics["object_psnr"].append(psnr(prediction, target, mask))
-        metrics["baseline_mean_context_object_psnr"].append(psnr(constant, target, mask))
-        if mean_train_image is not None:
-            metrics["baseline_mean_train_object_psnr"].append(psnr(mean_train_image, target, mask))
-    if depth_prediction is not None and depth_truth is not None:
-        metrics["depth_mae"].append(float((depth_prediction - depth_truth).abs().mean()))
 
 
 def _mean_history(histories: list[tuple[int, list[dict[str, float]]]]) -> list[dict[str, float]]:
@@ -188,19 +162,7 @@ def evaluate_per_scene_nerf(
     timing: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     histories: dict[int, list[tuple[int, list[dict[str, float]]]]] = defaultdict(list)
     bar = tqdm(total=num_scenes * len(views.context), disable=not progress, desc="per-scene NeRF")
-    for start in range(0, num_scenes, scenes_per_batch):
-        records = [
-            dataset.load_scene(i) for i in range(start, min(num_scenes, start + scenes_per_batch))
-        ]
-        for record in records:
-            if (record.num_id_views, record.num_ood_views) != (
-                first.num_id_views,
-                first.num_ood_views,
-            ):
-                raise DataError(
-                    f"scene {record.scene_id} has {record.num_id_views} ID / {record.num_ood_views} "
-                    f"OOD views, unlike the first scene ({first.num_id_views} / {first.num_ood_views})"
-                )
+    for records in scene_batches(dataset, num_scenes, scenes_per_batch, first):
         batch = {key: value.to(device) for key, value in scenes_to_tensors(records).items()}
         count = len(records)
         targets_by_kind = {"id": views.id_targets, "ood": views.ood_targets}
@@ -234,28 +196,13 @@ def evaluate_per_scene_nerf(
                 )
                 timing[k][f"render_{kind}_s"] += time.perf_counter() - started
                 timing[k][f"render_{kind}_views"] += count * len(targets)
-                metrics = per_view[(k, kind)]
-                for s in range(count):
-                    for v, view in enumerate(targets):
-                        view_metrics(
-                            metrics,
-                            rendered["colour"][s, v],
-                            batch["images"][s, view],
-                            mask=batch["object_mask"][s, view] if "object_mask" in batch else None,
-                            depth_prediction=rendered["depth"][s, v],
-                            depth_truth=batch["depth"][s, view] if "depth" in batch else None,
-                            context_colour=context_colour[s],
-                            mean_train_image=train_image,
-                        )
+                score_target_views(
+                    per_view[(k, kind)], rendered, batch, targets, context_colour, train_image
+                )
             timing[k]["scenes"] += count
             bar.update(count)
     bar.close()
 
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    for (k, kind), metrics in per_view.items():
-        entry = {name: _nan_mean(values) for name, values in metrics.items()}
-        entry["num_views"] = len(metrics["psnr"])
-        results.setdefault(str(k), {})[kind] = entry
     timings = {}
     for k, t in timing.items():
         timings[str(k)] = {
@@ -263,11 +210,7 @@ def evaluate_per_scene_nerf(
             "fit_s_per_scene": t["fit_s"] / max(1, t["scenes"]),
             "fit_s_per_batch": t["fit_s"] / max(1, t["batches"]),
             "fit_cpu_s_per_batch": t["fit_cpu_s"] / max(1, t["batches"]),
-            **{
-                f"render_s_per_{kind}_view": t[f"render_{kind}_s"] / t[f"render_{kind}_views"]
-                for kind in ("id", "ood")
-                if t.get(f"render_{kind}_views")
-            },
+            **render_seconds_per_view(t),
         }
     return {
         "schema_version": SCHEMA_VERSION,
@@ -275,7 +218,7 @@ def evaluate_per_scene_nerf(
         "num_scenes": num_scenes,
         "image_size": [height, width],
         "view_lists": views.to_json(),
-        "results": results,
+        "results": mean_view_metrics(per_view),
         "timing": timings,
         "history": {str(k): _mean_history(rows) for k, rows in histories.items()},
         "config": asdict(config),

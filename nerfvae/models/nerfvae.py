@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 from torch import nn
 
 from nerfvae.geometry import rays_through_pixels, sample_ray_indices
-from nerfvae.models.base import SceneModel
 from nerfvae.models.config import NeRFVAEConfig
 from nerfvae.models.encoder import ContextEncoder
 from nerfvae.models.latent import LOG_STD_MAX, LOG_STD_MIN, DiagonalGaussian
+from nerfvae.models.objective import (
+    Batch,
+    GaussianELBOModel,
+    TargetReconstruction,
+    gaussian_log_likelihood,
+)
 from nerfvae.models.scene_function import SceneFunction
 from nerfvae.rendering import RenderOutput, render_rays
-
-LOG_2PI = math.log(2.0 * math.pi)
-# Continuous Gaussian likelihood on colours in [0, 1]; adding log2(256) bits per dimension gives the
-# usual discretised-8-bit bits/dim (density times bin width 1/256).
-BITS_PER_8BIT_BIN = 8.0
-
-
-def gaussian_log_likelihood(
-    prediction: torch.Tensor, target: torch.Tensor, std: float
-) -> torch.Tensor:
-    """Per-element log N(target; prediction, std²) in nats (same shape as the inputs)."""
-    return -0.5 * ((target - prediction) / std).square() - math.log(std) - 0.5 * LOG_2PI
-
-
-def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
 class PosteriorRefiner(nn.Module):
@@ -64,7 +50,7 @@ class PosteriorRefiner(nn.Module):
         return DiagonalGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
 
 
-class NeRFVAE(SceneModel):
+class NeRFVAE(GaussianELBOModel):
     """Encoder -> q(z | context) (+ T refinement steps) -> scene function -> volume rendering."""
 
     def __init__(self, config: NeRFVAEConfig) -> None:
@@ -157,68 +143,22 @@ class NeRFVAE(SceneModel):
         )
 
     # -- objective -------------------------------------------------------------------------
-    def loss(
-        self,
-        batch: dict[str, torch.Tensor],
-        *,
-        target_dims: int | None = None,
-        kl_weight: float = 1.0,
-        pixel_std: float | None = None,
-        object_pixel_weight: float = 1.0,
-        generator: torch.Generator | None = None,
-        **_: Any,
-    ) -> dict[str, torch.Tensor]:
-        """Negative ELBO (per dimension) with KL weight, on random target rays of each scene.
+    def reconstruct_targets(
+        self, batch: Batch, latent: torch.Tensor, generator: torch.Generator | None
+    ) -> TargetReconstruction:
+        """Render the batch's random target rays (the ELBO of :meth:`loss` on them).
 
-        Args:
-            batch: ``context_images [S, C, H, W, 3]``, ``context_K``, ``context_c2w``,
-                ``target_origins / target_directions / target_colours [S, R, 3]``,
-                ``target_object_mask [S, R]`` (optional).
-            target_dims: number of dimensions of a scene's whole target set (views × H × W × 3):
-                the rays are a random subset of it, so the likelihood per dimension is estimated by
-                the subset mean and the KL is spread over this many dimensions. Defaults to the
-                context views' size.
-            kl_weight: β (or the KL warm-up factor); 1 gives the ELBO.
-            pixel_std: likelihood standard deviation (annealed by the trainer); default config's.
-            object_pixel_weight: weight of object pixels in the training likelihood (1 = ELBO).
+        ``batch``: ``target_origins / target_directions / target_colours [S, R, 3]``,
+        ``target_object_mask [S, R]`` (optional). The default ``target_dims`` is the context
+        views' size; NeRF's coarse pass is supervised too (an auxiliary colour).
         """
-        pixel_std = pixel_std or self.config.pixel_std
-        context = batch["context_images"]
-        if target_dims is None:
-            target_dims = int(context[0].numel())
-        posterior = self.infer(context, batch["context_K"], batch["context_c2w"], generator)
-        latent = posterior.rsample(generator)
         output: RenderOutput = self.render(
             latent, batch["target_origins"], batch["target_directions"], generator=generator
         )
-        target = batch["target_colours"]
-        final = output.final
-        log_likelihood = gaussian_log_likelihood(final.colour, target, pixel_std)  # [S, R, 3]
-        kl = posterior.kl_to_standard_normal()  # [S]
-        elbo_per_dim = log_likelihood.mean() - kl.mean() / target_dims
-
-        weights = torch.ones_like(target[..., 0])
-        object_mask = batch.get("target_object_mask")
-        if object_mask is not None and object_pixel_weight != 1.0:
-            weights = weights + (object_pixel_weight - 1.0) * object_mask.float()
-        weights = (weights / weights.mean()).unsqueeze(-1)
-        training_likelihood = (weights * log_likelihood).mean()
-        if output.fine is not None:  # NeRF supervises the coarse pass too
-            coarse_ll = gaussian_log_likelihood(output.coarse.colour, target, pixel_std)
-            training_likelihood = training_likelihood + (weights * coarse_ll).mean()
-        loss = -training_likelihood + kl_weight * kl.mean() / target_dims
-
-        with torch.no_grad():
-            squared_error = (final.colour - target).square()
-            metrics = {
-                "mse": squared_error.mean(),
-                "psnr": psnr_from_mse(squared_error.mean()),
-                "kl_nats": kl.mean(),
-                "elbo_per_dim": elbo_per_dim,
-                "nelbo_bits_per_dim": -elbo_per_dim / math.log(2.0) + BITS_PER_8BIT_BIN,
-                "posterior_std": posterior.std.mean(),
-            }
-            if object_mask is not None and bool(object_mask.any()):
-                object_error = squared_error[object_mask].mean()
-                metrics["object_psnr"] = psnr_from_mse(object_error)
-        return {"loss": loss, **{k: v.detach() for k, v in metrics.items()}}
+        return TargetReconstruction(
+            colour=output.final.colour,
+            target=batch["target_colours"],
+            object_mask=batch.get("target_object_mask"),
+            default_target_dims=int(batch["context_images"][0].numel()),
+            auxiliary_colours=(output.coarse.colour,) if output.fine is not None else (),
+        )

@@ -34,20 +34,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfvae.models.base import SceneModel
 from nerfvae.models.encoder import ResidualBlock
 from nerfvae.models.latent import DiagonalGaussian
-from nerfvae.models.nerfvae import (
-    BITS_PER_8BIT_BIN,
-    gaussian_log_likelihood,
-    psnr_from_mse,
-)
+from nerfvae.models.objective import Batch, GaussianELBOModel, TargetReconstruction
 
 CAMERA_CODE_DIMS = 16
 
@@ -170,7 +164,7 @@ class GenerationNetwork(nn.Module):
         return logits
 
 
-class GQN(SceneModel):
+class GQN(GaussianELBOModel):
     """GQN-style model under the NeRF-VAE contract (``infer``, ``prior``, ``render_views``, ``loss``)."""
 
     trains_on_whole_views = True
@@ -284,64 +278,26 @@ class GQN(SceneModel):
         return {"colour": colour, "depth": missing, "opacity": missing.clone()}
 
     # -- objective -------------------------------------------------------------------------
-    def loss(
-        self,
-        batch: dict[str, torch.Tensor],
-        *,
-        target_dims: int | None = None,
-        kl_weight: float = 1.0,
-        pixel_std: float | None = None,
-        object_pixel_weight: float = 1.0,
-        generator: torch.Generator | None = None,
-        **_: Any,
-    ) -> dict[str, torch.Tensor]:
-        """Negative ELBO per dimension with KL weight, on whole target views; same terms and
-        metrics as :meth:`nerfvae.models.NeRFVAE.loss`.
+    def reconstruct_targets(
+        self, batch: Batch, latent: torch.Tensor, generator: torch.Generator | None
+    ) -> TargetReconstruction:
+        """Decode whole target views (the ELBO of :meth:`loss` on them; same terms and metrics as
+        NeRF-VAE's).
 
-        Args:
-            batch: ``context_images [S, C, H, W, 3]``, ``context_K``, ``context_c2w``,
-                ``target_images [S, T, H, W, 3]``, ``target_K [S, T, 3, 3]``,
-                ``target_c2w [S, T, 4, 4]``, ``target_object_mask [S, T, H, W]`` (optional).
-            target_dims: dimensions of a scene's whole target set (views × H × W × 3), over which
-                the KL is spread; defaults to the given target views' size.
-            kl_weight, pixel_std, object_pixel_weight: as for NeRF-VAE.
+        ``batch``: ``target_images [S, T, H, W, 3]``, ``target_K [S, T, 3, 3]``,
+        ``target_c2w [S, T, 4, 4]``, ``target_object_mask [S, T, H, W]`` (optional). The default
+        ``target_dims`` is the given target views' size.
         """
         if "target_images" not in batch:
             raise ValueError(
                 "the GQN baseline trains on whole target views: the batch needs target_images, "
                 "target_K and target_c2w (nerfvae.data.image_batches), not target rays"
             )
-        pixel_std = pixel_std or self.config.pixel_std
         target = batch["target_images"]
-        if target_dims is None:
-            target_dims = int(target[0].numel())
-        posterior = self.infer(
-            batch["context_images"], batch["context_K"], batch["context_c2w"], generator
-        )
-        latent = posterior.rsample(generator)
         height, width = target.shape[2:4]
-        colour = self.decode(latent, batch["target_K"], batch["target_c2w"], height, width)
-        log_likelihood = gaussian_log_likelihood(colour, target, pixel_std)  # [S, T, H, W, 3]
-        kl = posterior.kl_to_standard_normal()  # [S]
-        elbo_per_dim = log_likelihood.mean() - kl.mean() / target_dims
-
-        weights = torch.ones_like(target[..., 0])
-        object_mask = batch.get("target_object_mask")
-        if object_mask is not None and object_pixel_weight != 1.0:
-            weights = weights + (object_pixel_weight - 1.0) * object_mask.float()
-        weights = (weights / weights.mean()).unsqueeze(-1)
-        loss = -(weights * log_likelihood).mean() + kl_weight * kl.mean() / target_dims
-
-        with torch.no_grad():
-            squared_error = (colour - target).square()
-            metrics = {
-                "mse": squared_error.mean(),
-                "psnr": psnr_from_mse(squared_error.mean()),
-                "kl_nats": kl.mean(),
-                "elbo_per_dim": elbo_per_dim,
-                "nelbo_bits_per_dim": -elbo_per_dim / math.log(2.0) + BITS_PER_8BIT_BIN,
-                "posterior_std": posterior.std.mean(),
-            }
-            if object_mask is not None and bool(object_mask.any()):
-                metrics["object_psnr"] = psnr_from_mse(squared_error[object_mask.bool()].mean())
-        return {"loss": loss, **{k: v.detach() for k, v in metrics.items()}}
+        return TargetReconstruction(
+            colour=self.decode(latent, batch["target_K"], batch["target_c2w"], height, width),
+            target=target,
+            object_mask=batch.get("target_object_mask"),
+            default_target_dims=int(target[0].numel()),
+        )
