@@ -38,7 +38,7 @@ from nerfvae.evaluation.evaluate import (
     score_target_views,
 )
 from nerfvae.evaluation.metrics import mean_view_metrics, psnr
-from nerfvae.evaluation.report import markdown_table
+from nerfvae.evaluation.report import markdown_table, nan_to_null
 from nerfvae.evaluation.views import ViewLists, standard_view_lists
 from nerfvae.models.baselines.nerf import (
     PerSceneNeRF,
@@ -303,7 +303,7 @@ def write_baseline_report(result: dict[str, Any], json_path: Path) -> tuple[Path
     import json
 
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2))
+    json_path.write_text(json.dumps(nan_to_null(result), indent=2, allow_nan=False))
     config = result["config"]
     header = (
         f"# Per-scene NeRF on {result.get('dataset', '')} ({result.get('split', '')})\n\n"

@@ -99,21 +99,21 @@ def psnr_figure(result: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def _nan_to_null(value: Any) -> Any:
+def nan_to_null(value: Any) -> Any:
     """NaN (a metric with no inputs, e.g. depth of a model without depth) -> JSON null."""
     if isinstance(value, float) and value != value:
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
+        return {k: nan_to_null(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_nan_to_null(v) for v in value]
+        return [nan_to_null(v) for v in value]
     return value
 
 
 def write_report(result: dict[str, Any], json_path: Path) -> tuple[Path, Path, Path]:
     """Write ``json_path`` and, beside it, ``<stem>.md`` and ``<stem>_psnr_vs_k.png``."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(_nan_to_null(result), indent=2, allow_nan=False))
+    json_path.write_text(json.dumps(nan_to_null(result), indent=2, allow_nan=False))
     table_path = json_path.with_suffix(".md")
     header = f"# Evaluation: {result.get('run', '')} on {result.get('dataset', '')} ({result.get('split', '')})\n\n"
     table_path.write_text(header + markdown_table(result) + "\n")
