@@ -9,6 +9,11 @@ full frame drawn when it stops (the model's own sampling), in each
 display mode, through :meth:`nerfvae.viewer.ViewerSession.render_image`, from a camera of the
 built-in rooms. Prints a markdown table of median milliseconds, wall-clock and CPU (all threads).
 Other processes on the machine slow the wall clock down, so the load average is printed too.
+
+Browser mode, on a trained run: ``python benchmarks/viewer_frame.py --run RUN --data DIR
+--scene 3 --view 5 --screenshot docs/images/viewer.png`` serves the viewer, drives the page in
+headless Chromium (Playwright with the system ``/usr/bin/chromium``), prints the frame times the
+page's render thread measured and saves a screenshot (the one in ``docs/viewer.md``).
 """
 
 from __future__ import annotations
@@ -67,8 +72,87 @@ def time_ms(
     return statistics.median(wall), statistics.median(cpu)
 
 
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def browser_session(args: argparse.Namespace) -> None:
+    """Open the viewer on a trained run in headless Chromium (Playwright, system browser), go to
+    one dataset camera, orbit a little, return to it, print the frame times the page's render
+    thread measured and save a screenshot."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.training.loading import load_trained_model
+    from nerfvae.viewer import start_viewer
+
+    model, _, record = load_trained_model(args.run)
+    dataset = MultiSceneDataset(args.data, args.split)
+    app = start_viewer(
+        model, dataset, args.split, port=0, render_height=args.render_height, verbose=False
+    )
+    url = f"http://127.0.0.1:{app.server.get_port()}"
+    timeout_ms = 300_000
+    try:
+        with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile, executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1280, "height": 800},
+            )  # fmt: skip
+            page = context.new_page()
+            page.goto(url, timeout=timeout_ms)
+            page.get_by_text("New prior sample").wait_for(timeout=timeout_ms)
+            if args.scene:
+                page.get_by_role("combobox", name="Scene").click()
+                page.get_by_role("option", name=str(args.scene), exact=True).click()
+                page.get_by_text(f"scene {args.scene} (").wait_for(timeout=timeout_ms)
+            canvas = page.locator("canvas").first.bounding_box()
+            for _ in range(args.moves):  # orbit: previews while dragging, a full frame after
+                page.mouse.move(canvas["x"] + 300, canvas["y"] + 400)
+                page.mouse.down()
+                for step in range(10):
+                    page.mouse.move(canvas["x"] + 300 + 8 * step, canvas["y"] + 400)
+                page.mouse.up()
+                time.sleep(1.0)
+            page.get_by_role("combobox", name="Go to camera").click()
+            page.get_by_role("option", name=f"view {args.view} (").first.click()
+            page.get_by_text(f"Camera on view {args.view}").wait_for(timeout=timeout_ms)
+            tab = app._tabs[max(app._tabs)]
+            tab.renderer.wait_idle(timeout_ms / 1000)
+            time.sleep(1.0)
+            try:  # the "software WebGL" notice of a GPU-less browser
+                page.locator(".mantine-Notification-closeButton").first.click(timeout=2000)
+            except Exception:
+                pass
+            time.sleep(0.5)
+            if args.screenshot:
+                page.screenshot(path=args.screenshot)
+                print(f"wrote {args.screenshot}")
+            context.close()
+        print(
+            f"run {args.run} (step {record.get('step')}), load average "
+            f"{os.getloadavg()[0]:.2f}, full frames {args.render_height or dataset.meta.image_height}"
+            f" px high: {tab.renderer.times.describe()}"
+        )
+    finally:
+        app.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", help="browser mode: a trained run directory")
+    parser.add_argument("--data", help="browser mode: its dataset")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--scene", type=int, default=0)
+    parser.add_argument("--view", type=int, default=0, help="dataset camera to end on")
+    parser.add_argument("--moves", type=int, default=3, help="camera drags before that")
+    parser.add_argument("--render-height", type=int, default=None)
+    parser.add_argument("--screenshot", help="browser mode: save the page as this PNG")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--presets", nargs="+", default=["tiny", "small"])
     parser.add_argument("--height", type=int, default=64, help="full frame height (pixels)")
     parser.add_argument("--aspect", type=float, default=1.5, help="browser viewport width/height")
@@ -79,6 +163,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.run:
+        browser_session(args)
+        return
 
     width = round(args.height * args.aspect)
     print(

@@ -48,9 +48,11 @@ class MeshArgs:
     """Iso-level of the volume density (1/metre)."""
     crop: str | None = None
     """Export only this part of the scene box: `xmin,ymin,zmin,xmax,ymax,zmax` in world units
-    (e.g. `-2,-2,0,2,2,1.5` keeps the built-in rooms' objects and drops the walls)."""
+    (e.g. `--crop=-2,-2,0,2,2,1.5` keeps the built-in rooms' objects and drops the walls; the `=`
+    keeps a leading minus from reading as an option)."""
     preview: str | None = None
-    """Also draw the mesh into this PNG (matplotlib, CPU only)."""
+    """Also draw the mesh into this PNG (matplotlib, CPU only), with the ground-truth objects as
+    red dots where the dataset lists them."""
     chunk_points: int = 65536
     """Grid points per scene-function call."""
     checkpoint: str | None = None
@@ -101,6 +103,7 @@ def export_mesh(args: MeshArgs) -> int:
     if args.scene is not None and args.data is None:
         raise ConfigError("--scene needs --data DIR (the dataset the scene comes from)")
 
+    import numpy as np
     import torch
 
     from nerfvae.export import (
@@ -108,9 +111,11 @@ def export_mesh(args: MeshArgs) -> int:
         check_scene_index,
         extract_mesh,
         infer_posterior,
+        inside_box,
         mesh_object_chamfer,
         parse_view_indices,
         prior_sample,
+        sample_object_surfaces,
         write_mesh,
     )
     from nerfvae.training.loading import load_trained_model
@@ -151,7 +156,18 @@ def export_mesh(args: MeshArgs) -> int:
         from nerfvae.export.preview import write_mesh_preview
 
         box = crop or (model.scene_min.tolist(), model.scene_max.tolist())
-        picture = write_mesh_preview(mesh, args.preview, box=box, title=what)
+        reference = None
+        if scene is not None and scene.objects:
+            try:  # the ground-truth objects as red dots, where the dataset knows their shapes
+                reference = sample_object_surfaces(
+                    scene.objects, 4000, np.random.default_rng(args.seed)
+                )
+                reference = reference[inside_box(reference, *(np.asarray(b) for b in box))]
+            except DataError:
+                reference = None
+        picture = write_mesh_preview(
+            mesh, args.preview, box=box, title=what, reference_points=reference
+        )
         print(f"wrote {picture}")
     if scene is not None and scene.objects:
         try:

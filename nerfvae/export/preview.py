@@ -17,11 +17,13 @@ def write_mesh_preview(
     max_faces: int = 60000,
     box: tuple[np.ndarray, np.ndarray] | None = None,
     title: str | None = None,
+    reference_points: np.ndarray | None = None,
 ) -> Path:
     """Draw ``mesh`` (a ``trimesh.Trimesh`` with vertex colours) seen from ``elevation_deg`` above
     the horizon and ``azimuth_deg`` around +z (z up) into a square PNG. Keeps every face up to
     ``max_faces`` (a random subset beyond, so huge meshes stay quick); ``box`` (min, max) fixes the
-    axes' extent (default: the mesh bounds)."""
+    axes' extent (default: the mesh bounds); ``reference_points [N, 3]`` (e.g. points on the
+    ground-truth objects) are drawn as small red dots on top."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -54,9 +56,20 @@ def write_mesh_preview(
     lo, hi = box if box is not None else (vertices.min(0), vertices.max(0))
     figure = plt.figure(figsize=(size_pixels / 100, size_pixels / 100), dpi=100)
     axes = figure.add_subplot(projection="3d")
+    # Edges in the face colour cover the hairline seams antialiasing leaves between triangles.
     axes.add_collection3d(
-        Poly3DCollection(triangles, facecolors=face_colours, edgecolors="none", linewidths=0)
+        Poly3DCollection(
+            triangles,
+            facecolors=face_colours,
+            edgecolors=face_colours,
+            linewidths=0.5,
+            antialiased=False,
+        )
     )
+    if reference_points is not None and len(reference_points):
+        # drawn after (over) the mesh, like an X-ray, so hidden ground truth still shows
+        axes.computed_zorder = False
+        axes.scatter(*np.asarray(reference_points).T, s=0.5, c="red", depthshade=False, zorder=10)
     axes.set_xlim(lo[0], hi[0])
     axes.set_ylim(lo[1], hi[1])
     axes.set_zlim(lo[2], hi[2])
