@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import trimesh
 from torch import nn
 
 from nerfvae.cli.main import main as nerfvae_main
@@ -31,6 +30,8 @@ from nerfvae.export import (
     write_mesh_preview,
 )
 from nerfvae.models import DiagonalGaussian
+
+trimesh = pytest.importorskip("trimesh")  # the `viewer` extra
 
 SPHERE_CENTRE = (0.2, -0.1, 0.6)
 SPHERE_RADIUS = 0.4

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("viser")  # the `viewer` extra
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():

@@ -21,6 +21,16 @@ from nerfvae.models import SceneModel
 MESH_SUFFIXES = (".ply", ".obj")
 
 
+def _trimesh():
+    try:
+        import trimesh
+    except ImportError:
+        raise ConfigError(
+            "mesh export needs the trimesh package: pip install 'nerfvae[viewer]'"
+        ) from None
+    return trimesh
+
+
 @dataclass
 class MeshExtractionConfig:
     """How a latent becomes a mesh."""
@@ -177,8 +187,7 @@ def extract_mesh(
     """The ``trimesh.Trimesh`` surface of the scene with ``latent [1, T, C]``: marching cubes on
     the density at ``config.density_threshold``, each vertex coloured by the field seen from
     outside along its normal."""
-    import trimesh
-
+    trimesh = _trimesh()
     config = config or MeshExtractionConfig()
     grid = density_grid(model, latent, config)
     vertices, faces, normals = marching_cubes(grid, config.density_threshold)

@@ -28,7 +28,12 @@ def start_viewer(
     :class:`~nerfvae.viewer.app.ViewerApp` (``app.server.get_port()``; ``app.stop()``).
 
     ``render_height`` defaults to the dataset's image height."""
-    import viser
+    try:
+        import viser
+    except ImportError:
+        raise ConfigError(
+            "the viewer needs the viser package: pip install 'nerfvae[viewer]'"
+        ) from None
 
     from nerfvae.viewer.app import ViewerApp, ViewerOptions
 
