@@ -26,8 +26,8 @@ class DemoArgs:
     """Train a new model from scratch (generates the `small` training set) instead of using --run."""
     train_minutes: float = 60.0
     """Wall-clock training budget with --train (re-running continues the same run)."""
-    scenes: int = 6
-    """Number of new test scenes."""
+    scenes: int = 4
+    """Number of new test scenes (each is evaluated for K = 1, 2, 3, 5 context views)."""
     workers: int = 2
     """Render processes for the scenes."""
 

@@ -20,6 +20,7 @@ from nerfvae.training.loading import load_trained_model
 
 DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
 CONTEXT = [0, 1, 2]
+TURNTABLE_FRAMES = 24
 
 
 def training_summary(run: Path) -> dict[str, float | int | str]:
@@ -70,7 +71,7 @@ def render_scene_rows(model, scene, meta, samples: int, generator) -> list[list[
     return rows
 
 
-def demo_data_settings(scenes: int = 6) -> GeneratorSettings:
+def demo_data_settings(scenes: int = 4) -> GeneratorSettings:
     """New scenes from the `small` preset's distribution (what the shipped model was trained on):
     ``scenes`` test scenes, plus 12 training scenes for the mean-training-image baseline."""
     return make_settings("small", scenes=12, eval_scenes=scenes, seed=DEMO_SEED)
@@ -82,7 +83,7 @@ def run_demo(
     settings: GeneratorSettings,
     *,
     workers: int = 2,
-    samples: int = 8,
+    samples: int = 4,
     progress: bool = True,
 ) -> Path:
     """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``."""
@@ -119,8 +120,8 @@ def run_demo(
     id_views = (~scene.view_is_ood).nonzero().squeeze(-1)
     images = scene.images.float() / 255.0
     posterior = model.infer(images[CONTEXT][None], scene.K[CONTEXT][None], scene.c2w[CONTEXT][None])
-    path_c2w = orbit_cameras(scene.c2w[id_views], 36)
-    K = scene.K[int(id_views[0])].expand(36, 3, 3)
+    path_c2w = orbit_cameras(scene.c2w[id_views], TURNTABLE_FRAMES)
+    K = scene.K[int(id_views[0])].expand(TURNTABLE_FRAMES, 3, 3)
     frames = vis.render_latents(
         model, posterior.mean, K, path_c2w, meta.image_height, meta.image_width
     )
