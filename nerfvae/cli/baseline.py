@@ -9,6 +9,7 @@ from pathlib import Path
 
 import tyro
 
+from nerfvae.cli.common import subcommand_usage, usage_exit_status
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
 
@@ -76,16 +77,15 @@ def resolve_background(text: str, meta) -> tuple[float, float, float]:
 
 
 def _usage(prog: str) -> str:
-    lines = [f"usage: {prog} <baseline> [options]", "", "baselines:"]
-    lines += [f"  {name:<8} {text}" for name, text in SUBCOMMANDS.items()]
-    lines += ["", f"Run `{prog} <baseline> --help` for its options."]
-    return "\n".join(lines)
+    return subcommand_usage(
+        prog, SUBCOMMANDS, placeholder="<baseline>", heading="baselines", help_target="<baseline>"
+    )
 
 
 def run(argv: list[str], prog: str) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage(prog))
-        return 0 if argv else 2
+    status = usage_exit_status(argv, _usage(prog))
+    if status is not None:
+        return status
     if argv[0] not in SUBCOMMANDS:
         raise ConfigError(f"unknown baseline {argv[0]!r} (choose {', '.join(SUBCOMMANDS)})")
     args = tyro.cli(NeRFBaselineArgs, args=argv[1:], prog=f"{prog} {argv[0]}")

@@ -9,6 +9,7 @@ from typing import Literal
 
 import tyro
 
+from nerfvae.cli.common import subcommand_usage, usage_exit_status
 from nerfvae.errors import ConfigError, DataError
 
 DESCRIPTION = "export a scene's geometry: `export mesh` writes a coloured PLY/OBJ surface"
@@ -62,16 +63,15 @@ class MeshArgs:
 
 
 def _usage(prog: str) -> str:
-    lines = [f"usage: {prog} <what> [options]", "", "what:"]
-    lines += [f"  {name:<8} {text}" for name, text in SUBCOMMANDS.items()]
-    lines += ["", f"Run `{prog} mesh --help` for its options."]
-    return "\n".join(lines)
+    return subcommand_usage(
+        prog, SUBCOMMANDS, placeholder="<what>", heading="what", help_target="mesh"
+    )
 
 
 def run(argv: list[str], prog: str) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage(prog))
-        return 0 if argv else 2
+    status = usage_exit_status(argv, _usage(prog))
+    if status is not None:
+        return status
     if argv[0] not in SUBCOMMANDS:
         print(f"{prog}: unknown export {argv[0]!r}\n\n{_usage(prog)}", file=sys.stderr)
         return 2

@@ -28,7 +28,13 @@ from pathlib import Path
 
 import torch
 
-from nerfvae.data.loader import MultiSceneDataset, batch_seed
+from nerfvae.data.loader import (
+    MultiSceneDataset,
+    batch_iterator,
+    batch_seed,
+    draw_scenes_and_views,
+    stack_id_views,
+)
 
 
 def make_image_batch(
@@ -42,36 +48,22 @@ def make_image_batch(
 ) -> dict[str, torch.Tensor]:
     """Batch number ``step`` of the stream (see the module docstring for its contents)."""
     generator = torch.Generator().manual_seed(batch_seed(seed, step))
-    num_scenes, num_id = dataset.num_scenes, dataset.num_id_views
-    height, width = dataset.image_height, dataset.image_width
+    num_id = dataset.num_id_views
     # Same draws, in the same order, as loader.make_training_batch.
-    if scenes_per_batch <= num_scenes:
-        scene_index = torch.randperm(num_scenes, generator=generator)[:scenes_per_batch]
-    else:
-        scene_index = torch.randint(num_scenes, (scenes_per_batch,), generator=generator)
-    context_count = int(torch.randint(1, max_context_views + 1, (1,), generator=generator))
-    context_count = min(context_count, num_id)
-    permutations = torch.stack(
-        [torch.randperm(num_id, generator=generator) for _ in range(scenes_per_batch)]
-    )  # [S, num_id]
-    context_views = permutations[:, :context_count]
+    scene_index, context_count, view_order = draw_scenes_and_views(
+        generator,
+        dataset.num_scenes,
+        num_id,
+        scenes_per_batch=scenes_per_batch,
+        max_context_views=max_context_views,
+    )  # [S], C, [S, num_id]
+    context_views = view_order[:, :context_count]
     # Targets follow the context in the permutation (wrapping round when views run short).
     target_positions = (context_count + torch.arange(target_views)) % num_id
-    target_views_index = permutations[:, target_positions]  # [S, T]
+    target_views_index = view_order[:, target_positions]  # [S, T]
 
-    images, K, c2w, masks = [], [], [], []
-    for index in scene_index.tolist():
-        scene = dataset.load_scene(index)
-        images.append(scene.images[:num_id])
-        K.append(scene.K[:num_id])
-        c2w.append(scene.c2w[:num_id])
-        masks.append(
-            scene.object_mask[:num_id] > 0
-            if scene.object_mask is not None
-            else torch.zeros(num_id, height, width, dtype=torch.bool)
-        )
-    images_all, K_all, c2w_all = torch.stack(images), torch.stack(K), torch.stack(c2w)
-    masks_all = torch.stack(masks)
+    views = stack_id_views(dataset, scene_index, depth=False)
+    images_all, K_all, c2w_all = views["images"], views["K"], views["c2w"]
     rows = torch.arange(scenes_per_batch).unsqueeze(-1)  # [S, 1]
     context, target = (rows, context_views), (rows, target_views_index)
     return {
@@ -81,49 +73,9 @@ def make_image_batch(
         "target_images": images_all[target].float() / 255.0,
         "target_K": K_all[target].float(),
         "target_c2w": c2w_all[target].float(),
-        "target_object_mask": masks_all[target],
+        "target_object_mask": views["object_mask"][target],
         "scene_index": scene_index.long(),
     }
-
-
-class ImageBatchStream(torch.utils.data.IterableDataset):
-    """Infinite stream of image batches ``start_step, start_step + 1, ...`` (worker ``w`` of ``W``
-    makes batches ``start_step + w + k W``; a DataLoader returns them in order)."""
-
-    def __init__(
-        self,
-        root: str | Path,
-        split: str,
-        *,
-        scenes_per_batch: int,
-        max_context_views: int,
-        target_views: int,
-        seed: int,
-        start_step: int = 0,
-    ):
-        self.dataset = MultiSceneDataset(root, split)
-        for name, value in (
-            ("scenes_per_batch", scenes_per_batch),
-            ("max_context_views", max_context_views),
-            ("target_views", target_views),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        self.options = dict(
-            scenes_per_batch=scenes_per_batch,
-            max_context_views=max_context_views,
-            target_views=target_views,
-            seed=seed,
-        )
-        self.start_step = start_step
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        info = torch.utils.data.get_worker_info()
-        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        step = self.start_step + worker
-        while True:
-            yield make_image_batch(self.dataset, step, **self.options)
-            step += workers
 
 
 def image_batches(
@@ -139,18 +91,14 @@ def image_batches(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Infinite iterator over whole-view training batches (layout in the module docstring);
     deterministic for a ``seed`` whatever ``num_workers``, resumable at ``start_step``."""
-    stream = ImageBatchStream(
+    return batch_iterator(
+        make_image_batch,
         root,
         split,
         scenes_per_batch=scenes_per_batch,
         max_context_views=max_context_views,
         target_views=target_views,
         seed=seed,
+        num_workers=num_workers,
         start_step=start_step,
     )
-    if num_workers <= 0:
-        return iter(stream)
-    loader = torch.utils.data.DataLoader(
-        stream, batch_size=None, num_workers=num_workers, persistent_workers=True, prefetch_factor=2
-    )
-    return iter(loader)

@@ -5,7 +5,8 @@
   lazily from the memory-mapped shards, validating each scene it returns.
 * :func:`training_batches` is the infinite, deterministic, resumable stream of training batches
   (works with a torch ``DataLoader`` and several worker processes; batch ``k`` depends only on
-  ``(seed, k)``).
+  ``(seed, k)``). :func:`batch_iterator` is that machinery (workers, resuming) for any
+  batch-making function, e.g. the whole-view batches of :mod:`nerfvae.data.image_batches`.
 
 Every batch holds, for ``S`` scenes, ``C`` context views (``C`` uniform in
 ``1..max_context_views``, the same for the whole batch, ID views only) and ``R`` target rays per
@@ -25,7 +26,7 @@ NeRF-VAE does)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,63 @@ def batch_seed(seed: int, step: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
+def draw_scenes_and_views(
+    generator: torch.Generator,
+    num_scenes: int,
+    num_id_views: int,
+    *,
+    scenes_per_batch: int,
+    max_context_views: int,
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """The random draws every training batch starts with, in a fixed order, so the ray batches and
+    the whole-view batches (:mod:`nerfvae.data.image_batches`) of the same ``(seed, step)`` share
+    their scenes and context views.
+
+    Returns:
+        scene_index: ``[S]`` scenes of the split (distinct when the split has enough).
+        context_count: ``C``, uniform in ``1..max_context_views``, at most ``num_id_views``.
+        view_order: ``[S, num_id_views]`` a random permutation of the ID views per scene; the
+            first ``C`` are the context views.
+    """
+    if scenes_per_batch <= num_scenes:
+        scene_index = torch.randperm(num_scenes, generator=generator)[:scenes_per_batch]
+    else:
+        scene_index = torch.randint(num_scenes, (scenes_per_batch,), generator=generator)
+    context_count = int(torch.randint(1, max_context_views + 1, (1,), generator=generator))
+    context_count = min(context_count, num_id_views)
+    view_order = torch.stack(
+        [torch.randperm(num_id_views, generator=generator) for _ in range(scenes_per_batch)]
+    )  # [S, V]
+    return scene_index, context_count, view_order
+
+
+def stack_id_views(
+    dataset: MultiSceneDataset, scene_index: torch.Tensor, *, depth: bool = True
+) -> dict[str, torch.Tensor]:
+    """The ID views of scenes ``scene_index`` ``[S]``, stacked: ``images [S, V, H, W, 3]`` uint8,
+    ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``, ``object_mask [S, V, H, W]`` bool (False without
+    masks) and, with ``depth``, ``depth [S, V, H, W]`` float32 (0 without depth)."""
+    num_id, H, W = dataset.num_id_views, dataset.image_height, dataset.image_width
+    views: dict[str, list[torch.Tensor]] = {"images": [], "K": [], "c2w": [], "object_mask": []}
+    if depth:
+        views["depth"] = []
+    for index in scene_index.tolist():
+        scene = dataset.load_scene(index)
+        views["images"].append(scene.images[:num_id])
+        views["K"].append(scene.K[:num_id])
+        views["c2w"].append(scene.c2w[:num_id])
+        if depth:
+            views["depth"].append(
+                scene.depth[:num_id] if scene.depth is not None else torch.zeros(num_id, H, W)
+            )
+        views["object_mask"].append(
+            scene.object_mask[:num_id] > 0
+            if scene.object_mask is not None
+            else torch.zeros(num_id, H, W, dtype=torch.bool)
+        )
+    return {name: torch.stack(tensors) for name, tensors in views.items()}
+
+
 def make_training_batch(
     dataset: MultiSceneDataset,
     step: int,
@@ -152,38 +210,21 @@ def make_training_batch(
 ) -> dict[str, torch.Tensor]:
     """Batch number ``step`` of the stream (see the module docstring for its contents)."""
     generator = torch.Generator().manual_seed(batch_seed(seed, step))
-    num_scenes, num_id = dataset.num_scenes, dataset.num_id_views
-    H, W = dataset.image_height, dataset.image_width
-    if scenes_per_batch <= num_scenes:
-        scene_index = torch.randperm(num_scenes, generator=generator)[:scenes_per_batch]
-    else:
-        scene_index = torch.randint(num_scenes, (scenes_per_batch,), generator=generator)
-    context_count = int(torch.randint(1, max_context_views + 1, (1,), generator=generator))
-    context_count = min(context_count, num_id)
-    context_views = torch.stack(
-        [
-            torch.randperm(num_id, generator=generator)[:context_count]
-            for _ in range(scenes_per_batch)
-        ]
-    )  # [S, C]
+    num_id, H, W = dataset.num_id_views, dataset.image_height, dataset.image_width
+    scene_index, context_count, view_order = draw_scenes_and_views(
+        generator,
+        dataset.num_scenes,
+        num_id,
+        scenes_per_batch=scenes_per_batch,
+        max_context_views=max_context_views,
+    )
+    context_views = view_order[:, :context_count]  # [S, C]
     view, row, col = sample_ray_indices(
         scenes_per_batch, num_id, H, W, rays_per_scene, generator=generator
     )  # each [S, R]
 
-    images, K, c2w, depth, mask = [], [], [], [], []
-    for index in scene_index.tolist():
-        scene = dataset.load_scene(index)
-        images.append(scene.images[:num_id])
-        K.append(scene.K[:num_id])
-        c2w.append(scene.c2w[:num_id])
-        depth.append(scene.depth[:num_id] if scene.depth is not None else torch.zeros(num_id, H, W))
-        mask.append(
-            scene.object_mask[:num_id] > 0
-            if scene.object_mask is not None
-            else torch.zeros(num_id, H, W, dtype=torch.bool)
-        )
-    images_all = torch.stack(images)  # [S, V, H, W, 3] uint8
-    K_all, c2w_all = torch.stack(K), torch.stack(c2w)  # [S, V, 3, 3], [S, V, 4, 4]
+    views = stack_id_views(dataset, scene_index)
+    images_all, K_all, c2w_all = views["images"], views["K"], views["c2w"]  # [S, V, ...]
     scene_rows = torch.arange(scenes_per_batch).unsqueeze(-1)  # [S, 1]
 
     context_pick = (scene_rows, context_views)
@@ -200,14 +241,20 @@ def make_training_batch(
         "target_origins": origins.squeeze(-2),
         "target_directions": directions.squeeze(-2),
         "target_colours": images_all[target_pick].float() / 255.0,
-        "target_depth": torch.stack(depth)[target_pick],
-        "target_object_mask": torch.stack(mask)[target_pick],
+        "target_depth": views["depth"][target_pick],
+        "target_object_mask": views["object_mask"][target_pick],
         "scene_index": scene_index.long(),
     }
 
 
-class TrainingBatchStream(torch.utils.data.IterableDataset):
-    """Infinite stream of training batches ``start_step, start_step + 1, ...``.
+MakeBatch = Callable[..., dict[str, torch.Tensor]]
+"""``make_batch(dataset, step, **options)``: batch number ``step``, a function of ``(seed, step)``
+only; module-level, so DataLoader workers can unpickle it."""
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Infinite stream ``make_batch(dataset, step, **options)`` for ``step = start_step,
+    start_step + 1, ...``.
 
     With a DataLoader of ``W`` workers, worker ``w`` makes batches ``start_step + w + k W``; the
     DataLoader returns workers' outputs round-robin, so the order is the same as with no worker.
@@ -215,29 +262,15 @@ class TrainingBatchStream(torch.utils.data.IterableDataset):
 
     def __init__(
         self,
-        root: str | Path,
-        split: str,
+        make_batch: MakeBatch,
+        dataset: MultiSceneDataset,
         *,
-        scenes_per_batch: int,
-        max_context_views: int,
-        rays_per_scene: int,
-        seed: int,
         start_step: int = 0,
+        **options: Any,
     ):
-        self.dataset = MultiSceneDataset(root, split)
-        for name, value in (
-            ("scenes_per_batch", scenes_per_batch),
-            ("max_context_views", max_context_views),
-            ("rays_per_scene", rays_per_scene),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        self.options = dict(
-            scenes_per_batch=scenes_per_batch,
-            max_context_views=max_context_views,
-            rays_per_scene=rays_per_scene,
-            seed=seed,
-        )
+        self.make_batch = make_batch
+        self.dataset = dataset
+        self.options = options
         self.start_step = start_step
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -245,8 +278,38 @@ class TrainingBatchStream(torch.utils.data.IterableDataset):
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         step = self.start_step + worker
         while True:
-            yield make_training_batch(self.dataset, step, **self.options)
+            yield self.make_batch(self.dataset, step, **self.options)
             step += workers
+
+
+def batch_iterator(
+    make_batch: MakeBatch,
+    root: str | Path,
+    split: str,
+    *,
+    seed: int,
+    num_workers: int = 0,
+    start_step: int = 0,
+    **counts: int,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Infinite iterator over ``make_batch(dataset, step, seed=seed, **counts)`` for the split,
+    from ``step = start_step``, in ``num_workers`` DataLoader workers (0: in this process); the
+    same batches whatever ``num_workers``. ``counts`` (e.g. ``scenes_per_batch``) must be >= 1."""
+    dataset = MultiSceneDataset(root, split)
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    stream = BatchStream(make_batch, dataset, start_step=start_step, **counts, seed=seed)
+    if num_workers <= 0:
+        return iter(stream)
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=True,
+        prefetch_factor=2,
+    )
+    return iter(loader)
 
 
 def training_batches(
@@ -266,22 +329,14 @@ def training_batches(
     iterator started at 0 or was restarted with ``start_step=k`` (each batch's RNG is seeded from
     ``(seed, k)``).
     """
-    stream = TrainingBatchStream(
+    return batch_iterator(
+        make_training_batch,
         root,
         split,
         scenes_per_batch=scenes_per_batch,
         max_context_views=max_context_views,
         rays_per_scene=rays_per_scene,
         seed=seed,
+        num_workers=num_workers,
         start_step=start_step,
     )
-    if num_workers <= 0:
-        return iter(stream)
-    loader = torch.utils.data.DataLoader(
-        stream,
-        batch_size=None,
-        num_workers=num_workers,
-        persistent_workers=True,
-        prefetch_factor=2,
-    )
-    return iter(loader)
