@@ -18,8 +18,9 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def depth_to_image(depth: torch.Tensor, far: float) -> torch.Tensor:
-    """Depth ``[..., H, W]`` -> grey ``[..., H, W, 3]``, near = white, ``far`` and beyond = black."""
-    grey = 1.0 - (depth / far).clamp(0, 1)
+    """Depth ``[..., H, W]`` -> grey ``[..., H, W, 3]``, near = white, ``far`` and beyond = black.
+    NaN depth (models without geometry, such as the GQN baseline) is shown black."""
+    grey = 1.0 - (depth.nan_to_num(far) / far).clamp(0, 1)
     return grey.unsqueeze(-1).expand(*depth.shape, 3)
 
 

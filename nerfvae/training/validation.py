@@ -10,6 +10,7 @@ from PIL import Image
 
 from nerfvae.data.loader import MultiSceneDataset
 from nerfvae.evaluation.metrics import psnr
+from nerfvae.evaluation.visualise import depth_to_image, to_uint8
 from nerfvae.models import SceneModel
 from nerfvae.training.config import TrainConfig
 
@@ -25,16 +26,6 @@ def _validation_split(data: str) -> MultiSceneDataset:
         if len(dataset) > 0:
             return dataset
     raise RuntimeError(f"dataset {data} has no scenes to validate on")
-
-
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255).round().byte().cpu().numpy()
-
-
-def _depth_to_uint8(depth: torch.Tensor, far: float) -> np.ndarray:
-    # Models without geometry (the GQN baseline) return NaN depth: shown black.
-    grey = (1.0 - (depth.nan_to_num(far) / far).clamp(0, 1)) * 255
-    return grey.round().byte().unsqueeze(-1).expand(*depth.shape, 3).cpu().numpy()
 
 
 @torch.no_grad()
@@ -60,7 +51,7 @@ def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[s
     if all(s.num_ood_views > 0 for s in scenes):
         targets["ood"] = [s.num_id_views for s in scenes]  # first OOD view
     results: dict[str, float] = {}
-    rows = [[_to_uint8(images[i, v]) for v in context] for i in range(count)]
+    rows = [[to_uint8(images[i, v]) for v in context] for i in range(count)]
     for kind, view_index in targets.items():
         select = torch.tensor(view_index, device=device)
         scene_index = torch.arange(count, device=device)
@@ -80,9 +71,9 @@ def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[s
             results[f"object_psnr_{kind}"] = psnr(prediction, truth, masks)
         for i in range(count):
             rows[i] += [
-                _to_uint8(truth[i]),
-                _to_uint8(prediction[i]),
-                _depth_to_uint8(rendered["depth"][i, 0], dataset.meta.far),
+                to_uint8(truth[i]),
+                to_uint8(prediction[i]),
+                to_uint8(depth_to_image(rendered["depth"][i, 0], dataset.meta.far)),
             ]
     sheet = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
     image_path.parent.mkdir(parents=True, exist_ok=True)
