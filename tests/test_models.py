@@ -23,6 +23,7 @@ from nerfvae.rendering import RaySamplingConfig
 
 MODES = ("concat", "ain", "attention")
 LAYOUTS = ("global", "spatial")
+UNIT_BOX = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
 
 
 def tiny_config(mode: str = "attention", layout: str = "spatial", **overrides) -> NeRFVAEConfig:
@@ -147,7 +148,9 @@ def test_object_pixel_weights_keep_mean_one():
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_encoder_is_permutation_invariant_and_takes_any_view_count(layout):
     torch.manual_seed(0)
-    encoder = ContextEncoder(EncoderConfig(stage_channels=(8, 16)), LatentConfig(layout, 4, 2))
+    encoder = ContextEncoder(
+        EncoderConfig(stage_channels=(8, 16)), LatentConfig(layout, 4, 2), *UNIT_BOX
+    )
     torch.nn.init.normal_(encoder.head.weight, std=0.1)  # the head starts at zero (the prior)
     batch = synthetic_batch(scenes=2, views=4)
     images, K, c2w = batch["context_images"], batch["context_K"], batch["context_c2w"]
@@ -166,7 +169,9 @@ def test_encoder_is_permutation_invariant_and_takes_any_view_count(layout):
 
 
 def test_encoder_starts_at_the_prior():
-    encoder = ContextEncoder(EncoderConfig(stage_channels=(8,)), LatentConfig("global", 4))
+    encoder = ContextEncoder(
+        EncoderConfig(stage_channels=(8,)), LatentConfig("global", 4), *UNIT_BOX
+    )
     batch = synthetic_batch()
     posterior = encoder(batch["context_images"], batch["context_K"], batch["context_c2w"])
     assert posterior.kl_to_standard_normal().abs().max() == 0
@@ -311,3 +316,46 @@ def test_bfloat16_inference_copy_matches_float32_and_follows_weight_updates():
         model.scene_function.colour_head.bias.add_(5.0)  # any in-place update
     updated = model.render_views(latent, K, c2w, 8, 8)
     assert (updated["colour"] - fast["colour"]).abs().max() > 0.05  # the copy was rebuilt
+
+
+def test_lifting_samples_the_pixel_a_point_projects_to():
+    from nerfvae.geometry import project_points
+    from nerfvae.models.encoder import lift_features
+
+    K, c2w = ring_cameras(scenes=1, views=2, size=16)
+    # a feature map whose two channels are the pixel-centre coordinates u and v
+    v_grid, u_grid = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    coordinates = torch.stack([u_grid + 0.5, v_grid + 0.5]).expand(1, 2, 2, 16, 16)
+    # two points both views see, one behind view 0 (seen by view 1 only), one beside both
+    points = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 40.0, 0.0]])
+    features, seen = lift_features([coordinates], points, K, c2w, 16, 16)
+    expected_pixels = project_points(points.expand(1, 2, 4, 3), K, c2w)[..., :2]  # [1, 2, P, 2]
+    # the mean, over the views that see a point, of the bilinearly sampled u, v: its projection
+    torch.testing.assert_close(
+        features[0, :2], expected_pixels[0, :, :2].mean(0), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(features[0, 2], expected_pixels[0, 1, 2], atol=1e-4, rtol=0)
+    torch.testing.assert_close(seen[0], torch.tensor([1.0, 1.0, 0.5, 0.0]))
+    assert features[0, 3].abs().max() == 0  # a point no view sees gets zeros, not garbage
+
+
+def test_spatial_attention_prefers_the_token_above_the_point():
+    from nerfvae.models.scene_function import CrossAttention
+
+    torch.manual_seed(0)
+    cells = 4
+    centres = (torch.arange(cells) + 0.5) / cells * 2 - 1
+    grid_y, grid_x = torch.meshgrid(centres, centres, indexing="ij")
+    token_xy = torch.stack([grid_x, grid_y], -1).reshape(-1, 2)
+    attention = CrossAttention(8, 4, 2, token_xy)
+    with torch.no_grad():
+        attention.log_length_scale.fill_(math.log(0.05))  # very local heads
+        attention.query.weight.zero_()  # no content term: only the locality prior remains
+        attention.out.weight.copy_(torch.eye(8))
+        attention.out.bias.zero_()
+    tokens = torch.randn(1, cells * cells, 4)
+    key, value = attention.keys_values(tokens)
+    points_xy = token_xy[[5, 10]].unsqueeze(0)  # two points at token 5's and token 10's centres
+    out = attention(torch.zeros(1, 2, 8), key, value, points_xy)
+    own_values = value.transpose(1, 2).reshape(1, cells * cells, 8)[0, [5, 10]]
+    torch.testing.assert_close(out[0], own_values, atol=1e-4, rtol=0)

@@ -17,6 +17,13 @@ class EncoderConfig:
     after the first halves it again."""
     blocks_per_stage: int = 1
     """Residual blocks per stage."""
+    lift_heights: int = 4
+    """Heights (evenly spread over the scene box's z extent) at which each ground-plane cell's
+    centre is projected into the context views to gather their features."""
+    lift_oversample: int = 2
+    """Features are lifted on a grid this many times finer than the latent grid (a power of 2),
+    then strided convolutions bring it to the latent grid, so small objects between cell centres
+    are not missed."""
 
 
 @dataclass
@@ -24,11 +31,13 @@ class LatentConfig:
     """Shape of the per-scene latent z (always stored as tokens ``[scenes, tokens, channels]``)."""
 
     layout: Literal["global", "spatial"] = "spatial"
-    """``global``: one latent vector per scene; ``spatial``: a grid × grid of latent tokens."""
+    """``global``: one latent vector per scene; ``spatial``: a grid × grid of latent tokens laid
+    over the scene box's ground plane (x–y), each describing the column of the scene above it."""
     channels: int = 32
     """Channels per latent token (the global vector's size when layout is global)."""
     grid: int = 4
-    """Tokens per side of the spatial latent grid (ignored for the global layout)."""
+    """Tokens per side of the spatial latent grid (for the global layout, the grid over which the
+    encoder lifts features before pooling them into one vector)."""
 
     @property
     def num_tokens(self) -> int:
@@ -57,7 +66,9 @@ class SceneFunctionConfig:
     attention_layers: int = 1
     """Cross-attention layers (attention conditioning only)."""
     attention_heads: int = 4
-    """Heads per cross-attention layer."""
+    """Heads per cross-attention layer. With a spatial latent each head also has a learned length
+    scale: its attention logits fall off with the squared ground-plane distance between the point
+    and the token's cell, so heads range from local to scene-wide lookups."""
     density_bias: float = -1.0
     """Added to the raw density before softplus; negative starts the scene mostly empty."""
 

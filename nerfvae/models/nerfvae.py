@@ -61,7 +61,9 @@ class NeRFVAE(GaussianELBOModel):
         self.register_buffer("scene_min", torch.tensor(config.scene_min, dtype=torch.float32))
         self.register_buffer("scene_max", torch.tensor(config.scene_max, dtype=torch.float32))
         self.register_buffer("background", torch.tensor(config.background, dtype=torch.float32))
-        self.encoder = ContextEncoder(config.encoder, config.latent)
+        self.encoder = ContextEncoder(
+            config.encoder, config.latent, config.scene_min, config.scene_max
+        )
         self.scene_function = SceneFunction(
             config.scene_function, config.latent, config.scene_min, config.scene_max
         )

@@ -9,12 +9,15 @@ Three ways to condition the MLP on the latent tokens ``z [scenes, tokens, channe
   per point, then scaled and shifted by ``(1 + γ_l(z), β_l(z))``.
 * ``attention`` — after the first hidden layer (and the skip layer, with more layers), each point's
   features query the latent tokens with multi-head cross-attention (the paper's attentive scene
-  function). Tokens get learned position embeddings so the grid layout is usable.
+  function). A spatial latent's tokens are cells of a ground-plane grid over the scene box (see
+  :mod:`nerfvae.models.encoder`); attention knows where they are (see :class:`CrossAttention`).
 
 Points are normalised to ``[-1, 1]`` inside the scene box before positional encoding.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -25,32 +28,67 @@ from nerfvae.models.encoding import PositionalEncoding
 
 
 class CrossAttention(nn.Module):
-    """Points ``[S, P, width]`` attend to latent tokens ``[S, T, channels]``; residual, pre-norm."""
+    """Points ``[S, P, width]`` attend to latent tokens ``[S, T, channels]``; residual, pre-norm.
 
-    def __init__(self, width: int, latent_channels: int, num_tokens: int, heads: int) -> None:
+    With a spatial latent (``token_xy`` given) the tokens are cells of a ground-plane grid: each
+    token gets an embedding of its cell centre (so keys say where they are), and each head adds
+    ``-d² / (2 σ_h²)`` to its logits, ``d`` the ground-plane distance between the point and the
+    cell centre and ``σ_h`` a learned per-head length scale initialised from half a cell up to
+    scene-wide. That locality prior is what makes "the token above this point" easy to find.
+    """
+
+    def __init__(
+        self, width: int, latent_channels: int, heads: int, token_xy: torch.Tensor | None
+    ) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} must be divisible by attention heads {heads}")
         self.heads = heads
         self.query_norm = nn.LayerNorm(width)
         self.token_norm = nn.LayerNorm(latent_channels)
-        self.token_position = nn.Parameter(torch.randn(num_tokens, latent_channels) * 0.02)
         self.query = nn.Linear(width, width, bias=False)
         self.key_value = nn.Linear(latent_channels, 2 * width, bias=False)
         self.out = nn.Linear(width, width)
+        self.spatial = token_xy is not None
+        if token_xy is not None:
+            self.register_buffer("token_xy", token_xy, persistent=False)  # [T, 2] in [-1, 1]
+            self.position_encoding = PositionalEncoding(2, 3)
+            self.token_position = nn.Linear(self.position_encoding.output_dim, latent_channels)
+            cells = math.isqrt(token_xy.shape[0])
+            initial = (1.0 / cells) * 2.0 ** torch.arange(heads, dtype=torch.float32)
+            self.log_length_scale = nn.Parameter(initial.log())
 
     def keys_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-scene keys and values ``[S, heads, T, width / heads]``, computed once per scene."""
         scenes, num_tokens, _ = tokens.shape
-        key, value = self.key_value(self.token_norm(tokens + self.token_position)).chunk(2, -1)
+        if self.spatial:
+            encoded = self.position_encoding(self.token_xy).to(self.token_position.weight.dtype)
+            position = self.token_position(encoded)
+            tokens = tokens + position.to(tokens.dtype)
+        key, value = self.key_value(self.token_norm(tokens)).chunk(2, -1)
         split = lambda t: t.reshape(scenes, num_tokens, self.heads, -1).transpose(1, 2)
         return split(key), split(value)
 
-    def forward(self, features: torch.Tensor, key: torch.Tensor, value: torch.Tensor):
+    def forward(
+        self,
+        features: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        point_xy: torch.Tensor,
+    ) -> torch.Tensor:
+        """``features [S, P, width]``, keys/values from :meth:`keys_values`, ``point_xy [S, P, 2]``
+        the points' ground-plane coordinates normalised like the tokens'."""
         scenes, points, width = features.shape
         query = self.query(self.query_norm(features))
         query = query.reshape(scenes, points, self.heads, -1).transpose(1, 2)
-        attended = F.scaled_dot_product_attention(query, key, value)
+        if not self.spatial:
+            attended = F.scaled_dot_product_attention(query, key, value)
+        else:
+            logits = (query @ key.transpose(-1, -2)) * query.shape[-1] ** -0.5  # [S, H, P, T]
+            distance2 = (point_xy.float().unsqueeze(2) - self.token_xy).square().sum(-1)
+            inverse_variance = (-2.0 * self.log_length_scale).exp().view(-1, 1, 1) * 0.5
+            logits = logits.float() - distance2.unsqueeze(1) * inverse_variance
+            attended = torch.softmax(logits, dim=-1).to(value.dtype) @ value
         attended = attended.transpose(1, 2).reshape(scenes, points, width)
         return features + self.out(attended)
 
@@ -97,11 +135,16 @@ class SceneFunction(nn.Module):
             nn.init.zeros_(self.latent_to_film.weight)
             nn.init.zeros_(self.latent_to_film.bias)
         else:
+            token_xy = None
+            if latent.layout == "spatial":
+                # cell centres in the normalised box coordinates the points use (row = y)
+                centres = (torch.arange(latent.grid, dtype=torch.float32) + 0.5) / latent.grid
+                centres = centres * 2.0 - 1.0
+                grid_y, grid_x = torch.meshgrid(centres, centres, indexing="ij")
+                token_xy = torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
             self.attention = nn.ModuleDict(
                 {
-                    str(i): CrossAttention(
-                        width, latent.channels, latent.num_tokens, config.attention_heads
-                    )
+                    str(i): CrossAttention(width, latent.channels, config.attention_heads, token_xy)
                     for i in self._attention_after_layers()
                 }
             )
@@ -134,7 +177,8 @@ class SceneFunction(nn.Module):
         # Encodings are computed in float32 (phases of high frequencies need it), then cast to the
         # weights' dtype: a no-op under autocast, bfloat16 for the inference copy (see NeRFVAE).
         dtype = self.layers[0].weight.dtype
-        encoded = self.point_encoding(self.normalise_points(points.float())).to(dtype)
+        normalised = self.normalise_points(points.float())
+        encoded = self.point_encoding(normalised).to(dtype)
         latent = latent.to(dtype)
         flat_latent = latent.flatten(1)  # [S, T*C]
         film = None
@@ -158,7 +202,7 @@ class SceneFunction(nn.Module):
             hidden = torch.relu(hidden)
             if self.mode == "attention" and str(index) in self.attention:
                 key, value = attention_inputs[str(index)]
-                hidden = self.attention[str(index)](hidden, key, value)
+                hidden = self.attention[str(index)](hidden, key, value, normalised[..., :2])
         raw_density = self.density_head(hidden).squeeze(-1)
         density = F.softplus(raw_density.float() + self.config.density_bias)
         colour_input = self.feature_head(hidden)

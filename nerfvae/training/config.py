@@ -155,7 +155,7 @@ def preset(name: str) -> TrainConfig:
         return TrainConfig(
             nerfvae=NeRFVAEConfig(
                 encoder=EncoderConfig(stage_channels=(32, 64, 96)),
-                latent=LatentConfig(layout="spatial", channels=32, grid=4),
+                latent=LatentConfig(layout="spatial", channels=16, grid=8),
                 scene_function=SceneFunctionConfig(width=128, depth=4, skip_layer=2),
                 sampling=RaySamplingConfig(num_coarse=32, num_fine=16),
             ),
