@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "render": "nerfvae.cli.render",
     "sample": "nerfvae.cli.sample",
     "baseline": "nerfvae.cli.baseline",
+    "experiment": "nerfvae.cli.experiment",
     "viewer": "nerfvae.cli.viewer",
     "export": "nerfvae.cli.export",
 }
