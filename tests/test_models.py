@@ -359,3 +359,31 @@ def test_spatial_attention_prefers_the_token_above_the_point():
     out = attention(torch.zeros(1, 2, 8), key, value, points_xy)
     own_values = value.transpose(1, 2).reshape(1, cells * cells, 8)[0, [5, 10]]
     torch.testing.assert_close(out[0], own_values, atol=1e-4, rtol=0)
+
+
+def test_latent_grid_follows_the_up_axis():
+    from nerfvae.models.encoder import ground_grid_points
+
+    box_min, box_max = torch.tensor([0.0, 10.0, 20.0]), torch.tensor([2.0, 14.0, 26.0])
+    z_up = ground_grid_points(box_min, box_max, cells=2, heights=3, up_axis="z")
+    y_up = ground_grid_points(box_min, box_max, cells=2, heights=3, up_axis="y")
+    assert z_up.shape == y_up.shape == (12, 3)
+    # token order: height-major, then row (second plane axis), then column (first plane axis)
+    torch.testing.assert_close(
+        z_up[:4], torch.tensor([[0.5, 11, 21], [1.5, 11, 21], [0.5, 13, 21], [1.5, 13, 21]])
+    )
+    torch.testing.assert_close(z_up[::4, 2], torch.tensor([21.0, 23.0, 25.0]))
+    # y up: the plane is x (columns) and z (rows); heights spread over y
+    torch.testing.assert_close(
+        y_up[:4],
+        torch.tensor(
+            [
+                [0.5, 10 + 2 / 3, 21.5],
+                [1.5, 10 + 2 / 3, 21.5],
+                [0.5, 10 + 2 / 3, 24.5],
+                [1.5, 10 + 2 / 3, 24.5],
+            ]
+        ),
+    )
+    model = NeRFVAE(tiny_config(up_axis="y"))
+    assert model.scene_function.plane_axes == [0, 2]

@@ -239,6 +239,10 @@ def _check_meta(meta: DatasetMeta, where: str) -> None:
         raise DataError(f"{where}: scene_bounds must be (min xyz, max xyz) with min < max")
     if not (0 <= meta.near < meta.far) or not math.isfinite(meta.far):
         raise DataError(f"{where}: need 0 <= near < far < inf, got {meta.near}, {meta.far}")
+    if meta.world_up not in ("+x", "-x", "+y", "-y", "+z", "-z"):
+        raise DataError(
+            f"{where}: world_up must be one of +x -x +y -y +z -z, got {meta.world_up!r}"
+        )
     for name, split in meta.splits.items():
         if split.id_views < 1 or split.ood_views < 0:
             raise DataError(f"{where}: split {name!r} needs id_views >= 1 and ood_views >= 0")

@@ -91,5 +91,15 @@ class NeRFVAEConfig:
     """Lower corner of the scene's bounding box (world units); training copies it from the dataset."""
     scene_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Upper corner of the scene's bounding box; rays are sampled only inside this box."""
+    up_axis: Literal["x", "y", "z"] = "z"
+    """The scene's vertical axis; the spatial latent grid lies on the plane of the other two.
+    Training copies it from the dataset's ``world_up``."""
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Colour seen where a ray leaves the box without hitting anything."""
+
+
+def ground_plane_axes(up_axis: str) -> tuple[int, int, int]:
+    """``(first, second, up)`` axis indices: the latent grid's plane (in x, y, z order) and up."""
+    up = "xyz".index(up_axis)
+    first, second = (axis for axis in range(3) if axis != up)
+    return first, second, up

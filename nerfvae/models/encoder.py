@@ -14,8 +14,8 @@ piece of the scene whichever views were given, which is what lets the attentive 
 look up "the token above this point". An image-space grid of the first prototype trained for
 2,750 steps (small config, CPU) without learning any scene-specific content.
 
-The grid spans the scene box's x and y axes (the datasets here are z-up, as Blender's are); the
-lifting heights span its z extent.
+The grid spans the scene box's two horizontal axes (the model config's ``up_axis``, copied from the
+dataset's ``world_up``, names the vertical one); the lifting heights span the vertical extent.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfvae.geometry import image_rays, plucker_coordinates, project_points
-from nerfvae.models.config import EncoderConfig, LatentConfig
+from nerfvae.models.config import EncoderConfig, LatentConfig, ground_plane_axes
 from nerfvae.models.latent import DiagonalGaussian
 
 INPUT_CHANNELS = 3 + 6  # RGB + Plücker coordinates of each pixel's ray
@@ -54,16 +54,26 @@ class ResidualBlock(nn.Module):
         return self.shortcut(x) + h
 
 
-def ground_grid_centres(
-    scene_min: torch.Tensor, scene_max: torch.Tensor, cells: int
+def ground_grid_points(
+    scene_min: torch.Tensor, scene_max: torch.Tensor, cells: int, heights: int, up_axis: str
 ) -> torch.Tensor:
-    """Centres ``[cells * cells, 2]`` (x, y) of a ``cells × cells`` grid over the box's x–y extent,
-    row-major with y as the row (token ``i * cells + j`` is row ``i`` = y, column ``j`` = x)."""
-    fractions = (torch.arange(cells, dtype=torch.float32, device=scene_min.device) + 0.5) / cells
-    xs = scene_min[0] + fractions * (scene_max[0] - scene_min[0])
-    ys = scene_min[1] + fractions * (scene_max[1] - scene_min[1])
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+    """World points ``[heights * cells * cells, 3]``: the centres of a ``cells × cells`` grid over
+    the box's ground plane (the two axes other than ``up_axis``, called a and b) at ``heights``
+    heights evenly spread over its up extent. Height-major, then row-major with b as the row
+    (point ``h * cells² + i * cells + j`` is height ``h``, row ``i`` along b, column ``j`` along
+    a) — the order of the latent tokens."""
+    first, second, up = ground_plane_axes(up_axis)
+
+    def centres(axis: int, count: int) -> torch.Tensor:
+        fractions = (torch.arange(count, dtype=torch.float32) + 0.5) / count
+        return scene_min[axis] + fractions * (scene_max[axis] - scene_min[axis])
+
+    level, row, column = torch.meshgrid(
+        centres(up, heights), centres(second, cells), centres(first, cells), indexing="ij"
+    )
+    points = torch.empty(*level.shape, 3)
+    points[..., first], points[..., second], points[..., up] = column, row, level
+    return points.reshape(-1, 3)
 
 
 def lift_features(
@@ -117,6 +127,7 @@ class ContextEncoder(nn.Module):
         config: CNN widths and lifting resolution.
         latent: latent layout (global vector or ``grid × grid`` tokens) and channels.
         scene_min, scene_max: the scene box the latent grid covers (world units).
+        up_axis: the scene's vertical axis; the grid lies on the plane of the other two.
     """
 
     def __init__(
@@ -125,6 +136,7 @@ class ContextEncoder(nn.Module):
         latent: LatentConfig,
         scene_min: tuple[float, float, float],
         scene_max: tuple[float, float, float],
+        up_axis: str = "z",
     ) -> None:
         super().__init__()
         self.config = config
@@ -152,20 +164,14 @@ class ContextEncoder(nn.Module):
         # + the image itself (its colours, at full resolution) + the fraction of views that see
         lifted_channels = sum(channels[i] for i in self.lifted_stages) + 3 + 1
 
-        scene_min_t = torch.tensor(scene_min, dtype=torch.float32)
-        scene_max_t = torch.tensor(scene_max, dtype=torch.float32)
         lift_cells = latent.grid * config.lift_oversample
-        centres = ground_grid_centres(scene_min_t, scene_max_t, lift_cells)  # [G², 2]
-        heights = scene_min_t[2] + (
-            (torch.arange(config.lift_heights, dtype=torch.float32) + 0.5) / config.lift_heights
-        ) * (scene_max_t[2] - scene_min_t[2])
-        points = torch.cat(
-            [
-                centres.repeat(config.lift_heights, 1),
-                heights.repeat_interleave(centres.shape[0]).unsqueeze(-1),
-            ],
-            dim=-1,
-        )  # [heights * G², 3], height-major
+        points = ground_grid_points(
+            torch.tensor(scene_min, dtype=torch.float32),
+            torch.tensor(scene_max, dtype=torch.float32),
+            lift_cells,
+            config.lift_heights,
+            up_axis,
+        )
         self.register_buffer("lift_points", points, persistent=False)
         self.lift_cells = lift_cells
 
@@ -191,7 +197,8 @@ class ContextEncoder(nn.Module):
 
         Returns:
             Posterior over latents ``[scenes, tokens, channels]``; token ``i * grid + j`` is the
-            cell in row ``i`` (y) and column ``j`` (x) of the ground-plane grid.
+            cell in row ``i`` and column ``j`` of the ground-plane grid (see
+            :func:`ground_grid_points`).
         """
         scenes, views, height, width, _ = images.shape
         origins, directions = image_rays(K, c2w, height, width)

@@ -62,10 +62,14 @@ class NeRFVAE(GaussianELBOModel):
         self.register_buffer("scene_max", torch.tensor(config.scene_max, dtype=torch.float32))
         self.register_buffer("background", torch.tensor(config.background, dtype=torch.float32))
         self.encoder = ContextEncoder(
-            config.encoder, config.latent, config.scene_min, config.scene_max
+            config.encoder, config.latent, config.scene_min, config.scene_max, config.up_axis
         )
         self.scene_function = SceneFunction(
-            config.scene_function, config.latent, config.scene_min, config.scene_max
+            config.scene_function,
+            config.latent,
+            config.scene_min,
+            config.scene_max,
+            config.up_axis,
         )
         self.refiner = (
             PosteriorRefiner(config.latent.channels) if config.refinement_steps > 0 else None

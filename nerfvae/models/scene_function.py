@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfvae.models.config import LatentConfig, SceneFunctionConfig
+from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
 
 
@@ -106,10 +106,12 @@ class SceneFunction(nn.Module):
         latent: LatentConfig,
         scene_min: tuple[float, float, float],
         scene_max: tuple[float, float, float],
+        up_axis: str = "z",
     ) -> None:
         super().__init__()
         self.config = config
         self.mode = config.conditioning
+        self.plane_axes = list(ground_plane_axes(up_axis)[:2])
         if self.mode not in ("concat", "ain", "attention"):
             raise ValueError(f"unknown conditioning {self.mode!r}")
         scene_min_t = torch.tensor(scene_min, dtype=torch.float32)
@@ -137,7 +139,8 @@ class SceneFunction(nn.Module):
         else:
             token_xy = None
             if latent.layout == "spatial":
-                # cell centres in the normalised box coordinates the points use (row = y)
+                # cell centres in the normalised box coordinates of the ground plane (row = its
+                # second axis), the token order of the encoder
                 centres = (torch.arange(latent.grid, dtype=torch.float32) + 0.5) / latent.grid
                 centres = centres * 2.0 - 1.0
                 grid_y, grid_x = torch.meshgrid(centres, centres, indexing="ij")
@@ -202,7 +205,9 @@ class SceneFunction(nn.Module):
             hidden = torch.relu(hidden)
             if self.mode == "attention" and str(index) in self.attention:
                 key, value = attention_inputs[str(index)]
-                hidden = self.attention[str(index)](hidden, key, value, normalised[..., :2])
+                hidden = self.attention[str(index)](
+                    hidden, key, value, normalised[..., self.plane_axes]
+                )
         raw_density = self.density_head(hidden).squeeze(-1)
         density = F.softplus(raw_density.float() + self.config.density_bias)
         colour_input = self.feature_head(hidden)

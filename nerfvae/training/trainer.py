@@ -53,7 +53,8 @@ def _distributed_setup() -> tuple[int, int]:
 
 
 def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneDataset]:
-    """Copy the dataset's scene box into the model config (the run then needs no dataset to render)."""
+    """Copy the dataset's scene box and up axis into the model config (the run then needs no
+    dataset to render)."""
     if not config.data:
         raise ConfigError("no dataset given: pass --data DIR")
     if not config.run:
@@ -64,6 +65,7 @@ def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneD
         config.nerfvae,
         scene_min=tuple(float(v) for v in scene_min),
         scene_max=tuple(float(v) for v in scene_max),
+        up_axis=dataset.meta.world_up[-1],
     )
     return replace(config, nerfvae=nerfvae), dataset
 
