@@ -10,7 +10,15 @@ from nerfvae.cli.common import subcommand_usage, usage_exit_status
 DESCRIPTION = "the paper's experiments (views sweep, cameras, ablation, cost, uncertainty, samples)"
 
 # name -> module; each module has DESCRIPTION and run(argv, prog) like a command module.
-EXPERIMENTS: dict[str, str] = {}
+EXPERIMENTS: dict[str, str] = {
+    "views": "nerfvae.experiments.views",
+    "cost": "nerfvae.experiments.cost",
+    "uncertainty": "nerfvae.experiments.uncertainty",
+    "samples": "nerfvae.experiments.samples",
+    "cameras": "nerfvae.experiments.cameras",
+    "ablation": "nerfvae.experiments.ablation",
+    "summary": "nerfvae.experiments.summary",
+}
 
 
 def run(argv: list[str], prog: str) -> int:

@@ -1,0 +1,501 @@
+"""``nerfvae experiment ablation``: the conditioning ablation — any number of trained runs (e.g.
+concat, AIN, attention with a spatial latent, attention with a global latent) compared on the same
+test scenes.
+
+For each run: parameter count (total, of the scene function, per top-level module; built from the
+run's config.json), training budget (steps and wall minutes from the run's metrics.csv via the
+provenance block), negative ELBO in bits/dim and PSNR / object-pixel PSNR / SSIM on ID and OOD
+targets at one context size K (``nerfvae.evaluation.evaluate.evaluate``, the code of
+``nerfvae eval``), and — where the run logged validation — the final validation PSNR and the
+validation curve from its validation.csv. The paper compares conditioning modes at matched
+parameter count, so runs whose total or scene-function parameter count is more than 10% above the
+smallest one's are flagged.
+
+Writes ``ablation.json``, ``ablation.png`` and ``ablation.md`` to ``--out`` and, for each run it
+evaluated, ``eval_<name>.json`` (reusable with ``--eval-json NAME=PATH``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from nerfvae.errors import ConfigError
+from nerfvae.experiments.cameras import (
+    NAME_PATTERN,
+    Evaluator,
+    check_context_sizes,
+    check_same_run,
+    check_same_scenes,
+    finite_or_none,
+    format_number,
+    provenance_block,
+    provenance_markdown,
+    read_eval_json,
+    write_json,
+)
+
+DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
+
+SCHEMA_VERSION = 1
+MATCHED_TOLERANCE = 0.10
+"""Parameter counts more than this fraction above the smallest run's are flagged."""
+VALIDATION_KEYS = ("psnr_id", "object_psnr_id", "psnr_ood", "object_psnr_ood")
+
+
+@dataclass
+class AblationArgs:
+    """Conditioning ablation: compare trained runs (e.g. concat, AIN, attention,
+    attention-global) by parameter count, training budget, negative ELBO (bits/dim) and PSNR on
+    ID and OOD views of the same test scenes at one context size, and their validation curves.
+    Writes ablation.json, ablation.png and ablation.md (and the raw evaluations, reusable with
+    --eval-json)."""
+
+    runs: tuple[str, ...] = ()
+    """Runs to compare as NAME=RUNDIR (e.g. `concat=runs/small-concat attention=runs/small-attention`)."""
+    data: str | None = None
+    """Dataset directory (needed unless every run's evaluation is given with --eval-json)."""
+    split: str = "test"
+    """Dataset split to evaluate."""
+    context: int = 3
+    """Number of context views K (views 0..K-1 of each scene; docs/evaluation.md)."""
+    max_scenes: int | None = 20
+    """Evaluate the first N scenes of the split (for runs evaluated here; every evaluation must
+    cover the same scenes)."""
+    eval_json: tuple[str, ...] = ()
+    """Previous `nerfvae eval` JSONs as NAME=EVAL.json (NAME one of --runs), used instead of
+    evaluating that run again (e.g. eval_NAME.json from an earlier run of this experiment)."""
+    out: str = "docs/results/ablation"
+    """Output directory (ablation.json, ablation.png, ablation.md, eval_*.json)."""
+    scenes_per_batch: int = 4
+    """Scenes inferred and rendered together."""
+    seed: int = 0
+    """Seed of the posterior sample used for the ELBO."""
+    threads: int = 0
+    """torch intra-op threads (0 = PyTorch's default)."""
+
+
+def parse_named(items: Sequence[str], option: str) -> dict[str, str]:
+    """``NAME=PATH`` items -> {name: path}; ConfigError for a malformed or repeated name."""
+    named: dict[str, str] = {}
+    for item in items:
+        name, separator, path = item.partition("=")
+        name, path = name.strip(), path.strip()
+        if not separator or not path:
+            raise ConfigError(f"{option} takes NAME=PATH items, got {item!r}")
+        if not NAME_PATTERN.match(name):
+            raise ConfigError(
+                f"{option} {item!r}: NAME must be letters, digits, '_', '.', '+' or '-' "
+                "(it names output files)"
+            )
+        if name in named:
+            raise ConfigError(f"{option}: {name!r} is given twice")
+        named[name] = path
+    return named
+
+
+def parameter_counts(run: Path) -> dict[str, Any]:
+    """Parameters of the model a run directory's config.json describes: ``total``,
+    ``scene_function`` (None for a model without one, e.g. the GQN baseline) and ``by_module``
+    (each top-level submodule)."""
+    from nerfvae.training.loading import build_model
+    from nerfvae.training.run_directory import RunDirectory
+
+    model = build_model(RunDirectory(run).load_config())
+    by_module = {
+        name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()
+    }
+    scene_function = getattr(model, "scene_function", None)
+    return {
+        "total": sum(p.numel() for p in model.parameters()),
+        "scene_function": (
+            sum(p.numel() for p in scene_function.parameters())
+            if scene_function is not None
+            else None
+        ),
+        "by_module": by_module,
+    }
+
+
+def validation_history(run: Path) -> list[dict[str, float]]:
+    """Rows of the run's validation.csv (step, psnr_id, ... and minutes since the start), or []."""
+    from nerfvae.evaluation.curves import run_curves
+
+    rows = run_curves(run)["validation"]
+    return [
+        {key: value for key, value in row.items() if key in ("step", "minutes", *VALIDATION_KEYS)}
+        for row in rows
+        if "step" in row
+    ]
+
+
+def flag_unmatched(entries: list[dict[str, Any]]) -> tuple[bool, float | None]:
+    """Set each entry's ``parameter_ratio`` (total and scene function, to the smallest run's)
+    and ``parameter_flag`` (text, or None when within MATCHED_TOLERANCE); returns whether all are
+    matched and the largest total ratio."""
+    ratios_by_key: dict[str, list[float | None]] = {}
+    for key in ("total", "scene_function"):
+        counts = [entry["parameters"][key] for entry in entries]
+        known = [c for c in counts if c]
+        smallest = min(known) if known else None
+        ratios_by_key[key] = [
+            (count / smallest) if count and smallest else None for count in counts
+        ]
+    all_matched = True
+    for index, entry in enumerate(entries):
+        ratios = {key: ratios_by_key[key][index] for key in ratios_by_key}
+        entry["parameter_ratio"] = ratios
+        over = [
+            f"{'total' if key == 'total' else 'scene function'} +{(ratio - 1) * 100:.0f}%"
+            for key, ratio in ratios.items()
+            if ratio is not None and ratio > 1 + MATCHED_TOLERANCE
+        ]
+        entry["parameter_flag"] = ", ".join(over) + " vs smallest" if over else None
+        all_matched = all_matched and not over
+    totals = [r for r in ratios_by_key["total"] if r is not None]
+    return all_matched, (max(totals) if totals else None)
+
+
+def run_entry(
+    name: str, run: Path, result: Mapping[str, Any], k: int, eval_path: Path, evaluated: bool
+) -> dict[str, Any]:
+    """One run's row of ablation.json."""
+    import json
+
+    config = json.loads((run / "config.json").read_text())
+    nerfvae_config = config.get("nerfvae") or {}
+    per_k = result["results"][str(k)]
+    metrics: dict[str, Any] = {
+        "nelbo_bits_per_dim": finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
+    }
+    for kind in ("id", "ood"):
+        source = per_k.get(kind) or {}
+        metrics[kind] = {
+            key: finite_or_none(source.get(key)) for key in ("psnr", "object_psnr", "ssim")
+        }
+        metrics[kind]["num_views"] = source.get("num_views")
+    history = validation_history(run)
+    return {
+        "name": name,
+        "run": str(run),
+        "model": config.get("model"),
+        "conditioning": (nerfvae_config.get("scene_function") or {}).get("conditioning")
+        if config.get("model") == "nerfvae"
+        else None,
+        "latent_layout": (nerfvae_config.get("latent") or {}).get("layout")
+        if config.get("model") == "nerfvae"
+        else None,
+        "checkpoint_step": result.get("checkpoint_step"),
+        "eval_json": str(eval_path),
+        "evaluated_here": evaluated,
+        "parameters": parameter_counts(run),
+        "metrics": metrics,
+        "validation": {"final": history[-1] if history else None, "history": history},
+    }
+
+
+def trivial_predictors(result: Mapping[str, Any], k: int) -> dict[str, Any]:
+    """The trivial predictors' PSNRs on the same targets (they depend only on the data)."""
+    per_k = result["results"][str(k)]
+    keys = (
+        "baseline_mean_train_psnr",
+        "baseline_mean_train_object_psnr",
+        "baseline_mean_context_psnr",
+        "baseline_mean_context_object_psnr",
+    )
+    return {
+        kind: {key: finite_or_none((per_k.get(kind) or {}).get(key)) for key in keys}
+        for kind in ("id", "ood")
+    }
+
+
+def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows for docs/results/README.md: each run's ID PSNR beside the trivial predictors."""
+    trivial = report["trivial"]["id"]
+    rows = []
+    for entry in report["runs"]:
+        note = f"K={report['context']}, ID views; −ELBO " + format_number(
+            entry["metrics"]["nelbo_bits_per_dim"], 3
+        )
+        note += f" bits/dim; {entry['parameters']['total']:,} parameters"
+        if entry["parameter_flag"]:
+            note += f" (⚠ {entry['parameter_flag']})"
+        rows.append(
+            {
+                "label": entry["name"],
+                "psnr": entry["metrics"]["id"]["psnr"],
+                "object_psnr": entry["metrics"]["id"]["object_psnr"],
+                "baseline_mean_train_psnr": trivial["baseline_mean_train_psnr"],
+                "baseline_mean_context_psnr": trivial["baseline_mean_context_psnr"],
+                "note": note,
+            }
+        )
+    return rows
+
+
+def markdown_report(report: Mapping[str, Any]) -> str:
+    """ablation.md: the table, the figure, the inputs and the provenance."""
+    k = report["context"]
+    lines = [
+        "# Conditioning ablation",
+        "",
+        f"Dataset `{report.get('dataset')}`, split `{report.get('split')}`, "
+        f"{report.get('num_scenes')} scenes, K = {k} context views (the first {k} ID views); "
+        f"ID targets {report['view_lists'].get('id_targets')}, OOD targets "
+        f"{report['view_lists'].get('ood_targets')}. −ELBO on the ID targets. Steps and minutes: "
+        "each run's metrics.csv (first to last log line). ⚠: parameter count more than "
+        f"{MATCHED_TOLERANCE:.0%} above the smallest run's (the paper compares at matched "
+        "parameter count).",
+        "",
+        "| run | conditioning | latent | parameters | scene function | matched | steps | minutes "
+        "| −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD "
+        "| final val. PSNR ID / OOD (step) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for entry in report["runs"]:
+        parameters = entry["parameters"]
+        final = entry["validation"]["final"]
+        validation = (
+            f"{format_number(final.get('psnr_id'))} / {format_number(final.get('psnr_ood'))} "
+            f"({int(final['step'])})"
+            if final
+            else "–"
+        )
+        metrics = entry["metrics"]
+        cells = [
+            entry["name"],
+            entry.get("conditioning") or entry.get("model") or "–",
+            entry.get("latent_layout") or "–",
+            f"{parameters['total']:,}",
+            f"{parameters['scene_function']:,}" if parameters["scene_function"] else "–",
+            f"⚠ {entry['parameter_flag']}" if entry["parameter_flag"] else "✓",
+            str(entry.get("steps", "–")),
+            format_number(entry.get("wall_minutes"), 1),
+            format_number(metrics["nelbo_bits_per_dim"], 3),
+            format_number(metrics["id"]["psnr"]),
+            format_number(metrics["id"]["object_psnr"]),
+            format_number(metrics["ood"]["psnr"]),
+            format_number(metrics["ood"]["object_psnr"]),
+            validation,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    trivial = report["trivial"]
+    lines += [
+        "",
+        (
+            f"Parameter counts are matched within {MATCHED_TOLERANCE:.0%}."
+            if report["parameters_matched"]
+            else f"**Parameter counts are not matched**: the largest run has "
+            f"{format_number(report['max_parameter_ratio'])}× the smallest's parameters; "
+            "differences between these runs may come from model size, not conditioning."
+        ),
+        "",
+        "Trivial predictors on the same targets (PSNR / object PSNR, ID; OOD): mean training image "
+        f"{format_number(trivial['id']['baseline_mean_train_psnr'])} / "
+        f"{format_number(trivial['id']['baseline_mean_train_object_psnr'])}; "
+        f"{format_number(trivial['ood']['baseline_mean_train_psnr'])} / "
+        f"{format_number(trivial['ood']['baseline_mean_train_object_psnr'])} dB; mean context "
+        f"colour {format_number(trivial['id']['baseline_mean_context_psnr'])} / "
+        f"{format_number(trivial['id']['baseline_mean_context_object_psnr'])}; "
+        f"{format_number(trivial['ood']['baseline_mean_context_psnr'])} / "
+        f"{format_number(trivial['ood']['baseline_mean_context_object_psnr'])} dB.",
+        "",
+        "![ablation](ablation.png)",
+        "",
+        "## Inputs",
+        "",
+    ]
+    for entry in report["runs"]:
+        source = (
+            f"evaluated here, saved as `{entry['eval_json']}`"
+            if entry["evaluated_here"]
+            else f"from `{entry['eval_json']}`"
+        )
+        lines.append(
+            f"* {entry['name']}: run `{entry['run']}`, checkpoint step "
+            f"{entry.get('checkpoint_step')}; {source}"
+        )
+    lines += [""]
+    lines += provenance_markdown(report["provenance"])
+    return "\n".join(lines) + "\n"
+
+
+def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
+    """PSNR bars (ID/OOD, whole image and object pixels) with the mean-training-image PSNR as
+    lines, −ELBO bars, and validation PSNR against steps where any run logged validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = report["runs"]
+    has_curves = any(entry["validation"]["history"] for entry in entries)
+    panels = 3 if has_curves else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    names = [entry["name"] for entry in entries]
+    positions = list(range(len(entries)))
+
+    bars = (
+        ("id", "psnr", "PSNR ID", "tab:blue"),
+        ("ood", "psnr", "PSNR OOD", "tab:orange"),
+        ("id", "object_psnr", "object PSNR ID", "tab:green"),
+        ("ood", "object_psnr", "object PSNR OOD", "tab:red"),
+    )
+    width = 0.8 / len(bars)
+    axis = axes[0]
+    values_seen: list[float] = []
+    for index, (kind, key, label, colour) in enumerate(bars):
+        values = [_bar(entry["metrics"][kind][key]) for entry in entries]
+        values_seen += [v for v in values if v == v]
+        offset = (index - (len(bars) - 1) / 2) * width
+        axis.bar([p + offset for p in positions], values, width, label=label, color=colour)
+    for kind, style in (("id", "-"), ("ood", "--")):
+        baseline = report["trivial"][kind]["baseline_mean_train_psnr"]
+        if baseline is not None:
+            values_seen.append(baseline)
+            axis.axhline(
+                baseline,
+                color="grey",
+                linestyle=style,
+                linewidth=1,
+                label=f"mean train image {kind.upper()}",
+            )
+    if values_seen:
+        axis.set_ylim(max(0.0, min(values_seen) - 3.0), max(values_seen) + 1.0)
+    axis.set_xticks(positions)
+    axis.set_xticklabels(names, fontsize=8)
+    axis.set_ylabel("dB")
+    axis.set_title(f"PSNR, K = {report['context']}")
+    axis.legend(fontsize=6)
+    axis.grid(axis="y", alpha=0.3)
+
+    axis = axes[1]
+    axis.bar(
+        positions,
+        [_bar(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries],
+        0.6,
+        color="tab:purple",
+    )
+    axis.set_xticks(positions)
+    axis.set_xticklabels(names, fontsize=8)
+    axis.set_ylabel("bits/dim (lower is better)")
+    axis.set_title("−ELBO, ID targets")
+    axis.grid(axis="y", alpha=0.3)
+
+    if has_curves:
+        axis = axes[2]
+        for index, entry in enumerate(entries):
+            history = entry["validation"]["history"]
+            colour = f"C{index}"
+            for key, style in (("psnr_id", "o-"), ("psnr_ood", "s--")):
+                points = [(row["step"], row[key]) for row in history if key in row]
+                if points:
+                    axis.plot(
+                        *zip(*points),
+                        style,
+                        color=colour,
+                        label=f"{entry['name']} {key.split('_')[1].upper()}",
+                    )
+        axis.set_xlabel("step")
+        axis.set_ylabel("validation PSNR (dB)")
+        axis.set_title("validation PSNR (validation.csv)")
+        axis.legend(fontsize=6)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _bar(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def run(argv: list[str], prog: str) -> int:
+    args = tyro.cli(AblationArgs, args=argv, prog=prog)
+    runs = parse_named(args.runs, "--runs")
+    if not runs:
+        raise ConfigError("give the runs to compare: --runs NAME=RUNDIR [NAME=RUNDIR ...]")
+    eval_jsons = parse_named(args.eval_json, "--eval-json")
+    unknown = sorted(set(eval_jsons) - set(runs))
+    if unknown:
+        raise ConfigError(
+            f"--eval-json names {', '.join(unknown)} not given in --runs ({', '.join(runs)})"
+        )
+    if args.context < 1:
+        raise ConfigError(f"--context must be a positive number of views, got {args.context}")
+    if args.max_scenes is not None and args.max_scenes < 1:
+        raise ConfigError(f"--max-scenes must be positive, got {args.max_scenes}")
+    for name, run_dir in runs.items():
+        if not (Path(run_dir) / "config.json").is_file():
+            raise ConfigError(f"--runs {name}={run_dir}: not a run directory (no config.json)")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    out = Path(args.out)
+    evaluator = Evaluator(
+        args.data, args.split, (args.context,), args.max_scenes, args.scenes_per_batch, args.seed
+    )
+    evaluations: dict[str, dict[str, Any]] = {}
+    entries: list[dict[str, Any]] = []
+    for name, run_dir in runs.items():
+        if name in eval_jsons:
+            result = read_eval_json(eval_jsons[name], f"--eval-json {name}=")
+            check_same_run(result, Path(run_dir), f"--eval-json {name}={eval_jsons[name]}")
+            source, saved = f"--eval-json {name}={eval_jsons[name]}", Path(eval_jsons[name])
+        else:
+            result = evaluator(run_dir, f"--runs {name}=")
+            source, saved = f"the evaluation of --runs {name}={run_dir}", out / f"eval_{name}.json"
+            write_json(result, saved)
+        check_context_sizes(result, (args.context,), source)
+        evaluations[name] = result
+        entries.append(
+            run_entry(name, Path(run_dir), result, args.context, saved, name not in eval_jsons)
+        )
+    check_same_scenes(evaluations)
+    all_matched, largest_ratio = flag_unmatched(entries)
+
+    provenance = provenance_block(prog, argv, [Path(run_dir) for run_dir in runs.values()])
+    for entry, budget in zip(entries, provenance["runs"]):
+        entry["steps"] = budget.get("steps")
+        entry["wall_minutes"] = budget.get("wall_minutes")
+        entry["device"] = budget.get("device")
+    reference = evaluations[next(iter(runs))]
+    report: dict[str, Any] = {
+        "experiment": "ablation",
+        "schema_version": SCHEMA_VERSION,
+        "description": "parameter count, training budget, negative ELBO (bits/dim) and "
+        "PSNR / object-pixel PSNR on ID and OOD targets of each run at one K, and their final "
+        "validation PSNR",
+        "dataset": reference.get("dataset"),
+        "split": reference.get("split"),
+        "num_scenes": reference.get("num_scenes"),
+        "image_size": reference.get("image_size"),
+        "view_lists": reference.get("view_lists", {}),
+        "context": args.context,
+        "parameters_matched": all_matched,
+        "matched_tolerance": MATCHED_TOLERANCE,
+        "max_parameter_ratio": largest_ratio,
+        "runs": entries,
+        "trivial": trivial_predictors(reference, args.context),
+        "provenance": provenance,
+    }
+    report["headline"] = headline_rows(report)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, figure_path, table_path = (
+        out / "ablation.json",
+        out / "ablation.png",
+        out / "ablation.md",
+    )
+    write_json(report, json_path)
+    ablation_figure(report, figure_path)
+    table_path.write_text(markdown_report(report))
+    print(table_path.read_text())
+    print(f"wrote {json_path}, {figure_path}, {table_path}")
+    return 0

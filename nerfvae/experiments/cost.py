@@ -1,0 +1,485 @@
+"""``nerfvae experiment cost``: what a new scene costs each model.
+
+NeRF-VAE infers a scene in one amortised forward pass of its encoder and renders it; the per-scene
+NeRF must be optimised on the scene's context views. For each context size K and each kind of
+target camera (ID, OOD) this experiment puts NeRF-VAE's inference + render time per scene beside
+the time the per-scene NeRF needs to reach NeRF-VAE's PSNR on the same held-out views: the first
+time its held-out probe PSNR (rendered at geometrically spaced optimisation steps, see
+:mod:`nerfvae.evaluation.per_scene_nerf`) reaches it, interpolated linearly in wall time between the
+two probes around the crossing (:func:`time_to_reach`), or "not reached within N steps".
+
+The NeRFs of a batch of scenes are optimised together, so their wall time is per batch; it is
+divided by the mean number of scenes per batch to give time per scene (on a CPU batching does not
+change the cost per scene, docs/baselines.md). NeRF-VAE's inference time is likewise per scene of
+a batch. The per-scene NeRF's probe PSNR is on exactly the scored target views when it probed
+every target view (the default, ``--probe-views -1``); otherwise on the first few of them, which the
+report says.
+
+The numbers come from the views experiment's computation (:func:`nerfvae.experiments.views.
+compute_views`), run here or reused with ``--views-json``. Writes ``cost.json``, ``cost.png`` and
+``cost.md`` under ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments.views import (
+    NeRFBaselineOptions,
+    ViewsArgs,
+    command_for,
+    compute_views,
+    context_label,
+    fmt,
+    fmt_seconds,
+    nerf_budget,
+    parse_context_labels,
+    provenance_markdown,
+    scenes_text,
+    write_json,
+)
+
+DESCRIPTION = "inference cost: NeRF-VAE inference + render vs per-scene NeRF time to the same PSNR"
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class CostArgs:
+    """NeRF-VAE's amortised inference + render time per scene against the per-scene NeRF's
+    optimisation time to reach the same held-out PSNR; writes cost.json, cost.png and cost.md under
+    --out-dir. Either evaluates both models (--run, --data) or reuses a views experiment's JSON
+    (--views-json)."""
+
+    run: str | None = None
+    """NeRF-VAE run directory (needed unless --views-json)."""
+    data: str | None = None
+    """Dataset directory (needed unless --views-json)."""
+    views_json: str | None = None
+    """Reuse `nerfvae experiment views` output (views.json, with per-scene NeRF results) instead of
+    evaluating; its timings are those measured when it ran."""
+    split: str = "test"
+    """Dataset split to evaluate."""
+    context: str | None = None
+    """Comma-separated context sizes K (ID views 0..K-1; `all` as in the views experiment); default
+    1,3, or every K of --views-json."""
+    id_targets: int = 3
+    """With `all` among the K: how many ID views (the last ones) are held out as targets."""
+    max_scenes: int = 20
+    """Evaluate the first N scenes of the split."""
+    out_dir: str = "docs/results/cost"
+    """Output directory for cost.json, cost.png and cost.md."""
+    checkpoint: str | None = None
+    """NeRF-VAE checkpoint JSON to load (default: the run's newest)."""
+    scenes_per_batch: int = 4
+    """Scenes inferred / optimised together."""
+    nerf_json: str | None = None
+    """Reuse per-scene NeRF results (`nerfvae baseline nerf` JSON with held-out probes, same split,
+    scenes and K) instead of optimising."""
+    threads: int = 0
+    """torch intra-op threads (0 = PyTorch's default)."""
+    baseline: tyro.conf.OmitArgPrefixes[NeRFBaselineOptions] = field(
+        default_factory=NeRFBaselineOptions
+    )
+    """Per-scene NeRF options."""
+
+
+# --------------------------------------------------------------------------- time to reach
+
+
+def time_to_reach(
+    history: Sequence[dict[str, float]],
+    target_psnr: float | None,
+    *,
+    psnr_key: str = "probe_psnr_id",
+    time_keys: tuple[str, ...] = ("wall_s", "cpu_s"),
+) -> dict[str, Any]:
+    """When an optimisation's PSNR first reaches ``target_psnr``.
+
+    Args:
+        history: rows with ``step``, the ``time_keys`` and (on some rows) ``psnr_key``, in any
+            order; rows without ``psnr_key`` are ignored.
+        target_psnr: the PSNR to reach (None or NaN: nothing to reach).
+
+    Returns:
+        ``reached`` (bool, or None without a target), ``step`` and each time key at the first
+        crossing, linearly interpolated between the last probe below the target and the first at
+        or above it (the first probe's values when it already reaches it; None when never
+        reached), ``max_step`` (the last probed step), ``best_psnr`` (the best probe PSNR) and
+        ``note`` (a sentence for the report).
+
+    Raises:
+        DataError: no row has ``psnr_key``.
+    """
+    rows = sorted(
+        (row for row in history if row.get(psnr_key) is not None), key=lambda r: r["step"]
+    )
+    rows = [row for row in rows if math.isfinite(row[psnr_key])]
+    if not rows:
+        raise DataError(f"the optimisation history has no {psnr_key!r} values")
+    best = max(row[psnr_key] for row in rows)
+    max_step = int(rows[-1]["step"])
+    result: dict[str, Any] = {
+        "reached": None,
+        "step": None,
+        **{key: None for key in time_keys},
+        "max_step": max_step,
+        "best_psnr": best,
+        "target_psnr": target_psnr,
+    }
+    if target_psnr is None or not math.isfinite(target_psnr):
+        result["note"] = "no target PSNR"
+        return result
+    previous = None
+    for row in rows:
+        if row[psnr_key] >= target_psnr:
+            if previous is None:
+                fraction = 1.0
+                previous = row
+            else:
+                fraction = (target_psnr - previous[psnr_key]) / (row[psnr_key] - previous[psnr_key])
+            for key in ("step", *time_keys):
+                if key in row and key in previous:
+                    result[key] = previous[key] + fraction * (row[key] - previous[key])
+            result["reached"] = True
+            result["note"] = f"reached at step {result['step']:.0f}"
+            return result
+        previous = row
+    result["reached"] = False
+    result["note"] = f"not reached within {max_step} steps (best {best:.2f} dB)"
+    return result
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def load_views_json(path: str | Path) -> dict[str, Any]:
+    """A views experiment's JSON with per-scene NeRF results.
+
+    Raises:
+        ConfigError: missing, unreadable, not a views.json, or without per-scene NeRF results.
+    """
+    path = Path(path)
+    try:
+        loaded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--views-json {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"--views-json {path}: not readable JSON ({error})") from None
+    if not isinstance(loaded, dict) or loaded.get("experiment") != "views":
+        raise ConfigError(f"--views-json {path}: not the views.json of `nerfvae experiment views`")
+    if loaded.get("models", {}).get("nerf") is None:
+        raise ConfigError(
+            f"--views-json {path} has no per-scene NeRF results (it was run with --skip-nerf); "
+            "rerun the views experiment without it"
+        )
+    return loaded
+
+
+def select_context(views: dict[str, Any], text: str | None) -> dict[str, int]:
+    """The views result's context sizes named by ``text`` (all of them when None).
+
+    Raises:
+        ConfigError: a requested K is not in the views result.
+    """
+    available: dict[str, int] = views["context"]
+    if text is None:
+        return dict(available)
+    chosen = {}
+    for label in parse_context_labels(text):
+        if label in available:
+            chosen[label] = available[label]
+            continue
+        matches = [name for name, k in available.items() if str(k) == label]
+        if not matches:
+            raise ConfigError(
+                f"--context {label}: the views results hold only K = "
+                + ", ".join(context_label(name, k) for name, k in available.items())
+            )
+        chosen[matches[0]] = available[matches[0]]
+    return chosen
+
+
+def cost_analysis(views: dict[str, Any], context: dict[str, int]) -> dict[str, Any]:
+    """``results[label][id|ood]``: NeRF-VAE's PSNR and time per scene, the per-scene NeRF's final
+    PSNR and time to reach NeRF-VAE's PSNR, and the speed-up."""
+    vae, nerf = views["models"]["nerfvae"], views["models"]["nerf"]
+    targets = {kind: views["view_lists"][f"{kind}_targets"] for kind in ("id", "ood")}
+    probe_views = nerf.get("probe_views")
+    results: dict[str, Any] = {}
+    for label, k in context.items():
+        key = str(k)
+        vae_timing, nerf_timing = vae["timing"][key], nerf["timing"][key]
+        # History wall times are per batch of scenes optimised together; per scene = ÷ batch size.
+        per_scene = (
+            nerf_timing["fit_s_per_scene"] / nerf_timing["fit_s_per_batch"]
+            if nerf_timing.get("fit_s_per_batch")
+            else 1.0 / max(1, nerf.get("scenes_per_batch") or 1)
+        )
+        history = nerf["history"][key]
+        entry: dict[str, Any] = {"k": k}
+        for kind in ("id", "ood"):
+            if not targets[kind] or kind not in vae["results"][key]:
+                continue
+            vae_psnr = vae["results"][key][kind].get("psnr")
+            vae_render = vae_timing.get(f"render_s_per_{kind}_view")
+            vae_total = vae_timing["inference_s_per_scene"] + (vae_render or 0.0)
+            try:
+                reach = time_to_reach(history, vae_psnr, psnr_key=f"probe_psnr_{kind}")
+            except DataError:
+                raise ConfigError(
+                    f"the per-scene NeRF results for K = {k} have no held-out {kind.upper()} probe "
+                    "PSNR over steps (made with --probe-views 0?); rerun with --probe-views -1"
+                ) from None
+            probed = [row for row in history if row.get(f"probe_psnr_{kind}") is not None]
+            nerf_render = nerf_timing.get(f"render_s_per_{kind}_view")
+            reach_wall = reach["wall_s"] * per_scene if reach["reached"] else None
+            nerf_total = reach_wall + (nerf_render or 0.0) if reach_wall is not None else None
+            entry[kind] = {
+                "nerfvae": {
+                    "psnr": vae_psnr,
+                    "inference_s_per_scene": vae_timing["inference_s_per_scene"],
+                    "render_s_per_view": vae_render,
+                    "s_per_scene": vae_total,
+                },
+                "nerf": {
+                    "final_psnr": nerf["results"][key][kind].get("psnr"),
+                    "final_probe_psnr": probed[-1][f"probe_psnr_{kind}"] if probed else None,
+                    "steps": nerf["config"]["steps"],
+                    "probe_views": probe_views,
+                    "probe_is_all_targets": None
+                    if probe_views is None
+                    else probe_views >= len(targets[kind]),
+                    "fit_s_per_scene": nerf_timing["fit_s_per_scene"],
+                    "render_s_per_view": nerf_render,
+                },
+                "time_to_reach": {
+                    "reached": reach["reached"],
+                    "step": reach["step"],
+                    "wall_s_per_scene": reach_wall,
+                    "cpu_s_per_scene": reach["cpu_s"] * per_scene
+                    if reach["cpu_s"] is not None
+                    else None,
+                    "wall_s_per_batch": reach["wall_s"],
+                    "max_step": reach["max_step"],
+                    "best_probe_psnr": reach["best_psnr"],
+                    "note": reach["note"],
+                },
+                # (NeRF optimisation to NeRF-VAE's PSNR + one render) / (NeRF-VAE inference + one
+                # render), per scene.
+                "speedup": nerf_total / vae_total if nerf_total is not None and vae_total else None,
+                "curve": [
+                    [row["wall_s"] * per_scene, row[f"probe_psnr_{kind}"], row["step"]]
+                    for row in probed
+                ],
+            }
+        results[label] = entry
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def cost_markdown(result: dict[str, Any]) -> str:
+    """cost.md: what was compared, the table, the command and the provenance."""
+    lines = [
+        "# Cost: amortised inference against per-scene optimisation",
+        "",
+        f"Per scene, on the first {scenes_text(result['num_scenes'])} of `{result['dataset']}` "
+        f"({result['split']}): NeRF-VAE (`{result['run']}`) infers the scene from K context views "
+        "in one forward pass and renders a view; the per-scene NeRF is optimised on the same K "
+        "views. *Time to reach* is the optimisation wall time until the NeRF's held-out PSNR first "
+        "reaches NeRF-VAE's PSNR on the same views (linear interpolation between probes). "
+        "*Speed-up* = (NeRF time to reach + one render) / (NeRF-VAE inference + one render).",
+        "",
+        "![PSNR vs wall time](cost.png)",
+        "",
+        "| K | cameras | NeRF-VAE PSNR | NeRF-VAE inference s | NeRF-VAE render s/view | "
+        "NeRF time to reach s | at step | NeRF final PSNR (steps) | NeRF optimisation s | "
+        "speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    caveats = set()
+    for label, entry in result["results"].items():
+        for kind in ("id", "ood"):
+            cell = entry.get(kind)
+            if cell is None:
+                continue
+            vae, nerf, reach = cell["nerfvae"], cell["nerf"], cell["time_to_reach"]
+            if reach["reached"]:
+                reach_text, step_text = (
+                    fmt_seconds(reach["wall_s_per_scene"]),
+                    fmt(reach["step"], 0),
+                )
+            else:
+                reach_text, step_text = reach["note"], "–"
+            speedup = "–" if cell["speedup"] is None else f"{cell['speedup']:.3g}×"
+            lines.append(
+                f"| {context_label(label, entry['k'])} | {kind.upper()} | {fmt(vae['psnr'])} | "
+                f"{fmt_seconds(vae['inference_s_per_scene'])} | "
+                f"{fmt_seconds(vae['render_s_per_view'])} | {reach_text} | {step_text} | "
+                f"{fmt(nerf['final_psnr'])} ({nerf['steps']}) | "
+                f"{fmt_seconds(nerf['fit_s_per_scene'])} | {speedup} |"
+            )
+            if nerf["probe_is_all_targets"] is False:
+                caveats.add(
+                    f"The NeRF's held-out PSNR over steps is on the first {nerf['probe_views']} "
+                    "target views of each kind, NeRF-VAE's PSNR on all of them."
+                )
+            elif nerf["probe_is_all_targets"] is None:
+                caveats.add(
+                    "The reused NeRF results do not record how many target views were probed; "
+                    "compare the NeRF's final probe PSNR in cost.json with its final PSNR."
+                )
+    lines += [""]
+    lines += [f"Note: {text}" for text in sorted(caveats)]
+    lines += [
+        "",
+        f"Per-scene NeRF: {result['nerf_budget']}. Its time is per scene: the batch's optimisation "
+        "wall time ÷ scenes per batch (probe renders excluded).",
+    ]
+    if result.get("views_provenance"):
+        views = result["views_provenance"]
+        lines += [
+            "",
+            f"Timings reused from `{result['source']}`, measured by `{views.get('command', '?')}` "
+            "on:",
+            "",
+            provenance_markdown(views),
+        ]
+    lines += [
+        "",
+        "## Command",
+        "",
+        "```bash",
+        result["provenance"]["command"],
+        "```",
+        "",
+        "## Provenance",
+        "",
+        provenance_markdown(result["provenance"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cost_figure(result: dict[str, Any], path: Path) -> None:
+    """Per camera kind: the NeRF's held-out PSNR against optimisation wall time per scene (log
+    axis; step 0 is left out), NeRF-VAE as a star at its inference + render time, and a cross where
+    the NeRF reaches NeRF-VAE's PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [kind for kind in ("id", "ood") if any(kind in e for e in result["results"].values())]
+    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(5.5 * max(1, len(kinds)), 4))
+    axes = list(axes) if len(kinds) > 1 else [axes]
+    for axis, kind in zip(axes, kinds):
+        for index, (label, entry) in enumerate(result["results"].items()):
+            cell = entry.get(kind)
+            if cell is None:
+                continue
+            colour, name = f"C{index}", context_label(label, entry["k"])
+            curve = [(t, p) for t, p, _ in cell["curve"] if t > 0]
+            if curve:
+                axis.plot(*zip(*curve), "o-", color=colour, markersize=3, label=f"NeRF, K={name}")
+            vae = cell["nerfvae"]
+            if vae["psnr"] is not None and vae["s_per_scene"] > 0:
+                axis.plot(
+                    vae["s_per_scene"],
+                    vae["psnr"],
+                    "*",
+                    color=colour,
+                    markersize=12,
+                    markeredgecolor="black",
+                    label=f"NeRF-VAE, K={name}",
+                )
+                axis.axhline(vae["psnr"], color=colour, linestyle=":", alpha=0.6)
+            reach = cell["time_to_reach"]
+            if reach["reached"] and reach["wall_s_per_scene"] > 0:
+                axis.plot(reach["wall_s_per_scene"], vae["psnr"], "x", color=colour, markersize=9)
+        axis.set_xscale("log")
+        axis.set_xlabel("wall time per scene (s, log)")
+        axis.set_ylabel("held-out PSNR (dB)")
+        axis.set_title(f"{kind.upper()} targets")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=6)
+    figure.suptitle("per-scene NeRF optimisation vs NeRF-VAE inference (× = NeRF reaches NeRF-VAE)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path, Path]:
+    """Write cost.json, cost.png and cost.md into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = out_dir / "cost.json", out_dir / "cost.png", out_dir / "cost.md"
+    write_json(result, paths[0])
+    cost_figure(result, paths[1])
+    paths[2].write_text(cost_markdown(result))
+    return paths
+
+
+def run(argv: list[str], prog: str) -> int:
+    from nerfvae.experiments.provenance import provenance
+
+    args = tyro.cli(CostArgs, args=argv, prog=prog)
+    if args.views_json:
+        if args.run or args.data or args.nerf_json:
+            raise ConfigError(
+                "--views-json reuses a views experiment's results: leave out --run, --data and "
+                "--nerf-json (or leave out --views-json to evaluate afresh)"
+            )
+        views = load_views_json(args.views_json)
+        source = str(args.views_json)
+    else:
+        if not args.run or not args.data:
+            raise ConfigError("give --run and --data (or --views-json to reuse the views results)")
+        views_args = ViewsArgs(
+            run=args.run,
+            data=args.data,
+            split=args.split,
+            context=args.context or "1,3",
+            id_targets=args.id_targets,
+            max_scenes=args.max_scenes,
+            checkpoint=args.checkpoint,
+            scenes_per_batch=args.scenes_per_batch,
+            nerf_json=args.nerf_json,
+            threads=args.threads,
+            baseline=args.baseline,
+        )
+        views = compute_views(views_args)
+        source = "computed"
+    context = select_context(views, args.context if args.views_json else None)
+    run_dir = views["models"]["nerfvae"]["run"]
+    runs = [run_dir] if (Path(run_dir) / "config.json").exists() else []
+    nerf = views["models"]["nerf"]
+    result = {
+        "experiment": "cost",
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        "dataset": views["dataset"],
+        "split": views["split"],
+        "run": run_dir,
+        "num_scenes": views["num_scenes"],
+        "image_size": views["image_size"],
+        "context": context,
+        "view_lists": views["view_lists"],
+        "nerf_budget": nerf_budget(nerf, views["nerf_source"]),
+        "nerf_config": nerf["config"],
+        "results": cost_analysis(views, context),
+        "views_provenance": views.get("provenance"),
+        "provenance": provenance(runs=runs, command=command_for(prog, argv)),
+    }
+    paths = write_cost(result, Path(args.out_dir))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

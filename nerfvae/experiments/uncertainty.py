@@ -1,0 +1,496 @@
+"""``nerfvae experiment uncertainty``: is the posterior more uncertain where the context did not see?
+
+The paper's claim: given ONE context view, the spread of renders from posterior samples is larger on
+surfaces the context view did not see than on those it saw. For every scene of a split this infers
+the scene from a single ID view, renders the other ID views and every OOD view with N posterior
+samples, and labels each target pixel *seen* or *unseen* by the context view from GROUND-TRUTH
+geometry (:func:`label_seen_pixels`): the pixel's surface point is projected into the context
+camera, and it is seen if it lands inside the context image and is not occluded there (its
+distance from the context camera agrees with the context view's ground-truth depth). The report
+compares the mean per-pixel colour and depth standard deviation over seen and unseen pixels (ID,
+OOD and all targets), their ratio, the fraction of pixels seen, and a per-scene paired comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import tyro
+
+from nerfvae.errors import ConfigError, DataError
+from nerfvae.geometry import image_rays, project_points
+
+DESCRIPTION = "posterior-sample std on surfaces the single context view saw vs did not see"
+
+# Per-pixel quantities compared between seen and unseen pixels; see `uncertainty_quantities`.
+QUANTITIES = ("colour_std", "depth_std", "colour_error")
+GROUPS = ("id", "ood", "all")
+
+
+@dataclass
+class UncertaintyArgs:
+    """Infer each scene from ONE context view, render the other ID views and the OOD views with
+    posterior samples, and compare the per-pixel sample standard deviation over target pixels whose
+    surface the context view saw with those it did not (outside its frustum or occluded), labelled
+    from the dataset's ground-truth depth. Writes `uncertainty.json`, `uncertainty.md` and
+    `uncertainty.png` (context | target | seen mask | colour std | depth std) under `--out`."""
+
+    run: str
+    """Run directory (from `nerfvae train`)."""
+    data: str
+    """Dataset directory; it must hold ground-truth depth (it labels pixels seen / unseen)."""
+    split: str = "test"
+    """Dataset split to use."""
+    max_scenes: int = 20
+    """Use the first N scenes of the split (fewer if the split has fewer)."""
+    samples: int = 8
+    """Posterior samples per scene (at least 2, for a standard deviation)."""
+    context_view: int = 0
+    """Index of the single ID view used as context; every other ID view and every OOD view is a
+    target."""
+    tolerance: float = 0.03
+    """Relative tolerance of the occlusion test: a target pixel's surface point is seen by the
+    context view if its distance from the context camera is within this fraction of the context
+    view's ground-truth depth at the (nearest) pixel it projects to."""
+    figure_scenes: int = 3
+    """Scenes shown in the figure (one row for the first ID target and one for the first OOD target
+    of each)."""
+    out: str = "docs/results/uncertainty"
+    """Output directory."""
+    seed: int = 0
+    """Seed of the posterior samples (scene i uses a generator seeded from seed and i)."""
+    checkpoint: str | None = None
+    """Checkpoint JSON to load (default: the run's newest)."""
+    threads: int = 0
+    """torch intra-op threads (0 = PyTorch's default)."""
+
+
+def label_seen_pixels(
+    target_depth: torch.Tensor,
+    target_K: torch.Tensor,
+    target_c2w: torch.Tensor,
+    context_depth: torch.Tensor,
+    context_K: torch.Tensor,
+    context_c2w: torch.Tensor,
+    relative_tolerance: float = 0.03,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which target pixels show a surface point that some context view saw (ground-truth geometry).
+
+    The surface point of target pixel ``(v, row, col)`` is ``origin + depth * direction`` along its
+    unit pixel-centre ray (the dataset's depth convention). It is *seen* by context view ``c`` if
+    it lies in front of that camera, projects inside its image, and its distance from the context
+    camera centre agrees with the context depth at the nearest pixel (the one whose square
+    ``[col, col+1) × [row, row+1)`` holds the projection) within
+    ``relative_tolerance × context depth`` — i.e. nothing nearer occludes it. Seen by any context
+    view is seen.
+
+    Args:
+        target_depth: ``[V, H, W]`` ground-truth distance along each target pixel's unit ray; 0
+            (or non-finite) where the ray hits nothing.
+        target_K: ``[V, 3, 3]`` target intrinsics (OpenCV).
+        target_c2w: ``[V, 4, 4]`` target camera-to-world (OpenCV).
+        context_depth: ``[C, H_c, W_c]`` ground-truth depth of the context views (same convention).
+        context_K: ``[C, 3, 3]``.
+        context_c2w: ``[C, 4, 4]``.
+        relative_tolerance: allowed ``|distance - context depth| / context depth``.
+
+    Returns:
+        ``seen [V, H, W]`` and ``valid [V, H, W]`` (bool): ``valid`` marks pixels with a surface
+        (depth > 0 and finite); unseen pixels are ``valid & ~seen``; ``seen`` implies ``valid``.
+    """
+    if target_depth.dim() != 3 or context_depth.dim() != 3:
+        raise ValueError(
+            f"depths must be [views, H, W], got target {tuple(target_depth.shape)} and context "
+            f"{tuple(context_depth.shape)}"
+        )
+    views, height, width = target_depth.shape
+    contexts, context_height, context_width = context_depth.shape
+    target_depth = target_depth.float()
+    context_depth = context_depth.float()
+    valid = torch.isfinite(target_depth) & (target_depth > 0)
+    origins, directions = image_rays(target_K.float(), target_c2w.float(), height, width)
+    points = origins + torch.where(valid, target_depth, 0.0).unsqueeze(-1) * directions
+    points = points.reshape(1, views * height * width, 3).expand(contexts, -1, -1)  # [C, N, 3]
+    projected = project_points(points, context_K.float(), context_c2w.float())  # [C, N, 3]
+    u, v, z = projected.unbind(-1)
+    inside = (z > 0) & (u >= 0) & (u < context_width) & (v >= 0) & (v < context_height)
+    col = torch.where(inside, u, 0.0).floor().long().clamp(0, context_width - 1)
+    row = torch.where(inside, v, 0.0).floor().long().clamp(0, context_height - 1)
+    context_at = context_depth.reshape(contexts, -1).gather(1, row * context_width + col)
+    distance = (points - context_c2w[:, None, :3, 3].float()).norm(dim=-1)  # [C, N]
+    agrees = (distance - context_at).abs() <= relative_tolerance * context_at
+    seen_by_any = (inside & (context_at > 0) & torch.isfinite(context_at) & agrees).any(dim=0)
+    return seen_by_any.reshape(views, height, width) & valid, valid
+
+
+def region_sums(
+    quantities: dict[str, torch.Tensor], seen: torch.Tensor, valid: torch.Tensor
+) -> dict[str, float]:
+    """Pixel counts and sums of each quantity ``[V, H, W]`` over seen and unseen pixels
+    (``seen, valid [V, H, W]`` from :func:`label_seen_pixels`); sums add across scenes."""
+    unseen = valid & ~seen
+    sums = {"seen_pixels": float(seen.sum()), "unseen_pixels": float(unseen.sum())}
+    for name, value in quantities.items():
+        sums[f"{name}_seen"] = float(value[seen].double().sum())
+        sums[f"{name}_unseen"] = float(value[unseen].double().sum())
+    return sums
+
+
+def _divide(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.nan
+
+
+def summarise_sums(sums: list[dict[str, float]]) -> dict[str, Any]:
+    """Pooled means over all pixels of ``sums`` (from :func:`region_sums`): per quantity the mean
+    over seen and unseen pixels and their ratio (unseen / seen), and the fraction of pixels seen."""
+    total = {key: sum(entry[key] for entry in sums) for key in sums[0]} if sums else {}
+    seen, unseen = total.get("seen_pixels", 0.0), total.get("unseen_pixels", 0.0)
+    summary: dict[str, Any] = {
+        "num_pixels": int(seen + unseen),
+        "fraction_seen": _divide(seen, seen + unseen),
+    }
+    for name in QUANTITIES:
+        if f"{name}_seen" not in total:
+            continue
+        mean_seen = _divide(total[f"{name}_seen"], seen)
+        mean_unseen = _divide(total[f"{name}_unseen"], unseen)
+        summary[f"{name}_seen"] = mean_seen
+        summary[f"{name}_unseen"] = mean_unseen
+        summary[f"{name}_ratio"] = _divide(mean_unseen, mean_seen)
+    return summary
+
+
+def paired_comparison(per_scene: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over scenes with both seen and unseen pixels (per-scene summaries of one group): the
+    fraction where the unseen mean exceeds the seen mean, per quantity, and how many scenes
+    entered the comparison."""
+    out: dict[str, Any] = {}
+    for name in QUANTITIES:
+        pairs = [
+            (scene[f"{name}_seen"], scene[f"{name}_unseen"])
+            for scene in per_scene
+            if f"{name}_seen" in scene
+            and math.isfinite(scene[f"{name}_seen"])
+            and math.isfinite(scene[f"{name}_unseen"])
+        ]
+        out[f"{name}_scenes_unseen_higher"] = _divide(
+            sum(unseen > seen for seen, unseen in pairs), len(pairs)
+        )
+        out[f"{name}_scenes_compared"] = len(pairs)
+    return out
+
+
+def headline_row(group: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A row of the results summary's headline table (no PSNR: the numbers go in the note)."""
+    name = {"id": "ID targets", "ood": "OOD targets", "all": "all targets"}[group]
+    return {
+        "label": f"{name}, 1 context view",
+        "note": (
+            f"std unseen / seen: colour {_format(entry.get('colour_std_ratio'), 2)}, depth "
+            f"{_format(entry.get('depth_std_ratio'), 2)}; colour std higher on unseen pixels in "
+            f"{_percent(entry.get('colour_std_scenes_unseen_higher'))} of "
+            f"{entry.get('colour_std_scenes_compared', 0)} scenes; "
+            f"{_percent(entry.get('fraction_seen'))} of pixels seen"
+        ),
+    }
+
+
+def mask_image(seen: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[H, W]`` masks -> ``[H, W, 3]``: seen white, unseen black, no surface red."""
+    image = torch.zeros(*seen.shape, 3)
+    image[seen] = 1.0
+    image[~valid] = torch.tensor([0.8, 0.1, 0.1])
+    return image
+
+
+def experiment_command(prog: str, argv: list[str]) -> str:
+    """The shell command that ran an experiment: ``prog`` (e.g. ``nerfvae experiment NAME``) and
+    its arguments, quoted."""
+    return shlex.join([*prog.split(), *argv])
+
+
+def provenance_markdown(block: dict[str, Any]) -> str:
+    """The provenance block of an experiment's JSON as markdown bullets: command, commit,
+    hardware, and each run's training steps and wall minutes."""
+    hardware = block.get("hardware", {})
+    lines = [
+        f"- command: `{block.get('command', '')}`",
+        f"- commit: `{block.get('git_commit') or 'unknown'}`",
+        f"- hardware: {hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} CPUs, "
+        f"{hardware.get('torch_threads', '?')} torch threads), GPU: "
+        f"{hardware.get('gpu') or 'none'}, torch {hardware.get('torch', '?')}",
+    ]
+    for run in block.get("runs", []):
+        device = f", trained on {run['device']}" if run.get("device") else ""
+        lines.append(
+            f"- run `{run['run']}`: {run.get('steps', '?')} steps, "
+            f"{run.get('wall_minutes', '?')} wall minutes{device}"
+        )
+    return "\n".join(lines)
+
+
+def _format(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _percent(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.0%}"
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """``uncertainty.md``: the claim, a table per group, the command and provenance."""
+    rows = [
+        "| targets | pixels seen | colour std seen | colour std unseen | ratio | depth std seen "
+        "| depth std unseen | ratio | scenes unseen > seen (colour / depth) | pixels |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for group in GROUPS:
+        entry = result["results"][group]
+        rows.append(
+            f"| {group.upper() if group != 'all' else 'all'} "
+            f"| {_format(entry['fraction_seen'], 3)} "
+            f"| {_format(entry.get('colour_std_seen'))} | {_format(entry.get('colour_std_unseen'))} "
+            f"| {_format(entry.get('colour_std_ratio'), 2)} "
+            f"| {_format(entry.get('depth_std_seen'))} | {_format(entry.get('depth_std_unseen'))} "
+            f"| {_format(entry.get('depth_std_ratio'), 2)} "
+            f"| {_percent(entry.get('colour_std_scenes_unseen_higher'))} / "
+            f"{_percent(entry.get('depth_std_scenes_unseen_higher'))} "
+            f"of {entry.get('colour_std_scenes_compared', 0)} "
+            f"| {entry['num_pixels']} |"
+        )
+    error_rows = [
+        "| targets | colour error seen | colour error unseen | ratio |",
+        "|---|---|---|---|",
+    ]
+    for group in GROUPS:
+        entry = result["results"][group]
+        error_rows.append(
+            f"| {group.upper() if group != 'all' else 'all'} "
+            f"| {_format(entry.get('colour_error_seen'))} "
+            f"| {_format(entry.get('colour_error_unseen'))} "
+            f"| {_format(entry.get('colour_error_ratio'), 2)} |"
+        )
+    settings = result["settings"]
+    return "\n".join(
+        [
+            "# Posterior uncertainty on seen vs unseen surfaces",
+            "",
+            f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}) on "
+            f"`{result['dataset']}` ({result['split']}, {result['num_scenes']} scenes, "
+            f"{result['image_size'][0]}×{result['image_size'][1]}). Each scene is inferred from "
+            f"ID view {settings['context_view']} alone; {settings['samples']} posterior samples "
+            "render the other ID views and the OOD views. A target pixel is *seen* if its "
+            "ground-truth surface point projects inside the context image and its distance from "
+            "the context camera agrees with the context depth there within "
+            f"{settings['tolerance']:.0%} (not occluded); else *unseen*. Colour std is the "
+            "per-pixel standard deviation over samples (mean of the RGB channels, colour in "
+            "[0, 1]); depth std is in world units; means are over all pixels of the group; "
+            "ratio = unseen / seen. The last column but one is the share of scenes whose own "
+            "unseen mean exceeds their seen mean (of the scenes with both kinds of pixel).",
+            "",
+            *rows,
+            "",
+            "For reference, the mean absolute colour error of the posterior-mean render on the "
+            "same pixels:",
+            "",
+            *error_rows,
+            "",
+            "Figure `uncertainty.png`, one row per (scene, target): context view | target ground "
+            "truth | seen mask (white seen, black unseen, red no surface) | colour std | depth std "
+            f"(heat maps share a scale: colour std up to {_format(result['figure']['colour_std_vmax'], 3)}, "
+            f"depth std up to {_format(result['figure']['depth_std_vmax'], 3)}).",
+            "",
+            "## Provenance",
+            "",
+            provenance_markdown(result["provenance"]),
+            "",
+        ]
+    )
+
+
+def run(argv: list[str], prog: str) -> int:
+    args = tyro.cli(UncertaintyArgs, args=argv, prog=prog)
+    if args.samples < 2:
+        raise ConfigError(f"--samples {args.samples}: need at least 2 posterior samples for a std")
+    if args.max_scenes < 1:
+        raise ConfigError(f"--max-scenes {args.max_scenes}: need at least one scene")
+    if args.figure_scenes < 0:
+        raise ConfigError(f"--figure-scenes {args.figure_scenes}: must be 0 or more")
+    if not args.tolerance > 0:
+        raise ConfigError(f"--tolerance {args.tolerance}: must be positive")
+
+    from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.evaluation import visualise as vis
+    from nerfvae.evaluation.report import nan_to_null
+    from nerfvae.evaluation.views import standard_view_lists
+    from nerfvae.experiments.provenance import provenance
+    from nerfvae.training.loading import load_trained_model
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if not Path(args.run).is_dir():
+        raise ConfigError(f"--run {args.run}: no such run directory")
+    model, _, record = load_trained_model(args.run, args.checkpoint)
+    dataset = MultiSceneDataset(args.data, args.split)
+    if not dataset.meta.has_depth:
+        raise DataError(
+            f"{args.data}: the dataset has no ground-truth depth, which the uncertainty experiment "
+            "needs to label target pixels seen / unseen by the context view"
+        )
+    num_id, num_ood = dataset.num_id_views, dataset.num_ood_views
+    if not 0 <= args.context_view < num_id:
+        raise ConfigError(
+            f"--context-view {args.context_view}: scenes of split {args.split!r} have ID views "
+            f"0..{num_id - 1}"
+        )
+    lists = standard_view_lists(num_id, num_ood, (1,))  # checks one ID view remains a target
+    id_targets = [v for v in range(num_id) if v != args.context_view]
+    ood_targets = lists.ood_targets
+    targets = id_targets + ood_targets
+    is_ood = torch.tensor([False] * len(id_targets) + [True] * len(ood_targets))
+    height, width = dataset.image_height, dataset.image_width
+    num_scenes = min(args.max_scenes, len(dataset))
+
+    group_sums: dict[str, list[dict[str, float]]] = {group: [] for group in GROUPS}
+    per_scene: list[dict[str, Any]] = []
+    figure_rows: list[list[torch.Tensor]] = []
+    figure_std: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (row, colour std, depth std)
+    context = [args.context_view]
+    for index in range(num_scenes):
+        scene = dataset.load_scene(index)
+        images = scene.images.float() / 255.0
+        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
+        rendered = vis.posterior_statistics(
+            model,
+            images[context],
+            scene.K[context],
+            scene.c2w[context],
+            scene.K[targets],
+            scene.c2w[targets],
+            height,
+            width,
+            args.samples,
+            generator,
+        )
+        seen, valid = label_seen_pixels(
+            scene.depth[targets],
+            scene.K[targets],
+            scene.c2w[targets],
+            scene.depth[context],
+            scene.K[context],
+            scene.c2w[context],
+            args.tolerance,
+        )
+        quantities = {
+            "colour_std": rendered["sample_std"],
+            "depth_std": rendered["depth_std"],
+            "colour_error": (rendered["colour"] - images[targets]).abs().mean(-1),
+        }
+        entry: dict[str, Any] = {"scene": index, "scene_id": scene.scene_id}
+        for group, select in (("id", ~is_ood), ("ood", is_ood), ("all", torch.ones_like(is_ood))):
+            if not bool(select.any()):
+                continue
+            sums = region_sums(
+                {name: value[select] for name, value in quantities.items()},
+                seen[select],
+                valid[select],
+            )
+            group_sums[group].append(sums)
+            entry[group] = summarise_sums([sums])
+        per_scene.append(entry)
+
+        if index < args.figure_scenes:
+            shown = [0] if id_targets else []
+            shown += [len(id_targets)] if ood_targets else []
+            for j in shown:
+                figure_std.append(
+                    (len(figure_rows), rendered["sample_std"][j], rendered["depth_std"][j])
+                )
+                figure_rows.append(
+                    [images[args.context_view], images[targets[j]], mask_image(seen[j], valid[j])]
+                )
+
+    results: dict[str, Any] = {}
+    for group in GROUPS:
+        summary = summarise_sums(group_sums[group])
+        summary.update(paired_comparison([scene[group] for scene in per_scene if group in scene]))
+        views_per_scene = {"id": id_targets, "ood": ood_targets, "all": targets}[group]
+        summary["num_views"] = len(group_sums[group]) * len(views_per_scene)
+        results[group] = summary
+
+    colour_vmax = max((float(std.max()) for _, std, _ in figure_std), default=0.0)
+    depth_vmax = max((float(depth.nan_to_num(0).max()) for _, _, depth in figure_std), default=0.0)
+    for row, colour_std, depth_std in figure_std:
+        figure_rows[row] += [
+            vis.heat_image(colour_std, vmax=colour_vmax),
+            vis.heat_image(depth_std.nan_to_num(0), vmax=depth_vmax),
+        ]
+
+    command = experiment_command(prog, argv)
+    result: dict[str, Any] = {
+        "experiment": "uncertainty",
+        "description": (
+            "Posterior-sample standard deviation on target pixels whose surface the single "
+            "context view saw vs did not see (ground-truth visibility)."
+        ),
+        "run": str(args.run),
+        "checkpoint_step": record.get("step"),
+        "dataset": str(args.data),
+        "split": args.split,
+        "num_scenes": num_scenes,
+        "image_size": [height, width],
+        "settings": {
+            "context_view": args.context_view,
+            "samples": args.samples,
+            "tolerance": args.tolerance,
+            "seed": args.seed,
+            "max_scenes": args.max_scenes,
+        },
+        "view_lists": {
+            "context": context,
+            "id_targets": id_targets,
+            "ood_targets": ood_targets,
+        },
+        "results": results,
+        "per_scene": per_scene,
+        "figure": {
+            "scenes": list(range(min(args.figure_scenes, num_scenes))),
+            "columns": ["context", "target", "seen_mask", "colour_std", "depth_std"],
+            "colour_std_vmax": colour_vmax,
+            "depth_std_vmax": depth_vmax,
+        },
+        "headline": [headline_row(group, results[group]) for group in GROUPS],
+        "provenance": provenance(runs=[args.run], command=command),
+    }
+    result = nan_to_null(result)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "uncertainty.json"
+    json_path.write_text(json.dumps(result, indent=2, allow_nan=False))
+    written = [json_path]
+    if figure_rows:
+        grid = vis.image_grid(figure_rows)
+        scale = max(1, 128 // height)
+        grid = grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+        vis.write_png(out / "uncertainty.png", grid)
+        written.append(out / "uncertainty.png")
+    markdown_path = out / "uncertainty.md"
+    report = markdown_report(result)
+    markdown_path.write_text(report)
+    written.append(markdown_path)
+    print(report)
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0

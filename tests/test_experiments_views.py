@@ -1,0 +1,250 @@
+"""The `views` and `cost` experiments: end to end on the tiny dataset and run (one scene, a
+per-scene NeRF of a few steps), reuse of earlier results, the time-to-reach interpolation and the
+errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments import cost, views
+
+# A per-scene NeRF small enough to take a second or two (the flags of `nerfvae baseline nerf`).
+TINY_NERF = [
+    "--steps", "3", "--rays-per-scene", "32", "--width", "16", "--depth", "2",
+    "--skip-layer", "-1", "--point-frequencies", "2", "--direction-frequencies", "1",
+    "--num-coarse", "8", "--num-fine", "4", "--log-every", "1", "--probe-points", "2",
+    "--scenes-per-batch", "1", "--threads", "1",
+]  # fmt: skip
+MODEL_KEYS = {"psnr", "ssim", "mse", "object_psnr", "depth_mae"}
+
+
+def finite_or_null(value) -> bool:
+    return value is None or (isinstance(value, int | float) and math.isfinite(value))
+
+
+@pytest.fixture(scope="module")
+def views_output(tiny_run: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("views")
+    argv = [
+        "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
+        "--context", "1,2,all", "--id-targets", "2", "--out-dir", str(out), *TINY_NERF,
+    ]  # fmt: skip
+    assert views.run(argv, "nerfvae experiment views") == 0
+    return out
+
+
+def test_views_end_to_end(views_output: Path) -> None:
+    result = json.loads((views_output / "views.json").read_text())
+    assert result["experiment"] == "views"
+    # The tiny scenes have 6 ID views: `all` with 2 ID targets is K = 4, targets ID views 4, 5.
+    assert result["context"] == {"1": 1, "2": 2, "all": 4}
+    assert result["view_lists"]["id_targets"] == [4, 5]
+    assert result["view_lists"]["ood_targets"] == [6, 7]
+    assert result["nerf_source"] == "computed"
+    assert list(result["results"]) == ["1", "2", "all"]
+    for entry in result["results"].values():
+        assert entry["context_views"] == list(range(entry["k"]))
+        for kind in ("id", "ood"):
+            cell = entry[kind]
+            assert cell["num_views"] == 2
+            for model in ("nerfvae", "nerf"):
+                assert MODEL_KEYS <= set(cell[model])
+                assert all(finite_or_null(v) for v in cell[model].values())
+                assert cell[model]["psnr"] is not None
+            for trivial in ("mean_train_image", "mean_context_colour"):
+                assert set(cell[trivial]) == {"psnr", "object_psnr"}
+                assert cell[trivial]["psnr"] is not None
+                assert all(finite_or_null(v) for v in cell[trivial].values())
+    for timing in result["timing"].values():
+        assert timing["nerfvae"]["inference_s_per_scene"] >= 0
+        assert timing["nerf"]["fit_s_per_scene"] > 0
+    # Probes cover every target view by default, so the last probe is the final score.
+    nerf = result["models"]["nerf"]
+    assert nerf["probe_views"] == 2
+    last = nerf["history"]["4"][-1]
+    assert last["step"] == 3
+    assert last["probe_psnr_id"] == pytest.approx(nerf["results"]["4"]["id"]["psnr"], abs=1e-4)
+    provenance = result["provenance"]
+    assert provenance["command"].startswith("nerfvae experiment views --run")
+    assert provenance["runs"][0]["steps"] == 8
+    assert (views_output / "views.png").stat().st_size > 0
+    markdown = (views_output / "views.md").read_text()
+    assert "all (4)" in markdown and "nerfvae experiment views --run" in markdown
+    assert "wall minutes" in markdown and "3 steps × 32 rays" in markdown
+
+
+def test_views_reuses_nerf_json(
+    views_output: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
+    previous = views_output / "views.json"
+    argv = [*base, "--context", "2,all", "--id-targets", "2", "--nerf-json", str(previous)]
+    assert views.run([*argv, "--out-dir", str(tmp_path)], "nerfvae experiment views") == 0
+    result = json.loads((tmp_path / "views.json").read_text())
+    before = json.loads(previous.read_text())
+    assert result["nerf_source"] == str(previous)
+    assert list(result["results"]) == ["2", "all"]
+    for label in ("2", "all"):
+        assert result["results"][label]["id"]["nerf"] == before["results"][label]["id"]["nerf"]
+    assert "results reused from" in (tmp_path / "views.md").read_text()
+
+    # Other targets (no `all`: ID targets 2..5) than the reused results (4, 5): refused.
+    with pytest.raises(ConfigError, match=r"does not match these views.*id_targets"):
+        views.run([*base, "--context", "1,2", "--nerf-json", str(previous)], "views")
+    with pytest.raises(ConfigError, match="no such file"):
+        views.run([*base, "--context", "1", "--nerf-json", str(tmp_path / "nope.json")], "views")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        views.run([*base, "--skip-nerf", "--nerf-json", str(previous)], "views")
+
+
+def test_views_skip_nerf_and_cost_refuses_it(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    argv = [
+        "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
+        "--context", "1", "--skip-nerf", "--out-dir", str(tmp_path),
+    ]  # fmt: skip
+    assert views.run(argv, "views") == 0
+    result = json.loads((tmp_path / "views.json").read_text())
+    assert result["models"]["nerf"] is None
+    assert result["results"]["1"]["ood"]["nerf"] is None
+    assert result["results"]["1"]["ood"]["nerfvae"]["psnr"] is not None
+    with pytest.raises(ConfigError, match="no per-scene NeRF results"):
+        cost.run(["--views-json", str(tmp_path / "views.json")], "cost")
+
+
+def test_cost_from_views_json(views_output: Path, tmp_path: Path) -> None:
+    argv = ["--views-json", str(views_output / "views.json"), "--out-dir", str(tmp_path)]
+    assert cost.run(argv, "nerfvae experiment cost") == 0
+    result = json.loads((tmp_path / "cost.json").read_text())
+    assert result["experiment"] == "cost"
+    assert list(result["results"]) == ["1", "2", "all"]
+    for entry in result["results"].values():
+        for kind in ("id", "ood"):
+            cell = entry[kind]
+            vae, reach = cell["nerfvae"], cell["time_to_reach"]
+            assert vae["s_per_scene"] == pytest.approx(
+                vae["inference_s_per_scene"] + vae["render_s_per_view"]
+            )
+            assert cell["nerf"]["probe_is_all_targets"] is True
+            assert isinstance(reach["reached"], bool)
+            if reach["reached"]:
+                assert 0 <= reach["step"] <= 3 and reach["wall_s_per_scene"] >= 0
+                assert cell["speedup"] > 0
+            else:
+                assert reach["note"].startswith("not reached within 3 steps")
+                assert reach["wall_s_per_scene"] is None and cell["speedup"] is None
+            assert all(finite_or_null(v) for v in (*vae.values(), cell["speedup"]))
+    assert result["views_provenance"]["command"].startswith("nerfvae experiment views")
+    assert (tmp_path / "cost.png").stat().st_size > 0
+    markdown = (tmp_path / "cost.md").read_text()
+    assert "nerfvae experiment cost --views-json" in markdown and "all (4)" in markdown
+
+    # A subset of the K; a K the views results lack is refused.
+    assert cost.run([*argv, "--context", "2"], "cost") == 0
+    assert list(json.loads((tmp_path / "cost.json").read_text())["results"]) == ["2"]
+    with pytest.raises(ConfigError, match="hold only K = 1, 2, all"):
+        cost.run([*argv, "--context", "3"], "cost")
+
+
+def test_cost_computes_afresh(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    argv = [
+        "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
+        "--context", "1", "--out-dir", str(tmp_path), *TINY_NERF,
+    ]  # fmt: skip
+    assert cost.run(argv, "cost") == 0
+    result = json.loads((tmp_path / "cost.json").read_text())
+    assert result["source"] == "computed"
+    assert result["view_lists"]["id_targets"] == [1, 2, 3, 4, 5]
+    assert set(result["results"]["1"]) == {"k", "id", "ood"}
+    assert result["provenance"]["runs"][0]["run"] == str(tiny_run)
+    assert (tmp_path / "cost.png").exists() and (tmp_path / "cost.md").exists()
+
+
+def test_cost_argument_errors(views_output: Path, tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="give --run and --data"):
+        cost.run(["--run", str(tiny_run)], "cost")
+    with pytest.raises(ConfigError, match="leave out --run"):
+        cost.run(["--views-json", str(views_output / "views.json"), "--run", "x"], "cost")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ConfigError, match="not readable JSON"):
+        cost.run(["--views-json", str(broken)], "cost")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"results": {}}))
+    with pytest.raises(ConfigError, match=r"not the views\.json"):
+        cost.run(["--views-json", str(other)], "cost")
+
+
+def test_context_parsing_and_resolution() -> None:
+    assert views.parse_context_labels("3, 1,all,1") == ["3", "1", "all"]
+    for bad in ("0", "a,2", " , "):
+        with pytest.raises(ConfigError, match="--context"):
+            views.parse_context_labels(bad)
+    # 10 ID views: `all` = all but the last 3 targets.
+    assert views.resolve_context(["5", "all", "1"], 10, 3) == {"1": 1, "5": 5, "all": 7}
+    # `all` equal to a numeric K keeps both labels.
+    assert views.resolve_context(["7", "all"], 10, 3) == {"7": 7, "all": 7}
+    assert views.resolve_context(["1", "3"], 6, 3) == {"1": 1, "3": 3}
+    with pytest.raises(ConfigError, match="K = 8 exceeds `all` = 7"):
+        views.resolve_context(["8", "all"], 10, 3)
+    with pytest.raises(ConfigError, match="no context view would remain"):
+        views.resolve_context(["all"], 6, 6)
+    with pytest.raises(ConfigError, match="--id-targets must be at least 1"):
+        views.resolve_context(["all"], 6, 0)
+    with pytest.raises(ConfigError, match="at most 5 can be context"):
+        views.resolve_context(["6"], 6, 3)
+    with pytest.raises(ConfigError, match="--probe-views"):
+        views.probe_view_count(-2, {"id_targets": [1], "ood_targets": []})
+
+
+def test_views_bad_inputs(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--skip-nerf"]
+    with pytest.raises(ConfigError, match="at most 5 can be context"):
+        views.run([*base, "--context", "1,6"], "views")
+    with pytest.raises(ConfigError, match="--max-scenes"):
+        views.run([*base, "--max-scenes", "0"], "views")
+    with pytest.raises(DataError):
+        views.run([*base, "--split", "nonexistent"], "views")
+    with pytest.raises(DataError):
+        views.run(["--run", str(tiny_run), "--data", str(tmp_path), "--skip-nerf"], "views")
+
+
+HISTORY = [
+    {"step": 0, "wall_s": 0.0, "cpu_s": 0.0, "probe_psnr_id": 10.0},
+    {"step": 5, "wall_s": 1.0, "cpu_s": 0.5, "train_psnr": 12.0},  # no probe: ignored
+    {"step": 10, "wall_s": 2.0, "cpu_s": 1.0, "probe_psnr_id": 14.0},
+    {"step": 20, "wall_s": 6.0, "cpu_s": 3.0, "probe_psnr_id": 18.0},
+    {"step": 40, "wall_s": 14.0, "cpu_s": 7.0, "probe_psnr_id": 17.0},
+]
+
+
+def test_time_to_reach_interpolates() -> None:
+    # 16 dB lies halfway between the probes at steps 10 (14 dB, 2 s) and 20 (18 dB, 6 s).
+    reach = cost.time_to_reach(HISTORY, 16.0)
+    assert reach["reached"] is True
+    assert reach["step"] == pytest.approx(15.0)
+    assert reach["wall_s"] == pytest.approx(4.0)
+    assert reach["cpu_s"] == pytest.approx(2.0)
+    # The first crossing counts, even though the curve later dips below it again.
+    reach = cost.time_to_reach(list(reversed(HISTORY)), 17.5)
+    assert reach["step"] == pytest.approx(18.75) and reach["wall_s"] == pytest.approx(5.5)
+    # Exactly on a probe; already reached at step 0.
+    assert cost.time_to_reach(HISTORY, 14.0)["wall_s"] == pytest.approx(2.0)
+    reach = cost.time_to_reach(HISTORY, 9.0)
+    assert reach["reached"] and reach["step"] == 0 and reach["wall_s"] == 0
+    # Never reached.
+    reach = cost.time_to_reach(HISTORY, 20.0)
+    assert reach["reached"] is False and reach["wall_s"] is None and reach["step"] is None
+    assert reach["note"] == "not reached within 40 steps (best 18.00 dB)"
+    assert reach["best_psnr"] == 18.0 and reach["max_step"] == 40
+    # No target; another probe key; no probe at all.
+    assert cost.time_to_reach(HISTORY, None)["reached"] is None
+    assert cost.time_to_reach(HISTORY, float("nan"))["reached"] is None
+    with pytest.raises(DataError, match="probe_psnr_ood"):
+        cost.time_to_reach(HISTORY, 15.0, psnr_key="probe_psnr_ood")
