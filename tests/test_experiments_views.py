@@ -32,7 +32,7 @@ def views_output(tiny_run: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("views")
     argv = [
         "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
-        "--context", "1,2,all", "--id-targets", "2", "--out-dir", str(out), *TINY_NERF,
+        "--context", "1,2,all", "--id-targets", "2", "--out", str(out), *TINY_NERF,
     ]  # fmt: skip
     assert views.run(argv, "nerfvae experiment views") == 0
     return out
@@ -84,7 +84,7 @@ def test_views_reuses_nerf_json(
     base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
     previous = views_output / "views.json"
     argv = [*base, "--context", "2,all", "--id-targets", "2", "--nerf-json", str(previous)]
-    assert views.run([*argv, "--out-dir", str(tmp_path)], "nerfvae experiment views") == 0
+    assert views.run([*argv, "--out", str(tmp_path)], "nerfvae experiment views") == 0
     result = json.loads((tmp_path / "views.json").read_text())
     before = json.loads(previous.read_text())
     assert result["nerf_source"] == str(previous)
@@ -107,7 +107,7 @@ def test_views_skip_nerf_and_cost_refuses_it(
 ) -> None:
     argv = [
         "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
-        "--context", "1", "--skip-nerf", "--out-dir", str(tmp_path),
+        "--context", "1", "--skip-nerf", "--out", str(tmp_path),
     ]  # fmt: skip
     assert views.run(argv, "views") == 0
     result = json.loads((tmp_path / "views.json").read_text())
@@ -119,7 +119,7 @@ def test_views_skip_nerf_and_cost_refuses_it(
 
 
 def test_cost_from_views_json(views_output: Path, tmp_path: Path) -> None:
-    argv = ["--views-json", str(views_output / "views.json"), "--out-dir", str(tmp_path)]
+    argv = ["--views-json", str(views_output / "views.json"), "--out", str(tmp_path)]
     assert cost.run(argv, "nerfvae experiment cost") == 0
     result = json.loads((tmp_path / "cost.json").read_text())
     assert result["experiment"] == "cost"
@@ -155,7 +155,7 @@ def test_cost_from_views_json(views_output: Path, tmp_path: Path) -> None:
 def test_cost_computes_afresh(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
     argv = [
         "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
-        "--context", "1", "--out-dir", str(tmp_path), *TINY_NERF,
+        "--context", "1", "--out", str(tmp_path), *TINY_NERF,
     ]  # fmt: skip
     assert cost.run(argv, "cost") == 0
     result = json.loads((tmp_path / "cost.json").read_text())

@@ -94,7 +94,7 @@ def run(argv: list[str], prog: str) -> int:
     import torch
 
     from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation.evaluate import mean_training_image
+    from nerfvae.evaluation.evaluate import optional_mean_training_image
     from nerfvae.evaluation.per_scene_nerf import evaluate_per_scene_nerf, write_baseline_report
     from nerfvae.evaluation.report import markdown_table
 
@@ -102,10 +102,6 @@ def run(argv: list[str], prog: str) -> int:
         torch.set_num_threads(args.threads)
     dataset = MultiSceneDataset(args.data, args.split)
     background = resolve_background(args.background, dataset.meta)
-    try:
-        train_mean = mean_training_image(MultiSceneDataset(args.data, "train"))
-    except DataError:  # a dataset without a train split still gets every other metric
-        train_mean = None
     result = evaluate_per_scene_nerf(
         dataset,
         args.nerf,
@@ -113,7 +109,7 @@ def run(argv: list[str], prog: str) -> int:
         max_scenes=args.max_scenes,
         scenes_per_batch=args.scenes_per_batch,
         background=background,
-        mean_train_image=train_mean,
+        mean_train_image=optional_mean_training_image(args.data),
         probe_views=args.probe_views,
         probe_points=args.probe_points,
         device=args.device,

@@ -50,29 +50,24 @@ def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(EvalArgs, args=argv, prog=prog)
     context_sizes = parse_context_sizes(args.context)
     from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation.evaluate import evaluate, mean_training_image
+    from nerfvae.evaluation.evaluate import evaluate_run, mean_training_image
     from nerfvae.evaluation.report import markdown_table, write_report
     from nerfvae.training.loading import load_trained_model
 
-    model, config, record = load_trained_model(args.run, args.checkpoint)
+    loaded = load_trained_model(args.run, args.checkpoint)
     dataset = MultiSceneDataset(args.data, args.split)
     train_mean = mean_training_image(MultiSceneDataset(args.data, "train"))
-    result = evaluate(
-        model,
+    result = evaluate_run(
+        loaded,
         dataset,
+        run=args.run,
+        data=args.data,
+        split=args.split,
         context_sizes=context_sizes,
         max_scenes=args.max_scenes,
         scenes_per_batch=args.scenes_per_batch,
         mean_train_image=train_mean,
-        pixel_std=config.objective.pixel_std_end,
         seed=args.seed,
-    )
-    result.update(
-        model={"nerfvae": "NeRF-VAE", "gqn": "GQN"}.get(config.model, config.model),
-        run=str(args.run),
-        checkpoint_step=record["step"],
-        dataset=str(args.data),
-        split=args.split,
     )
     paths = write_report(result, Path(args.out))
     print(markdown_table(result))

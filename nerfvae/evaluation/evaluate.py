@@ -15,7 +15,8 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
@@ -27,7 +28,12 @@ from nerfvae.evaluation.views import ViewLists, standard_view_lists
 from nerfvae.models import SceneModel
 from nerfvae.models.objective import BITS_PER_8BIT_BIN, gaussian_log_likelihood
 
+if TYPE_CHECKING:
+    from nerfvae.training.config import TrainConfig
+
 SCHEMA_VERSION = 1
+MODEL_LABELS = {"nerfvae": "NeRF-VAE", "gqn": "GQN"}
+"""How evaluation results name the model kinds (``TrainConfig.model``)."""
 
 
 def scenes_to_tensors(scenes: list[SceneRecord]) -> dict[str, torch.Tensor]:
@@ -54,6 +60,18 @@ def mean_training_image(dataset, max_scenes: int = 200) -> torch.Tensor:
         total = views.sum(0) if total is None else total + views.sum(0)
         count += views.shape[0]
     return (total / count).float()
+
+
+def optional_mean_training_image(data: str | Path) -> torch.Tensor | None:
+    """:func:`mean_training_image` of the ``train`` split of dataset directory ``data``, or None
+    when the dataset has no train split (every metric but the mean-training-image predictor's
+    still works)."""
+    from nerfvae.data.loader import MultiSceneDataset
+
+    try:
+        return mean_training_image(MultiSceneDataset(data, "train"))
+    except DataError:
+        return None
 
 
 def scene_batches(
@@ -214,3 +232,35 @@ def evaluate(
         "results": results,
         "timing": timings,
     }
+
+
+def evaluate_run(
+    loaded: tuple[SceneModel, TrainConfig, Mapping[str, Any]],
+    dataset,
+    *,
+    run: str | Path,
+    data: str | Path,
+    split: str,
+    **options: Any,
+) -> dict[str, Any]:
+    """The ``nerfvae eval`` result of a trained run: :func:`evaluate` with the run's final pixel
+    std, labelled with the model, run directory, checkpoint step, dataset directory and split.
+
+    Args:
+        loaded: ``(model, config, checkpoint record)`` of the run, from
+            :func:`nerfvae.training.loading.load_trained_model`.
+        dataset: the split to evaluate on (a :class:`nerfvae.data.loader.MultiSceneDataset`).
+        run, data, split: the run directory, dataset directory and split, as the result names them.
+        options: the other keyword arguments of :func:`evaluate` (``context_sizes``,
+            ``mean_train_image``, ...).
+    """
+    model, config, record = loaded
+    result = evaluate(model, dataset, pixel_std=config.objective.pixel_std_end, **options)
+    result.update(
+        model=MODEL_LABELS.get(config.model, config.model),
+        run=str(run),
+        checkpoint_step=record["step"],
+        dataset=str(data),
+        split=split,
+    )
+    return result

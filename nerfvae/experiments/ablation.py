@@ -31,12 +31,20 @@ from nerfvae.experiments.cameras import (
     check_context_sizes,
     check_same_run,
     check_same_scenes,
+    input_line,
+    read_eval_json,
+)
+from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.experiments.report import (
+    MISSING,
     finite_or_none,
     format_number,
-    provenance_block,
-    provenance_markdown,
-    read_eval_json,
+    markdown_header,
+    markdown_row,
+    plot_value,
+    print_written,
     write_json,
+    write_report,
 )
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
@@ -251,10 +259,24 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"{MATCHED_TOLERANCE:.0%} above the smallest run's (the paper compares at matched "
         "parameter count).",
         "",
-        "| run | conditioning | latent | parameters | scene function | matched | steps | minutes "
-        "| −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD "
-        "| final val. PSNR ID / OOD (step) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *markdown_header(
+            [
+                "run",
+                "conditioning",
+                "latent",
+                "parameters",
+                "scene function",
+                "matched",
+                "steps",
+                "minutes",
+                "−ELBO bits/dim",
+                "PSNR ID",
+                "object PSNR ID",
+                "PSNR OOD",
+                "object PSNR OOD",
+                "final val. PSNR ID / OOD (step)",
+            ]
+        ),
     ]
     for entry in report["runs"]:
         parameters = entry["parameters"]
@@ -263,17 +285,17 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             f"{format_number(final.get('psnr_id'))} / {format_number(final.get('psnr_ood'))} "
             f"({int(final['step'])})"
             if final
-            else "–"
+            else MISSING
         )
         metrics = entry["metrics"]
         cells = [
             entry["name"],
-            entry.get("conditioning") or entry.get("model") or "–",
-            entry.get("latent_layout") or "–",
+            entry.get("conditioning") or entry.get("model") or MISSING,
+            entry.get("latent_layout") or MISSING,
             f"{parameters['total']:,}",
-            f"{parameters['scene_function']:,}" if parameters["scene_function"] else "–",
+            f"{parameters['scene_function']:,}" if parameters["scene_function"] else MISSING,
             f"⚠ {entry['parameter_flag']}" if entry["parameter_flag"] else "✓",
-            str(entry.get("steps", "–")),
+            str(entry.get("steps", MISSING)),
             format_number(entry.get("wall_minutes"), 1),
             format_number(metrics["nelbo_bits_per_dim"], 3),
             format_number(metrics["id"]["psnr"]),
@@ -282,7 +304,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             format_number(metrics["ood"]["object_psnr"]),
             validation,
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     trivial = report["trivial"]
     lines += [
         "",
@@ -309,18 +331,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         "## Inputs",
         "",
     ]
-    for entry in report["runs"]:
-        source = (
-            f"evaluated here, saved as `{entry['eval_json']}`"
-            if entry["evaluated_here"]
-            else f"from `{entry['eval_json']}`"
-        )
-        lines.append(
-            f"* {entry['name']}: run `{entry['run']}`, checkpoint step "
-            f"{entry.get('checkpoint_step')}; {source}"
-        )
-    lines += [""]
-    lines += provenance_markdown(report["provenance"])
+    lines += [input_line(entry["name"], entry) for entry in report["runs"]]
+    lines += ["", *provenance_section(report["provenance"])]
     return "\n".join(lines) + "\n"
 
 
@@ -349,7 +361,7 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     axis = axes[0]
     values_seen: list[float] = []
     for index, (kind, key, label, colour) in enumerate(bars):
-        values = [_bar(entry["metrics"][kind][key]) for entry in entries]
+        values = [plot_value(entry["metrics"][kind][key]) for entry in entries]
         values_seen += [v for v in values if v == v]
         offset = (index - (len(bars) - 1) / 2) * width
         axis.bar([p + offset for p in positions], values, width, label=label, color=colour)
@@ -376,7 +388,7 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     axis = axes[1]
     axis.bar(
         positions,
-        [_bar(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries],
+        [plot_value(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries],
         0.6,
         color="tab:purple",
     )
@@ -409,10 +421,6 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def _bar(value: float | None) -> float:
-    return float("nan") if value is None else value
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -461,7 +469,7 @@ def run(argv: list[str], prog: str) -> int:
     check_same_scenes(evaluations)
     all_matched, largest_ratio = flag_unmatched(entries)
 
-    provenance = provenance_block(prog, argv, [Path(run_dir) for run_dir in runs.values()])
+    provenance = experiment_provenance(prog, argv, [Path(run_dir) for run_dir in runs.values()])
     for entry, budget in zip(entries, provenance["runs"]):
         entry["steps"] = budget.get("steps")
         entry["wall_minutes"] = budget.get("wall_minutes")
@@ -487,15 +495,9 @@ def run(argv: list[str], prog: str) -> int:
         "provenance": provenance,
     }
     report["headline"] = headline_rows(report)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, figure_path, table_path = (
-        out / "ablation.json",
-        out / "ablation.png",
-        out / "ablation.md",
+    markdown = markdown_report(report)
+    paths = write_report(
+        out, "ablation", report, markdown, lambda path: ablation_figure(report, path)
     )
-    write_json(report, json_path)
-    ablation_figure(report, figure_path)
-    table_path.write_text(markdown_report(report))
-    print(table_path.read_text())
-    print(f"wrote {json_path}, {figure_path}, {table_path}")
+    print_written(paths, markdown)
     return 0

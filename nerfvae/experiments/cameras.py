@@ -14,16 +14,13 @@ evaluated, the raw ``nerfvae eval`` JSON (``eval_nerfvae.json``, ``eval_gqn.json
 take back with ``--eval-json`` / ``--gqn-eval-json`` instead of evaluating again.
 
 The helpers in the first part of this module (reading or computing evaluations, checking that
-they cover the same scenes, the provenance block, formatting) are shared with
-:mod:`nerfvae.experiments.ablation`.
+they cover the same scenes) are shared with :mod:`nerfvae.experiments.ablation`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,42 +29,26 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation.evaluate import MODEL_LABELS
+from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.experiments.report import (
+    difference,
+    finite_or_none,
+    format_number,
+    markdown_header,
+    markdown_row,
+    plot_value,
+    print_written,
+    write_json,
+    write_report,
+)
 
 DESCRIPTION = "camera generalisation: NeRF-VAE vs the GQN-style baseline on ID and OOD views"
 
 SCHEMA_VERSION = 1
-MODEL_LABELS = {"nerfvae": "NeRF-VAE", "gqn": "GQN"}
 
 
 # -- shared by the experiments that compare trained runs -----------------------------------------
-
-
-def finite_or_none(value: Any) -> float | None:
-    """A number as a float, or None for a missing, non-numeric, NaN or infinite value."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def difference(first: Any, second: Any) -> float | None:
-    """``first - second`` where both are finite numbers, else None."""
-    a, b = finite_or_none(first), finite_or_none(second)
-    return None if a is None or b is None else a - b
-
-
-def format_number(value: Any, digits: int = 2) -> str:
-    """A table cell: the number with ``digits`` decimals, ``–`` for None/NaN."""
-    number = finite_or_none(value)
-    if number is None:
-        return "–" if not isinstance(value, str) else value
-    if isinstance(value, int):
-        return str(value)
-    return f"{number:.{digits}f}"
-
-
-def command_string(prog: str, argv: list[str]) -> str:
-    """The command that is running (``nerfvae experiment NAME ...``), shell-quoted."""
-    return shlex.join([*prog.split(), *argv])
 
 
 def option_text(option: str, value: str | Path) -> str:
@@ -157,6 +138,21 @@ def run_directory_of(run: str | None, result: Mapping[str, Any] | None) -> Path 
     return path if (path / "config.json").is_file() else None
 
 
+def input_line(label: str, entry: Mapping[str, Any]) -> str:
+    """A markdown bullet of the report's inputs: the run, its checkpoint step and where its
+    evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
+    ``evaluated_here``)."""
+    source = (
+        f"evaluated here, saved as `{entry['eval_json']}`"
+        if entry["evaluated_here"]
+        else f"from `{entry['eval_json']}`"
+    )
+    return (
+        f"* {label}: run `{entry.get('run')}`, checkpoint step "
+        f"{entry.get('checkpoint_step')}; {source}"
+    )
+
+
 class Evaluator:
     """Evaluates runs on one dataset split like ``nerfvae eval`` (the mean training image, for the
     trivial predictor, is computed once and shared by every run)."""
@@ -184,7 +180,7 @@ class Evaluator:
         """The evaluation of run directory ``run`` (named by ``option`` in errors): the JSON of
         ``nerfvae eval``, NaN as None."""
         from nerfvae.data.loader import MultiSceneDataset
-        from nerfvae.evaluation.evaluate import evaluate, mean_training_image
+        from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
         from nerfvae.evaluation.report import nan_to_null
         from nerfvae.training.loading import load_trained_model
 
@@ -193,97 +189,25 @@ class Evaluator:
                 f"--data is needed to evaluate {option_text(option, run)} (or give its previous "
                 "`nerfvae eval` output with the matching --eval-json option)"
             )
-        model, config, record = load_trained_model(run)
+        loaded = load_trained_model(run)
         if self._dataset is None:
             self._dataset = MultiSceneDataset(self.data, self.split)
         if not self._train_mean_done:
-            try:
-                self._train_mean = mean_training_image(MultiSceneDataset(self.data, "train"))
-            except DataError:  # no train split: every other metric still works
-                self._train_mean = None
+            self._train_mean = optional_mean_training_image(self.data)
             self._train_mean_done = True
-        result = evaluate(
-            model,
+        result = evaluate_run(
+            loaded,
             self._dataset,
+            run=run,
+            data=self.data,
+            split=self.split,
             context_sizes=self.context_sizes,
             max_scenes=self.max_scenes,
             scenes_per_batch=self.scenes_per_batch,
             mean_train_image=self._train_mean,
-            pixel_std=config.objective.pixel_std_end,
             seed=self.seed,
         )
-        result.update(
-            model=MODEL_LABELS.get(config.model, config.model),
-            run=str(run),
-            checkpoint_step=record["step"],
-            dataset=str(self.data),
-            split=self.split,
-        )
         return nan_to_null(result)
-
-
-def write_json(data: Mapping[str, Any], path: Path) -> None:
-    """Strict JSON (NaN written as null)."""
-    from nerfvae.evaluation.report import nan_to_null
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(nan_to_null(dict(data)), indent=2, allow_nan=False) + "\n")
-
-
-def provenance_block(prog: str, argv: list[str], runs: list[Path], **extra: Any) -> dict[str, Any]:
-    """``nerfvae.experiments.provenance.provenance`` for these runs, with the experiment's own
-    command line (not the interpreter's ``sys.argv``)."""
-    from nerfvae.experiments.provenance import provenance
-
-    return provenance(runs=list(runs), command=command_string(prog, argv), **extra)
-
-
-def provenance_markdown(block: Mapping[str, Any]) -> list[str]:
-    """Markdown lines: the command, commit, hardware and each run's training budget."""
-    hardware = block.get("hardware") or {}
-    lines = [
-        "## Provenance",
-        "",
-        "```bash",
-        str(block.get("command", "")),
-        "```",
-        "",
-        f"* commit: `{block.get('git_commit') or 'unknown'}`",
-        f"* hardware: {hardware_text(hardware)}",
-    ]
-    for budget in block.get("runs") or []:
-        lines.append(f"* run `{budget.get('run')}`: {budget_text(budget)}")
-    return lines
-
-
-def hardware_text(hardware: Mapping[str, Any]) -> str:
-    """One line: CPU (cores, torch threads), GPU, torch version."""
-    if not hardware:
-        return "not recorded"
-    parts = [
-        f"{hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} cores, "
-        f"{hardware.get('torch_threads', '?')} torch threads)",
-        f"GPU {hardware.get('gpu') or 'none'}",
-    ]
-    if hardware.get("torch"):
-        parts.append(f"torch {hardware['torch']}")
-    return ", ".join(parts)
-
-
-def budget_text(budget: Mapping[str, Any]) -> str:
-    """One line of a run's training budget from its provenance entry."""
-    config = budget.get("config") or {}
-    parts = [f"model {config['model']}"] if config.get("model") else []
-    if config.get("model") == "nerfvae":
-        conditioning = (config.get("nerfvae") or {}).get("scene_function", {}).get("conditioning")
-        if conditioning:
-            parts.append(f"conditioning {conditioning}")
-    parts.append(f"{budget['steps']} steps" if "steps" in budget else "steps not logged")
-    if budget.get("wall_minutes") is not None:
-        parts.append(f"{budget['wall_minutes']} wall minutes (first to last log line)")
-    if budget.get("device"):
-        parts.append(f"device {budget['device']}")
-    return ", ".join(parts)
 
 
 def parse_context(text: str) -> tuple[int, ...]:
@@ -435,12 +359,13 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         "training image and a constant image of the context views' mean colour.",
         "",
     ]
-    header = "| K | model |"
-    rule = "|---|---|"
-    for _, title in METRICS:
-        header += f" {title} ID | {title} OOD | {title} drop |"
-        rule += "---|---|---|"
-    lines += [header, rule]
+    lines += markdown_header(
+        [
+            "K",
+            "model",
+            *(f"{title} {part}" for _, title in METRICS for part in ("ID", "OOD", "drop")),
+        ]
+    )
     for k, row in report["results"].items():
         names = [*report["models"], *TRIVIAL]
         for name in names:
@@ -452,15 +377,22 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             for key, _ in METRICS:
                 for part in ("id", "ood", "drop"):
                     cells.append(format_number(entry[part].get(key), 3 if key == "ssim" else 2))
-            lines.append(f"| {k} | {label} | " + " | ".join(cells) + " |")
+            lines.append(markdown_row([k, label, *cells]))
     lines += [
         "",
         "PSNR above the mean training image on the same views (model − trivial predictor; "
         "whether OOD views are easier or harder in themselves cancels out):",
         "",
-        "| K | model | PSNR margin ID | PSNR margin OOD | object PSNR margin ID "
-        "| object PSNR margin OOD |",
-        "|---|---|---|---|---|---|",
+        *markdown_header(
+            [
+                "K",
+                "model",
+                "PSNR margin ID",
+                "PSNR margin OOD",
+                "object PSNR margin ID",
+                "object PSNR margin OOD",
+            ]
+        ),
     ]
     for k, row in report["results"].items():
         for name, model in report["models"].items():
@@ -470,20 +402,10 @@ def markdown_report(report: Mapping[str, Any]) -> str:
                 for key in ("psnr", "object_psnr")
                 for kind in ("id", "ood")
             ]
-            lines.append(f"| {k} | {model['label']} | " + " | ".join(cells) + " |")
+            lines.append(markdown_row([k, model["label"], *cells]))
     lines += ["", "![cameras](cameras.png)", "", "## Inputs", ""]
-    for model in report["models"].values():
-        source = (
-            f"evaluated here, saved as `{model['eval_json']}`"
-            if model["evaluated_here"]
-            else f"from `{model['eval_json']}`"
-        )
-        lines.append(
-            f"* {model['label']}: run `{model.get('run')}`, checkpoint step "
-            f"{model.get('checkpoint_step')}; {source}"
-        )
-    lines += [""]
-    lines += provenance_markdown(report["provenance"])
+    lines += [input_line(model["label"], model) for model in report["models"].values()]
+    lines += ["", *provenance_section(report["provenance"])]
     return "\n".join(lines) + "\n"
 
 
@@ -511,8 +433,8 @@ def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
                     else SHORT_LABELS[name]
                 )
                 labels.append(f"{label}\nK={k}")
-                id_values.append(_bar(entry["id"][key]))
-                ood_values.append(_bar(entry["ood"][key]))
+                id_values.append(plot_value(entry["id"][key]))
+                ood_values.append(plot_value(entry["ood"][key]))
         positions = range(len(labels))
         axis.bar([p - 0.2 for p in positions], id_values, 0.4, label="ID", color="tab:blue")
         axis.bar([p + 0.2 for p in positions], ood_values, 0.4, label="OOD", color="tab:orange")
@@ -532,10 +454,6 @@ def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def _bar(value: float | None) -> float:
-    return float("nan") if value is None else value
 
 
 def _model_kind(result: Mapping[str, Any], run_dir: Path | None) -> str | None:
@@ -626,17 +544,11 @@ def run(argv: list[str], prog: str) -> int:
         "models": models,
         "results": results,
         "headline": headline_rows(results, context_sizes),
-        "provenance": provenance_block(prog, argv, run_dirs),
+        "provenance": experiment_provenance(prog, argv, run_dirs),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, figure_path, table_path = (
-        out / "cameras.json",
-        out / "cameras.png",
-        out / "cameras.md",
+    markdown = markdown_report(report)
+    paths = write_report(
+        out, "cameras", report, markdown, lambda path: cameras_figure(report, path)
     )
-    write_json(report, json_path)
-    cameras_figure(report, figure_path)
-    table_path.write_text(markdown_report(report))
-    print(table_path.read_text())
-    print(f"wrote {json_path}, {figure_path}, {table_path}")
+    print_written(paths, markdown)
     return 0

@@ -17,7 +17,7 @@ report says.
 
 The numbers come from the views experiment's computation (:func:`nerfvae.experiments.views.
 compute_views`), run here or reused with ``--views-json``. Writes ``cost.json``, ``cost.png`` and
-``cost.md`` under ``--out-dir``.
+``cost.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -32,19 +32,28 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments.provenance import (
+    experiment_provenance,
+    provenance_markdown,
+    provenance_section,
+)
+from nerfvae.experiments.report import (
+    MISSING,
+    format_number,
+    format_seconds,
+    markdown_header,
+    markdown_row,
+    print_written,
+    scenes_text,
+    write_report,
+)
 from nerfvae.experiments.views import (
     NeRFBaselineOptions,
     ViewsArgs,
-    command_for,
     compute_views,
     context_label,
-    fmt,
-    fmt_seconds,
     nerf_budget,
     parse_context_labels,
-    provenance_markdown,
-    scenes_text,
-    write_json,
 )
 
 DESCRIPTION = "inference cost: NeRF-VAE inference + render vs per-scene NeRF time to the same PSNR"
@@ -56,7 +65,7 @@ SCHEMA_VERSION = 1
 class CostArgs:
     """NeRF-VAE's amortised inference + render time per scene against the per-scene NeRF's
     optimisation time to reach the same held-out PSNR; writes cost.json, cost.png and cost.md under
-    --out-dir. Either evaluates both models (--run, --data) or reuses a views experiment's JSON
+    --out. Either evaluates both models (--run, --data) or reuses a views experiment's JSON
     (--views-json)."""
 
     run: str | None = None
@@ -75,7 +84,7 @@ class CostArgs:
     """With `all` among the K: how many ID views (the last ones) are held out as targets."""
     max_scenes: int = 20
     """Evaluate the first N scenes of the split."""
-    out_dir: str = "docs/results/cost"
+    out: str = "docs/results/cost"
     """Output directory for cost.json, cost.png and cost.md."""
     checkpoint: str | None = None
     """NeRF-VAE checkpoint JSON to load (default: the run's newest)."""
@@ -302,10 +311,20 @@ def cost_markdown(result: dict[str, Any]) -> str:
         "",
         "![PSNR vs wall time](cost.png)",
         "",
-        "| K | cameras | NeRF-VAE PSNR | NeRF-VAE inference s | NeRF-VAE render s/view | "
-        "NeRF time to reach s | at step | NeRF final PSNR (steps) | NeRF optimisation s | "
-        "speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *markdown_header(
+            [
+                "K",
+                "cameras",
+                "NeRF-VAE PSNR",
+                "NeRF-VAE inference s",
+                "NeRF-VAE render s/view",
+                "NeRF time to reach s",
+                "at step",
+                "NeRF final PSNR (steps)",
+                "NeRF optimisation s",
+                "speed-up",
+            ]
+        ),
     ]
     caveats = set()
     for label, entry in result["results"].items():
@@ -316,18 +335,27 @@ def cost_markdown(result: dict[str, Any]) -> str:
             vae, nerf, reach = cell["nerfvae"], cell["nerf"], cell["time_to_reach"]
             if reach["reached"]:
                 reach_text, step_text = (
-                    fmt_seconds(reach["wall_s_per_scene"]),
-                    fmt(reach["step"], 0),
+                    format_seconds(reach["wall_s_per_scene"]),
+                    format_number(reach["step"], 0),
                 )
             else:
-                reach_text, step_text = reach["note"], "–"
-            speedup = "–" if cell["speedup"] is None else f"{cell['speedup']:.3g}×"
+                reach_text, step_text = reach["note"], MISSING
+            speedup = MISSING if cell["speedup"] is None else f"{cell['speedup']:.3g}×"
             lines.append(
-                f"| {context_label(label, entry['k'])} | {kind.upper()} | {fmt(vae['psnr'])} | "
-                f"{fmt_seconds(vae['inference_s_per_scene'])} | "
-                f"{fmt_seconds(vae['render_s_per_view'])} | {reach_text} | {step_text} | "
-                f"{fmt(nerf['final_psnr'])} ({nerf['steps']}) | "
-                f"{fmt_seconds(nerf['fit_s_per_scene'])} | {speedup} |"
+                markdown_row(
+                    [
+                        context_label(label, entry["k"]),
+                        kind.upper(),
+                        format_number(vae["psnr"]),
+                        format_seconds(vae["inference_s_per_scene"]),
+                        format_seconds(vae["render_s_per_view"]),
+                        reach_text,
+                        step_text,
+                        f"{format_number(nerf['final_psnr'])} ({nerf['steps']})",
+                        format_seconds(nerf["fit_s_per_scene"]),
+                        speedup,
+                    ]
+                )
             )
             if nerf["probe_is_all_targets"] is False:
                 caveats.add(
@@ -353,21 +381,9 @@ def cost_markdown(result: dict[str, Any]) -> str:
             f"Timings reused from `{result['source']}`, measured by `{views.get('command', '?')}` "
             "on:",
             "",
-            provenance_markdown(views),
+            *provenance_markdown(views, "detailed"),
         ]
-    lines += [
-        "",
-        "## Command",
-        "",
-        "```bash",
-        result["provenance"]["command"],
-        "```",
-        "",
-        "## Provenance",
-        "",
-        provenance_markdown(result["provenance"]),
-        "",
-    ]
+    lines += ["", *provenance_section(result["provenance"], "detailed"), ""]
     return "\n".join(lines)
 
 
@@ -419,19 +435,7 @@ def cost_figure(result: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path, Path]:
-    """Write cost.json, cost.png and cost.md into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = out_dir / "cost.json", out_dir / "cost.png", out_dir / "cost.md"
-    write_json(result, paths[0])
-    cost_figure(result, paths[1])
-    paths[2].write_text(cost_markdown(result))
-    return paths
-
-
 def run(argv: list[str], prog: str) -> int:
-    from nerfvae.experiments.provenance import provenance
-
     args = tyro.cli(CostArgs, args=argv, prog=prog)
     if args.views_json:
         if args.run or args.data or args.nerf_json:
@@ -478,8 +482,15 @@ def run(argv: list[str], prog: str) -> int:
         "nerf_config": nerf["config"],
         "results": cost_analysis(views, context),
         "views_provenance": views.get("provenance"),
-        "provenance": provenance(runs=runs, command=command_for(prog, argv)),
+        "provenance": experiment_provenance(prog, argv, runs),
     }
-    paths = write_cost(result, Path(args.out_dir))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print_written(
+        write_report(
+            Path(args.out),
+            "cost",
+            result,
+            cost_markdown(result),
+            lambda path: cost_figure(result, path),
+        )
+    )
     return 0

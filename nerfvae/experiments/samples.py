@@ -10,7 +10,6 @@ records the settings and simple statistics of the renders, so the figure can be 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,15 @@ import torch
 import tyro
 
 from nerfvae.errors import ConfigError
-from nerfvae.experiments.uncertainty import experiment_command, provenance_markdown
+from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.experiments.report import (
+    MISSING,
+    format_number,
+    markdown_header,
+    markdown_row,
+    print_written,
+    write_report,
+)
 
 DESCRIPTION = "prior samples and a latent interpolation between two scenes, rendered as figures"
 
@@ -110,29 +117,31 @@ def render_statistics(colour: torch.Tensor, depth: torch.Tensor) -> dict[str, An
     }
 
 
-def _format(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def _colour_text(colour: list[float]) -> str:
+    """A mean RGB colour as ``r, g, b`` with three decimals."""
+    return ", ".join(f"{c:.3f}" for c in colour)
 
 
 def markdown_report(result: dict[str, Any]) -> str:
     """``samples.md``: settings, the statistics as tables, the command and provenance."""
     settings, prior, interp = result["settings"], result["prior"], result["interpolation"]
-    prior_rows = ["| sample | mean colour (RGB) | mean depth |", "|---|---|---|"]
+    prior_rows = markdown_header(["sample", "mean colour (RGB)", "mean depth"])
     for n, (colour, depth) in enumerate(zip(prior["mean_colour"], prior["mean_depth"])):
-        prior_rows.append(f"| {n} | {', '.join(f'{c:.3f}' for c in colour)} | {_format(depth)} |")
-    interp_rows = [
-        "| t | mean colour (RGB) | mean depth | mean abs. change from previous step |",
-        "|---|---|---|---|",
-    ]
+        prior_rows.append(markdown_row([n, _colour_text(colour), format_number(depth, 3)]))
+    interp_rows = markdown_header(
+        ["t", "mean colour (RGB)", "mean depth", "mean abs. change from previous step"]
+    )
     for i, t in enumerate(interp["t"]):
-        change = "–" if i == 0 else _format(interp["step_change"][i - 1], 4)
-        colour = ", ".join(f"{c:.3f}" for c in interp["mean_colour"][i])
+        change = MISSING if i == 0 else format_number(interp["step_change"][i - 1], 4)
         interp_rows.append(
-            f"| {t:.2f} | {colour} | {_format(interp['mean_depth'][i])} | {change} |"
+            markdown_row(
+                [
+                    f"{t:.2f}",
+                    _colour_text(interp["mean_colour"][i]),
+                    format_number(interp["mean_depth"][i], 3),
+                    change,
+                ]
+            )
         )
     cameras = settings["cameras"]
     camera_text = (
@@ -151,7 +160,7 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"camera; seed {settings['seed']})",
             "",
             f"Per-pixel colour std across the {settings['num_prior']} samples, averaged over "
-            f"pixels and cameras: {_format(prior['image_std'], 4)} (0 would mean the prior "
+            f"pixels and cameras: {format_number(prior['image_std'], 4)} (0 would mean the prior "
             "samples all look alike).",
             "",
             *prior_rows,
@@ -162,15 +171,13 @@ def markdown_report(result: dict[str, Any]) -> str:
             "",
             f"z_t = (1 − t) z_a + t z_b between the posterior means of scenes {settings['scenes']} "
             f"(context: ID views {settings['context_views']}); |z_b − z_a| = "
-            f"{_format(interp['latent_distance'])}. PSNR of the t = 0 render against "
+            f"{format_number(interp['latent_distance'], 3)}. PSNR of the t = 0 render against "
             f"scene {settings['scenes'][0]}'s ground truth at these cameras: "
-            f"{_format(interp.get('start_psnr'), 2)} dB.",
+            f"{format_number(interp.get('start_psnr'))} dB.",
             "",
             *interp_rows,
             "",
-            "## Provenance",
-            "",
-            provenance_markdown(result["provenance"]),
+            *provenance_section(result["provenance"], "brief"),
             "",
         ]
     )
@@ -189,7 +196,6 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.evaluation import visualise as vis
     from nerfvae.evaluation.metrics import psnr
     from nerfvae.evaluation.report import nan_to_null
-    from nerfvae.experiments.provenance import provenance
     from nerfvae.geometry import orbit_cameras
     from nerfvae.training.loading import load_trained_model
 
@@ -317,15 +323,10 @@ def run(argv: list[str], prog: str) -> int:
                 f"{prior_stats['image_std']:.4f} over {args.num_prior} samples",
             }
         ],
-        "provenance": provenance(runs=[args.run], command=experiment_command(prog, argv)),
+        "provenance": experiment_provenance(prog, argv, [args.run]),
     }
     result = nan_to_null(result)
-    json_path = out / "samples.json"
-    json_path.write_text(json.dumps(result, indent=2, allow_nan=False))
-    markdown_path = out / "samples.md"
     report = markdown_report(result)
-    markdown_path.write_text(report)
-    print(report)
-    written = [json_path, *(out / name for name in paths), markdown_path]
-    print("wrote " + ", ".join(str(p) for p in written))
+    json_path, markdown_path = write_report(out, "samples", result, report)
+    print_written([json_path, *(out / name for name in paths), markdown_path], report)
     return 0

@@ -30,7 +30,8 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError
-from nerfvae.experiments.cameras import budget_text, format_number, hardware_text
+from nerfvae.experiments.provenance import budget_text, command_block, commit_text, hardware_text
+from nerfvae.experiments.report import format_number, markdown_header, markdown_row, print_written
 
 DESCRIPTION = "collect the experiments' JSONs under docs/results/ into docs/results/README.md"
 
@@ -128,8 +129,8 @@ def experiment_section(
     block = data.get("provenance")
     if not isinstance(block, Mapping):
         return [*lines, "No provenance recorded in the JSON.", ""]
-    lines += ["```bash", str(block.get("command", "(command not recorded)")), "```", ""]
-    lines.append(f"* commit: `{block.get('git_commit') or 'unknown'}`")
+    lines += [*command_block(str(block.get("command", "(command not recorded)"))), ""]
+    lines.append(f"* {commit_text(block)}")
     hardware = block.get("hardware")
     lines.append(
         f"* hardware: {hardware_text(hardware) if isinstance(hardware, Mapping) else 'not recorded'}"
@@ -159,9 +160,13 @@ def glance_row(name: str, link: str, data: Mapping[str, Any]) -> str:
             text += f", {budget['wall_minutes']} min"
         budgets.append(f"`{Path(str(budget.get('run', '?'))).name}`: {text}")
     command = str(block.get("command", "not recorded")).replace("`", "'")
-    return (
-        f"| [{name}]({link}) | `{_cell(command)}` | {_cell(hardware_cell)} | "
-        f"{_cell('; '.join(budgets)) if budgets else 'no trained runs'} |"
+    return markdown_row(
+        [
+            f"[{name}]({link})",
+            f"`{_cell(command)}`",
+            _cell(hardware_cell),
+            _cell("; ".join(budgets)) if budgets else "no trained runs",
+        ]
     )
 
 
@@ -184,12 +189,9 @@ def summary_markdown(results: Path, out: Path) -> str:
     """The summary's text (see the module docstring)."""
     out_dir = out.parent
     names, others = collect(results)
-    table = [
-        "| experiment | result | "
-        + " | ".join(title for _, title in HEADLINE_COLUMNS)
-        + " | notes |",
-        "|---|---|" + "---|" * (len(HEADLINE_COLUMNS) + 1),
-    ]
+    table = markdown_header(
+        ["experiment", "result", *(title for _, title in HEADLINE_COLUMNS), "notes"]
+    )
     sections: list[str] = []
     missing: list[str] = []
     glance: list[str] = []
@@ -214,9 +216,14 @@ def summary_markdown(results: Path, out: Path) -> str:
         for row in rows:
             cells = [_cell(row.get(key)) for key, _ in HEADLINE_COLUMNS]
             table.append(
-                f"| [{name}]({link}) | {_cell(str(row.get('label', '')))} | "
-                + " | ".join(cells)
-                + f" | {_cell(str(row.get('note', '')))} |"
+                markdown_row(
+                    [
+                        f"[{name}]({link})",
+                        _cell(str(row.get("label", ""))),
+                        *cells,
+                        _cell(str(row.get("note", ""))),
+                    ]
+                )
             )
         if more:
             table.append(f"| [{name}]({link}) | … {more} more rows, see its table | | | | | |")
@@ -242,8 +249,7 @@ def summary_markdown(results: Path, out: Path) -> str:
         lines += [
             "## How each was produced",
             "",
-            "| experiment | command | hardware | training budget |",
-            "|---|---|---|---|",
+            *markdown_header(["experiment", "command", "hardware", "training budget"]),
             *glance,
             "",
         ]
@@ -270,6 +276,5 @@ def run(argv: list[str], prog: str) -> int:
     text = summary_markdown(results, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    print(text)
-    print(f"wrote {out}")
+    print_written([out], text)
     return 0

@@ -13,9 +13,7 @@ OOD and all targets), their ratio, the fraction of pixels seen, and a per-scene 
 
 from __future__ import annotations
 
-import json
 import math
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,15 @@ import torch
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.experiments.report import (
+    format_number,
+    format_percent,
+    markdown_header,
+    markdown_row,
+    print_written,
+    write_report,
+)
 from nerfvae.geometry import image_rays, project_points
 
 DESCRIPTION = "posterior-sample std on surfaces the single context view saw vs did not see"
@@ -192,11 +199,11 @@ def headline_row(group: str, entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "label": f"{name}, 1 context view",
         "note": (
-            f"std unseen / seen: colour {_format(entry.get('colour_std_ratio'), 2)}, depth "
-            f"{_format(entry.get('depth_std_ratio'), 2)}; colour std higher on unseen pixels in "
-            f"{_percent(entry.get('colour_std_scenes_unseen_higher'))} of "
+            f"std unseen / seen: colour {format_number(entry.get('colour_std_ratio'))}, depth "
+            f"{format_number(entry.get('depth_std_ratio'))}; colour std higher on unseen pixels "
+            f"in {format_percent(entry.get('colour_std_scenes_unseen_higher'))} of "
             f"{entry.get('colour_std_scenes_compared', 0)} scenes; "
-            f"{_percent(entry.get('fraction_seen'))} of pixels seen"
+            f"{format_percent(entry.get('fraction_seen'))} of pixels seen"
         ),
     }
 
@@ -209,78 +216,55 @@ def mask_image(seen: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return image
 
 
-def experiment_command(prog: str, argv: list[str]) -> str:
-    """The shell command that ran an experiment: ``prog`` (e.g. ``nerfvae experiment NAME``) and
-    its arguments, quoted."""
-    return shlex.join([*prog.split(), *argv])
-
-
-def provenance_markdown(block: dict[str, Any]) -> str:
-    """The provenance block of an experiment's JSON as markdown bullets: command, commit,
-    hardware, and each run's training steps and wall minutes."""
-    hardware = block.get("hardware", {})
-    lines = [
-        f"- command: `{block.get('command', '')}`",
-        f"- commit: `{block.get('git_commit') or 'unknown'}`",
-        f"- hardware: {hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} CPUs, "
-        f"{hardware.get('torch_threads', '?')} torch threads), GPU: "
-        f"{hardware.get('gpu') or 'none'}, torch {hardware.get('torch', '?')}",
-    ]
-    for run in block.get("runs", []):
-        device = f", trained on {run['device']}" if run.get("device") else ""
-        lines.append(
-            f"- run `{run['run']}`: {run.get('steps', '?')} steps, "
-            f"{run.get('wall_minutes', '?')} wall minutes{device}"
-        )
-    return "\n".join(lines)
-
-
-def _format(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _percent(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.0%}"
-
-
 def markdown_report(result: dict[str, Any]) -> str:
     """``uncertainty.md``: the claim, a table per group, the command and provenance."""
-    rows = [
-        "| targets | pixels seen | colour std seen | colour std unseen | ratio | depth std seen "
-        "| depth std unseen | ratio | scenes unseen > seen (colour / depth) | pixels |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = markdown_header(
+        [
+            "targets",
+            "pixels seen",
+            "colour std seen",
+            "colour std unseen",
+            "ratio",
+            "depth std seen",
+            "depth std unseen",
+            "ratio",
+            "scenes unseen > seen (colour / depth)",
+            "pixels",
+        ]
+    )
+    error_rows = markdown_header(["targets", "colour error seen", "colour error unseen", "ratio"])
     for group in GROUPS:
         entry = result["results"][group]
+        name = group.upper() if group != "all" else "all"
         rows.append(
-            f"| {group.upper() if group != 'all' else 'all'} "
-            f"| {_format(entry['fraction_seen'], 3)} "
-            f"| {_format(entry.get('colour_std_seen'))} | {_format(entry.get('colour_std_unseen'))} "
-            f"| {_format(entry.get('colour_std_ratio'), 2)} "
-            f"| {_format(entry.get('depth_std_seen'))} | {_format(entry.get('depth_std_unseen'))} "
-            f"| {_format(entry.get('depth_std_ratio'), 2)} "
-            f"| {_percent(entry.get('colour_std_scenes_unseen_higher'))} / "
-            f"{_percent(entry.get('depth_std_scenes_unseen_higher'))} "
-            f"of {entry.get('colour_std_scenes_compared', 0)} "
-            f"| {entry['num_pixels']} |"
+            markdown_row(
+                [
+                    name,
+                    format_number(entry["fraction_seen"], 3),
+                    *(
+                        format_number(entry.get(f"{quantity}_{part}"), 2 if part == "ratio" else 4)
+                        for quantity in ("colour_std", "depth_std")
+                        for part in ("seen", "unseen", "ratio")
+                    ),
+                    f"{format_percent(entry.get('colour_std_scenes_unseen_higher'))} / "
+                    f"{format_percent(entry.get('depth_std_scenes_unseen_higher'))} "
+                    f"of {entry.get('colour_std_scenes_compared', 0)}",
+                    entry["num_pixels"],
+                ]
+            )
         )
-    error_rows = [
-        "| targets | colour error seen | colour error unseen | ratio |",
-        "|---|---|---|---|",
-    ]
-    for group in GROUPS:
-        entry = result["results"][group]
         error_rows.append(
-            f"| {group.upper() if group != 'all' else 'all'} "
-            f"| {_format(entry.get('colour_error_seen'))} "
-            f"| {_format(entry.get('colour_error_unseen'))} "
-            f"| {_format(entry.get('colour_error_ratio'), 2)} |"
+            markdown_row(
+                [
+                    name,
+                    *(
+                        format_number(
+                            entry.get(f"colour_error_{part}"), 2 if part == "ratio" else 4
+                        )
+                        for part in ("seen", "unseen", "ratio")
+                    ),
+                ]
+            )
         )
     settings = result["settings"]
     return "\n".join(
@@ -309,12 +293,11 @@ def markdown_report(result: dict[str, Any]) -> str:
             "",
             "Figure `uncertainty.png`, one row per (scene, target): context view | target ground "
             "truth | seen mask (white seen, black unseen, red no surface) | colour std | depth std "
-            f"(heat maps share a scale: colour std up to {_format(result['figure']['colour_std_vmax'], 3)}, "
-            f"depth std up to {_format(result['figure']['depth_std_vmax'], 3)}).",
+            f"(heat maps share a scale: colour std up to "
+            f"{format_number(result['figure']['colour_std_vmax'], 3)}, depth std up to "
+            f"{format_number(result['figure']['depth_std_vmax'], 3)}).",
             "",
-            "## Provenance",
-            "",
-            provenance_markdown(result["provenance"]),
+            *provenance_section(result["provenance"], "brief"),
             "",
         ]
     )
@@ -335,7 +318,6 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.evaluation import visualise as vis
     from nerfvae.evaluation.report import nan_to_null
     from nerfvae.evaluation.views import standard_view_lists
-    from nerfvae.experiments.provenance import provenance
     from nerfvae.training.loading import load_trained_model
 
     if args.threads > 0:
@@ -438,7 +420,6 @@ def run(argv: list[str], prog: str) -> int:
             vis.heat_image(depth_std.nan_to_num(0), vmax=depth_vmax),
         ]
 
-    command = experiment_command(prog, argv)
     result: dict[str, Any] = {
         "experiment": "uncertainty",
         "description": (
@@ -472,25 +453,18 @@ def run(argv: list[str], prog: str) -> int:
             "depth_std_vmax": depth_vmax,
         },
         "headline": [headline_row(group, results[group]) for group in GROUPS],
-        "provenance": provenance(runs=[args.run], command=command),
+        "provenance": experiment_provenance(prog, argv, [args.run]),
     }
     result = nan_to_null(result)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "uncertainty.json"
-    json_path.write_text(json.dumps(result, indent=2, allow_nan=False))
-    written = [json_path]
-    if figure_rows:
+    def figure(path: Path) -> None:
         grid = vis.image_grid(figure_rows)
         scale = max(1, 128 // height)
-        grid = grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-        vis.write_png(out / "uncertainty.png", grid)
-        written.append(out / "uncertainty.png")
-    markdown_path = out / "uncertainty.md"
+        vis.write_png(path, grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1))
+
     report = markdown_report(result)
-    markdown_path.write_text(report)
-    written.append(markdown_path)
-    print(report)
-    print("wrote " + ", ".join(str(path) for path in written))
+    paths = write_report(
+        Path(args.out), "uncertainty", result, report, figure if figure_rows else None
+    )
+    print_written(paths, report)
     return 0

@@ -15,14 +15,12 @@ other K too; a numeric K may not exceed it. Without ``all`` the ID targets are e
 ``nerfvae eval --context`` with the same K.
 
 Writes ``views.json`` (the summary per K, both models' full evaluation JSONs and a ``provenance``
-block), ``views.png`` and ``views.md`` under ``--out-dir``.
+block), ``views.png`` and ``views.md`` under ``--out``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,17 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.experiments.report import (
+    finite_or_none,
+    format_number,
+    format_seconds,
+    markdown_header,
+    markdown_row,
+    print_written,
+    scenes_text,
+    write_report,
+)
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
 
 DESCRIPTION = "PSNR/SSIM vs number of context views K: NeRF-VAE vs per-scene NeRF and trivial"
@@ -67,7 +76,7 @@ class NeRFBaselineOptions:
 class ViewsArgs:
     """PSNR/SSIM against the number of context views K for NeRF-VAE and a per-scene NeRF
     optimised on the same views of the same scenes, with the trivial predictors; writes
-    views.json, views.png and views.md under --out-dir."""
+    views.json, views.png and views.md under --out."""
 
     run: str
     """NeRF-VAE run directory (from `nerfvae train`)."""
@@ -82,7 +91,7 @@ class ViewsArgs:
     """With `all` among the K: how many ID views (the last ones) are held out as targets."""
     max_scenes: int = 20
     """Evaluate the first N scenes of the split."""
-    out_dir: str = "docs/results/views"
+    out: str = "docs/results/views"
     """Output directory for views.json, views.png and views.md."""
     checkpoint: str | None = None
     """NeRF-VAE checkpoint JSON to load (default: the run's newest)."""
@@ -240,17 +249,10 @@ def load_nerf_json(path: str | Path, expected: dict[str, Any], ks: list[int]) ->
 # --------------------------------------------------------------------------- computation
 
 
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _metrics(entry: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
     if entry is None:
         return None
-    return {key: _finite_or_none(entry.get(key)) for key in keys}
+    return {key: finite_or_none(entry.get(key)) for key in keys}
 
 
 def summarise(
@@ -271,8 +273,8 @@ def summarise(
                 "nerf": _metrics(other, MODEL_METRICS),
                 **{
                     name: {
-                        "psnr": _finite_or_none(vae.get(f"{prefix}_psnr")),
-                        "object_psnr": _finite_or_none(vae.get(f"{prefix}_object_psnr")),
+                        "psnr": finite_or_none(vae.get(f"{prefix}_psnr")),
+                        "object_psnr": finite_or_none(vae.get(f"{prefix}_object_psnr")),
                     }
                     for name, prefix in TRIVIAL_PREDICTORS.items()
                 },
@@ -289,7 +291,7 @@ def compute_views(args: ViewsArgs, *, progress: bool = True) -> dict[str, Any]:
 
     from nerfvae.cli.baseline import resolve_background
     from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation.evaluate import evaluate, mean_training_image
+    from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
     from nerfvae.evaluation.per_scene_nerf import evaluate_per_scene_nerf
     from nerfvae.training.loading import load_trained_model
 
@@ -310,27 +312,19 @@ def compute_views(args: ViewsArgs, *, progress: bool = True) -> dict[str, Any]:
     context = resolve_context(labels, first.num_id_views, args.id_targets)
     context_sizes = tuple(sorted(set(context.values())))
 
-    model, config, record = load_trained_model(args.run, args.checkpoint)
-    try:
-        train_mean = mean_training_image(MultiSceneDataset(args.data, "train"))
-    except DataError:  # no train split: every metric but the mean-training-image predictor
-        train_mean = None
-    nerfvae = evaluate(
-        model,
+    loaded = load_trained_model(args.run, args.checkpoint)
+    train_mean = optional_mean_training_image(args.data)
+    nerfvae = evaluate_run(
+        loaded,
         dataset,
+        run=args.run,
+        data=args.data,
+        split=args.split,
         context_sizes=context_sizes,
         max_scenes=args.max_scenes,
         scenes_per_batch=args.scenes_per_batch,
         mean_train_image=train_mean,
-        pixel_std=config.objective.pixel_std_end,
         progress=progress,
-    )
-    nerfvae.update(
-        model={"nerfvae": "NeRF-VAE", "gqn": "GQN"}.get(config.model, config.model),
-        run=str(args.run),
-        checkpoint_step=record["step"],
-        dataset=str(args.data),
-        split=args.split,
     )
 
     options = args.baseline
@@ -389,54 +383,6 @@ def context_label(label: str, k: int) -> str:
     return f"all ({k})" if label == "all" else label
 
 
-def fmt(value: Any, digits: int = 2) -> str:
-    """A number for a markdown table; ``–`` for null / NaN."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}f}"
-
-
-def fmt_seconds(value: Any) -> str:
-    """A time in seconds to three significant digits (``–`` for null / NaN)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.3g}"
-
-
-def scenes_text(count: int) -> str:
-    """``"1 scene"``, ``"20 scenes"``."""
-    return f"{count} scene" if count == 1 else f"{count} scenes"
-
-
-def command_for(prog: str, argv: list[str]) -> str:
-    """The shell command that ran this experiment (``prog`` is e.g. ``nerfvae experiment views``)."""
-    from nerfvae.experiments.provenance import command_line
-
-    return command_line([*shlex.split(prog), *argv])
-
-
-def provenance_markdown(provenance: dict[str, Any]) -> str:
-    """Commit, hardware, and each run's training budget, as markdown bullets."""
-    hardware = provenance.get("hardware", {})
-    lines = [
-        f"- commit: `{provenance.get('git_commit') or 'unknown'}`",
-        f"- hardware: {hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} CPUs, "
-        f"{hardware.get('torch_threads', '?')} torch threads), GPU: {hardware.get('gpu') or 'none'}; "
-        f"torch {hardware.get('torch', '?')}, Python {hardware.get('python', '?')}",
-    ]
-    for run in provenance.get("runs", []):
-        config = run.get("config", {})
-        lines.append(
-            f"- run `{run['run']}`: model {config.get('model', '?')}, "
-            f"{run.get('steps', '?')} steps, {run.get('wall_minutes', '?')} wall minutes"
-            + (f", trained on {run['device']}" if run.get("device") else "")
-        )
-    nerf = provenance.get("nerf")
-    if nerf:
-        lines.append(f"- per-scene NeRF: {nerf}")
-    return "\n".join(lines)
-
-
 def nerf_budget(nerf: dict[str, Any] | None, source: str) -> str:
     """One line: the per-scene NeRF's budget and where its numbers come from."""
     if nerf is None:
@@ -478,68 +424,96 @@ def views_markdown(result: dict[str, Any]) -> str:
         "",
         "## Whole image",
         "",
-        "| K | cameras | NeRF-VAE PSNR | NeRF PSNR | mean-train-image PSNR | "
-        "mean-context-colour PSNR | NeRF-VAE SSIM | NeRF SSIM | views |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *markdown_header(
+            [
+                "K",
+                "cameras",
+                "NeRF-VAE PSNR",
+                "NeRF PSNR",
+                "mean-train-image PSNR",
+                "mean-context-colour PSNR",
+                "NeRF-VAE SSIM",
+                "NeRF SSIM",
+                "views",
+            ]
+        ),
     ]
     rows = [
-        (label, entry, kind, entry[kind])
+        (context_label(label, entry["k"]), kind.upper(), entry[kind])
         for label, entry in result["results"].items()
         for kind in ("id", "ood")
         if kind in entry
     ]
-    for label, entry, kind, cell in rows:
+    for k, cameras, cell in rows:
         model, other = cell["nerfvae"], cell["nerf"] or {}
         lines.append(
-            f"| {context_label(label, entry['k'])} | {kind.upper()} | {fmt(model['psnr'])} | "
-            f"{fmt(other.get('psnr'))} | {fmt(cell['mean_train_image']['psnr'])} | "
-            f"{fmt(cell['mean_context_colour']['psnr'])} | {fmt(model['ssim'], 3)} | "
-            f"{fmt(other.get('ssim'), 3)} | {cell['num_views']} |"
+            markdown_row(
+                [
+                    k,
+                    cameras,
+                    format_number(model["psnr"]),
+                    format_number(other.get("psnr")),
+                    format_number(cell["mean_train_image"]["psnr"]),
+                    format_number(cell["mean_context_colour"]["psnr"]),
+                    format_number(model["ssim"], 3),
+                    format_number(other.get("ssim"), 3),
+                    cell["num_views"],
+                ]
+            )
         )
     lines += [
         "",
         "## Object pixels",
         "",
-        "| K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour |",
-        "|---|---|---|---|---|---|",
+        *markdown_header(
+            ["K", "cameras", "NeRF-VAE", "NeRF", "mean train image", "mean context colour"]
+        ),
     ]
-    for label, entry, kind, cell in rows:
+    for k, cameras, cell in rows:
         lines.append(
-            f"| {context_label(label, entry['k'])} | {kind.upper()} | "
-            f"{fmt(cell['nerfvae']['object_psnr'])} | {fmt((cell['nerf'] or {}).get('object_psnr'))} | "
-            f"{fmt(cell['mean_train_image']['object_psnr'])} | "
-            f"{fmt(cell['mean_context_colour']['object_psnr'])} |"
+            markdown_row(
+                [
+                    k,
+                    cameras,
+                    *(
+                        format_number((cell[name] or {}).get("object_psnr"))
+                        for name in ("nerfvae", "nerf", "mean_train_image", "mean_context_colour")
+                    ),
+                ]
+            )
         )
     lines += [
         "",
         "## Time per scene",
         "",
-        "| K | NeRF-VAE inference s | NeRF-VAE render s per ID view | NeRF optimisation s | "
-        "NeRF render s per ID view |",
-        "|---|---|---|---|---|",
+        *markdown_header(
+            [
+                "K",
+                "NeRF-VAE inference s",
+                "NeRF-VAE render s per ID view",
+                "NeRF optimisation s",
+                "NeRF render s per ID view",
+            ]
+        ),
     ]
     for label, timing in result["timing"].items():
         model, other = timing["nerfvae"] or {}, timing["nerf"] or {}
         lines.append(
-            f"| {context_label(label, result['context'][label])} | "
-            f"{fmt_seconds(model.get('inference_s_per_scene'))} | "
-            f"{fmt_seconds(model.get('render_s_per_id_view'))} | "
-            f"{fmt_seconds(other.get('fit_s_per_scene'))} | "
-            f"{fmt_seconds(other.get('render_s_per_id_view'))} |"
+            markdown_row(
+                [
+                    context_label(label, result["context"][label]),
+                    format_seconds(model.get("inference_s_per_scene")),
+                    format_seconds(model.get("render_s_per_id_view")),
+                    format_seconds(other.get("fit_s_per_scene")),
+                    format_seconds(other.get("render_s_per_id_view")),
+                ]
+            )
         )
     lines += [
         "",
         f"Per-scene NeRF: {nerf_budget(nerf, result['nerf_source'])}.",
         "",
-        "## Command",
-        "",
-        "```bash",
-        result["provenance"]["command"],
-        "```",
-        "",
-        "## Provenance",
-        "",
-        provenance_markdown(result["provenance"]),
+        *provenance_section(result["provenance"], "detailed"),
         "",
     ]
     return "\n".join(lines)
@@ -602,38 +576,22 @@ def views_figure(result: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def write_json(result: dict[str, Any], path: Path) -> None:
-    """Strict JSON (NaN written as null)."""
-    from nerfvae.evaluation.report import nan_to_null
-
-    path.write_text(json.dumps(nan_to_null(result), indent=2, allow_nan=False))
-
-
-def write_views(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path, Path]:
-    """Write views.json, views.png and views.md into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = out_dir / "views.json", out_dir / "views.png", out_dir / "views.md"
-    write_json(result, paths[0])
-    views_figure(result, paths[1])
-    paths[2].write_text(views_markdown(result))
-    return paths
-
-
-def views_provenance(result: dict[str, Any], run: str, command: str) -> dict[str, Any]:
-    """The provenance block: command, commit, hardware, the run's budget, the NeRF's budget."""
-    from nerfvae.experiments.provenance import provenance
-
-    return provenance(
-        runs=[run],
-        command=command,
-        nerf=nerf_budget(result["models"]["nerf"], result["nerf_source"]),
-    )
-
-
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(ViewsArgs, args=argv, prog=prog)
     result = compute_views(args)
-    result["provenance"] = views_provenance(result, args.run, command_for(prog, argv))
-    paths = write_views(result, Path(args.out_dir))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    result["provenance"] = experiment_provenance(
+        prog,
+        argv,
+        [args.run],
+        nerf=nerf_budget(result["models"]["nerf"], result["nerf_source"]),
+    )
+    print_written(
+        write_report(
+            Path(args.out),
+            "views",
+            result,
+            views_markdown(result),
+            lambda path: views_figure(result, path),
+        )
+    )
     return 0
