@@ -387,3 +387,16 @@ def test_latent_grid_follows_the_up_axis():
     )
     model = NeRFVAE(tiny_config(up_axis="y"))
     assert model.scene_function.plane_axes == [0, 2]
+
+
+def test_spatial_attention_inference_path_matches_training_path():
+    torch.manual_seed(0)
+    model = NeRFVAE(tiny_config("attention", "spatial"))
+    latent = torch.randn(2, model.config.latent.num_tokens, 8)
+    points = torch.rand(2, 40, 3) * 2 - 1
+    directions = torch.nn.functional.normalize(torch.randn(2, 40, 3), dim=-1)
+    density, colour = model.scene_function(points, directions, latent)  # gradient path
+    with torch.no_grad():  # fused attention path
+        density_ng, colour_ng = model.scene_function(points, directions, latent)
+    torch.testing.assert_close(density_ng, density.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(colour_ng, colour.detach(), atol=1e-5, rtol=1e-5)

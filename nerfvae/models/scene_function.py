@@ -52,9 +52,11 @@ class CrossAttention(nn.Module):
         self.spatial = token_xy is not None
         if token_xy is not None:
             self.register_buffer("token_xy", token_xy, persistent=False)  # [T, 2] in [-1, 1]
+            cells = math.isqrt(token_xy.shape[0])
+            # the grid's centres along each axis (token i * cells + j is at (centres[j], centres[i]))
+            self.register_buffer("cell_centres", token_xy[:cells, 0].clone(), persistent=False)
             self.position_encoding = PositionalEncoding(2, 3)
             self.token_position = nn.Linear(self.position_encoding.output_dim, latent_channels)
-            cells = math.isqrt(token_xy.shape[0])
             initial = (1.0 / cells) * 2.0 ** torch.arange(heads, dtype=torch.float32)
             self.log_length_scale = nn.Parameter(initial.log())
 
@@ -84,11 +86,21 @@ class CrossAttention(nn.Module):
         if not self.spatial:
             attended = F.scaled_dot_product_attention(query, key, value)
         else:
-            logits = (query @ key.transpose(-1, -2)) * query.shape[-1] ** -0.5  # [S, H, P, T]
-            distance2 = (point_xy.float().unsqueeze(2) - self.token_xy).square().sum(-1)
+            # squared ground-plane distance to every cell centre, [S, P, T], from the per-axis
+            # distances (the grid is regular), so nothing [S, P, T, 2]-sized is materialised
+            axis_distance2 = (point_xy.float().unsqueeze(-1) - self.cell_centres).square()
+            dx2, dy2 = axis_distance2[..., 0, :], axis_distance2[..., 1, :]  # [S, P, cells]
+            distance2 = (dy2.unsqueeze(-1) + dx2.unsqueeze(-2)).flatten(-2)
             inverse_variance = (-2.0 * self.log_length_scale).exp().view(-1, 1, 1) * 0.5
-            logits = logits.float() - distance2.unsqueeze(1) * inverse_variance
-            attended = torch.softmax(logits, dim=-1).to(value.dtype) @ value
+            bias = distance2.unsqueeze(1) * -inverse_variance  # [S, H, P, T]
+            if torch.is_grad_enabled():
+                logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
+                weights = torch.softmax(logits + bias, dim=-1)
+                attended = weights.to(value.dtype) @ value
+            else:  # one fused kernel when no gradient is needed (rendering): 2x faster here
+                attended = F.scaled_dot_product_attention(
+                    query, key, value, attn_mask=bias.to(query.dtype)
+                )
         attended = attended.transpose(1, 2).reshape(scenes, points, width)
         return features + self.out(attended)
 
