@@ -336,3 +336,13 @@ def test_dispatcher_prints_input_errors_as_one_line(tmp_path: Path, monkeypatch,
     assert "error: --results" in capsys.readouterr().err
     assert main(["experiment", "ablation", "--runs", "nothing"]) == 1
     assert "NAME=PATH" in capsys.readouterr().err
+
+
+def test_summary_includes_the_hand_written_findings(tmp_path):
+    from nerfvae.experiments import summary
+
+    (tmp_path / "findings.md").write_text("## Reading\n\nAttention leads at this budget.\n")
+    assert summary.run(["--results", str(tmp_path)], "nerfvae experiment summary") == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "Attention leads at this budget." in text
+    assert text.index("## Headline") < text.index("## Reading")

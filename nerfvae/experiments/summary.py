@@ -69,6 +69,10 @@ class SummaryArgs:
     """Directory holding one folder per experiment (NAME/NAME.json, NAME/NAME.md)."""
     out: str | None = None
     """Markdown file to write (default: RESULTS/README.md)."""
+    findings: str | None = None
+    """Hand-written reading of the numbers (which of the paper's claims hold at this budget and
+    what would be needed), included verbatim after the headline table when the file exists
+    (default: RESULTS/findings.md)."""
 
 
 def _numeric(value: Any) -> bool:
@@ -185,8 +189,9 @@ def collect(results: Path) -> tuple[list[str], list[Path]]:
     return names, others
 
 
-def summary_markdown(results: Path, out: Path) -> str:
-    """The summary's text (see the module docstring)."""
+def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> str:
+    """The summary's text (see the module docstring); ``findings``, when it exists, is a
+    hand-written markdown file placed after the headline table."""
     out_dir = out.parent
     names, others = collect(results)
     table = markdown_header(
@@ -245,6 +250,8 @@ def summary_markdown(results: Path, out: Path) -> str:
         *(table if len(table) > 2 else ["No experiment has been run yet."]),
         "",
     ]
+    if findings is not None and findings.is_file():
+        lines += [findings.read_text().strip(), ""]
     if glance:
         lines += [
             "## How each was produced",
@@ -273,7 +280,8 @@ def run(argv: list[str], prog: str) -> int:
     if not results.is_dir():
         raise ConfigError(f"--results {results}: no such directory")
     out = Path(args.out) if args.out is not None else results / "README.md"
-    text = summary_markdown(results, out)
+    findings = Path(args.findings) if args.findings is not None else results / "findings.md"
+    text = summary_markdown(results, out, findings)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print_written([out], text)
