@@ -37,6 +37,6 @@ nerfvae experiment ablation --data "$DATA/small" --context 3 --max-scenes "$SCEN
   concat="$RUNS/abl-concat" ain="$RUNS/abl-ain" attention="$RUNS/abl-attention" \
   attention-global="$RUNS/abl-attention-global"
 nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small" \
-  --max-scenes "$SCENES" --samples 4
+  --max-scenes 2 --samples 3
 nerfvae experiment samples --run "$RUNS/ship-attention" --data "$DATA/small"
 nerfvae experiment summary
