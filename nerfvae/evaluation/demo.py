@@ -84,6 +84,7 @@ def run_demo(
     *,
     workers: int = 2,
     samples: int = 4,
+    context_sizes: tuple[int, ...] = (1, 2, 3, 5),
     progress: bool = True,
 ) -> Path:
     """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``."""
@@ -98,7 +99,7 @@ def run_demo(
     print(f"[demo] evaluating {run} (step {record['step']}) on {len(test)} new test scenes")
     result = evaluate(
         model, test, mean_train_image=mean_training_image(MultiSceneDataset(data, "train")),
-        pixel_std=config.objective.pixel_std_end, progress=progress,
+        pixel_std=config.objective.pixel_std_end, progress=progress, context_sizes=context_sizes,
     )  # fmt: skip
     result.update(
         model="NeRF-VAE",
