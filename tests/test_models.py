@@ -346,8 +346,9 @@ def test_spatial_attention_prefers_the_token_above_the_point():
     cells = 4
     centres = (torch.arange(cells) + 0.5) / cells * 2 - 1
     grid_y, grid_x = torch.meshgrid(centres, centres, indexing="ij")
-    token_xy = torch.stack([grid_x, grid_y], -1).reshape(-1, 2)
-    attention = CrossAttention(8, 4, 2, token_xy)
+    token_xy = torch.stack([grid_x, grid_y], -1).reshape(-1, 2)  # token i * cells + j
+    attention = CrossAttention(8, 4, 2, centres)
+    torch.testing.assert_close(attention.token_xy, token_xy)
     with torch.no_grad():
         attention.log_length_scale.fill_(math.log(0.05))  # very local heads
         attention.query.weight.zero_()  # no content term: only the locality prior remains

@@ -17,8 +17,6 @@ Points are normalised to ``[-1, 1]`` inside the scene box before positional enco
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +28,7 @@ from nerfvae.models.encoding import PositionalEncoding
 class CrossAttention(nn.Module):
     """Points ``[S, P, width]`` attend to latent tokens ``[S, T, channels]``; residual, pre-norm.
 
-    With a spatial latent (``token_xy`` given) the tokens are cells of a ground-plane grid: each
+    With a spatial latent (``cell_centres`` given) the tokens are cells of a ground-plane grid: each
     token gets an embedding of its cell centre (so keys say where they are), and each head adds
     ``-d² / (2 σ_h²)`` to its logits, ``d`` the ground-plane distance between the point and the
     cell centre and ``σ_h`` a learned per-head length scale initialised from half a cell up to
@@ -38,7 +36,7 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(
-        self, width: int, latent_channels: int, heads: int, token_xy: torch.Tensor | None
+        self, width: int, latent_channels: int, heads: int, cell_centres: torch.Tensor | None
     ) -> None:
         super().__init__()
         if width % heads:
@@ -49,12 +47,15 @@ class CrossAttention(nn.Module):
         self.query = nn.Linear(width, width, bias=False)
         self.key_value = nn.Linear(latent_channels, 2 * width, bias=False)
         self.out = nn.Linear(width, width)
-        self.spatial = token_xy is not None
-        if token_xy is not None:
-            self.register_buffer("token_xy", token_xy, persistent=False)  # [T, 2] in [-1, 1]
-            cells = math.isqrt(token_xy.shape[0])
-            # the grid's centres along each axis (token i * cells + j is at (centres[j], centres[i]))
-            self.register_buffer("cell_centres", token_xy[:cells, 0].clone(), persistent=False)
+        self.spatial = cell_centres is not None
+        if cell_centres is not None:
+            # cell_centres [cells]: the grid's centres along each axis, in [-1, 1]; token
+            # i * cells + j is at (x, y) = (centres[j], centres[i])
+            cells = cell_centres.shape[0]
+            self.register_buffer("cell_centres", cell_centres, persistent=False)
+            grid_y, grid_x = torch.meshgrid(cell_centres, cell_centres, indexing="ij")
+            token_xy = torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+            self.register_buffer("token_xy", token_xy, persistent=False)  # [T, 2]
             self.position_encoding = PositionalEncoding(2, 3)
             self.token_position = nn.Linear(self.position_encoding.output_dim, latent_channels)
             initial = (1.0 / cells) * 2.0 ** torch.arange(heads, dtype=torch.float32)
@@ -149,17 +150,17 @@ class SceneFunction(nn.Module):
             nn.init.zeros_(self.latent_to_film.weight)
             nn.init.zeros_(self.latent_to_film.bias)
         else:
-            token_xy = None
+            cell_centres = None
             if latent.layout == "spatial":
                 # cell centres in the normalised box coordinates of the ground plane (row = its
                 # second axis), the token order of the encoder
                 centres = (torch.arange(latent.grid, dtype=torch.float32) + 0.5) / latent.grid
-                centres = centres * 2.0 - 1.0
-                grid_y, grid_x = torch.meshgrid(centres, centres, indexing="ij")
-                token_xy = torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+                cell_centres = centres * 2.0 - 1.0
             self.attention = nn.ModuleDict(
                 {
-                    str(i): CrossAttention(width, latent.channels, config.attention_heads, token_xy)
+                    str(i): CrossAttention(
+                        width, latent.channels, config.attention_heads, cell_centres
+                    )
                     for i in self._attention_after_layers()
                 }
             )
