@@ -390,6 +390,38 @@ def test_latent_grid_follows_the_up_axis():
     assert model.scene_function.plane_axes == [0, 2]
 
 
+def test_spatial_attention_matches_explicit_softmax_with_distance_bias():
+    """The fused kernel equals softmax(q·k/√d − d²/(2σ_h²))·v, values and gradients (the
+    length scales are trained through the mask)."""
+    from nerfvae.models.scene_function import CrossAttention
+
+    torch.manual_seed(0)
+    cells, width, heads = 3, 8, 2
+    centres = (torch.arange(cells) + 0.5) / cells * 2 - 1
+    attention = CrossAttention(width, 4, heads, centres).double()
+    key, value = attention.keys_values(torch.randn(2, cells * cells, 4, dtype=torch.float64))
+    features = torch.randn(2, 5, width, dtype=torch.float64)
+    point_xy = torch.rand(2, 5, 2, dtype=torch.float64) * 2 - 1
+
+    fused = attention(features, key, value, point_xy)
+    (fused_scale_grad,) = torch.autograd.grad(fused.sum(), attention.log_length_scale)
+
+    query = attention.query(attention.query_norm(features)).reshape(2, 5, heads, -1)
+    query = query.transpose(1, 2)  # [S, H, P, d]
+    distance2 = (point_xy.unsqueeze(2) - attention.token_xy.double()).square().sum(-1)  # [S, P, T]
+    sigma2 = (2 * attention.log_length_scale).exp().view(1, heads, 1, 1)
+    logits = query @ key.transpose(-1, -2) / query.shape[-1] ** 0.5 - distance2.unsqueeze(1) / (
+        2 * sigma2
+    )
+    attended = (torch.softmax(logits, -1) @ value).transpose(1, 2).reshape(2, 5, width)
+    reference = features + attention.out(attended)
+    (reference_scale_grad,) = torch.autograd.grad(reference.sum(), attention.log_length_scale)
+
+    torch.testing.assert_close(fused, reference)
+    torch.testing.assert_close(fused_scale_grad, reference_scale_grad)
+    assert reference_scale_grad.abs().sum() > 0
+
+
 def test_spatial_attention_inference_path_matches_training_path():
     torch.manual_seed(0)
     model = NeRFVAE(tiny_config("attention", "spatial"))
