@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from nerfvae.errors import ConfigError
 from nerfvae.geometry import intrinsics_matrix, look_at
 from nerfvae.models import (
     DiagonalGaussian,
@@ -192,6 +193,33 @@ def test_scene_function_shapes_and_ranges(mode, layout):
     # Conditioning works: the same points under another scene's latent give another field.
     other, _ = model.scene_function(points, directions, latent.flip(0))
     assert not torch.allclose(density, other)
+
+
+@pytest.mark.parametrize("mode", ["concat", "ain"])
+def test_latent_hidden_layer_conditions_through_a_bottleneck(mode):
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    direct = NeRFVAE(tiny_config(mode, "spatial"))
+    config = tiny_config(mode, "spatial")
+    config.scene_function = replace(config.scene_function, latent_hidden=5)
+    model = NeRFVAE(config)
+    function = model.scene_function
+    assert function.latent_mapping[0].in_features == 4 * 8  # 2x2 tokens x 8 channels
+    heads = function.latent_to_bias.values() if mode == "concat" else [function.latent_to_film]
+    assert all(head.in_features == 5 for head in heads)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in direct.parameters())
+    if mode == "ain":
+        torch.nn.init.normal_(function.latent_to_film.weight, std=0.1)
+    latent = torch.randn(2, 4, 8)
+    points = torch.rand(2, 30, 3) * 2 - 1
+    directions = torch.nn.functional.normalize(torch.randn(2, 30, 3), dim=-1)
+    density, _ = function(points, directions, latent)
+    other, _ = function(points, directions, latent.flip(0))
+    assert not torch.allclose(density, other)
+    config.scene_function = replace(config.scene_function, latent_hidden=-1)
+    with pytest.raises(ConfigError, match="latent_hidden"):
+        NeRFVAE(config)
 
 
 def test_concat_per_scene_bias_equals_concatenation():

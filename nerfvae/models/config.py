@@ -71,6 +71,11 @@ class SceneFunctionConfig:
     and the token's cell, so heads range from local to scene-wide lookups."""
     density_bias: float = -1.0
     """Added to the raw density before softplus; negative starts the scene mostly empty."""
+    latent_hidden: int = 0
+    """``concat`` and ``ain`` only: width of a hidden layer (with ReLU) between the flattened latent
+    and its per-layer biases or scales and shifts; 0 maps the latent to them directly. A direct map
+    from a spatial latent's tokens × channels values is most of those modes' parameters; a narrow
+    hidden layer lets them match attention's parameter count (the conditioning ablation)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerfvae.errors import ConfigError
 from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
 
@@ -140,6 +141,17 @@ class SceneFunction(nn.Module):
             if index == config.skip_layer and index > 0:
                 in_dim += input_dim
             self.layers.append(nn.Linear(in_dim, width))
+        if config.latent_hidden < 0:
+            raise ConfigError(
+                f"scene_function.latent_hidden must be >= 0, got {config.latent_hidden}"
+            )
+        if self.mode in ("concat", "ain") and config.latent_hidden > 0:
+            self.latent_mapping = nn.Sequential(
+                nn.Linear(latent_size, config.latent_hidden), nn.ReLU()
+            )
+            latent_size = config.latent_hidden
+        else:
+            self.latent_mapping = nn.Identity()
         if self.mode == "concat":
             # W_z z for the input layer and the skip layer, as a per-scene bias.
             self.latent_to_bias = nn.ModuleDict(
@@ -196,7 +208,7 @@ class SceneFunction(nn.Module):
         normalised = self.normalise_points(points.float())
         encoded = self.point_encoding(normalised).to(dtype)
         latent = latent.to(dtype)
-        flat_latent = latent.flatten(1)  # [S, T*C]
+        flat_latent = self.latent_mapping(latent.flatten(1))  # [S, T*C] (or [S, latent_hidden])
         film = None
         if self.mode == "ain":
             film = self.latent_to_film(flat_latent).unsqueeze(1).chunk(2 * self.config.depth, -1)
