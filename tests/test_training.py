@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,12 +83,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_dataset, tmp
     args = [*TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--validate-every", "0"]
     straight = config_from_args([*args, "--run", str(tmp_path / "straight")], "t")
     train(straight, progress=False)
-    interrupted = config_from_args([*args, "--run", str(tmp_path / "interrupted")], "t")
-    train(interrupted, progress=False, stop_at_step=4)
+    interrupted = config_from_args(
+        [*args, "--run", str(tmp_path / "interrupted"), "--stop-at-step", "4"], "t"
+    )
+    train(interrupted, progress=False)
     assert _weights(tmp_path / "interrupted").keys() == _weights(tmp_path / "straight").keys()
     record, _ = load_checkpoint(list_checkpoints(tmp_path / "interrupted" / "checkpoints")[-1])
     assert record["step"] == 4
-    train(interrupted, progress=False)  # the same command again resumes
+    assert train(interrupted, progress=False).name == "step_00000004.json"  # already there
+    train(
+        replace(interrupted, stop_at_step=0), progress=False
+    )  # the same command without the stop resumes
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "interrupted")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)

@@ -103,6 +103,10 @@ class TrainConfig:
     time_budget_minutes: float = 0.0
     """Stop this invocation (with a checkpoint) after this many minutes; re-run to continue.
     0 = no limit. Lets a long run be built up in parts, or runs be compared at equal wall time."""
+    stop_at_step: int = 0
+    """Stop this invocation (with a checkpoint and a validation) once the run reaches this step; 0 =
+    run to ``steps``. The schedules still follow ``steps``, so a run stopped here and resumed is
+    the same run; it reproduces a run that was built up in wall-time parts, step for step."""
 
 
 # Fields that may change between the first run and a resume without changing the experiment.
@@ -119,6 +123,7 @@ RESUMABLE_FIELDS = {
     "validate_every",
     "validation_scenes",
     "time_budget_minutes",
+    "stop_at_step",
 }
 
 

@@ -70,12 +70,12 @@ def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneD
     return replace(config, nerfvae=nerfvae), dataset
 
 
-def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | None = None) -> Path:
+def train(config: TrainConfig, *, progress: bool = True) -> Path:
     """Train (or resume) the run in ``config.run``; returns the last checkpoint's path.
 
     Stops early, with a checkpoint, after ``config.time_budget_minutes`` of this call or at
-    ``stop_at_step`` (tests use it to simulate an interruption); the schedules still follow
-    ``config.steps``, so re-running continues exactly as if never stopped.
+    ``config.stop_at_step``; the schedules still follow ``config.steps``, so re-running continues
+    exactly as if never stopped.
     """
     started = time.perf_counter()
     rank, world_size = _distributed_setup()
@@ -114,6 +114,10 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
             print(
                 f"run {run.root} already finished {start_step} steps (config steps={config.steps})"
             )
+        return latest
+    if 0 < config.stop_at_step <= start_step:
+        if rank == 0:
+            print(f"run {run.root} is already at step {start_step} (--stop-at-step)")
         return latest
 
     if config.compile:
@@ -231,7 +235,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
             flag = torch.tensor(float(out_of_time), device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             out_of_time = bool(flag.item())
-        stopping = out_of_time or (stop_at_step is not None and done >= stop_at_step)
+        stopping = out_of_time or 0 < config.stop_at_step <= done
         if is_main and (done % config.log_every == 0 or done == config.steps or stopping):
             elapsed = time.perf_counter() - window_start
             row = {"step": done, "time": f"{time.time():.1f}"}
@@ -249,7 +253,7 @@ def train(config: TrainConfig, *, progress: bool = True, stop_at_step: int | Non
                     writer.add_scalar(f"train/{key}", float(value), done)
             sums, window_steps, window_start = {}, 0, time.perf_counter()
         should_validate = config.validate_every > 0 and done % config.validate_every == 0
-        if is_main and (should_validate or done == config.steps or out_of_time):
+        if is_main and (should_validate or done == config.steps or stopping):
             model.eval()
             results = validate(model, config, run.renders / f"step_{done:08d}.png")
             model.train()
