@@ -318,13 +318,55 @@ def test_render_rays_fine_samples_cluster_at_surface():
 
     config = RaySamplingConfig(num_coarse=32, num_fine=32)
     render_rays(recording_field, origins, directions, 1.0, 5.0, config, generator=_generator(11))
-    t_coarse, t_all = seen_t
-    assert t_all.shape == (8, 64)
-    fine = torch.stack([row[~torch.isin(row, coarse)] for row, coarse in zip(t_all, t_coarse)])
+    # One field for both passes: the fine pass queries only the 32 new samples.
+    t_coarse, fine = seen_t
+    assert t_coarse.shape == fine.shape == (8, 32)
+    assert not torch.isin(fine, t_coarse).any()
     surface = _sphere_hit_distance(origins, directions, centre, radius)
     bin_width = 4.0 / 32
     near_surface = (fine - surface.unsqueeze(-1)).abs() <= 1.5 * bin_width
     assert near_surface.float().mean() > 0.99
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fine_pass_reusing_coarse_values_equals_querying_all_samples(training):
+    origins, directions = _rays_towards_sphere(6, _generator(12))
+    field = _sphere_field(torch.tensor([0.0, 0.0, 3.0]), torch.tensor(1.0))
+    calls = []
+
+    def counting_field(points, point_directions):
+        calls.append(points.shape[-2])
+        return field(points, point_directions)
+
+    config = RaySamplingConfig(num_coarse=16, num_fine=24)
+    reused = render_rays(
+        counting_field,
+        origins,
+        directions,
+        1.0,
+        5.0,
+        config,
+        generator=_generator(13),
+        training=training,
+    )
+    assert calls == [16, 24]
+    # the same function given as a separate fine field is queried at all 40 merged samples
+    requeried = render_rays(
+        counting_field,
+        origins,
+        directions,
+        1.0,
+        5.0,
+        config,
+        fine_field=lambda p, d: counting_field(p, d),
+        generator=_generator(13),
+        training=training,
+    )
+    assert calls[2:] == [16, 40]
+    for name in ("colour", "depth", "opacity", "weights"):
+        torch.testing.assert_close(
+            getattr(reused.fine, name), getattr(requeried.fine, name), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_render_rays_slab_opacity():

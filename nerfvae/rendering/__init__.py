@@ -11,7 +11,12 @@ from nerfvae.rendering.renderer import (
     render_in_chunks,
     render_rays,
 )
-from nerfvae.rendering.sampling import importance_samples, sample_pdf, stratified_samples
+from nerfvae.rendering.sampling import (
+    fine_samples,
+    importance_samples,
+    sample_pdf,
+    stratified_samples,
+)
 
 __all__ = [
     "CompositeResult",
@@ -19,6 +24,7 @@ __all__ = [
     "RaySamplingConfig",
     "RenderOutput",
     "composite",
+    "fine_samples",
     "importance_samples",
     "render_in_chunks",
     "render_rays",

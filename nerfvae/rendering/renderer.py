@@ -15,7 +15,7 @@ import torch
 
 from nerfvae.errors import ConfigError
 from nerfvae.rendering.compositing import CompositeResult, composite
-from nerfvae.rendering.sampling import importance_samples, stratified_samples
+from nerfvae.rendering.sampling import fine_samples, importance_samples, stratified_samples
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(points [..., N, 3], directions [..., N, 3]) -> (density [..., N], colour [..., N, 3])``."""
@@ -61,15 +61,10 @@ class RenderOutput:
         return self.fine if self.fine is not None else self.coarse
 
 
-def _query_and_composite(
-    field: FieldFn,
-    origins: torch.Tensor,
-    directions: torch.Tensor,
-    t: torch.Tensor,
-    far: torch.Tensor,
-    background: torch.Tensor | None,
-) -> CompositeResult:
-    """Evaluate ``field`` at ``origins + t * directions`` (``[..., N, 3]``) and composite."""
+def _query(
+    field: FieldFn, origins: torch.Tensor, directions: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``field`` at ``origins + t * directions``: density ``[..., N]``, colour ``[..., N, 3]``."""
     points = origins.unsqueeze(-2) + t.unsqueeze(-1) * directions.unsqueeze(-2)
     point_directions = directions.unsqueeze(-2).expand_as(points)
     density, colour = field(points, point_directions)
@@ -78,7 +73,22 @@ def _query_and_composite(
             f"field returned density {tuple(density.shape)} and colour {tuple(colour.shape)}; "
             f"expected {tuple(t.shape)} and {tuple(points.shape)} for points {tuple(points.shape)}"
         )
-    return composite(density, colour, t, far, background)
+    return density, colour
+
+
+def _merge_sorted(
+    t_a: torch.Tensor, values_a: tuple[torch.Tensor, ...], t_b: torch.Tensor, values_b: tuple
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Merge two sets of samples ``t [..., N_a]``, ``t [..., N_b]`` (with per-sample values
+    ``[..., N, *]``) into one sorted by ``t``."""
+    t = torch.cat([t_a, t_b], dim=-1)
+    t, order = torch.sort(t, dim=-1)
+    merged = []
+    for a, b in zip(values_a, values_b, strict=True):
+        both = torch.cat([a, b], dim=t.dim() - 1)
+        index = order.view(*order.shape, *([1] * (both.dim() - order.dim())))
+        merged.append(torch.gather(both, t.dim() - 1, index.expand_as(both)))
+    return t, tuple(merged)
 
 
 def render_rays(
@@ -102,7 +112,8 @@ def render_rays(
         directions: ``[..., 3]`` unit ray directions (so ``t`` and depth are metric).
         near, far: ``[...]`` (or broadcastable, e.g. floats) sampling range per ray.
         config: sample counts and jitter.
-        fine_field: field for the fine pass; defaults to ``coarse_field``.
+        fine_field: field for the fine pass; defaults to ``coarse_field``, whose values at the
+            coarse samples are then reused (the fine pass queries only the ``num_fine`` new ones).
         background: ``[3]`` or ``[..., 3]`` background colour; ``None`` = black.
         generator: random source for jitter and fine draws (same device as the rays).
         training: jitter only when ``training and config.perturb``; otherwise sampling is
@@ -120,21 +131,34 @@ def render_rays(
     t_coarse = stratified_samples(
         near, far, config.num_coarse, perturb=perturb, generator=generator
     )
-    coarse = _query_and_composite(coarse_field, origins, directions, t_coarse, far, background)
+    coarse_density, coarse_colour = _query(coarse_field, origins, directions, t_coarse)
+    coarse = composite(coarse_density, coarse_colour, t_coarse, far, background)
     if config.num_fine == 0:
         return RenderOutput(coarse=coarse, fine=None)
 
-    t_all = importance_samples(
-        t_coarse.detach(),
-        coarse.weights.detach(),
-        near,
-        far,
-        config.num_fine,
-        deterministic=not perturb,
-        generator=generator,
-    )
-    field = fine_field if fine_field is not None else coarse_field
-    fine = _query_and_composite(field, origins, directions, t_all, far, background)
+    fine_options = {"deterministic": not perturb, "generator": generator}
+    if fine_field is None or fine_field is coarse_field:
+        # One field for both passes: its values at the coarse samples are already known, so only
+        # the new samples are queried (num_fine instead of num_coarse + num_fine evaluations).
+        t_fine = fine_samples(
+            t_coarse.detach(), coarse.weights.detach(), near, far, config.num_fine, **fine_options
+        )
+        density, colour = _query(coarse_field, origins, directions, t_fine)
+        t_coarse = t_coarse.expand(*t_fine.shape[:-1], t_coarse.shape[-1])
+        t_all, (density, colour) = _merge_sorted(
+            t_coarse, (coarse_density, coarse_colour), t_fine, (density, colour)
+        )
+    else:
+        t_all = importance_samples(
+            t_coarse.detach(),
+            coarse.weights.detach(),
+            near,
+            far,
+            config.num_fine,
+            **fine_options,
+        )
+        density, colour = _query(fine_field, origins, directions, t_all)
+    fine = composite(density, colour, t_all, far, background)
     return RenderOutput(coarse=coarse, fine=fine)
 
 

@@ -157,6 +157,26 @@ def importance_samples(
         raise ValueError(f"importance_samples: num_fine must be >= 0, got {num_fine}")
     if num_fine == 0:
         return t_coarse
+    t_fine = fine_samples(
+        t_coarse, weights, near, far, num_fine, deterministic=deterministic, generator=generator
+    )
+    t_coarse = t_coarse.expand(*t_fine.shape[:-1], t_coarse.shape[-1])
+    return torch.sort(torch.cat([t_coarse, t_fine], dim=-1), dim=-1).values
+
+
+def fine_samples(
+    t_coarse: torch.Tensor,
+    weights: torch.Tensor,
+    near: torch.Tensor,
+    far: torch.Tensor,
+    num_fine: int,
+    *,
+    deterministic: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Only the new samples of :func:`importance_samples` (same arguments): ``t_fine [...,
+    num_fine]``, sorted, not merged with ``t_coarse``. For a renderer that keeps the coarse
+    samples' field values and queries only these."""
     near = torch.as_tensor(near, dtype=t_coarse.dtype, device=t_coarse.device).unsqueeze(-1)
     far = torch.as_tensor(far, dtype=t_coarse.dtype, device=t_coarse.device).unsqueeze(-1)
     leading = torch.broadcast_shapes(t_coarse.shape[:-1], near.shape[:-1], far.shape[:-1])
@@ -166,7 +186,6 @@ def importance_samples(
     bin_edges = torch.cat(
         [near.expand(*leading, 1), midpoints, far.expand(*leading, 1)], dim=-1
     ).detach()
-    t_fine = sample_pdf(
+    return sample_pdf(
         bin_edges, weights, num_fine, deterministic=deterministic, generator=generator
     )
-    return torch.sort(torch.cat([t_coarse, t_fine], dim=-1), dim=-1).values
