@@ -60,5 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The console script: :func:`main` in a process whose allocator reuses large blocks."""
+    from nerfvae.cli.malloc import reexec_with_tuned_malloc
+
+    reexec_with_tuned_malloc()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
