@@ -117,5 +117,7 @@ def test_training_curves_figure_and_table(tiny_run, tmp_path):
     assert minutes == sorted(minutes) and minutes[0] > 0
     plot([tiny_run], tmp_path / "curves.png")
     assert iio.imread(tmp_path / "curves.png").ndim == 3
+    plot([tiny_run], tmp_path / "curves_by_step.png", x="step")
+    assert iio.imread(tmp_path / "curves_by_step.png").ndim == 3
     text = table([tiny_run])
     assert "| tiny | 8 |" in text

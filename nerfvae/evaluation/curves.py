@@ -1,10 +1,10 @@
 """Training curves of one or more runs against wall-clock time, from their own logs.
 
-    python -m nerfvae.evaluation.curves RUN [RUN ...] --out curves.png [--table curves.md]
+    python -m nerfvae.evaluation.curves RUN [RUN ...] --out curves.png [--table curves.md] [--x step]
 
 Plots training loss, training PSNR, validation PSNR and validation object-pixel PSNR (ID and OOD
-views) against minutes since each run's start, and writes a markdown table of each run's last
-validation row.
+views) against minutes since each run's start (or against the step, for runs made by code of
+different speeds), and writes a markdown table of each run's last validation row.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def run_curves(run: Path) -> dict[str, list[dict[str, float]]]:
     return {"metrics": metrics, "validation": validation}
 
 
-def plot(runs: list[Path], out: Path) -> None:
+def plot(runs: list[Path], out: Path, x: str = "minutes") -> None:
+    """Six panels of curves against ``x``: ``"minutes"`` (wall clock) or ``"step"``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,11 +61,11 @@ def plot(runs: list[Path], out: Path) -> None:
     for run in runs:
         curves = run_curves(run)
         for axis, (source, key, title) in zip(axes.flat, panels):
-            rows = [r for r in curves[source] if key in r and "minutes" in r]
+            rows = [r for r in curves[source] if key in r and x in r]
             if rows:
-                axis.plot([r["minutes"] for r in rows], [r[key] for r in rows], label=run.name)
+                axis.plot([r[x] for r in rows], [r[key] for r in rows], label=run.name)
             axis.set_title(title, fontsize=9)
-            axis.set_xlabel("minutes")
+            axis.set_xlabel(x)
             axis.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     figure.tight_layout()
@@ -98,8 +99,9 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--table", type=Path)
+    parser.add_argument("--x", choices=("minutes", "step"), default="minutes")
     args = parser.parse_args()
-    plot(args.runs, args.out)
+    plot(args.runs, args.out, args.x)
     text = table(args.runs)
     print(text)
     if args.table:
