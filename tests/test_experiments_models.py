@@ -346,3 +346,14 @@ def test_summary_includes_the_hand_written_findings(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "Attention leads at this budget." in text
     assert text.index("## Headline") < text.index("## Reading")
+
+
+def test_training_seconds_leave_out_the_pauses_between_resumed_parts():
+    from nerfvae.experiments.provenance import training_seconds
+
+    rows = [  # 10 steps at 2/s, 10 at 2/s, then (after a pause and a resume) 10 at 5/s
+        {"step": "10", "time": "100", "steps_per_s": "2"},
+        {"step": "20", "time": "105", "steps_per_s": "2"},
+        {"step": "30", "time": "9000", "steps_per_s": "5"},
+    ]
+    assert training_seconds(rows) == 5 + 5 + 2

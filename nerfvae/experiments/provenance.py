@@ -67,10 +67,22 @@ def hardware() -> dict[str, Any]:
     }
 
 
+def training_seconds(rows: list[dict[str, str]]) -> float:
+    """Seconds of training in ``metrics.csv`` rows (``step``, ``steps_per_s``): each row covers
+    the steps since the previous row at its logged rate."""
+    seconds, previous = 0.0, 0
+    for row in rows:
+        step, rate = int(float(row["step"])), float(row["steps_per_s"])
+        if rate > 0:
+            seconds += (step - previous) / rate
+        previous = step
+    return seconds
+
+
 def run_budget(run: str | Path) -> dict[str, Any]:
     """How a run directory's model was trained: its config and, from ``metrics.csv``, the steps
-    and wall-clock minutes it trained (summed over resumed sessions is not possible from the log,
-    so minutes is first-to-last log line)."""
+    and the wall-clock minutes it trained: the sum over logged windows of steps / (steps/s), so
+    the pauses between the parts of a resumed run do not count (validation and checkpoints do)."""
     run = Path(run)
     config = json.loads((run / "config.json").read_text())
     budget: dict[str, Any] = {"run": str(run), "config": config}
@@ -80,9 +92,7 @@ def run_budget(run: str | Path) -> dict[str, Any]:
             rows = list(csv.DictReader(handle))
         if rows:
             budget["steps"] = int(float(rows[-1]["step"]))
-            budget["wall_minutes"] = round(
-                (float(rows[-1]["time"]) - float(rows[0]["time"])) / 60.0, 2
-            )
+            budget["wall_minutes"] = round(training_seconds(rows) / 60.0, 2)
     device = run / "device.txt"
     if device.exists():
         budget["device"] = device.read_text().strip()
@@ -163,7 +173,7 @@ def budget_text(budget: Mapping[str, Any]) -> str:
             parts.append(f"conditioning {conditioning}")
     parts.append(f"{budget['steps']} steps" if "steps" in budget else "steps not logged")
     if budget.get("wall_minutes") is not None:
-        parts.append(f"{budget['wall_minutes']} wall minutes (first to last log line)")
+        parts.append(f"{budget['wall_minutes']} wall minutes of training")
     if budget.get("device"):
         parts.append(f"device {budget['device']}")
     return ", ".join(parts)
