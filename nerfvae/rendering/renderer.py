@@ -77,10 +77,14 @@ def _query(
 
 
 def _merge_sorted(
-    t_a: torch.Tensor, values_a: tuple[torch.Tensor, ...], t_b: torch.Tensor, values_b: tuple
+    t_a: torch.Tensor,
+    values_a: tuple[torch.Tensor, ...],
+    t_b: torch.Tensor,
+    values_b: tuple[torch.Tensor, ...],
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Merge two sets of samples ``t [..., N_a]``, ``t [..., N_b]`` (with per-sample values
-    ``[..., N, *]``) into one sorted by ``t``."""
+    """Merge samples ``t_a [..., N_a]`` and ``t_b [..., N_b]``, each with per-sample values
+    (``[..., N, *]``, e.g. density and colour), into ``t [..., N_a + N_b]`` sorted along the rays
+    and the values in the same order."""
     t = torch.cat([t_a, t_b], dim=-1)
     t, order = torch.sort(t, dim=-1)
     merged = []
