@@ -339,29 +339,24 @@ def test_fine_pass_reusing_coarse_values_equals_querying_all_samples(training):
         return field(points, point_directions)
 
     config = RaySamplingConfig(num_coarse=16, num_fine=24)
-    reused = render_rays(
-        counting_field,
-        origins,
-        directions,
-        1.0,
-        5.0,
-        config,
-        generator=_generator(13),
-        training=training,
-    )
+
+    def render(**fine):
+        return render_rays(
+            counting_field,
+            origins,
+            directions,
+            1.0,
+            5.0,
+            config,
+            generator=_generator(13),
+            training=training,
+            **fine,
+        )
+
+    reused = render()
     assert calls == [16, 24]
     # the same function given as a separate fine field is queried at all 40 merged samples
-    requeried = render_rays(
-        counting_field,
-        origins,
-        directions,
-        1.0,
-        5.0,
-        config,
-        fine_field=lambda p, d: counting_field(p, d),
-        generator=_generator(13),
-        training=training,
-    )
+    requeried = render(fine_field=lambda p, d: counting_field(p, d))
     assert calls[2:] == [16, 40]
     for name in ("colour", "depth", "opacity", "weights"):
         torch.testing.assert_close(
