@@ -256,6 +256,11 @@ def test_baseline_cli_errors_are_one_line(ball_dataset: Path, capsys) -> None:
     assert "at most 5 can be context views" in capsys.readouterr().err
     assert main(["baseline", "gqn"]) == 1
     assert "unknown baseline 'gqn'" in capsys.readouterr().err
+    argv = ["baseline", "nerf", "--data", str(ball_dataset), "--id-targets", "2"]
+    assert main([*argv, "--context", "5"]) == 1
+    assert "last 2 of the scenes' 6 in-distribution views" in capsys.readouterr().err
+    assert main([*argv, "--context", "all"]) == 1
+    assert "--id-targets has no effect with --context all" in capsys.readouterr().err
 
 
 # -- GQN-style baseline -----------------------------------------------------------------------

@@ -25,6 +25,18 @@ def test_view_lists_are_fixed_and_disjoint():
         standard_view_lists(10, 0, (0, 1))
 
 
+def test_view_lists_with_a_fixed_number_of_id_targets():
+    # Runs for K = 1, 3 and for K = 2, 5 with the last 3 ID views held out score the same views.
+    low, high = standard_view_lists(10, 5, (1, 3), 3), standard_view_lists(10, 5, (2, 5), 3)
+    assert low.id_targets == high.id_targets == [7, 8, 9]
+    assert high.context == {2: [0, 1], 5: [0, 1, 2, 3, 4]}
+    assert standard_view_lists(10, 5, (7,), 3).id_targets == [7, 8, 9]
+    with pytest.raises(DataError, match="at most 7 can be context views, but 8"):
+        standard_view_lists(10, 5, (8,), 3)
+    with pytest.raises(DataError, match="at least 1"):
+        standard_view_lists(10, 5, (1,), 0)
+
+
 def test_psnr_mse_and_masked_psnr_hand_computed():
     target = torch.zeros(4, 4, 3)
     prediction = torch.full((4, 4, 3), 0.1)

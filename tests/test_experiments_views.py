@@ -102,6 +102,49 @@ def test_views_reuses_nerf_json(
         views.run([*base, "--skip-nerf", "--nerf-json", str(previous)], "views")
 
 
+def test_views_merges_nerf_results_made_for_different_k(
+    views_output: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Per-scene NeRF results split by K into two files (as two `baseline nerf --id-targets`
+    runs write them) give the same views results as the one file; bad merges are refused."""
+    before = json.loads((views_output / "views.json").read_text())
+    nerf = before["models"]["nerf"]
+    parts = []
+    for name, ks in (("low", ["1"]), ("high", ["2", "4"])):
+        part = json.loads(json.dumps(nerf))
+        for key in ("results", "timing", "history"):
+            part[key] = {k: v for k, v in part[key].items() if k in ks}
+        part["view_lists"]["context"] = {k: nerf["view_lists"]["context"][k] for k in ks}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(part))
+        parts.append(path)
+    base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
+    argv = [*base, "--context", "1,2,all", "--id-targets", "2", "--out", str(tmp_path / "out")]
+    assert views.run([*argv, "--nerf-json", *map(str, parts)], "nerfvae experiment views") == 0
+    result = json.loads((tmp_path / "out" / "views.json").read_text())
+    assert result["nerf_source"] == f"{parts[0]}, {parts[1]}"
+    assert result["models"]["nerf"]["sources"] == [str(p) for p in parts]
+    for label in ("1", "2", "all"):
+        for kind in ("id", "ood"):
+            assert result["results"][label][kind]["nerf"] == before["results"][label][kind]["nerf"]
+        assert result["timing"][label]["nerf"] == before["timing"][label]["nerf"]
+
+    with pytest.raises(ConfigError, match=r"K = 1 is in both"):
+        views.run([*argv, "--nerf-json", str(parts[0]), str(parts[0])], "views")
+    other = json.loads(parts[1].read_text())
+    other["config"]["steps"] += 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"differ in config"):
+        views.run([*argv, "--nerf-json", str(parts[0]), str(tmp_path / "other.json")], "views")
+    other = json.loads(parts[1].read_text())
+    other["view_lists"]["id_targets"] = [3, 4, 5]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"score different id_targets.*--id-targets"):
+        views.run([*argv, "--nerf-json", str(parts[0]), str(tmp_path / "other.json")], "views")
+    with pytest.raises(ConfigError, match=r"no results for K = 2, 4.*--id-targets 2"):
+        views.run([*argv, "--nerf-json", str(parts[0])], "views")
+
+
 def test_views_skip_nerf_and_cost_refuses_it(
     tiny_run: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:

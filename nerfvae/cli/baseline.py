@@ -33,6 +33,10 @@ class NeRFBaselineArgs:
     """Comma-separated numbers of context views K (views 0..K-1 of each scene, as `nerfvae eval`),
     or `all`: every ID view is context and the held-out (OOD) views are scored (single-scene data
     such as lego)."""
+    id_targets: int | None = None
+    """Hold out the last N ID views of each scene as ID targets (default: every ID view after the
+    largest K). Runs made for different K with the same N score the same views, so `nerfvae
+    experiment views --nerf-json` can merge them (the views sweep with `all` uses N = 3)."""
     out: str = "nerf_baseline.json"
     """Output JSON; `<stem>.md` and `<stem>_psnr_vs_steps.png` are written beside it."""
     max_scenes: int | None = None
@@ -90,6 +94,8 @@ def run(argv: list[str], prog: str) -> int:
         raise ConfigError(f"unknown baseline {argv[0]!r} (choose {', '.join(SUBCOMMANDS)})")
     args = tyro.cli(NeRFBaselineArgs, args=argv[1:], prog=f"{prog} {argv[0]}")
     context_sizes = parse_context(args.context)
+    if context_sizes is None and args.id_targets is not None:
+        raise ConfigError("--id-targets has no effect with --context all (no ID view is a target)")
 
     import torch
 
@@ -112,6 +118,7 @@ def run(argv: list[str], prog: str) -> int:
         mean_train_image=optional_mean_training_image(args.data),
         probe_views=args.probe_views,
         probe_points=args.probe_points,
+        id_targets=args.id_targets,
         device=args.device,
     )
     result.update(dataset=str(args.data), split=args.split)

@@ -123,6 +123,7 @@ def evaluate_per_scene_nerf(
     mean_train_image: torch.Tensor | None = None,
     probe_views: int = 2,
     probe_points: int = 8,
+    id_targets: int | None = None,
     chunk_rays: int = 8192,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -138,6 +139,8 @@ def evaluate_per_scene_nerf(
         probe_views: held-out ID and OOD views per scene rendered while optimising (0 = none).
         probe_points: how many times they are rendered (geometrically spaced steps, 0 and last
             included).
+        id_targets: hold out the last N ID views as ID targets (default: every ID view after the
+            largest K; see :mod:`nerfvae.evaluation.views`). Ignored for ``context_sizes=None``.
 
     Returns:
         The JSON-serialisable result: ``nerfvae eval``'s layout (``results[K][id|ood]`` metric
@@ -153,7 +156,9 @@ def evaluate_per_scene_nerf(
     if context_sizes is None:
         views = all_views_lists(first.num_id_views, first.num_ood_views)
     else:
-        views = standard_view_lists(first.num_id_views, first.num_ood_views, context_sizes)
+        views = standard_view_lists(
+            first.num_id_views, first.num_ood_views, context_sizes, id_targets
+        )
     scene_min, scene_max = (torch.tensor(bound, dtype=torch.float32) for bound in meta.scene_bounds)
     probe_steps = default_probe_steps(config.steps, probe_points) if probe_views > 0 else ()
     train_image = mean_train_image.to(device) if mean_train_image is not None else None

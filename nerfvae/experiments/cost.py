@@ -90,9 +90,10 @@ class CostArgs:
     """NeRF-VAE checkpoint JSON to load (default: the run's newest)."""
     scenes_per_batch: int = 4
     """Scenes inferred / optimised together."""
-    nerf_json: str | None = None
-    """Reuse per-scene NeRF results (`nerfvae baseline nerf` JSON with held-out probes, same split,
-    scenes and K) instead of optimising."""
+    nerf_json: tuple[str, ...] = ()
+    """Reuse per-scene NeRF results (`nerfvae baseline nerf` JSONs with held-out probes, same
+    split and scenes, together covering the K; merged as in `experiment views`) instead of
+    optimising."""
     threads: int = 0
     """torch intra-op threads (0 = PyTorch's default)."""
     baseline: tyro.conf.OmitArgPrefixes[NeRFBaselineOptions] = field(

@@ -99,9 +99,10 @@ class ViewsArgs:
     """Scenes inferred / optimised together (NeRF-VAE batches; batched per-scene NeRF weights)."""
     skip_nerf: bool = False
     """Do not optimise the per-scene NeRF (its columns are null)."""
-    nerf_json: str | None = None
-    """Reuse per-scene NeRF results instead of optimising: the JSON of `nerfvae baseline nerf`
-    (run with the same --split, --max-scenes and the K values printed here) or a views.json."""
+    nerf_json: tuple[str, ...] = ()
+    """Reuse per-scene NeRF results instead of optimising: JSONs of `nerfvae baseline nerf` (run
+    with the same --split and --max-scenes, together covering the K values printed here; several
+    files for different K are merged, made with the same --id-targets) or a views.json."""
     threads: int = 0
     """torch intra-op threads (0 = PyTorch's default)."""
     baseline: tyro.conf.OmitArgPrefixes[NeRFBaselineOptions] = field(
@@ -188,20 +189,8 @@ def probe_view_count(requested: int, view_lists: dict[str, Any]) -> int:
 # --------------------------------------------------------------------------- reuse of NeRF results
 
 
-def load_nerf_json(path: str | Path, expected: dict[str, Any], ks: list[int]) -> dict[str, Any]:
-    """Per-scene NeRF results from a previous `nerfvae baseline nerf` JSON (or from a views.json's
-    ``models.nerf``), checked against the views this experiment scores.
-
-    Args:
-        expected: the NeRF-VAE evaluation result (``num_scenes``, ``image_size``, ``view_lists``,
-            ``split``) the NeRF's numbers must match.
-        ks: the context sizes needed.
-
-    Raises:
-        ConfigError: the file is missing or unreadable, holds no per-scene NeRF results, or was made
-            on other scenes or views.
-    """
-    path = Path(path)
+def _read_nerf_json(path: Path) -> dict[str, Any]:
+    """One file's per-scene NeRF result (a views.json gives its ``models.nerf``)."""
     try:
         loaded = json.loads(path.read_text())
     except FileNotFoundError:
@@ -214,11 +203,90 @@ def load_nerf_json(path: str | Path, expected: dict[str, Any], ks: list[int]) ->
         loaded = (loaded.get("models") or {}).get("nerf")
         if loaded is None:
             raise ConfigError(f"--nerf-json {path}: this views.json has no per-scene NeRF results")
-    if "results" not in loaded or "view_lists" not in loaded or "history" not in loaded:
+    if not isinstance(loaded, dict) or not all(
+        isinstance(loaded.get(key), dict) for key in ("results", "view_lists", "history")
+    ):
         raise ConfigError(
             f"--nerf-json {path}: not the output of `nerfvae baseline nerf` (needs results, "
             "view_lists and history)"
         )
+    return loaded
+
+
+# Per-K entries a merge combines; every other field must agree between the files.
+_PER_K_FIELDS = ("results", "timing", "history")
+_SHARED_FIELDS = ("split", "num_scenes", "image_size", "config", "background")
+
+
+def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """One per-scene NeRF result from several made for different K on the same scenes.
+
+    The per-K entries (``results``, ``timing``, ``history``, ``view_lists.context``) are united;
+    the NeRF config, scenes, targets and background must be the same in every part, and each K may
+    come from one part only. ``sources`` lists the files.
+
+    Raises:
+        ConfigError: naming the files and the field that differs, or a K found twice.
+    """
+    first_path, merged = parts[0]
+    merged = json.loads(json.dumps(merged))  # a deep copy: parts stay untouched
+    merged["view_lists"].setdefault("context", {})
+    origin = {k: first_path for k in merged["results"]}
+    for path, part in parts[1:]:
+        for key in _SHARED_FIELDS:
+            if part.get(key) != merged.get(key):
+                raise ConfigError(
+                    f"--nerf-json {first_path} and {path} differ in {key} "
+                    f"({merged.get(key)!r} vs {part.get(key)!r}): only results of the same "
+                    "per-scene NeRF on the same scenes can be merged"
+                )
+        for kind in ("id_targets", "ood_targets"):
+            if part["view_lists"].get(kind) != merged["view_lists"].get(kind):
+                raise ConfigError(
+                    f"--nerf-json {first_path} and {path} score different {kind} "
+                    f"({merged['view_lists'].get(kind)} vs {part['view_lists'].get(kind)}); make "
+                    "both with the same `nerfvae baseline nerf --id-targets N`"
+                )
+        for k in part["results"]:
+            if k in origin:
+                raise ConfigError(f"--nerf-json: K = {k} is in both {origin[k]} and {path}")
+            origin[k] = path
+            for key in _PER_K_FIELDS:
+                merged.setdefault(key, {})[k] = (part.get(key) or {}).get(k)
+            merged["view_lists"]["context"][k] = part["view_lists"].get("context", {}).get(k)
+    for key in _PER_K_FIELDS:
+        merged[key] = dict(sorted(merged.get(key, {}).items(), key=lambda item: int(item[0])))
+    merged["view_lists"]["context"] = dict(
+        sorted(merged["view_lists"]["context"].items(), key=lambda item: int(item[0]))
+    )
+    merged["sources"] = [str(path) for path, _ in parts]
+    return merged
+
+
+def load_nerf_json(
+    paths: str | Path | list[str | Path] | tuple[str | Path, ...],
+    expected: dict[str, Any],
+    ks: list[int],
+) -> dict[str, Any]:
+    """Per-scene NeRF results from previous `nerfvae baseline nerf` JSONs (or a views.json's
+    ``models.nerf``), merged over K (:func:`merge_nerf_results`) and checked against the views this
+    experiment scores.
+
+    Args:
+        paths: one file, or several made for different K with the same ``--id-targets``.
+        expected: the NeRF-VAE evaluation result (``num_scenes``, ``image_size``, ``view_lists``,
+            ``split``) the NeRF's numbers must match.
+        ks: the context sizes needed.
+
+    Raises:
+        ConfigError: a file is missing or unreadable, holds no per-scene NeRF results, the files
+            disagree, or they were made on other scenes or views.
+    """
+    path_list = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+    if not path_list:
+        raise ConfigError("--nerf-json: no file given")
+    loaded = merge_nerf_results([(path, _read_nerf_json(path)) for path in path_list])
+    named = " ".join(str(path) for path in path_list)
     problems = []
     if loaded.get("split") not in (None, expected.get("split")):
         problems.append(f"split {loaded.get('split')!r} (here {expected.get('split')!r})")
@@ -239,9 +307,10 @@ def load_nerf_json(path: str | Path, expected: dict[str, Any], ks: list[int]) ->
     if problems:
         needed = ",".join(str(k) for k in sorted(set(ks)))
         raise ConfigError(
-            f"--nerf-json {path} does not match these views: " + "; ".join(problems) + ". Make it "
-            f"with `nerfvae baseline nerf --split {expected.get('split')} --max-scenes "
-            f"{expected['num_scenes']} --context {needed}`"
+            f"--nerf-json {named} does not match these views: " + "; ".join(problems) + ". Make "
+            f"it with `nerfvae baseline nerf --split {expected.get('split')} --max-scenes "
+            f"{expected['num_scenes']} --context {needed} --id-targets "
+            f"{len(wanted['id_targets'])}`"
         )
     return loaded
 
@@ -333,7 +402,7 @@ def compute_views(args: ViewsArgs, *, progress: bool = True) -> dict[str, Any]:
         nerf, source = None, "skipped"
     elif args.nerf_json:
         nerf = load_nerf_json(args.nerf_json, nerfvae, list(context_sizes))
-        source = str(args.nerf_json)
+        source = ", ".join(args.nerf_json)
     else:
         probe_views = probe_view_count(options.probe_views, nerfvae["view_lists"])
         nerf = evaluate_per_scene_nerf(
