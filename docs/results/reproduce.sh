@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates every number and figure under docs/results/ from scratch (sessions 2 and 3, on the
+# Regenerates every number and figure under docs/results/ from scratch (sessions 2-4, on the
 # 2-core CPU development machine; see each experiment's .md for the hardware and the training
 # budget it recorded). Paths: DATA and RUNS below. Each training command resumes where it stopped,
 # and --stop-at-step ends it at the step the recorded run reached (those runs were made with
@@ -14,10 +14,10 @@ SCENES=${SCENES:-20}  # test scenes of the views sweep (the issue asks for at le
 nerfvae data generate --preset small --out "$DATA/small" --workers 2
 
 # 2. training
-#    the shipped model at step 13,352 (the checkpoint these experiments used; assets/model holds
-#    the same run finished at 20,000 steps: run this command again without --stop-at-step)
+#    the shipped model's run to the end of its 20,000-step schedule (the checkpoint these
+#    experiments use; see assets/model/README.md for what the shipped model is now)
 nerfvae train --config small --data "$DATA/small" --run "$RUNS/ship-attention" \
-  --threads 1 --stop-at-step 13352 --validate-every 500
+  --threads 1 --validate-every 500
 #    the conditioning ablation and the GQN-style baseline: 20 minutes each on one thread in
 #    session 2, i.e. these steps
 for run in concat:1420 ain:1217 attention:1179; do
@@ -39,15 +39,23 @@ for mode in concat ain; do
 done
 
 # 3. experiments (each writes JSON, PNG and markdown under docs/results/NAME/)
+#    the per-scene NeRFs of the views sweep, made in two parts (K = 1, 3, 7 in session 3, K = 2, 5
+#    in session 4; --id-targets 3 scores the views sweep's targets, the last 3 ID views); one
+#    command with --context 1,2,3,5,7 --id-targets 3 gives the same results (each fit is seeded
+#    on its own)
 nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes "$SCENES" --context 1,3,7 \
   --steps 150 --probe-views 2 --probe-points 3 --threads 1 --out "$RUNS/nerf_views.json"
-nerfvae experiment views --run "$RUNS/ship-attention" --data "$DATA/small" --context 1,3,all \
-  --max-scenes "$SCENES" --nerf-json "$RUNS/nerf_views.json" --threads 1
+nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes "$SCENES" --context 2,5 \
+  --id-targets 3 --steps 150 --probe-views 2 --probe-points 3 --threads 1 \
+  --out "$RUNS/nerf_views_k25.json"
+nerfvae experiment views --run "$RUNS/ship-attention" --data "$DATA/small" --context 1,2,3,5,all \
+  --max-scenes "$SCENES" --nerf-json "$RUNS/nerf_views.json" "$RUNS/nerf_views_k25.json" --threads 1
 nerfvae experiment cost --views-json docs/results/views/views.json
-#    the camera and conditioning comparisons use 4 test scenes (what fitted session 2)
+#    the camera and conditioning comparisons: models trained for 20 minutes each, scored on the
+#    same 20 test scenes
 nerfvae experiment cameras --run "$RUNS/abl-attention" --gqn-run "$RUNS/abl-gqn" \
-  --data "$DATA/small" --context 1,3 --max-scenes 4
-nerfvae experiment ablation --data "$DATA/small" --context 3 --max-scenes 4 --threads 1 --runs \
+  --data "$DATA/small" --context 1,3 --max-scenes "$SCENES"
+nerfvae experiment ablation --data "$DATA/small" --context 3 --max-scenes "$SCENES" --threads 1 --runs \
   concat="$RUNS/abl-concat" ain="$RUNS/abl-ain" attention="$RUNS/abl-attention" \
   attention-global="$RUNS/abl-attention-global" concat-matched="$RUNS/abl-concat-matched" \
   ain-matched="$RUNS/abl-ain-matched"
@@ -55,6 +63,6 @@ python -m nerfvae.evaluation.curves \
   "$RUNS"/abl-{concat,ain,concat-matched,ain-matched,attention,attention-global} --x step \
   --out docs/results/conditioning-matched/curves.png --table docs/results/conditioning-matched/table.md
 nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small" \
-  --max-scenes 2 --samples 3
+  --max-scenes 8 --samples 3
 nerfvae experiment samples --run "$RUNS/ship-attention" --data "$DATA/small"
 nerfvae experiment summary
