@@ -222,6 +222,7 @@ def test_baseline_nerf_cli_writes_eval_like_report(ball_dataset: Path, tmp_path:
     result = json.loads(out.read_text())
     assert result["view_lists"]["id_targets"] == [2, 3, 4, 5]
     assert result["view_lists"]["ood_targets"] == [6, 7]
+    assert result["probe_views"] == 1
     for k in ("1", "2"):
         assert result["results"][k]["id"]["num_views"] == 2 * 4
         assert result["results"][k]["ood"]["num_views"] == 2 * 2
@@ -261,6 +262,8 @@ def test_baseline_cli_errors_are_one_line(ball_dataset: Path, capsys) -> None:
     assert "last 2 of the scenes' 6 in-distribution views" in capsys.readouterr().err
     assert main([*argv, "--context", "all"]) == 1
     assert "--id-targets has no effect with --context all" in capsys.readouterr().err
+    assert main([*argv, "--context", "1", "--probe-views", "-2", "--max-scenes", "1"]) == 1
+    assert "--probe-views must be -1 (all targets), 0 or positive" in capsys.readouterr().err
 
 
 # -- GQN-style baseline -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation.per_scene_nerf import probe_view_count
 from nerfvae.experiments import cost, views
 
 # A per-scene NeRF small enough to take a second or two (the flags of `nerfvae baseline nerf`).
@@ -242,8 +243,9 @@ def test_context_parsing_and_resolution() -> None:
         views.resolve_context(["all"], 6, 0)
     with pytest.raises(ConfigError, match="at most 5 can be context"):
         views.resolve_context(["6"], 6, 3)
+    assert probe_view_count(-1, 3, 5) == 5 and probe_view_count(2, 3, 5) == 2
     with pytest.raises(ConfigError, match="--probe-views"):
-        views.probe_view_count(-2, {"id_targets": [1], "ood_targets": []})
+        probe_view_count(-2, 1, 0)
 
 
 def test_views_bad_inputs(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:

@@ -48,7 +48,9 @@ class NeRFBaselineArgs:
     """Colour where rays leave the scene box: `auto` (the import's background for imported data,
     else black), white, black, grey, #rrggbb or r,g,b."""
     probe_views: int = 2
-    """Held-out ID and OOD views per scene rendered during optimisation to track PSNR (0 = none)."""
+    """Held-out ID and OOD views per scene rendered during optimisation to track PSNR (0 = none,
+    -1 = every target view: the last probe is then the final score, which `experiment cost` needs
+    to time the NeRF to a PSNR on exactly the scored views)."""
     probe_points: int = 8
     """How many times (geometrically spaced steps) the probe views are rendered."""
     threads: int = 0

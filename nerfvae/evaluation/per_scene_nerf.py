@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nerfvae.errors import DataError
+from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.evaluate import (
     SCHEMA_VERSION,
     render_seconds_per_view,
@@ -60,6 +60,20 @@ def all_views_lists(num_id_views: int, num_ood_views: int) -> ViewLists:
         id_targets=[],
         ood_targets=list(range(num_id_views, num_id_views + num_ood_views)),
     )
+
+
+def probe_view_count(requested: int, num_id_targets: int, num_ood_targets: int) -> int:
+    """``-1`` -> enough probe views to cover every target view of either kind; otherwise
+    ``requested`` (0 = no probe).
+
+    Raises:
+        ConfigError: ``requested`` below -1.
+    """
+    if requested < -1:
+        raise ConfigError(f"--probe-views must be -1 (all targets), 0 or positive, got {requested}")
+    if requested == -1:
+        return max(1, num_id_targets, num_ood_targets)
+    return requested
 
 
 def _mean_history(histories: list[tuple[int, list[dict[str, float]]]]) -> list[dict[str, float]]:
@@ -136,7 +150,8 @@ def evaluate_per_scene_nerf(
         scenes_per_batch: scenes whose NeRFs are optimised together (batched weights).
         background: colour seen where a ray leaves the scene box.
         mean_train_image: ``[H, W, 3]`` for the mean-training-image trivial predictor.
-        probe_views: held-out ID and OOD views per scene rendered while optimising (0 = none).
+        probe_views: held-out ID and OOD views per scene rendered while optimising (0 = none,
+            -1 = every target view, so the last probe is the final score).
         probe_points: how many times they are rendered (geometrically spaced steps, 0 and last
             included).
         id_targets: hold out the last N ID views as ID targets (default: every ID view after the
@@ -160,6 +175,7 @@ def evaluate_per_scene_nerf(
             first.num_id_views, first.num_ood_views, context_sizes, id_targets
         )
     scene_min, scene_max = (torch.tensor(bound, dtype=torch.float32) for bound in meta.scene_bounds)
+    probe_views = probe_view_count(probe_views, len(views.id_targets), len(views.ood_targets))
     probe_steps = default_probe_steps(config.steps, probe_points) if probe_views > 0 else ()
     train_image = mean_train_image.to(device) if mean_train_image is not None else None
 
@@ -228,6 +244,7 @@ def evaluate_per_scene_nerf(
         "history": {str(k): _mean_history(rows) for k, rows in histories.items()},
         "config": asdict(config),
         "scenes_per_batch": scenes_per_batch,
+        "probe_views": probe_views,
         "background": list(background),
         "hardware": {
             "device": str(device),

@@ -177,15 +177,6 @@ def resolve_context(labels: list[str], num_id_views: int, id_targets: int) -> di
     return dict(sorted(resolved.items(), key=lambda item: (item[1], item[0] == "all")))
 
 
-def probe_view_count(requested: int, view_lists: dict[str, Any]) -> int:
-    """``-1`` -> every target view of either kind; otherwise ``requested`` (0 = no probe)."""
-    if requested < -1:
-        raise ConfigError(f"--probe-views must be -1 (all targets), 0 or positive, got {requested}")
-    if requested == -1:
-        return max(1, len(view_lists["id_targets"]), len(view_lists["ood_targets"]))
-    return requested
-
-
 # --------------------------------------------------------------------------- reuse of NeRF results
 
 
@@ -397,14 +388,12 @@ def compute_views(args: ViewsArgs, *, progress: bool = True) -> dict[str, Any]:
     )
 
     options = args.baseline
-    probe_views = None
     if args.skip_nerf:
         nerf, source = None, "skipped"
     elif args.nerf_json:
         nerf = load_nerf_json(args.nerf_json, nerfvae, list(context_sizes))
         source = ", ".join(args.nerf_json)
     else:
-        probe_views = probe_view_count(options.probe_views, nerfvae["view_lists"])
         nerf = evaluate_per_scene_nerf(
             dataset,
             options.nerf,
@@ -413,12 +402,12 @@ def compute_views(args: ViewsArgs, *, progress: bool = True) -> dict[str, Any]:
             scenes_per_batch=args.scenes_per_batch,
             background=resolve_background(options.background, dataset.meta),
             mean_train_image=train_mean,
-            probe_views=probe_views,
+            probe_views=options.probe_views,
             probe_points=options.probe_points,
             device=options.device,
             progress=progress,
         )
-        nerf.update(dataset=str(args.data), split=args.split, probe_views=probe_views)
+        nerf.update(dataset=str(args.data), split=args.split)
         source = "computed"
 
     return {
