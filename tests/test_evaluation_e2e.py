@@ -6,6 +6,8 @@ import json
 import math
 
 import imageio.v3 as iio
+import pytest
+import torch
 
 from nerfvae.cli.main import main
 
@@ -104,8 +106,27 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
         assert (tmp_path / "demo" / image).is_file(), image
         assert f"({image})" in text
     assert "| 5 | OOD |" in text and "checkpoint step 8" in text
+    assert "Std colour scale (magma): black = 0, white = " in text
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert set(metrics["results"]) == {"1", "2", "3", "5"}
+
+
+def test_demo_std_column_shares_one_scale():
+    from nerfvae.evaluation.demo import add_std_column, std_colour_scale
+
+    stds = [torch.linspace(0, 1, 200).reshape(2, 10, 10), torch.zeros(2, 10, 10)]
+    # the 99th percentile of 200 evenly spaced values in [0, 1] and 200 zeros
+    assert std_colour_scale(stds) == pytest.approx(
+        torch.quantile(torch.cat([stds[0].flatten(), stds[1].flatten()]), 0.99).item()
+    )
+    assert std_colour_scale([torch.zeros(1, 2, 2)]) == 1e-6  # no division by zero
+    rows = [[torch.zeros(10, 10, 3)], [torch.zeros(10, 10, 3)], [torch.zeros(10, 10, 3)]]
+    add_std_column(rows, stds[0], vmax=0.5)
+    assert [len(row) for row in rows] == [1, 2, 2]
+    # values at or above the scale are white-ish (magma's top), zero is black-ish
+    assert rows[2][1][-1, -1].min() > 0.7 and rows[1][1][0, 0].max() < 0.05
+    with pytest.raises(ValueError):
+        add_std_column(rows[:2], stds[0], vmax=0.5)  # a std map without a row
 
 
 def test_training_curves_figure_and_table(tiny_run, tmp_path):
