@@ -53,7 +53,7 @@ def test_eval_rejects_bad_context(tiny_run, tiny_dataset, tmp_path, capsys):
     assert "at most 5 can be context views" in capsys.readouterr().err
 
 
-def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, tmp_path):
+def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, tmp_path, capsys):
     out = tmp_path / "render"
     code = main(
         ["render", "--run", str(tiny_run), "--data", str(tiny_dataset), "--scene", "1",
@@ -69,6 +69,8 @@ def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, t
         assert (out / name).is_file(), name
     assert iio.imread(out / "view_05_id_rgb.png").shape == (32, 32, 3)
     assert iio.imread(out / "turntable.gif", index=None).shape == (4, 32, 32, 3)
+    # the std heat maps' scale is the 99th percentile of the rendered stds, printed
+    assert "posterior std heat maps: black = 0, white = " in capsys.readouterr().out
 
 
 def test_render_and_sample_reject_bad_input(tiny_run, tiny_dataset, tmp_path, capsys):
@@ -77,6 +79,8 @@ def test_render_and_sample_reject_bad_input(tiny_run, tiny_dataset, tmp_path, ca
     assert "split 'test' has scenes 0..1" in capsys.readouterr().err
     assert main(["render", *base, "--context", "0,42"]) == 1
     assert "the scene has views 0..7" in capsys.readouterr().err
+    assert main(["render", *base, "--std-scale", "0"]) == 1
+    assert "--std-scale must be a positive number" in capsys.readouterr().err
     assert main(["sample", *base, "--split", "nope"]) == 1
     assert "no split 'nope'" in capsys.readouterr().err
 
@@ -112,7 +116,8 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
 
 
 def test_demo_std_column_shares_one_scale():
-    from nerfvae.evaluation.demo import add_std_column, std_colour_scale
+    from nerfvae.evaluation.demo import add_std_column
+    from nerfvae.evaluation.visualise import std_colour_scale
 
     stds = [torch.linspace(0, 1, 200).reshape(2, 10, 10), torch.zeros(2, 10, 10)]
     # the 99th percentile of 200 evenly spaced values in [0, 1] and 200 zeros

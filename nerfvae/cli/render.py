@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,9 @@ class RenderArgs:
     """Views to render: `all`, `id`, `ood`, or comma-separated view indices."""
     samples: int = 8
     """Posterior samples for the per-pixel mean and standard deviation (0 = none)."""
+    std_scale: float | None = None
+    """Standard deviation shown white in the `*_sample_std.png` heat maps (magma, black = 0).
+    Default: the 99th percentile over the rendered views, printed; fix it to compare renders."""
     turntable_frames: int = 36
     """Frames of a turntable around the scene (0 = none)."""
     video_format: Literal["gif", "mp4"] = "gif"
@@ -67,6 +71,8 @@ def load_scene(data: str, split: str, index: int):
 
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(RenderArgs, args=argv, prog=prog)
+    if args.std_scale is not None and not (math.isfinite(args.std_scale) and args.std_scale > 0):
+        raise ConfigError(f"--std-scale must be a positive number, got {args.std_scale}")
     from nerfvae.evaluation import visualise as vis
     from nerfvae.evaluation.metrics import psnr
     from nerfvae.geometry import orbit_cameras
@@ -103,6 +109,9 @@ def run(argv: list[str], prog: str) -> int:
     out = Path(args.out)
     for i in context:
         vis.write_png(out / f"context_{i:02d}.png", images[i])
+    if args.samples > 0:
+        std_scale = args.std_scale or vis.std_colour_scale([rendered["sample_std"]])
+        print(f"posterior std heat maps: black = 0, white = {std_scale:.4f}")
     rows = []
     for j, v in enumerate(views):
         kind = "ood" if bool(scene.view_is_ood[v]) else "id"
@@ -118,7 +127,7 @@ def run(argv: list[str], prog: str) -> int:
         vis.write_png(stem.with_name(stem.name + "_depth.png"), row[2])
         vis.write_png(stem.with_name(stem.name + "_opacity.png"), row[3])
         if args.samples > 0:
-            std_image = vis.heat_image(rendered["sample_std"][j], vmax=0.25)
+            std_image = vis.heat_image(rendered["sample_std"][j], vmax=std_scale)
             vis.write_png(
                 stem.with_name(stem.name + "_sample_mean.png"), rendered["sample_mean"][j]
             )

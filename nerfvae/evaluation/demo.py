@@ -73,13 +73,6 @@ def render_scene_rows(
     return rows, rendered["sample_std"]
 
 
-def std_colour_scale(stds: list[torch.Tensor]) -> float:
-    """White of the std heat maps: the 99th percentile over all of them, so that the small stds
-    of a confident model are visible and every figure of a report shares one scale."""
-    values = torch.cat([std.flatten() for std in stds]).float()
-    return max(float(torch.quantile(values[: 1 << 24], 0.99)), 1e-6)
-
-
 def add_std_column(rows: list[list[torch.Tensor]], std: torch.Tensor, vmax: float) -> None:
     """Append the heat map of ``std [targets, H, W]`` to the target rows (``rows[1:]``)."""
     for row, values in zip(rows[1:], std, strict=True):
@@ -130,7 +123,7 @@ def run_demo(
         render_scene_rows(model, test.load_scene(index), meta, samples, generator)
         for index in range(min(3, len(test)))
     ]
-    std_scale = std_colour_scale([std for _, std in rendered_scenes])
+    std_scale = vis.std_colour_scale([std for _, std in rendered_scenes])
     id_std = torch.cat([std[:2].flatten() for _, std in rendered_scenes]).mean()
     ood_values = torch.cat([std[2:].flatten() for _, std in rendered_scenes])
     ood_std = f"{ood_values.mean():.4f}" if ood_values.numel() else "–"

@@ -33,6 +33,13 @@ def heat_image(values: torch.Tensor, vmax: float | None = None) -> torch.Tensor:
     return torch.from_numpy(colormaps["magma"](normalised)[..., :3]).float()
 
 
+def std_colour_scale(stds: list[torch.Tensor]) -> float:
+    """White of the std heat maps: the 99th percentile over all of them, so that the small stds
+    of a confident model are visible and every figure of a report shares one scale."""
+    values = torch.cat([std.flatten() for std in stds]).float()
+    return max(float(torch.quantile(values[: 1 << 24], 0.99)), 1e-6)
+
+
 @torch.no_grad()
 def render_latents(
     model: SceneModel,
