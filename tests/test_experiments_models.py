@@ -280,6 +280,16 @@ def test_summary_collects_present_and_lists_missing(
         results / "cost" / "cost.json",
         {"experiment": "cost", "seconds_per_step": 0.3, "provenance": fake_provenance},
     )
+    # a variant of a known experiment written with --out elsewhere: collected under its folder
+    _write(
+        results / "cost-long" / "cost.json",
+        {
+            "experiment": "cost",
+            "results": {"7": {"id": {"psnr": 19.75}}},
+            "provenance": fake_provenance,
+        },
+    )
+    (results / "cost-long" / "cost.md").write_text("# cost, longer NeRF\n")
     (results / "uncertainty").mkdir()
     (results / "uncertainty" / "uncertainty.json").write_text("{broken")
     (results / "hand-written").mkdir()
@@ -297,6 +307,8 @@ def test_summary_collects_present_and_lists_missing(
     assert "[hand-written](results/hand-written/README.md)" in text
     assert "[table](results/cameras/cameras.md)" in text
     assert "| [views](results/views/views.json) |" in text  # no views.md: links the JSON
+    assert "| [cost-long](results/cost-long/cost.md) | results / 7 / id | 19.75 |" in text
+    assert "[table](results/cost-long/cost.md) · [JSON](results/cost-long/cost.json)" in text
     assert "## How each was produced" in text and "`fake`: 1234 steps, 56.7 min" in text
     # the cameras and ablation headline numbers are copied from their JSONs
     cameras_report = json.loads((results / "cameras" / "cameras.json").read_text())

@@ -2,7 +2,8 @@
 one ``docs/results/README.md``.
 
 For each experiment (views, cameras, ablation, cost, uncertainty, samples, then any other folder
-holding ``NAME/NAME.json``) it writes the command that produced it, the hardware and the training
+holding ``NAME/NAME.json``, or a variant of a known experiment written with ``--out``, such as
+``cost-long/cost.json``) it writes the command that produced it, the hardware and the training
 budget of its runs (all from the JSON's ``provenance`` block) and a link to the experiment's own
 markdown; missing experiments get a line "not run yet: <command>". The headline table copies key
 numbers — whole-image and object-pixel PSNR beside the trivial predictors' PSNR — from the JSONs
@@ -115,17 +116,16 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def experiment_section(
-    name: str, folder: Path, data: Mapping[str, Any], out_dir: Path
-) -> list[str]:
-    """Markdown lines of one experiment: links, command, commit, hardware, training budget."""
+def experiment_section(name: str, path: Path, data: Mapping[str, Any], out_dir: Path) -> list[str]:
+    """Markdown lines of one experiment (its JSON at ``path``): links, command, commit, hardware,
+    training budget."""
     lines = [f"### {name}", ""]
     links = []
     for suffix, label in ((".md", "table"), (".png", "figure")):
-        target = folder / f"{name}{suffix}"
+        target = path.with_suffix(suffix)
         if target.exists():
             links.append(f"[{label}]({_link(target, out_dir)})")
-    links.append(f"[JSON]({_link(folder / f'{name}.json', out_dir)})")
+    links.append(f"[JSON]({_link(path, out_dir)})")
     lines.append(" · ".join(links))
     lines.append("")
     if data.get("description"):
@@ -174,15 +174,28 @@ def glance_row(name: str, link: str, data: Mapping[str, Any]) -> str:
     )
 
 
+def experiment_json(folder: Path) -> Path:
+    """The experiment JSON of a results folder: ``NAME/NAME.json``, or for a variant of a known
+    experiment written elsewhere with ``--out`` (``cost-long/cost.json``) that experiment's JSON.
+    The first path is returned when neither exists."""
+    own = folder / f"{folder.name}.json"
+    if own.is_file() or folder.name in EXPERIMENTS:
+        return own
+    variants = [
+        folder / f"{name}.json" for name in EXPERIMENTS if (folder / f"{name}.json").is_file()
+    ]
+    return variants[0] if len(variants) == 1 else own
+
+
 def collect(results: Path) -> tuple[list[str], list[Path]]:
-    """Experiment names in report order (the known ones, then other folders holding NAME.json)
-    and the folders without an experiment JSON (hand-written results)."""
+    """Experiment names in report order (the known ones, then other folders holding an experiment
+    JSON, see :func:`experiment_json`) and the folders without one (hand-written results)."""
     names = list(EXPERIMENTS)
     others: list[Path] = []
     for folder in sorted(p for p in results.iterdir() if p.is_dir()):
         if folder.name in EXPERIMENTS:
             continue
-        if (folder / f"{folder.name}.json").is_file():
+        if experiment_json(folder).is_file():
             names.append(folder.name)
         elif any(folder.glob("*.md")):
             others.append(folder)
@@ -202,7 +215,7 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
     glance: list[str] = []
     for name in names:
         folder = results / name
-        path = folder / f"{name}.json"
+        path = experiment_json(folder)
         if not path.is_file():
             command = EXPERIMENTS.get(name, f"nerfvae experiment {name}")
             missing.append(f"* {name}: not run yet: `{command}`")
@@ -215,7 +228,7 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
             sections += [f"### {name}", "", f"Could not read `{path}`: {error}", ""]
             continue
         rows, more = headline_rows(data)
-        page = folder / f"{name}.md"
+        page = path.with_suffix(".md")
         link = _link(page if page.exists() else path, out_dir)
         glance.append(glance_row(name, link, data))
         for row in rows:
@@ -236,7 +249,7 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
             table.append(
                 f"| [{name}]({link}) | no PSNR in the JSON, see its table | – | – | – | – | |"
             )
-        sections += experiment_section(name, folder, data, out_dir)
+        sections += experiment_section(name, path, data, out_dir)
 
     lines = [
         "# Results",
