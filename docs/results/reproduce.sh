@@ -51,6 +51,12 @@ nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes "$SCENES" -
 nerfvae experiment views --run "$RUNS/ship-attention" --data "$DATA/small" --context 1,2,3,5,all \
   --max-scenes "$SCENES" --nerf-json "$RUNS/nerf_views.json" "$RUNS/nerf_views_k25.json" --threads 1
 nerfvae experiment cost --views-json docs/results/views/views.json
+#    the same question with a NeRF given 2,000 steps, on 4 scenes with all 7 ID context views
+#    (probing every target view, so its PSNR over steps is on exactly the scored views)
+nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes 4 --context 7 --id-targets 3 \
+  --steps 2000 --probe-views -1 --probe-points 12 --threads 1 --out "$RUNS/nerf_long.json"
+nerfvae experiment cost --run "$RUNS/ship-attention" --data "$DATA/small" --context all \
+  --max-scenes 4 --nerf-json "$RUNS/nerf_long.json" --threads 1 --out docs/results/cost-long
 #    the camera and conditioning comparisons: models trained for 20 minutes each, scored on the
 #    same 20 test scenes
 nerfvae experiment cameras --run "$RUNS/abl-attention" --gqn-run "$RUNS/abl-gqn" \
