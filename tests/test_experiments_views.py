@@ -130,6 +130,16 @@ def test_views_merges_nerf_results_made_for_different_k(
             assert result["results"][label][kind]["nerf"] == before["results"][label][kind]["nerf"]
         assert result["timing"][label]["nerf"] == before["timing"][label]["nerf"]
 
+    assert result["models"]["nerf"]["probe_views"] == nerf["probe_views"] == 2
+    # parts that probed different numbers of views: the merge does not claim either
+    other = json.loads(parts[1].read_text())
+    other["probe_views"] = 5
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    merged = views.load_nerf_json(
+        [parts[0], tmp_path / "other.json"], result["models"]["nerfvae"], [1, 2, 4]
+    )
+    assert merged["probe_views"] is None
+
     with pytest.raises(ConfigError, match=r"K = 1 is in both"):
         views.run([*argv, "--nerf-json", str(parts[0]), str(parts[0])], "views")
     other = json.loads(parts[1].read_text())

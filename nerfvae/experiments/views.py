@@ -250,6 +250,9 @@ def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, An
     merged["view_lists"]["context"] = dict(
         sorted(merged["view_lists"]["context"].items(), key=lambda item: int(item[0]))
     )
+    # how many targets were probed is one number per file: kept only where every part agrees
+    probed = {part.get("probe_views") for _, part in parts}
+    merged["probe_views"] = probed.pop() if len(probed) == 1 else None
     merged["sources"] = [str(path) for path, _ in parts]
     return merged
 
