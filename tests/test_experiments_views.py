@@ -178,6 +178,16 @@ def test_cost_from_views_json(views_output: Path, tmp_path: Path) -> None:
     result = json.loads((tmp_path / "cost.json").read_text())
     assert result["experiment"] == "cost"
     assert list(result["results"]) == ["1", "2", "all"]
+    # two headline rows (NeRF-VAE, NeRF) per K and kind, copied from the results, for the summary
+    headline = result["headline"]
+    assert len(headline) == 3 * 2 * 2
+    first, second = headline[0], headline[1]
+    assert first["label"] == "NeRF-VAE, K=1, ID views"
+    assert first["psnr"] == result["results"]["1"]["id"]["nerfvae"]["psnr"]
+    assert second["label"] == "per-scene NeRF (3 steps), K=1, ID views"
+    assert second["psnr"] == result["results"]["1"]["id"]["nerf"]["final_psnr"]
+    assert second["note"].startswith("optimisation ")
+    assert first["baseline_mean_train_psnr"] == second["baseline_mean_train_psnr"] is not None
     for entry in result["results"].values():
         for kind in ("id", "ood"):
             cell = entry[kind]

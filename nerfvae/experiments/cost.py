@@ -436,6 +436,52 @@ def cost_figure(result: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def cost_headline(
+    results: dict[str, Any], views: dict[str, Any], context: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Rows for ``experiment summary`` (its ``headline`` convention): per K and kind of target,
+    NeRF-VAE and the per-scene NeRF with their PSNRs, the trivial predictors' PSNRs on the same
+    views, and the times in the note."""
+    rows = []
+    for label, k in context.items():
+        for kind in ("id", "ood"):
+            cell, scored = results[label].get(kind), views["results"][label].get(kind)
+            if cell is None or scored is None:
+                continue
+            where = f"K={context_label(label, k)}, {kind.upper()} views"
+            trivial = {
+                "baseline_mean_train_psnr": scored["mean_train_image"]["psnr"],
+                "baseline_mean_context_psnr": scored["mean_context_colour"]["psnr"],
+            }
+            vae, nerf, reach = cell["nerfvae"], cell["nerf"], cell["time_to_reach"]
+            rows.append(
+                {
+                    "label": f"NeRF-VAE, {where}",
+                    "psnr": vae["psnr"],
+                    "object_psnr": scored["nerfvae"]["object_psnr"],
+                    **trivial,
+                    "note": f"inference + one render {format_seconds(vae['s_per_scene'])} s",
+                }
+            )
+            if reach["reached"]:
+                reached = (
+                    f"reaches NeRF-VAE after {format_seconds(reach['wall_s_per_scene'])} s "
+                    f"(step {reach['step']})"
+                )
+            else:
+                reached = reach["note"]
+            rows.append(
+                {
+                    "label": f"per-scene NeRF ({nerf['steps']} steps), {where}",
+                    "psnr": nerf["final_psnr"],
+                    "object_psnr": (scored.get("nerf") or {}).get("object_psnr"),
+                    **trivial,
+                    "note": f"optimisation {format_seconds(nerf['fit_s_per_scene'])} s; {reached}",
+                }
+            )
+    return rows
+
+
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(CostArgs, args=argv, prog=prog)
     if args.views_json:
@@ -468,6 +514,7 @@ def run(argv: list[str], prog: str) -> int:
     run_dir = views["models"]["nerfvae"]["run"]
     runs = [run_dir] if (Path(run_dir) / "config.json").exists() else []
     nerf = views["models"]["nerf"]
+    results = cost_analysis(views, context)
     result = {
         "experiment": "cost",
         "schema_version": SCHEMA_VERSION,
@@ -481,7 +528,8 @@ def run(argv: list[str], prog: str) -> int:
         "view_lists": views["view_lists"],
         "nerf_budget": nerf_budget(nerf, views["nerf_source"]),
         "nerf_config": nerf["config"],
-        "results": cost_analysis(views, context),
+        "results": results,
+        "headline": cost_headline(results, views, context),
         "views_provenance": views.get("provenance"),
         "provenance": experiment_provenance(prog, argv, runs),
     }
