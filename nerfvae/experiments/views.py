@@ -245,11 +245,15 @@ def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, An
             for key in _PER_K_FIELDS:
                 merged.setdefault(key, {})[k] = (part.get(key) or {}).get(k)
             merged["view_lists"]["context"][k] = part["view_lists"].get("context", {}).get(k)
+
+    def by_k(entries: dict[str, Any]) -> dict[str, Any]:  # numeric K first, in order
+        return dict(
+            sorted(entries.items(), key=lambda item: (not item[0].isdigit(), item[0].zfill(9)))
+        )
+
     for key in _PER_K_FIELDS:
-        merged[key] = dict(sorted(merged.get(key, {}).items(), key=lambda item: int(item[0])))
-    merged["view_lists"]["context"] = dict(
-        sorted(merged["view_lists"]["context"].items(), key=lambda item: int(item[0]))
-    )
+        merged[key] = by_k(merged.get(key) or {})
+    merged["view_lists"]["context"] = by_k(merged["view_lists"]["context"])
     # how many targets were probed is one number per file: kept only where every part agrees
     probed = {part.get("probe_views") for _, part in parts}
     merged["probe_views"] = probed.pop() if len(probed) == 1 else None
