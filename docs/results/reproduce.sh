@@ -65,6 +65,14 @@ nerfvae experiment ablation --data "$DATA/small" --context 3 --max-scenes "$SCEN
   concat="$RUNS/abl-concat" ain="$RUNS/abl-ain" attention="$RUNS/abl-attention" \
   attention-global="$RUNS/abl-attention-global" concat-matched="$RUNS/abl-concat-matched" \
   ain-matched="$RUNS/abl-ain-matched"
+python -m nerfvae.evaluation.curves "$RUNS"/abl-{concat,ain,attention,attention-global} \
+  --out docs/results/conditioning-20min/curves.png --table docs/results/conditioning-20min/table.md
+for run in concat ain attention attention-global; do
+  cp "$(ls "$RUNS/abl-$run"/renders/*.png | tail -1)" \
+    "docs/results/conditioning-20min/final_render_$run.png"
+done
+#    (conditioning-25min is a session-1 record of a superseded design, a 4x4x32 latent pooled in
+#    image space; its README gives the commands of that time, which today's code does not repeat)
 python -m nerfvae.evaluation.curves \
   "$RUNS"/abl-{concat,ain,concat-matched,ain-matched,attention,attention-global} --x step \
   --out docs/results/conditioning-matched/curves.png --table docs/results/conditioning-matched/table.md
