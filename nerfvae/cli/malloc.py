@@ -4,8 +4,9 @@ By default glibc serves every allocation above 32 MB with a fresh ``mmap`` and r
 kernel on free, so each large tensor of every step is zero-filled page by page again. Measured
 here (per-scene NeRF baseline, 4 scenes, 40 steps, one thread): 108 s of kernel time against 124 s
 of user time, and 6.8 s once large blocks are reused — 1.7x less wall time (357 -> 207 s, the other
-core busy); the shipped NeRF-VAE run's one-thread average went from 1.9 to 2.3 steps/s. ``GLIBC_TUNABLES`` is read only when a process starts, so the command
-re-executes itself once with it set. A user's own ``GLIBC_TUNABLES`` is left alone, and
+core busy); the shipped NeRF-VAE run's one-thread average went from 1.9 to 2.3 steps/s.
+``GLIBC_TUNABLES`` is read only when a process starts, so the command re-executes itself once with
+it set. A user's own ``GLIBC_TUNABLES`` is left alone, and
 ``NERFVAE_NO_MALLOC_TUNING=1`` turns this off.
 """
 

@@ -37,6 +37,7 @@ def std_colour_scale(stds: list[torch.Tensor]) -> float:
     """White of the std heat maps: the 99th percentile over all of them, so that the small stds
     of a confident model are visible and every figure of a report shares one scale."""
     values = torch.cat([std.flatten() for std in stds]).float()
+    # torch.quantile takes at most 2^24 values; a report's few views are far fewer pixels
     return max(float(torch.quantile(values[: 1 << 24], 0.99)), 1e-6)
 
 

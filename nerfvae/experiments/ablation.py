@@ -255,7 +255,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"{report.get('num_scenes')} scenes, K = {k} context views (the first {k} ID views); "
         f"ID targets {report['view_lists'].get('id_targets')}, OOD targets "
         f"{report['view_lists'].get('ood_targets')}. −ELBO on the ID targets. Steps and minutes: "
-        "each run's metrics.csv (training time, pauses between resumed parts excluded). ⚠: parameter count more than "
+        "each run's metrics.csv (training time, pauses between resumed parts excluded). "
+        "⚠: parameter count more than "
         f"{MATCHED_TOLERANCE:.0%} above the smallest run's (the paper compares at matched "
         "parameter count).",
         "",
