@@ -23,9 +23,10 @@ class DemoArgs:
     run: str = "assets/model"
     """Run directory of the model to show (the shipped model by default)."""
     train: bool = False
-    """Train a new model from scratch (generates the `small` training set) instead of using --run."""
+    """Train a new model from scratch with the config of --run (generates the `small` training set;
+    a model that was fine-tuned from another run is retrained stage by stage) instead of using it."""
     train_minutes: float = 60.0
-    """Wall-clock training budget with --train (re-running continues the same run)."""
+    """Wall-clock training budget of one --train invocation (re-running continues the same runs)."""
     scenes: int = 4
     """Number of new test scenes."""
     context: str = "1,3"
@@ -47,7 +48,10 @@ def run(argv: list[str], prog: str) -> int:
         raise ConfigError(f"no model at {shipped} (expected a run directory with config.json)")
     model_run = shipped
     if args.train:
-        model_run = train_from_scratch(Path(args.out), shipped, args.train_minutes, args.workers)
+        trained = train_from_scratch(Path(args.out), shipped, args.train_minutes, args.workers)
+        if trained is None:
+            return 1
+        model_run = trained
     settings = demo_data_settings(args.scenes)
     from nerfvae.cli.evaluate import parse_context_sizes
 

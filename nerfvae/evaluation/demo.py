@@ -17,26 +17,46 @@ from nerfvae.evaluation.evaluate import evaluate, mean_training_image
 from nerfvae.evaluation.report import markdown_table, write_report
 from nerfvae.geometry import orbit_cameras
 from nerfvae.training.loading import load_trained_model
+from nerfvae.training.warm_start import lineage
 
 DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
 CONTEXT = [0, 1, 2]
 TURNTABLE_FRAMES = 24
 
 
+def _logged_hours(run: Path) -> float:
+    """Training wall time in hours from a run's ``metrics.csv`` (0 where it has none)."""
+    metrics = run / "metrics.csv"
+    if not metrics.exists():
+        return 0.0
+    seconds, previous = 0.0, 0
+    for row in csv.DictReader(metrics.open()):  # each row's rate covers the steps since the last
+        step, rate = int(row["step"]), float(row["steps_per_s"])
+        seconds += (step - previous) / rate if rate > 0 else 0.0
+        previous = step
+    return seconds / 3600
+
+
 def training_summary(run: Path) -> dict[str, float | int | str]:
-    """Steps, wall time and last validation numbers of a run, from its own logs."""
+    """Steps, wall time and last validation numbers of a run, from its own logs. A run started
+    from another run's weights (``--init-from``) counts its parents' hours too, and lists the
+    steps of each stage, oldest first."""
     summary: dict[str, float | int | str] = {}
     metrics = run / "metrics.csv"
     if metrics.exists():
         rows = list(csv.DictReader(metrics.open()))
         if rows:
             summary["steps"] = int(rows[-1]["step"])
-            seconds, previous = 0.0, 0
-            for row in rows:  # each row averages steps_per_s over the steps since the last one
-                step, rate = int(row["step"]), float(row["steps_per_s"])
-                seconds += (step - previous) / rate if rate > 0 else 0.0
-                previous = step
-            summary["training_hours"] = round(seconds / 3600, 2)
+    stages = lineage(run)
+    hours = sum(_logged_hours(stage) for stage in stages)
+    if hours > 0:
+        summary["training_hours"] = round(hours, 2)
+    if len(stages) > 1:
+        stage_steps = []
+        for stage in reversed(stages):
+            rows = list(csv.DictReader((stage / "metrics.csv").open()))
+            stage_steps.append(rows[-1]["step"] if rows else "0")
+        summary["stage_steps"] = " + ".join(stage_steps)
     validation = run / "validation.csv"
     if validation.exists():
         rows = list(csv.DictReader(validation.open()))
@@ -159,6 +179,11 @@ def run_demo(
         f"Model: `{run}` — NeRF-VAE, {summary.get('conditioning')} conditioning, "
         f"{summary.get('latent')} latent, checkpoint step {record['step']}"
         + (f", {summary['training_hours']} h of training" if "training_hours" in summary else "")
+        + (
+            f" in stages of {summary['stage_steps']} steps (`{run}/parent`)"
+            if "stage_steps" in summary
+            else ""
+        )
         + f". Test scenes: {len(test)} new scenes rendered now with Mitsuba (seed {settings.seed}), "
         f"{meta.image_height}×{meta.image_width}.",
         "",
@@ -195,13 +220,44 @@ def run_demo(
     return report
 
 
-def train_from_scratch(out: Path, shipped_run: Path, minutes: float, workers: int) -> Path:
-    """Generate the `small` training set and train a new run with the shipped run's config."""
+def train_from_scratch(out: Path, shipped_run: Path, minutes: float, workers: int) -> Path | None:
+    """Generate the `small` training set and train a new run with the shipped run's config.
+
+    A shipped run that was started from another run's weights is retrained stage by stage, oldest
+    first, each stage from the last one's weights, with the configs recorded in its ``parent/``
+    folders. ``minutes`` bounds this whole call; re-running continues where it stopped. Returns the
+    final run, or None while a stage is unfinished."""
+    from nerfvae.training.checkpoint import load_checkpoint
+    from nerfvae.training.config import load_config
     from nerfvae.training.trainer import train
 
-    config = load_trained_model(shipped_run)[1]
+    started = time.perf_counter()
     data = out / "train-data"
     generate(data, make_settings("small"), workers=workers)
-    run = out / "run"
-    train(replace(config, data=str(data), run=str(run), time_budget_minutes=minutes))
-    return run
+    stages = list(reversed(lineage(shipped_run)))  # oldest first
+    previous: Path | None = None
+    for index, stage in enumerate(stages):
+        config = load_config(stage / "config.json")
+        run = out / "run" if index == len(stages) - 1 else out / f"run-stage-{index + 1}"
+        left = minutes - (time.perf_counter() - started) / 60.0
+        if left <= 0:
+            print(f"[demo] out of training time before stage {index + 1}; re-run to continue")
+            return None
+        last = train(
+            replace(
+                config,
+                data=str(data),
+                run=str(run),
+                time_budget_minutes=left,
+                init_from=str(previous) if previous is not None else "",
+            )
+        )
+        target = config.stop_at_step or config.steps
+        reached = int(load_checkpoint(last)[0]["step"]) if last is not None else 0
+        if reached < target:
+            print(
+                f"[demo] stage {index + 1} stopped at step {reached} of {target}; re-run to continue"
+            )
+            return None
+        previous = run
+    return previous

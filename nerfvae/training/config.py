@@ -107,6 +107,13 @@ class TrainConfig:
     """Stop this invocation (with a checkpoint and a validation) once the run reaches this step; 0 =
     run to ``steps``. The schedules still follow ``steps``, so a run stopped here and resumed is
     the same run; it reproduces a run that was built up in wall-time parts, step for step."""
+    init_from: str = ""
+    """Start a new run from the model weights of another run: its run directory (for its newest
+    checkpoint) or one checkpoint's ``.json``. Only the weights are taken: the optimiser, the step
+    count and the schedules start afresh, and the other run's logs are copied into ``RUN/parent/``
+    so the run directory keeps the whole training history. Every parameter must exist with the
+    same shape, which holds for changes such as a finer latent grid (``--nerfvae.latent.grid``).
+    Used only when the run starts; a resume continues from the run's own checkpoints."""
 
 
 # Fields that may change between the first run and a resume without changing the experiment.
@@ -124,6 +131,8 @@ RESUMABLE_FIELDS = {
     "validation_scenes",
     "time_budget_minutes",
     "stop_at_step",
+    # read only when a run starts; its record is RUN/parent/init.json, not this field
+    "init_from",
 }
 
 

@@ -25,6 +25,7 @@ from nerfvae.training.config import TrainConfig
 from nerfvae.training.loading import build_model
 from nerfvae.training.run_directory import CsvLog, RunDirectory
 from nerfvae.training.validation import validate
+from nerfvae.training.warm_start import load_init_weights, record_parent
 
 LOGGED_METRICS = ("loss", "psnr", "object_psnr", "kl_nats", "nelbo_bits_per_dim", "posterior_std")
 
@@ -83,10 +84,6 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         torch.set_num_threads(config.threads)
     config, dataset = resolve_data_settings(config)
     run = RunDirectory(Path(config.run))
-    if rank == 0:
-        run.prepare(config)
-    if world_size > 1:
-        dist.barrier()
 
     torch.manual_seed(config.seed)
     device = training_device(config)
@@ -94,11 +91,19 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         torch.cuda.set_device(device)
     model = build_model(config)
     model.mixed_precision = config.mixed_precision
+    latest = run.latest_checkpoint()
+    init = None
+    if latest is None and config.init_from:
+        # before anything is written: a checkpoint that does not fit leaves no run directory behind
+        init = load_init_weights(model, config.init_from)
+    if rank == 0:
+        run.prepare(config)
+    if world_size > 1:
+        dist.barrier()
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
 
     start_step = 0
-    latest = run.latest_checkpoint()
     if latest is not None:
         record, tensors = load_checkpoint(latest)
         load_model_weights(model, tensors, latest)
@@ -108,6 +113,13 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         if rank == 0:
             run.log_event(f"resumed from {latest.name} at step {start_step}")
     elif rank == 0:
+        if init is not None:
+            record_parent(run, init, config)
+            changes = "; ".join(init.config_differences) or "none"
+            run.log_event(
+                f"initialised weights from {init.checkpoint} (step {init.step}); "
+                f"config changes: {changes}"
+            )
         run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
     if start_step >= config.steps:
         if rank == 0:

@@ -1,0 +1,103 @@
+"""Starting a run from another run's weights (``--init-from``): a fine-tune with a fresh optimiser.
+
+The new run directory keeps the whole history: the other run's config and logs go to
+``RUN/parent/`` (with its own ``parent/``, if it had one), and ``RUN/parent/init.json`` says which
+checkpoint the weights came from, at which step, its SHA-256, and how the two configs differ.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nerfvae.errors import CheckpointError, ConfigError
+from nerfvae.training.checkpoint import load_checkpoint, load_model_weights
+from nerfvae.training.config import TrainConfig, config_differences, load_config
+from nerfvae.training.run_directory import CONFIG_FILE, RunDirectory
+
+PARENT_DIR = "parent"
+INIT_RECORD = "init.json"
+# What a run directory's history is made of; checkpoints stay behind (the weights are in the run).
+PARENT_LOGS = (CONFIG_FILE, "metrics.csv", "validation.csv", "events.log")
+
+
+def resolve_init_checkpoint(source: str | Path) -> Path:
+    """The checkpoint JSON that ``source`` names: itself, or a run directory's newest."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise ConfigError(f"--init-from {source}: no such run directory or checkpoint")
+    if path.is_dir():
+        latest = RunDirectory(path).latest_checkpoint()
+        if latest is None:
+            raise CheckpointError(f"--init-from {source}: run directory has no checkpoint")
+        return latest
+    if path.suffix != ".json":
+        raise ConfigError(
+            f"--init-from {source}: expected a run directory or a checkpoint's .json file"
+        )
+    return path
+
+
+def _run_of_checkpoint(checkpoint: Path) -> Path | None:
+    # RUN/checkpoints/step_X.json -> RUN, when it is a run directory
+    candidate = checkpoint.resolve().parent.parent
+    return candidate if (candidate / CONFIG_FILE).exists() else None
+
+
+@dataclass
+class InitSource:
+    """Where a run's initial weights came from."""
+
+    checkpoint: Path
+    step: int
+    sha256: str
+    parent_run: Path | None
+    config_differences: list[str] = field(default_factory=list)
+
+
+def load_init_weights(model: torch.nn.Module, source: str | Path) -> InitSource:
+    """Load the weights ``source`` names (see :func:`resolve_init_checkpoint`) into ``model``.
+    Raises CheckpointError when a parameter is missing or has another shape."""
+    checkpoint = resolve_init_checkpoint(source)
+    record, tensors = load_checkpoint(checkpoint)
+    load_model_weights(model, tensors, checkpoint)
+    return InitSource(
+        checkpoint.resolve(), int(record["step"]), record["sha256"], _run_of_checkpoint(checkpoint)
+    )
+
+
+def record_parent(run: RunDirectory, init: InitSource, config: TrainConfig) -> None:
+    """Copy the parent run's config and logs to ``RUN/parent/`` and write ``init.json`` there
+    (fills in ``init.config_differences``)."""
+    destination = run.root / PARENT_DIR
+    if destination.exists():
+        shutil.rmtree(destination)  # left by a start of this run that made no checkpoint
+    destination.mkdir(parents=True)
+    if init.parent_run is not None:
+        for name in PARENT_LOGS:
+            if (init.parent_run / name).exists():
+                shutil.copy2(init.parent_run / name, destination / name)
+        if (init.parent_run / PARENT_DIR).is_dir():
+            shutil.copytree(init.parent_run / PARENT_DIR, destination / PARENT_DIR)
+        parent_config = load_config(init.parent_run / CONFIG_FILE)
+        init.config_differences = config_differences(parent_config, config)
+    record: dict[str, Any] = {
+        "checkpoint": str(init.checkpoint),
+        "step": init.step,
+        "sha256": init.sha256,
+        "config_differences": init.config_differences,
+    }
+    (destination / INIT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def lineage(run: str | Path) -> list[Path]:
+    """The run directory and its recorded parents, newest first (``RUN``, ``RUN/parent``, ...)."""
+    chain = [Path(run)]
+    while (chain[-1] / PARENT_DIR / CONFIG_FILE).exists():
+        chain.append(chain[-1] / PARENT_DIR)
+    return chain
