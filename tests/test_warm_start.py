@@ -23,7 +23,7 @@ def _train(tiny_dataset: Path, run: Path, *extra: str) -> int:
     return main(["train", *TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(run), *extra])
 
 
-def test_weights_of_a_coarser_grid_load_into_a_finer_grid(tiny_run: Path, tmp_path: Path):
+def test_weights_of_a_coarser_grid_load_into_a_finer_grid(tiny_run: Path):
     config = load_config(tiny_run / "config.json")
     config.nerfvae.latent.grid = 8
     model = build_model(config)
@@ -122,8 +122,9 @@ def test_demo_retrains_a_fine_tuned_model_stage_by_stage(
     summary = demo.training_summary(shipped)
     assert summary["stage_steps"] == "8 + 4"
     assert summary["steps"] == 4
-    own_hours = demo._logged_hours(shipped) + demo._logged_hours(tiny_run)
-    assert own_hours > demo._logged_hours(shipped) > 0  # the parent's hours count
+    child_hours = demo._logged_steps_and_hours(shipped)[1]
+    own_hours = child_hours + demo._logged_steps_and_hours(tiny_run)[1]
+    assert own_hours > child_hours > 0  # the parent's hours count
     assert summary["training_hours"] == round(own_hours, 2)
 
     # the `small` training set is swapped for the tiny one: the stages are what is tested

@@ -24,17 +24,18 @@ CONTEXT = [0, 1, 2]
 TURNTABLE_FRAMES = 24
 
 
-def _logged_hours(run: Path) -> float:
-    """Training wall time in hours from a run's ``metrics.csv`` (0 where it has none)."""
+def _logged_steps_and_hours(run: Path) -> tuple[int, float]:
+    """Last logged step and training wall time in hours, from a run's ``metrics.csv`` (0, 0 where
+    it has none)."""
     metrics = run / "metrics.csv"
     if not metrics.exists():
-        return 0.0
+        return 0, 0.0
     seconds, previous = 0.0, 0
     for row in csv.DictReader(metrics.open()):  # each row's rate covers the steps since the last
         step, rate = int(row["step"]), float(row["steps_per_s"])
         seconds += (step - previous) / rate if rate > 0 else 0.0
         previous = step
-    return seconds / 3600
+    return previous, seconds / 3600
 
 
 def training_summary(run: Path) -> dict[str, float | int | str]:
@@ -42,21 +43,15 @@ def training_summary(run: Path) -> dict[str, float | int | str]:
     from another run's weights (``--init-from``) counts its parents' hours too, and lists the
     steps of each stage, oldest first."""
     summary: dict[str, float | int | str] = {}
-    metrics = run / "metrics.csv"
-    if metrics.exists():
-        rows = list(csv.DictReader(metrics.open()))
-        if rows:
-            summary["steps"] = int(rows[-1]["step"])
-    stages = lineage(run)
-    hours = sum(_logged_hours(stage) for stage in stages)
+    stages = [_logged_steps_and_hours(stage) for stage in reversed(lineage(run))]  # oldest first
+    steps, _ = stages[-1]
+    if steps > 0:
+        summary["steps"] = steps
+    hours = sum(stage_hours for _, stage_hours in stages)
     if hours > 0:
         summary["training_hours"] = round(hours, 2)
     if len(stages) > 1:
-        stage_steps = []
-        for stage in reversed(stages):
-            rows = list(csv.DictReader((stage / "metrics.csv").open()))
-            stage_steps.append(rows[-1]["step"] if rows else "0")
-        summary["stage_steps"] = " + ".join(stage_steps)
+        summary["stage_steps"] = " + ".join(str(stage_steps) for stage_steps, _ in stages)
     validation = run / "validation.csv"
     if validation.exists():
         rows = list(csv.DictReader(validation.open()))

@@ -114,8 +114,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             run.log_event(f"resumed from {latest.name} at step {start_step}")
     elif rank == 0:
         if init is not None:
-            record_parent(run, init, config)
-            changes = "; ".join(init.config_differences) or "none"
+            changes = "; ".join(record_parent(run, init, config)) or "none"
             run.log_event(
                 f"initialised weights from {init.checkpoint} (step {init.step}); "
                 f"config changes: {changes}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,6 @@ class InitSource:
     step: int
     sha256: str
     parent_run: Path | None
-    config_differences: list[str] = field(default_factory=list)
 
 
 def load_init_weights(model: torch.nn.Module, source: str | Path) -> InitSource:
@@ -71,13 +70,14 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> InitSource:
     )
 
 
-def record_parent(run: RunDirectory, init: InitSource, config: TrainConfig) -> None:
-    """Copy the parent run's config and logs to ``RUN/parent/`` and write ``init.json`` there
-    (fills in ``init.config_differences``)."""
+def record_parent(run: RunDirectory, init: InitSource, config: TrainConfig) -> list[str]:
+    """Copy the parent run's config and logs to ``RUN/parent/`` and write ``init.json`` there;
+    returns how ``config`` differs from the parent's (empty without a parent run directory)."""
     destination = run.root / PARENT_DIR
     if destination.exists():
         shutil.rmtree(destination)  # left by a start of this run that made no checkpoint
     destination.mkdir(parents=True)
+    differences: list[str] = []
     if init.parent_run is not None:
         for name in PARENT_LOGS:
             if (init.parent_run / name).exists():
@@ -85,14 +85,15 @@ def record_parent(run: RunDirectory, init: InitSource, config: TrainConfig) -> N
         if (init.parent_run / PARENT_DIR).is_dir():
             shutil.copytree(init.parent_run / PARENT_DIR, destination / PARENT_DIR)
         parent_config = load_config(init.parent_run / CONFIG_FILE)
-        init.config_differences = config_differences(parent_config, config)
+        differences = config_differences(parent_config, config)
     record: dict[str, Any] = {
         "checkpoint": str(init.checkpoint),
         "step": init.step,
         "sha256": init.sha256,
-        "config_differences": init.config_differences,
+        "config_differences": differences,
     }
     (destination / INIT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return differences
 
 
 def lineage(run: str | Path) -> list[Path]:
