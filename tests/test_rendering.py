@@ -102,6 +102,78 @@ def test_weights_sum_to_opacity_at_most_one():
     assert result.colour.shape == (2, 50, 3) and result.depth.shape == (2, 50)
 
 
+@pytest.mark.parametrize("sigma", [0.0, 0.4, 3.0])
+def test_opaque_far_gives_the_remaining_light_to_the_last_sample(sigma):
+    # A homogeneous medium over [0, 2) with the last interval reaching to infinity: the ray reaches
+    # the last sample t_{N-1} with probability exp(-sigma t_{N-1}) and always stops there.
+    num_samples, far = 16, 2.0
+    t = torch.arange(num_samples, dtype=torch.float64) * far / num_samples
+    density = torch.full((num_samples,), sigma, dtype=torch.float64)
+    colour = torch.zeros(num_samples, 3, dtype=torch.float64)
+    colour[-1] = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    background = torch.ones(3, dtype=torch.float64)
+    far_t = torch.tensor(far, dtype=torch.float64)
+    result = composite(density, colour, t, far_t, background, opaque_far=True)
+    reach_last = math.exp(-sigma * t[-1].item())
+    assert result.opacity.item() == pytest.approx(1.0, abs=1e-12)
+    assert result.weights[-1].item() == pytest.approx(reach_last, rel=1e-12)
+    # The background never shows; the last sample's colour takes what reaches it.
+    torch.testing.assert_close(result.colour, reach_last * colour[-1], rtol=1e-12, atol=1e-14)
+    # The other weights are those of the ordinary composite.
+    ordinary = composite(density, colour, t, far_t, background)
+    torch.testing.assert_close(result.weights[:-1], ordinary.weights[:-1], rtol=0, atol=0)
+
+
+def test_opaque_far_per_ray_mask_and_gradients():
+    generator = _generator(4)
+    t = torch.sort(torch.rand(3, 8, generator=generator, dtype=torch.float64) * 3, dim=-1).values
+    density = torch.rand(3, 8, generator=generator, dtype=torch.float64).requires_grad_()
+    colour = torch.rand(3, 8, 3, generator=generator, dtype=torch.float64).requires_grad_()
+    far = torch.full((3,), 3.0, dtype=torch.float64)
+    mask = torch.tensor([True, False, True])
+    result = composite(density, colour, t, far, opaque_far=mask)
+    ordinary = composite(density, colour, t, far)
+    torch.testing.assert_close(result.opacity[mask], torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(result.colour[1], ordinary.colour[1], rtol=0, atol=0)
+    # An infinite last interval makes the last density irrelevant (alpha = 1 for any density).
+    result.colour.sum().backward()
+    assert torch.equal(density.grad[mask, -1], torch.zeros(2, dtype=torch.float64))
+    assert (density.grad[~mask, -1] != 0).all()
+    assert torch.autograd.gradcheck(
+        lambda d, c: composite(d, c, t, far, opaque_far=mask).colour, (density, colour)
+    )
+
+
+def test_render_rays_opaque_far_fills_rays_through_an_empty_box_with_the_far_colour():
+    # An empty box with a "wall" colour that depends on position: every ray that crosses the box
+    # ends at far and shows the colour of its last sample; a ray that misses the box (zero length)
+    # keeps the background.
+    def wall_field(points, directions):
+        return torch.zeros(points.shape[:-1]), torch.sigmoid(points)
+
+    origins = torch.zeros(3, 3)
+    directions = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    near = torch.tensor([0.0, 0.0, 1.0])
+    far = torch.tensor([2.0, 3.0, 1.0])
+    background = torch.tensor([0.2, 0.3, 0.4])
+    config = RaySamplingConfig(16, 8, opaque_far=True)
+    for training in (False, True):
+        output = render_rays(
+            wall_field, origins, directions, near, far, config, background=background,
+            training=training, generator=_generator(5),
+        )  # fmt: skip
+        for result in (output.coarse, output.fine):
+            torch.testing.assert_close(result.opacity, torch.tensor([1.0, 1.0, 0.0]))
+            torch.testing.assert_close(result.colour[2], background)
+            # The last sample lies within one bin of far.
+            assert (result.depth[:2] > far[:2] * (1 - 1 / 16) - 1e-6).all()
+    plain = render_rays(
+        wall_field, origins, directions, near, far, RaySamplingConfig(16, 8),
+        background=background, training=False,
+    ).final  # fmt: skip
+    torch.testing.assert_close(plain.colour, background.expand(3, 3))
+
+
 def test_sample_intervals():
     t = torch.tensor([[1.0, 1.5, 3.0], [0.0, 2.0, 2.5]])
     far = torch.tensor([4.0, 2.0])  # second ray: last sample beyond far covers nothing

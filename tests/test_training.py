@@ -70,7 +70,11 @@ def test_train_end_to_end_writes_run_directory(tiny_run: Path):
     rows = (tiny_run / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == 1 + 4  # every 2 of 8 steps
     validation = (tiny_run / "validation.csv").read_text().splitlines()
-    assert "psnr_id" in validation[0] and "psnr_ood" in validation[0]
+    header = validation[0].split(",")
+    for column in ("psnr_id", "psnr_ood", "opacity_id", "depth_mae_ood"):
+        assert column in header, column
+    row = dict(zip(header, validation[1].split(",")))
+    assert 0.0 <= float(row["opacity_ood"]) <= 1.0 and float(row["depth_mae_id"]) >= 0.0
     config = load_config(tiny_run / "config.json")
     assert config.steps == 8
     # The dataset's box is copied into the model config, so the run renders without the data.

@@ -9,6 +9,11 @@ Sample ``i`` at distance ``t_i`` stands for the interval ``[t_i, t_{i+1})`` (the
   cumulative product of ``1 - alpha`` would underflow or divide by zero),
 * ``w_i = T_i * alpha_i`` is the probability it stops in interval ``i``; the ``w_i`` sum to the
   opacity ``1 - T_N <= 1``.
+
+A ray that ends on an opaque surface at ``far`` (a closed room whose walls are the scene box's
+faces) can be composited with its last interval reaching to infinity: ``alpha_{N-1} = 1``, the
+limit of NeRF's ``1e10`` last delta. Its opacity is then exactly 1 and the last sample's colour
+takes the light that would otherwise have gone to the background.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ def composite(
     t: torch.Tensor,
     far: torch.Tensor,
     background: torch.Tensor | None = None,
+    *,
+    opaque_far: torch.Tensor | bool = False,
 ) -> CompositeResult:
     """Composite densities and colours along rays.
 
@@ -72,6 +79,8 @@ def composite(
         far: ``[...]`` ray end; the last sample covers ``[t_{N-1}, far)``.
         background: ``[3]`` or ``[..., 3]`` colour seen where the ray is not fully absorbed;
             ``None`` means black (no background term).
+        opaque_far: ``[...]`` bool (broadcastable, or one bool for all rays): rays whose last
+            sample's interval reaches to infinity (``alpha = 1``), so they are fully absorbed.
 
     Returns:
         :class:`CompositeResult` with ``colour = sum_i w_i c_i + (1 - opacity) * background``,
@@ -81,6 +90,10 @@ def composite(
     optical_depth = density * deltas  # [..., N]
     # alpha = 1 - exp(-x), via expm1 for accuracy when x is tiny.
     alpha = -torch.expm1(-optical_depth)
+    if opaque_far is not False:
+        opaque = torch.as_tensor(opaque_far, device=alpha.device)
+        last = torch.where(opaque, torch.ones_like(alpha[..., -1]), alpha[..., -1])
+        alpha = torch.cat([alpha[..., :-1], last.unsqueeze(-1)], dim=-1)
     # Exclusive cumsum: T_0 = 1, T_i = exp(-sum_{j<i} x_j). Built by shifting rather than
     # subtracting x from the inclusive sum, which would lose precision (or give inf - inf) after an
     # opaque sample.

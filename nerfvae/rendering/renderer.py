@@ -32,6 +32,11 @@ class RaySamplingConfig:
     perturb: bool = True
     """Jitter samples randomly during training (stratified jitter and random PDF draws); evaluation
     always uses bin centres and evenly spaced quantiles, so renders are deterministic."""
+    opaque_far: bool = False
+    """Treat where a ray leaves the sampling range as an opaque surface: the last sample's interval
+    reaches to infinity (NeRF's 1e10 last delta), so every ray that crosses the scene box is fully
+    absorbed and shows no background. For closed scenes whose walls and floor lie on the box's faces
+    (the built-in rooms); leave it off for objects before a transparent background (NeRF-synthetic)."""
 
     def __post_init__(self) -> None:
         if self.num_coarse < 1:
@@ -131,12 +136,16 @@ def render_rays(
     near = torch.as_tensor(near, dtype=origins.dtype, device=origins.device).expand(leading)
     far = torch.as_tensor(far, dtype=origins.dtype, device=origins.device).expand(leading)
     perturb = training and config.perturb
+    # A ray that misses the box (zero length) has no surface to end on: it keeps the background.
+    opaque_far = (far > near) if config.opaque_far else False
 
     t_coarse = stratified_samples(
         near, far, config.num_coarse, perturb=perturb, generator=generator
     )
     coarse_density, coarse_colour = _query(coarse_field, origins, directions, t_coarse)
-    coarse = composite(coarse_density, coarse_colour, t_coarse, far, background)
+    coarse = composite(
+        coarse_density, coarse_colour, t_coarse, far, background, opaque_far=opaque_far
+    )
     if config.num_fine == 0:
         return RenderOutput(coarse=coarse, fine=None)
 
@@ -162,7 +171,7 @@ def render_rays(
             **fine_options,
         )
         density, colour = _query(fine_field, origins, directions, t_all)
-    fine = composite(density, colour, t_all, far, background)
+    fine = composite(density, colour, t_all, far, background, opaque_far=opaque_far)
     return RenderOutput(coarse=coarse, fine=fine)
 
 

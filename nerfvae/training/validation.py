@@ -31,8 +31,9 @@ def _validation_split(data: str) -> MultiSceneDataset:
 @torch.no_grad()
 def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[str, float]:
     """Infer each validation scene from its first ID views (posterior mean), render one held-out ID
-    view and one OOD view (if any), return PSNR / object-pixel PSNR, and write a PNG sheet (per row:
-    context views | target | render | rendered depth, for ID then OOD)."""
+    view and one OOD view (if any), return PSNR / object-pixel PSNR, mean opacity and depth MAE
+    (where the data has depth), and write a PNG sheet (per row: context views | target | render |
+    rendered depth, for ID then OOD)."""
     dataset = _validation_split(config.data)
     count = min(config.validation_scenes, len(dataset))
     scenes = [dataset.load_scene(index) for index in range(count)]
@@ -69,6 +70,14 @@ def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[s
             masks = torch.stack([s.object_mask[v] > 0 for s, v in zip(scenes, view_index)])
             masks = masks.to(device)
             results[f"object_psnr_{kind}"] = psnr(prediction, truth, masks)
+        # How much of each ray the model absorbs, and whether it puts the surfaces where they are
+        # (both are blind spots of PSNR: a hazy volume can match colours with the wrong geometry).
+        results[f"opacity_{kind}"] = float(rendered["opacity"].mean())
+        if scenes[0].depth is not None:
+            true_depth = torch.stack([s.depth[v] for s, v in zip(scenes, view_index)]).to(device)
+            results[f"depth_mae_{kind}"] = float(
+                (rendered["depth"][:, 0] - true_depth).abs().mean()
+            )
         for i in range(count):
             rows[i] += [
                 to_uint8(truth[i]),

@@ -249,7 +249,10 @@ class ViewerSession:
         if not preview or field is None or not isinstance(sampling, RaySamplingConfig):
             return self.model.render(latents, origins, directions, near, far).final
         cheap = RaySamplingConfig(
-            num_coarse=min(sampling.num_coarse, self.preview_samples), num_fine=0, perturb=False
+            num_coarse=min(sampling.num_coarse, self.preview_samples),
+            num_fine=0,
+            perturb=False,
+            opaque_far=sampling.opaque_far,
         )
         background = getattr(self.model, "background", None)
         return render_rays(
