@@ -111,6 +111,11 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
         assert f"({image})" in text
     assert "| 5 | OOD |" in text and "checkpoint step 8" in text
     assert "Std colour scale (magma): black = 0, white = " in text
+    # 5 columns (each target: ground truth | render | true depth | rendered depth | std) and
+    # 5 rows (the context views, then 2 ID and 2 OOD targets), 2-pixel gaps
+    figure = iio.imread(tmp_path / "demo" / "scene_0.png")
+    side = 5 * (settings.resolution + 2) + 2
+    assert figure.shape[:2] == (side, side)
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert set(metrics["results"]) == {"1", "2", "3", "5"}
 

@@ -67,8 +67,12 @@ def render_scene_rows(
     model, scene, meta, samples: int, generator
 ) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
     """Rows of a figure for one scene: context views; then for two ID and two OOD targets:
-    ground truth | render | depth. Also the posterior-sample std ``[targets, H, W]``, whose
-    column :func:`add_std_column` appends once the report's colour scale is known."""
+    ground truth | render | true depth (where the data has it) | rendered depth. Also the
+    posterior-sample std ``[targets, H, W]``, whose column :func:`add_std_column` appends once the
+    report's colour scale is known.
+
+    Both depth maps share one grey scale, white at 0 and black at the farthest true depth of the
+    scene's targets: the room's diagonal (``meta.far``) would leave every surface a pale grey."""
     images = scene.images.float() / 255.0
     num_id = scene.num_id_views
     targets = [num_id - 2, num_id - 1] + ([num_id, num_id + 1] if scene.num_ood_views > 1 else [])
@@ -76,15 +80,14 @@ def render_scene_rows(
         model, images[CONTEXT], scene.K[CONTEXT], scene.c2w[CONTEXT], scene.K[targets],
         scene.c2w[targets], meta.image_height, meta.image_width, samples, generator,
     )  # fmt: skip
+    true_depth = scene.depth[targets] if scene.depth is not None else None
+    depth_range = float(true_depth.max()) if true_depth is not None else meta.far
     rows = [[images[i] for i in CONTEXT]]
     for j, view in enumerate(targets):
-        rows.append(
-            [
-                images[view],
-                rendered["colour"][j],
-                vis.depth_to_image(rendered["depth"][j], meta.far),
-            ]
-        )
+        row = [images[view], rendered["colour"][j]]
+        if true_depth is not None:
+            row.append(vis.depth_to_image(true_depth[j], depth_range))
+        rows.append([*row, vis.depth_to_image(rendered["depth"][j], depth_range)])
     return rows, rendered["sample_std"]
 
 
@@ -191,7 +194,9 @@ def run_demo(
         "## Reconstructions from 3 context views",
         "",
         "Top row: the context views. Then per target view: ground truth | NeRF-VAE render "
-        "(posterior mean) | rendered depth | per-pixel standard deviation over "
+        "(posterior mean) | true depth | rendered depth (expected distance along the ray; both "
+        "white at 0 and black at the scene's farthest true depth) | per-pixel standard deviation "
+        "over "
         f"{samples} posterior samples. The first two targets are held-out ID views, the last two "
         "OOD views (cameras unlike any seen in training).",
         "",
