@@ -89,6 +89,28 @@ def test_view_metrics_hand_computed():
     assert "depth_mae" not in view_metrics(prediction, target, depth=torch.zeros(8, 8))
 
 
+def test_surface_depth_mae_divides_by_opacity_on_absorbed_rays():
+    image = torch.full((8, 8, 3), 0.5)
+    true_depth = torch.full((8, 8), 4.0)
+    opacity = torch.full((8, 8), 0.5)
+    opacity[:, :2] = 0.25  # 16 of 64 rays less than half absorbed: left out of the surface error
+    depth = opacity * true_depth  # a half-transparent ray at the right surface
+    depth[:4, 2:] = opacity[:4, 2:] * 5.0  # 24 rays whose surface is 1 unit too far
+    values = view_metrics(image, image, depth=depth, true_depth=true_depth, opacity=opacity)
+    assert list(values)[-3:] == ["depth_mae", "surface_depth_mae", "opacity"]
+    assert values["opacity"] == pytest.approx((16 * 0.25 + 48 * 0.5) / 64)
+    assert values["surface_depth_mae"] == pytest.approx(24 / 48)
+    # the expected depth: |0.25*4 - 4| = 3 on 16 rays, |0.5*5 - 4| = 1.5 on 24, |2 - 4| = 2 on 24
+    assert values["depth_mae"] == pytest.approx((16 * 3 + 24 * 1.5 + 24 * 2) / 64)
+    # No ray half absorbed: no surface to measure (NaN, skipped by the mean over views).
+    faint = view_metrics(image, image, depth=depth, true_depth=true_depth, opacity=opacity * 0.1)
+    assert math.isnan(faint["surface_depth_mae"])
+    # The GQN baseline's NaN opacity gives NaN for both.
+    nan = torch.full((8, 8), math.nan)
+    gqn = view_metrics(image, image, depth=nan, true_depth=true_depth, opacity=nan)
+    assert math.isnan(gqn["surface_depth_mae"]) and math.isnan(gqn["opacity"])
+
+
 def test_mean_view_metrics_skips_nan_and_counts_views():
     assert nan_mean([1.0, math.nan, 3.0]) == 2.0 and math.isnan(nan_mean([math.nan]))
     results = mean_view_metrics(

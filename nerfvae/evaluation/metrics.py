@@ -44,6 +44,10 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
     )
 
 
+SURFACE_OPACITY = 0.5
+"""Rays at least this opaque count towards ``surface_depth_mae``."""
+
+
 def view_metrics(
     prediction: torch.Tensor,
     target: torch.Tensor,
@@ -51,6 +55,7 @@ def view_metrics(
     object_mask: torch.Tensor | None = None,
     depth: torch.Tensor | None = None,
     true_depth: torch.Tensor | None = None,
+    opacity: torch.Tensor | None = None,
     context_colour: torch.Tensor | None = None,
     mean_train_image: torch.Tensor | None = None,
 ) -> dict[str, float]:
@@ -63,6 +68,11 @@ def view_metrics(
         depth, true_depth: rendered expected depth and ground-truth distance along the ray
             ``[H, W]``: adds ``depth_mae`` when both are given (NaN where the model renders no
             depth, e.g. the GQN baseline's NaN depth; :func:`nan_mean` then skips it).
+        opacity: rendered opacity ``[H, W]``: adds its mean ``opacity`` and, with both depths,
+            ``surface_depth_mae``: the error of the surface depth ``depth / opacity`` over the pixels
+            whose rays are at least half absorbed (NaN where none is). The expected depth is pulled
+            towards 0 by the unabsorbed part of a ray, so ``depth_mae`` mixes haze with misplaced
+            surfaces; this one measures where the surfaces are.
         context_colour: ``[3]`` mean colour of the context views: the trivial predictor behind
             ``baseline_mean_context_*``.
         mean_train_image: ``[H, W, 3]`` mean training image: the trivial predictor behind
@@ -71,7 +81,8 @@ def view_metrics(
     Returns:
         ``psnr``, ``ssim``, ``mse``, then whichever of ``baseline_mean_context_psnr``,
         ``baseline_mean_train_psnr``, ``object_psnr``, ``baseline_mean_context_object_psnr``,
-        ``baseline_mean_train_object_psnr``, ``depth_mae`` the inputs allow, in this order (the
+        ``baseline_mean_train_object_psnr``, ``depth_mae``, ``surface_depth_mae``, ``opacity`` the
+        inputs allow, in this order (the
         order of the keys in the evaluation JSON).
     """
     trivial = {}
@@ -92,6 +103,14 @@ def view_metrics(
             values[f"{name}_object_psnr"] = psnr(constant, target, object_mask)
     if depth is not None and true_depth is not None:
         values["depth_mae"] = float((depth - true_depth).abs().mean())
+        if opacity is not None:
+            absorbed = opacity >= SURFACE_OPACITY
+            surface = depth[absorbed] / opacity[absorbed]
+            values["surface_depth_mae"] = (
+                float((surface - true_depth[absorbed]).abs().mean()) if absorbed.any() else math.nan
+            )
+    if opacity is not None:
+        values["opacity"] = float(opacity.mean())
     return values
 
 

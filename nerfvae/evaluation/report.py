@@ -11,6 +11,8 @@ COLUMNS = (
     ("object_psnr", "object PSNR"),
     ("ssim", "SSIM"),
     ("depth_mae", "depth MAE"),
+    ("surface_depth_mae", "surface depth MAE"),
+    ("opacity", "opacity"),
     ("baseline_mean_train_psnr", "mean-train-image PSNR"),
     ("baseline_mean_context_psnr", "mean-context-colour PSNR"),
     ("baseline_mean_train_object_psnr", "mean-train-image object PSNR"),
