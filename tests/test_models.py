@@ -461,3 +461,22 @@ def test_spatial_attention_inference_path_matches_training_path():
         density_ng, colour_ng = model.scene_function(points, directions, latent)
     torch.testing.assert_close(density_ng, density.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(colour_ng, colour.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_spatial_attention_in_blocks_equals_one_block(monkeypatch):
+    """Rendering attends in blocks of points to bound memory; the result must not depend on it."""
+    from nerfvae.models import scene_function
+
+    torch.manual_seed(0)
+    model = NeRFVAE(tiny_config("attention", "spatial")).eval()
+    latent = torch.randn(2, model.config.latent.num_tokens, 8)
+    points = torch.rand(2, 37, 3) * 2 - 1
+    directions = torch.nn.functional.normalize(torch.randn(2, 37, 3), dim=-1)
+    with torch.no_grad():
+        whole = model.scene_function(points, directions, latent)
+        # 2 scenes x 2 heads x tokens logits per point: blocks of 5 points, the last one of 2
+        tokens = model.config.latent.num_tokens
+        monkeypatch.setattr(scene_function, "ATTENTION_BLOCK_ELEMENTS", 5 * 2 * 2 * tokens)
+        blocked = model.scene_function(points, directions, latent)
+    for a, b in zip(whole, blocked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

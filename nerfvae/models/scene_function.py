@@ -25,6 +25,10 @@ from nerfvae.errors import ConfigError
 from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
 
+ATTENTION_BLOCK_ELEMENTS = 2**22
+"""Most attention logits (scenes x heads x points x tokens) one block computes when rendering
+(16 MB in float32). Smaller blocks were also faster: ``benchmarks/attention_render.py``."""
+
 
 class CrossAttention(nn.Module):
     """Points ``[S, P, width]`` attend to latent tokens ``[S, T, channels]``; residual, pre-norm.
@@ -87,24 +91,46 @@ class CrossAttention(nn.Module):
         query = query.reshape(scenes, points, self.heads, -1).transpose(1, 2)
         if not self.spatial:
             attended = F.scaled_dot_product_attention(query, key, value)
+        elif torch.is_grad_enabled():
+            attended = self._spatial_attention(query, key, value, point_xy)
         else:
-            # squared ground-plane distance to every cell centre, [S, P, T], from the per-axis
-            # distances (the grid is regular), so nothing [S, P, T, 2]-sized is materialised
-            axis_distance2 = (point_xy.float().unsqueeze(-1) - self.cell_centres).square()
-            dx2, dy2 = axis_distance2[..., 0, :], axis_distance2[..., 1, :]  # [S, P, cells]
-            distance2 = (dy2.unsqueeze(-1) + dx2.unsqueeze(-2)).flatten(-2)
-            inverse_variance = (-2.0 * self.log_length_scale).exp().view(-1, 1, 1) * 0.5
-            bias = distance2.unsqueeze(1) * -inverse_variance  # [S, H, P, T]
-            if torch.is_grad_enabled():
-                logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
-                weights = torch.softmax(logits + bias, dim=-1)
-                attended = weights.to(value.dtype) @ value
-            else:  # one fused kernel when no gradient is needed (rendering): 2x faster here
-                attended = F.scaled_dot_product_attention(
-                    query, key, value, attn_mask=bias.to(query.dtype)
-                )
+            # Rendering: the logits are [S, H, P, T], 6 GB for a 16x16 grid and 8192-ray chunks of
+            # 4 scenes; attend in blocks of points so memory stays bounded whatever the caller's
+            # chunk size.
+            block = max(1, ATTENTION_BLOCK_ELEMENTS // (scenes * self.heads * key.shape[-2]))
+            attended = torch.cat(
+                [
+                    self._spatial_attention(
+                        query[:, :, start : start + block],
+                        key,
+                        value,
+                        point_xy[:, start : start + block],
+                    )
+                    for start in range(0, points, block)
+                ],
+                dim=2,
+            )
         attended = attended.transpose(1, 2).reshape(scenes, points, width)
         return features + self.out(attended)
+
+    def _spatial_attention(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, point_xy: torch.Tensor
+    ) -> torch.Tensor:
+        """``query [S, H, P, D]`` attends to ``key, value [S, H, T, D]`` with the distance bias of
+        ``point_xy [S, P, 2]``; returns ``[S, H, P, D]``."""
+        # squared ground-plane distance to every cell centre, [S, P, T], from the per-axis
+        # distances (the grid is regular), so nothing [S, P, T, 2]-sized is materialised
+        axis_distance2 = (point_xy.float().unsqueeze(-1) - self.cell_centres).square()
+        dx2, dy2 = axis_distance2[..., 0, :], axis_distance2[..., 1, :]  # [S, P, cells]
+        distance2 = (dy2.unsqueeze(-1) + dx2.unsqueeze(-2)).flatten(-2)
+        inverse_variance = (-2.0 * self.log_length_scale).exp().view(-1, 1, 1) * 0.5
+        bias = distance2.unsqueeze(1) * -inverse_variance  # [S, H, P, T]
+        if torch.is_grad_enabled():
+            logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
+            weights = torch.softmax(logits + bias, dim=-1)
+            return weights.to(value.dtype) @ value
+        # one fused kernel when no gradient is needed (rendering): 2x faster here
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
 
 
 class SceneFunction(nn.Module):
