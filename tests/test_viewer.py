@@ -196,6 +196,21 @@ def test_preview_frames_use_fewer_samples_per_ray(session):
         session.preview_samples = 16
 
 
+def test_preview_frames_keep_the_models_opaque_far(session):
+    session.select_scene(0)
+    camera = session.dataset_camera(2)
+    sampling = session.model.config.sampling
+    sampling.opaque_far = True
+    try:  # every ray that crosses the box ends on a surface, in previews as in full frames
+        full = session.render_maps(session.latent, camera)
+        preview = session.render_maps(session.latent, camera, preview=True)
+        crosses = full["opacity"] > 0.999
+        assert crosses.any()
+        assert (preview["opacity"][crosses] > 0.999).all()
+    finally:
+        sampling.opaque_far = False
+
+
 def test_every_display_mode_renders_an_image(session):
     session.select_scene(0)
     camera = session.dataset_camera(0).scaled(0.5)

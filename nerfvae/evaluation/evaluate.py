@@ -4,8 +4,9 @@ Metrics (each the mean over target views of the per-view value):
 ``psnr``, ``ssim``, ``mse`` on whole images; ``object_psnr`` on ground-truth object pixels only
 (whole-image PSNR rewards a model that draws only floor and walls); ``depth_mae`` (expected
 rendered depth vs ground-truth distance along the ray), ``surface_depth_mae`` (the same for
-``depth / opacity`` on rays at least half absorbed) and the mean ``opacity``; and, beside them, the same PSNRs of two
-trivial predictors: the mean training image and the mean colour of the context views.
+``depth / opacity`` on rays at least half absorbed) and the mean ``opacity``; and, beside them,
+the same PSNRs of two trivial predictors: the mean training image and the mean colour of the
+context views.
 ``nelbo_bits_per_dim`` (ID targets): negative ELBO of the target views with one posterior sample,
 in bits per dimension including the 8-bit discretisation offset.
 """

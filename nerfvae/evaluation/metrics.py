@@ -82,8 +82,7 @@ def view_metrics(
         ``psnr``, ``ssim``, ``mse``, then whichever of ``baseline_mean_context_psnr``,
         ``baseline_mean_train_psnr``, ``object_psnr``, ``baseline_mean_context_object_psnr``,
         ``baseline_mean_train_object_psnr``, ``depth_mae``, ``surface_depth_mae``, ``opacity`` the
-        inputs allow, in this order (the
-        order of the keys in the evaluation JSON).
+        inputs allow, in this order (the order of the keys in the evaluation JSON).
     """
     trivial = {}
     if context_colour is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -248,11 +248,12 @@ class ViewerSession:
         sampling = getattr(getattr(self.model, "config", None), "sampling", None)
         if not preview or field is None or not isinstance(sampling, RaySamplingConfig):
             return self.model.render(latents, origins, directions, near, far).final
-        cheap = RaySamplingConfig(
+        # the model's own sampling with fewer samples, so every other option (opaque_far) carries
+        cheap = replace(
+            sampling,
             num_coarse=min(sampling.num_coarse, self.preview_samples),
             num_fine=0,
             perturb=False,
-            opaque_far=sampling.opaque_far,
         )
         background = getattr(self.model, "background", None)
         return render_rays(
