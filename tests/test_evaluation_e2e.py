@@ -44,6 +44,32 @@ def test_eval_writes_documented_json_table_and_figure(tiny_run, tiny_dataset, tm
     assert "| 5 | OOD |" in table and "object PSNR" in table
     assert iio.imread(tmp_path / "metrics_psnr_vs_k.png").ndim == 3
     assert "| 1 | ID |" in capsys.readouterr().out
+    assert result["refinement"]["steps"] == 0
+    assert "no test-time refinement" in table
+
+
+def test_eval_with_refinement_records_it_and_scores_the_refined_posterior(
+    tiny_run, tiny_dataset, tmp_path
+):
+    base = ["eval", "--run", str(tiny_run), "--data", str(tiny_dataset), "--context", "2"]
+    refine = [
+        "--refine.steps",
+        "3",
+        "--refine.rays-per-scene",
+        "32",
+        "--refine.learning-rate",
+        "0.1",
+    ]
+    assert main([*base, "--out", str(tmp_path / "plain.json")]) == 0
+    assert main([*base, *refine, "--out", str(tmp_path / "refined.json")]) == 0
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    refined = json.loads((tmp_path / "refined.json").read_text())
+    assert refined["refinement"] == {"steps": 3, "rays_per_scene": 32, "learning_rate": 0.1}
+    assert "then 3 Adam steps" in (tmp_path / "refined.md").read_text()
+    for kind in ("id", "ood"):
+        assert math.isfinite(refined["results"]["2"][kind]["psnr"])
+        # the refined posterior is what was rendered
+        assert refined["results"]["2"][kind]["mse"] != plain["results"]["2"][kind]["mse"]
 
 
 def test_eval_rejects_bad_context(tiny_run, tiny_dataset, tmp_path, capsys):
@@ -60,7 +86,7 @@ def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, t
     code = main(
         ["render", "--run", str(tiny_run), "--data", str(tiny_dataset), "--scene", "1",
          "--context", "0,1", "--views", "5,6", "--samples", "3", "--turntable-frames", "4",
-         "--out", str(out)]
+         "--refine.steps", "2", "--refine.rays-per-scene", "32", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
     expected = ["context_00.png", "context_01.png", "sheet.png", "turntable.gif"]
@@ -83,6 +109,8 @@ def test_render_and_sample_reject_bad_input(tiny_run, tiny_dataset, tmp_path, ca
     assert "the scene has views 0..7" in capsys.readouterr().err
     assert main(["render", *base, "--std-scale", "0"]) == 1
     assert "--std-scale must be a positive number" in capsys.readouterr().err
+    assert main(["render", *base, "--refine.steps", "-1"]) == 1
+    assert "refine steps must be >= 0" in capsys.readouterr().err
     assert main(["sample", *base, "--split", "nope"]) == 1
     assert "no split 'nope'" in capsys.readouterr().err
 
@@ -103,9 +131,13 @@ def test_sample_writes_prior_samples_and_turntables(tiny_run, tiny_dataset, tmp_
 def test_demo_pipeline_writes_report(tiny_run, tmp_path):
     from nerfvae.data.generate import make_settings
     from nerfvae.evaluation.demo import run_demo
+    from nerfvae.evaluation.refinement import RefinementConfig
 
     settings = make_settings("tiny", scenes=2, eval_scenes=2, views=6, ood_views=2, spp=4, seed=7)
-    report = run_demo(tmp_path / "demo", tiny_run, settings, workers=1, samples=2, progress=False)
+    report = run_demo(
+        tmp_path / "demo", tiny_run, settings, workers=1, samples=2, progress=False,
+        refinement=RefinementConfig(steps=2, rays_per_scene=32),
+    )  # fmt: skip
     text = report.read_text()
     for image in ("scene_0.png", "scene_1.png", "turntable.gif", "prior_samples.png",
                   "metrics_psnr_vs_k.png"):  # fmt: skip
@@ -113,13 +145,18 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
         assert f"({image})" in text
     assert "| 5 | OOD |" in text and "checkpoint step 8" in text
     assert "Std colour scale (magma): black = 0, white = " in text
-    # 5 columns (each target: ground truth | render | true depth | rendered depth | std) and
-    # 5 rows (the context views, then 2 ID and 2 OOD targets), 2-pixel gaps
+    # 6 columns (each target: ground truth | render | refined render | true depth | rendered
+    # depth | std) and 5 rows (the context views, then 2 ID and 2 OOD targets), 2-pixel gaps
     figure = iio.imread(tmp_path / "demo" / "scene_0.png")
-    side = 5 * (settings.resolution + 2) + 2
-    assert figure.shape[:2] == (side, side)
+    tile = settings.resolution + 2
+    assert figure.shape[:2] == (5 * tile + 2, 6 * tile + 2)
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert set(metrics["results"]) == {"1", "2", "3", "5"}
+    assert metrics["refinement"]["steps"] == 0
+    refined = json.loads((tmp_path / "demo" / "metrics_refined.json").read_text())
+    assert set(refined["results"]) == {"3"} and refined["refinement"]["steps"] == 2
+    assert refined["checkpoint_step"] == 8 and refined["run"] == metrics["run"]
+    assert "## Metrics with test-time refinement" in text and "then 2 Adam steps" in text
 
 
 def test_demo_std_column_shares_one_scale():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tyro
 
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.refinement import RefinementConfig
 
 DESCRIPTION = "run the demo: new scenes, inference, novel views, uncertainty, samples, report"
 
@@ -35,6 +36,11 @@ class DemoArgs:
     minutes on 2 CPU cores)."""
     samples: int = 3
     """Posterior samples per scene for the uncertainty columns of the report."""
+    refine: RefinementConfig = field(default_factory=lambda: RefinementConfig(steps=50))
+    """Test-time refinement of the posteriors on their context views for the report's figures and
+    a second metrics table (docs/evaluation.md); `--refine.steps 0` shows the encoder alone."""
+    refine_context: str = "3"
+    """Comma-separated numbers of context views K evaluated again with refinement."""
     workers: int = 2
     """Render processes for the scenes."""
 
@@ -62,6 +68,8 @@ def run(argv: list[str], prog: str) -> int:
         workers=args.workers,
         samples=args.samples,
         context_sizes=parse_context_sizes(args.context),
+        refinement=args.refine,
+        refine_context_sizes=parse_context_sizes(args.refine_context),
     )
     print(f"[demo] report: {report}")
     return 0

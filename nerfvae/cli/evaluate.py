@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tyro
 
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.refinement import RefinementConfig
 
 DESCRIPTION = "evaluate a trained run: PSNR/SSIM/object PSNR/ELBO per K, ID and OOD"
 
@@ -33,7 +34,9 @@ class EvalArgs:
     scenes_per_batch: int = 4
     """Scenes inferred and rendered together."""
     seed: int = 0
-    """Seed of the posterior sample used for the ELBO."""
+    """Seed of the posterior sample used for the ELBO (and of the refinement's rays and samples)."""
+    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    """Test-time refinement of each posterior on its context views (docs/evaluation.md)."""
 
 
 def parse_context_sizes(text: str) -> tuple[int, ...]:
@@ -51,7 +54,7 @@ def run(argv: list[str], prog: str) -> int:
     context_sizes = parse_context_sizes(args.context)
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.evaluate import evaluate_run, mean_training_image
-    from nerfvae.evaluation.report import markdown_table, write_report
+    from nerfvae.evaluation.report import inference_line, markdown_table, write_report
     from nerfvae.training.loading import load_trained_model
 
     loaded = load_trained_model(args.run, args.checkpoint)
@@ -68,8 +71,9 @@ def run(argv: list[str], prog: str) -> int:
         scenes_per_batch=args.scenes_per_batch,
         mean_train_image=train_mean,
         seed=args.seed,
+        refinement=args.refine,
     )
     paths = write_report(result, Path(args.out))
-    print(markdown_table(result))
+    print(inference_line(result) + markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

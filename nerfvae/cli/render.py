@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +11,7 @@ import torch
 import tyro
 
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior
 
 DESCRIPTION = "infer a scene from some of its views; render views, depth, uncertainty, turntable"
 
@@ -46,7 +47,9 @@ class RenderArgs:
     checkpoint: str | None = None
     """Checkpoint JSON to load (default: the run's newest)."""
     seed: int = 0
-    """Seed of posterior samples."""
+    """Seed of posterior samples (and of the refinement's rays and samples)."""
+    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    """Test-time refinement of the posterior on the context views (docs/evaluation.md)."""
 
 
 def parse_indices(text: str, limit: int, what: str) -> list[int]:
@@ -94,11 +97,17 @@ def run(argv: list[str], prog: str) -> int:
         raise ConfigError(f"--views {args.views}: the scene has no such views")
     images = scene.images.float() / 255.0
     generator = torch.Generator().manual_seed(args.seed)
+    posterior = infer_posterior(
+        model,
+        images[context][None],
+        scene.K[context][None],
+        scene.c2w[context][None],
+        args.refine,
+        generator,
+    )
     rendered = vis.posterior_statistics(
         model,
-        images[context],
-        scene.K[context],
-        scene.c2w[context],
+        posterior,
         scene.K[views],
         scene.c2w[views],
         meta.image_height,
@@ -139,9 +148,6 @@ def run(argv: list[str], prog: str) -> int:
     if args.turntable_frames > 0:
         id_views = (~scene.view_is_ood).nonzero().squeeze(-1)
         path = orbit_cameras(scene.c2w[id_views], args.turntable_frames)
-        posterior = model.infer(
-            images[context][None], scene.K[context][None], scene.c2w[context][None]
-        )
         K = scene.K[int(id_views[0])].expand(args.turntable_frames, 3, 3)
         frames = vis.render_latents(
             model, posterior.mean, K, path, meta.image_height, meta.image_width

@@ -14,8 +14,10 @@ from nerfvae.data.generate import GeneratorSettings, generate, make_settings
 from nerfvae.data.loader import MultiSceneDataset
 from nerfvae.evaluation import visualise as vis
 from nerfvae.evaluation.evaluate import evaluate, mean_training_image
-from nerfvae.evaluation.report import markdown_table, write_report
+from nerfvae.evaluation.refinement import RefinementConfig, check_refinable, refine_posterior
+from nerfvae.evaluation.report import inference_line, markdown_table, write_report
 from nerfvae.geometry import orbit_cameras
+from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.training.loading import load_trained_model
 from nerfvae.training.warm_start import lineage
 
@@ -64,31 +66,59 @@ def training_summary(run: Path) -> dict[str, float | int | str]:
 
 
 def render_scene_rows(
-    model, scene, meta, samples: int, generator
-) -> tuple[list[list[torch.Tensor]], torch.Tensor]:
+    model, scene, meta, samples: int, generator, refinement: RefinementConfig
+) -> tuple[list[list[torch.Tensor]], torch.Tensor, DiagonalGaussian]:
     """Rows of a figure for one scene: context views; then for two ID and two OOD targets:
-    ground truth | render | true depth (where the data has it) | rendered depth. Also the
-    posterior-sample std ``[targets, H, W]``, whose column :func:`add_std_column` appends once the
-    report's colour scale is known.
+    ground truth | render | (with refinement: the refined posterior's render |) true depth (where
+    the data has it) | rendered depth. Also the posterior-sample std ``[targets, H, W]``, whose
+    column :func:`add_std_column` appends once the report's colour scale is known, and the final
+    posterior (the refined one when ``refinement`` has steps), which the depth and std are of.
 
     Both depth maps share one grey scale, white at 0 and black at the farthest true depth of the
     scene's targets: the room's diagonal (``meta.far``) would leave every surface a pale grey."""
     images = scene.images.float() / 255.0
     num_id = scene.num_id_views
     targets = [num_id - 2, num_id - 1] + ([num_id, num_id + 1] if scene.num_ood_views > 1 else [])
+    context = (images[CONTEXT][None], scene.K[CONTEXT][None], scene.c2w[CONTEXT][None])
+    amortized = model.infer(*context, generator=generator)
+    size = (meta.image_height, meta.image_width)
+    renders = []
+    if refinement.steps > 0:
+        amortized_colour = vis.render_latents(
+            model, amortized.mean, scene.K[targets], scene.c2w[targets], *size
+        )["colour"][0]
+        renders.append(amortized_colour)
+        posterior = refine_posterior(model, amortized, *context, refinement, generator)
+    else:
+        posterior = amortized
     rendered = vis.posterior_statistics(
-        model, images[CONTEXT], scene.K[CONTEXT], scene.c2w[CONTEXT], scene.K[targets],
-        scene.c2w[targets], meta.image_height, meta.image_width, samples, generator,
-    )  # fmt: skip
+        model, posterior, scene.K[targets], scene.c2w[targets], *size, samples, generator
+    )
+    renders.append(rendered["colour"])
     true_depth = scene.depth[targets] if scene.depth is not None else None
     depth_range = float(true_depth.max()) if true_depth is not None else meta.far
     rows = [[images[i] for i in CONTEXT]]
     for j, view in enumerate(targets):
-        row = [images[view], rendered["colour"][j]]
+        row = [images[view], *(colour[j] for colour in renders)]
         if true_depth is not None:
             row.append(vis.depth_to_image(true_depth[j], depth_range))
         rows.append([*row, vis.depth_to_image(rendered["depth"][j], depth_range)])
-    return rows, rendered["sample_std"]
+    return rows, rendered["sample_std"], posterior
+
+
+def refined_metrics_section(result: dict | None) -> list[str]:
+    """The report's lines for the eval with test-time refinement (none without it)."""
+    if result is None:
+        return []
+    return [
+        "## Metrics with test-time refinement (`metrics_refined.json`)",
+        "",
+        "The encoder's posterior refined on each scene's context views (see docs/evaluation.md: it "
+        "narrows the amortisation gap when the context views pin the geometry down, K >= 2).",
+        "",
+        inference_line(result) + markdown_table(result),
+        "",
+    ]
 
 
 def add_std_column(rows: list[list[torch.Tensor]], std: torch.Tensor, vmax: float) -> None:
@@ -111,50 +141,68 @@ def run_demo(
     workers: int = 2,
     samples: int = 4,
     context_sizes: tuple[int, ...] = (1, 2, 3, 5),
+    refinement: RefinementConfig | None = None,
+    refine_context_sizes: tuple[int, ...] = (3,),
     progress: bool = True,
 ) -> Path:
-    """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``."""
+    """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``.
+
+    With ``refinement`` steps, the scenes are also evaluated for ``refine_context_sizes`` with the
+    refined posterior (``out/metrics_refined.*``), and the figures show both renders."""
+    refinement = refinement or RefinementConfig()
     started = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     model, config, record = load_trained_model(run)
+    check_refinable(model, refinement)
+    out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     print(f"[demo] rendering {settings.total_views} views of new scenes into {data}")
     generate(data, settings, workers=workers, progress=progress)
     test = MultiSceneDataset(data, "test")
     meta = test.meta
     print(f"[demo] evaluating {run} (step {record['step']}) on {len(test)} new test scenes")
+    train_mean = mean_training_image(MultiSceneDataset(data, "train"))
     result = evaluate(
-        model, test, mean_train_image=mean_training_image(MultiSceneDataset(data, "train")),
+        model, test, mean_train_image=train_mean,
         pixel_std=config.objective.pixel_std_end, progress=progress, context_sizes=context_sizes,
     )  # fmt: skip
-    result.update(
-        model="NeRF-VAE",
-        run=str(run),
-        checkpoint_step=record["step"],
-        dataset=str(data),
-        split="test",
-    )
+    labels = {
+        "model": "NeRF-VAE",
+        "run": str(run),
+        "checkpoint_step": record["step"],
+        "dataset": str(data),
+        "split": "test",
+    }
+    result.update(labels)
     write_report(result, out / "metrics.json")
+    refined_result = None
+    if refinement.steps > 0:
+        print(f"[demo] evaluating again with {refinement.steps} refinement steps per posterior")
+        refined_result = evaluate(
+            model, test, mean_train_image=train_mean,
+            pixel_std=config.objective.pixel_std_end, progress=progress,
+            context_sizes=refine_context_sizes, refinement=refinement,
+        )  # fmt: skip
+        refined_result.update(labels)
+        write_report(refined_result, out / "metrics_refined.json")
 
     generator = torch.Generator().manual_seed(0)
     rendered_scenes = [
-        render_scene_rows(model, test.load_scene(index), meta, samples, generator)
+        render_scene_rows(model, test.load_scene(index), meta, samples, generator, refinement)
         for index in range(min(3, len(test)))
     ]
-    std_scale = vis.std_colour_scale([std for _, std in rendered_scenes])
-    id_std = torch.cat([std[:2].flatten() for _, std in rendered_scenes]).mean()
-    ood_values = torch.cat([std[2:].flatten() for _, std in rendered_scenes])
+    std_scale = vis.std_colour_scale([std for _, std, _ in rendered_scenes])
+    id_std = torch.cat([std[:2].flatten() for _, std, _ in rendered_scenes]).mean()
+    ood_values = torch.cat([std[2:].flatten() for _, std, _ in rendered_scenes])
     ood_std = f"{ood_values.mean():.4f}" if ood_values.numel() else "–"
     figures = []
-    for index, (rows, std) in enumerate(rendered_scenes):
+    for index, (rows, std, _) in enumerate(rendered_scenes):
         add_std_column(rows, std, std_scale)
         path = out / f"scene_{index}.png"
         vis.write_png(path, vis.image_grid(rows))
         figures.append(path.name)
     scene = test.load_scene(0)
     id_views = (~scene.view_is_ood).nonzero().squeeze(-1)
-    images = scene.images.float() / 255.0
-    posterior = model.infer(images[CONTEXT][None], scene.K[CONTEXT][None], scene.c2w[CONTEXT][None])
+    posterior = rendered_scenes[0][2]
     path_c2w = orbit_cameras(scene.c2w[id_views], TURNTABLE_FRAMES)
     K = scene.K[int(id_views[0])].expand(TURNTABLE_FRAMES, 3, 3)
     frames = vis.render_latents(
@@ -187,25 +235,34 @@ def run_demo(
         "",
         "## Metrics (`nerfvae eval`, view lists in docs/evaluation.md)",
         "",
-        markdown_table(result),
+        inference_line(result) + markdown_table(result),
         "",
         "![PSNR vs number of context views](metrics_psnr_vs_k.png)",
         "",
+        *refined_metrics_section(refined_result),
         "## Reconstructions from 3 context views",
         "",
         "Top row: the context views. Then per target view: ground truth | NeRF-VAE render "
-        "(posterior mean) | true depth | rendered depth (expected distance along the ray; both "
+        "(posterior mean) | "
+        + (
+            f"render after {refinement.steps} refinement steps (posterior mean) | "
+            if refinement.steps > 0
+            else ""
+        )
+        + "true depth | rendered depth (expected distance along the ray; both "
         "white at 0 and black at the scene's farthest true depth) | per-pixel standard deviation "
         "over "
         f"{samples} posterior samples. The first two targets are held-out ID views, the last two "
-        "OOD views (cameras unlike any seen in training).",
+        "OOD views (cameras unlike any seen in training)."
+        + (" Depth and std are the refined posterior's." if refinement.steps > 0 else ""),
         "",
         f"Std colour scale (magma): black = 0, white = {std_scale:.4f} (the 99th percentile over "
         f"these figures). Mean std: {id_std:.4f} on the ID targets, {ood_std} on the OOD "
         "targets.",
         "",
         *[f"![scene {i}]({name})\n" for i, name in enumerate(figures)],
-        "## Turntable of scene 0 (inferred from 3 views)",
+        "## Turntable of scene 0 (inferred from 3 views"
+        + (f", {refinement.steps} refinement steps)" if refinement.steps > 0 else ")"),
         "",
         "![turntable](turntable.gif)",
         "",

@@ -112,13 +112,28 @@ def nan_to_null(value: Any) -> Any:
     return value
 
 
+def inference_line(result: dict[str, Any]) -> str:
+    """How the posteriors were inferred, as a markdown paragraph (empty for results from before
+    refinement existed, which all used the encoder alone)."""
+    refinement = result.get("refinement")
+    if refinement is None:
+        return ""
+    if refinement["steps"] == 0:
+        return "Posterior: the encoder's q(z | context), no test-time refinement.\n\n"
+    return (
+        f"Posterior: the encoder's q(z | context), then {refinement['steps']} Adam steps on the "
+        f"context views' ELBO ({refinement['rays_per_scene']} rays per scene and step, learning "
+        f"rate {refinement['learning_rate']}).\n\n"
+    )
+
+
 def write_report(result: dict[str, Any], json_path: Path) -> tuple[Path, Path, Path]:
     """Write ``json_path`` and, beside it, ``<stem>.md`` and ``<stem>_psnr_vs_k.png``."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(nan_to_null(result), indent=2, allow_nan=False))
     table_path = json_path.with_suffix(".md")
     header = f"# Evaluation: {result.get('run', '')} on {result.get('dataset', '')} ({result.get('split', '')})\n\n"
-    table_path.write_text(header + markdown_table(result) + "\n")
+    table_path.write_text(header + inference_line(result) + markdown_table(result) + "\n")
     figure_path = json_path.with_name(json_path.stem + "_psnr_vs_k.png")
     psnr_figure(result, figure_path)
     return json_path, table_path, figure_path

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nerfvae.models import SceneModel
+from nerfvae.models.latent import DiagonalGaussian
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -67,9 +68,7 @@ def render_latents(
 @torch.no_grad()
 def posterior_statistics(
     model: SceneModel,
-    context_images: torch.Tensor,
-    context_K: torch.Tensor,
-    context_c2w: torch.Tensor,
+    posterior: DiagonalGaussian,
     K: torch.Tensor,
     c2w: torch.Tensor,
     height: int,
@@ -77,17 +76,14 @@ def posterior_statistics(
     num_samples: int,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Infer one scene from context views (``[V_c, H, W, 3]``, ``[V_c, 3, 3]``, ``[V_c, 4, 4]``)
-    and render target cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]`` with the posterior mean and with
-    ``num_samples`` posterior samples.
+    """Render one scene's ``posterior`` (latents ``[1, T, C]``, e.g. from
+    :func:`nerfvae.evaluation.refinement.infer_posterior`) from target cameras ``K [V, 3, 3]``,
+    ``c2w [V, 4, 4]``, with the posterior mean and with ``num_samples`` posterior samples.
 
     Returns ``mean_latent`` renders (``colour [V, H, W, 3]``, ``depth``, ``opacity``) and, over the
     samples, per-pixel ``sample_mean [V, H, W, 3]``, ``sample_std [V, H, W]`` (colour standard
     deviation averaged over channels), ``depth_std [V, H, W]`` and ``samples [N, V, H, W, 3]``.
     """
-    posterior = model.infer(
-        context_images[None], context_K[None], context_c2w[None], generator=generator
-    )
     mean_render = render_latents(model, posterior.mean, K, c2w, height, width)
     out = {key: value[0] for key, value in mean_render.items()}
     if num_samples > 0:

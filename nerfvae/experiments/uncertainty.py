@@ -354,11 +354,15 @@ def run(argv: list[str], prog: str) -> int:
         scene = dataset.load_scene(index)
         images = scene.images.float() / 255.0
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
+        posterior = model.infer(
+            images[context][None],
+            scene.K[context][None],
+            scene.c2w[context][None],
+            generator=generator,
+        )
         rendered = vis.posterior_statistics(
             model,
-            images[context],
-            scene.K[context],
-            scene.c2w[context],
+            posterior,
             scene.K[targets],
             scene.c2w[targets],
             height,

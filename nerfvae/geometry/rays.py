@@ -91,6 +91,36 @@ def sample_ray_indices(
     return view_index, pixel // width, pixel % width
 
 
+def random_pixel_rays(
+    images: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    rays_per_scene: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random pixel-centre rays of each scene's views and the pixel values they see.
+
+    Args:
+        images: ``[S, V, H, W, C]`` per-pixel values (colours).
+        K: ``[S, V, 3, 3]``; c2w: ``[S, V, 4, 4]``.
+        rays_per_scene: rays drawn per scene, uniformly over its ``V * H * W`` pixels (see
+            :func:`sample_ray_indices`).
+
+    Returns:
+        ``origins, directions [S, R, 3]`` and ``values [S, R, C]``.
+    """
+    scenes, views, height, width, _ = images.shape
+    view, row, col = sample_ray_indices(
+        scenes, views, height, width, rays_per_scene, generator=generator, device=images.device
+    )
+    scene = torch.arange(scenes, device=images.device).unsqueeze(1)
+    pixels = torch.stack([col, row], dim=-1).to(K.dtype) + 0.5  # [S, R, 2]
+    origins, directions = rays_through_pixels(
+        pixels.unsqueeze(-2), K[scene, view], c2w[scene, view]
+    )
+    return origins.squeeze(-2), directions.squeeze(-2), images[scene, view, row, col]
+
+
 def ray_box_intersection(
     origins: torch.Tensor,
     directions: torch.Tensor,

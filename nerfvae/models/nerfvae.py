@@ -7,7 +7,7 @@ from copy import deepcopy
 import torch
 from torch import nn
 
-from nerfvae.geometry import rays_through_pixels, sample_ray_indices
+from nerfvae.geometry import random_pixel_rays
 from nerfvae.models.config import NeRFVAEConfig
 from nerfvae.models.encoder import ContextEncoder
 from nerfvae.models.latent import LOG_STD_MAX, LOG_STD_MIN, DiagonalGaussian
@@ -94,29 +94,40 @@ class NeRFVAE(GaussianELBOModel):
 
         The gradient is an input to the refiner (no second-order terms), as in Marino et al.
         """
-        scenes, views, height, width, _ = images.shape
-        rays = self.config.refinement_rays
-        view, row, col = sample_ray_indices(
-            scenes, views, height, width, rays, generator=generator, device=images.device
-        )
-        scene = torch.arange(scenes, device=images.device).unsqueeze(1)
-        pixels = torch.stack([col, row], dim=-1).float() + 0.5  # [S, R, 2]
-        origins, directions = rays_through_pixels(
-            pixels.unsqueeze(-2), K[scene, view], c2w[scene, view]
-        )
-        origins, directions = origins.squeeze(-2), directions.squeeze(-2)
-        target = images[scene, view, row, col]
+        pixel_dims = images[0].numel()
         with torch.enable_grad():
             mean = posterior.mean.detach().requires_grad_(True)
             log_std = posterior.log_std.detach().requires_grad_(True)
-            probe = DiagonalGaussian(mean, log_std)
-            latent = probe.rsample(generator)
-            colour = self.render(latent, origins, directions, generator=generator).final.colour
-            pixel_dims = views * height * width * 3
-            log_likelihood = gaussian_log_likelihood(colour, target, self.config.pixel_std)
-            elbo = log_likelihood.flatten(1).mean(1) * pixel_dims - probe.kl_to_standard_normal()
+            elbo = self.context_elbo(
+                DiagonalGaussian(mean, log_std),
+                images,
+                K,
+                c2w,
+                self.config.refinement_rays,
+                generator,
+            )
             grad_mean, grad_log_std = torch.autograd.grad(elbo.sum(), [mean, log_std])
         return self.refiner(posterior, grad_mean / pixel_dims, grad_log_std / pixel_dims)
+
+    def context_elbo(
+        self,
+        posterior: DiagonalGaussian,
+        images: torch.Tensor,
+        K: torch.Tensor,
+        c2w: torch.Tensor,
+        rays_per_scene: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """ELBO of the views ``images [S, V, H, W, 3]`` (``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``)
+        under ``posterior``, per scene ``[S]`` in nats: one reparameterised sample ``z ~ q`` and
+        ``rays_per_scene`` random pixels, their mean log-likelihood scaled to all ``V·H·W·3`` pixel
+        values, minus KL(q ‖ p). Differentiable w.r.t. the posterior's parameters."""
+        origins, directions, target = random_pixel_rays(images, K, c2w, rays_per_scene, generator)
+        latent = posterior.rsample(generator)
+        colour = self.render(latent, origins, directions, generator=generator).final.colour
+        log_likelihood = gaussian_log_likelihood(colour, target, self.config.pixel_std)
+        pixel_dims = images[0].numel()
+        return log_likelihood.flatten(1).mean(1) * pixel_dims - posterior.kl_to_standard_normal()
 
     # -- rendering -------------------------------------------------------------------------
     def field(self, latent: torch.Tensor):
