@@ -6,7 +6,9 @@ weights: cost does not depend on them), with bf16 autocast as the CLI runs it, a
 of 64×64 per scene. The first row is the encoder's forward pass (``model.infer``); each other row
 is ``--steps`` refinement steps with the given scenes per batch and rays per scene. Prints a
 markdown table: seconds per scene for the whole inference, seconds per refinement step, and the
-ratio of the per-scene time to the encoder's.
+ratio of the per-scene time to the encoder's. Like the ``nerfvae`` command, it re-executes itself
+once with glibc's allocator tuned to reuse large blocks (``nerfvae/cli/malloc.py``), so it
+measures what ``nerfvae eval --refine.steps N`` gets.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 import torch
 
+from nerfvae.cli.malloc import reexec_with_tuned_malloc
 from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior
 from nerfvae.geometry import intrinsics_matrix, look_at
 from nerfvae.models.config import LatentConfig
@@ -42,6 +45,7 @@ def seconds(function, repeats: int = 1) -> float:
 
 
 def main() -> None:
+    reexec_with_tuned_malloc()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
