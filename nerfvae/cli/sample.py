@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 import tyro
+
+from nerfvae.evaluation.aggregate_prior import AggregateFit
 
 DESCRIPTION = "sample new scenes from the prior and render them (views and turntables)"
 
@@ -15,7 +17,8 @@ DESCRIPTION = "sample new scenes from the prior and render them (views and turnt
 @dataclass
 class SampleArgs:
     """Draw scenes z ~ p(z) and render each from the cameras of a dataset scene (the scene's
-    images are not used, only its cameras) and along a turntable."""
+    images are not used, only its cameras) and along a turntable. `--prior aggregate` draws from a
+    low-rank Gaussian fitted to the posteriors of training scenes instead (docs/evaluation.md)."""
 
     run: str
     """Run directory (from `nerfvae train`)."""
@@ -39,6 +42,13 @@ class SampleArgs:
     """Checkpoint JSON to load (default: the run's newest)."""
     seed: int = 0
     """Seed of the prior samples."""
+    prior: Literal["standard", "aggregate"] = "standard"
+    """`standard`: the model's prior N(0, I). `aggregate`: a Gaussian fitted to the posterior means
+    of the first training scenes of --data (cached in RUN/aggregate_prior.safetensors)."""
+    fit: AggregateFit = field(default_factory=AggregateFit)
+    """How `--prior aggregate` is fitted when the run has no fit for its checkpoint yet."""
+    refit_prior: bool = False
+    """Fit the aggregate prior again (with --fit.*) even if the run has one for its checkpoint."""
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -48,13 +58,32 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.geometry import orbit_cameras
     from nerfvae.training.loading import load_trained_model
 
-    model, _, _ = load_trained_model(args.run, args.checkpoint)
+    model, _, record = load_trained_model(args.run, args.checkpoint)
     dataset, scene = load_scene(args.data, args.split, args.scene)
     meta = dataset.meta
     id_views = (~scene.view_is_ood).nonzero().squeeze(-1)
     views = id_views[: args.views]
     generator = torch.Generator().manual_seed(args.seed)
-    latents = model.prior(args.num).rsample(generator)
+    if args.prior == "aggregate":
+        from nerfvae.data.loader import MultiSceneDataset
+        from nerfvae.evaluation.aggregate_prior import aggregate_prior
+
+        prior, info, fitted = aggregate_prior(
+            Path(args.run),
+            model,
+            record,
+            lambda: MultiSceneDataset(args.data, "train"),
+            args.fit,
+            args.refit_prior,
+        )
+        print(
+            f"aggregate prior {'fitted now' if fitted else 'read from the run'}: "
+            f"{info['components']} components over {info['scenes']} training scenes keep "
+            f"{100 * info['variance_kept']:.0f}% of their posterior means' variance"
+        )
+        latents = prior.rsample(args.num, generator)
+    else:
+        latents = model.prior(args.num).rsample(generator)
     rendered = vis.render_latents(
         model, latents, scene.K[views], scene.c2w[views], meta.image_height, meta.image_width
     )
@@ -75,5 +104,5 @@ def run(argv: list[str], prog: str) -> int:
             vis.write_video(
                 out / f"sample_{n:02d}_turntable.{args.video_format}", frames["colour"][n]
             )
-    print(f"wrote {args.num} prior samples to {out}")
+    print(f"wrote {args.num} samples of the {args.prior} prior to {out}")
     return 0
