@@ -210,6 +210,22 @@ def test_uncertainty_end_to_end(tiny_run: Path, tiny_dataset: Path, tmp_path: Pa
     assert "| ID |" in report and "| OOD |" in report and "nerfvae experiment uncertainty" in report
     assert "8 steps" in report
     assert result["headline"][0]["label"] == "ID targets, 1 context view"
+    assert result["settings"]["refinement"]["steps"] == 0 and "refinement steps" not in report
+
+
+def test_uncertainty_with_refinement(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    argv = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
+    argv += ["--samples", "2", "--figure-scenes", "0"]
+    runs = {}
+    for name, extra in (("plain", []), ("refined", ["--refine.steps", "2"])):
+        out = tmp_path / name
+        assert uncertainty.run([*argv, *extra, "--out", str(out)], prog="nerfvae") == 0
+        runs[name] = json.loads((out / "uncertainty.json").read_text())
+    assert runs["refined"]["settings"]["refinement"]["steps"] == 2
+    assert "then 2 test-time refinement steps" in (tmp_path / "refined/uncertainty.md").read_text()
+    # the refined posterior is what was sampled
+    plain, refined = runs["plain"]["results"]["all"], runs["refined"]["results"]["all"]
+    assert plain["colour_error_seen"] != refined["colour_error_seen"]
 
 
 def test_samples_end_to_end(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ OOD and all targets), their ratio, the fraction of pixels seen, and a per-scene 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior
 from nerfvae.experiments.provenance import experiment_provenance, provenance_section
 from nerfvae.experiments.report import (
     format_number,
@@ -76,6 +77,8 @@ class UncertaintyArgs:
     """Checkpoint JSON to load (default: the run's newest)."""
     threads: int = 0
     """torch intra-op threads (0 = PyTorch's default)."""
+    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    """Test-time refinement of each posterior on its context view (docs/evaluation.md)."""
 
 
 def label_seen_pixels(
@@ -274,7 +277,9 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}) on "
             f"`{result['dataset']}` ({result['split']}, {result['num_scenes']} scenes, "
             f"{result['image_size'][0]}×{result['image_size'][1]}). Each scene is inferred from "
-            f"ID view {settings['context_view']} alone; {settings['samples']} posterior samples "
+            f"ID view {settings['context_view']} alone"
+            + refinement_clause(settings.get("refinement"))
+            + f"; {settings['samples']} posterior samples "
             "render the other ID views and the OOD views. A target pixel is *seen* if its "
             "ground-truth surface point projects inside the context image and its distance from "
             "the context camera agrees with the context depth there within "
@@ -301,6 +306,13 @@ def markdown_report(result: dict[str, Any]) -> str:
             "",
         ]
     )
+
+
+def refinement_clause(refinement: dict[str, Any] | None) -> str:
+    """`` (then N refinement steps)`` for a result made with refinement, else nothing."""
+    if not refinement or refinement["steps"] == 0:
+        return ""
+    return f" (then {refinement['steps']} test-time refinement steps on it)"
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -354,11 +366,13 @@ def run(argv: list[str], prog: str) -> int:
         scene = dataset.load_scene(index)
         images = scene.images.float() / 255.0
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
-        posterior = model.infer(
+        posterior = infer_posterior(
+            model,
             images[context][None],
             scene.K[context][None],
             scene.c2w[context][None],
-            generator=generator,
+            args.refine,
+            generator,
         )
         rendered = vis.posterior_statistics(
             model,
@@ -439,6 +453,7 @@ def run(argv: list[str], prog: str) -> int:
         "settings": {
             "context_view": args.context_view,
             "samples": args.samples,
+            "refinement": args.refine.to_json(),
             "tolerance": args.tolerance,
             "seed": args.seed,
             "max_scenes": args.max_scenes,
