@@ -11,7 +11,7 @@ import torch
 import tyro
 
 from nerfvae.errors import ConfigError
-from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior
+from nerfvae.evaluation.refinement import RefinementConfig, infer_scene
 
 DESCRIPTION = "infer a scene from some of its views; render views, depth, uncertainty, turntable"
 
@@ -97,14 +97,7 @@ def run(argv: list[str], prog: str) -> int:
         raise ConfigError(f"--views {args.views}: the scene has no such views")
     images = scene.images.float() / 255.0
     generator = torch.Generator().manual_seed(args.seed)
-    posterior = infer_posterior(
-        model,
-        images[context][None],
-        scene.K[context][None],
-        scene.c2w[context][None],
-        args.refine,
-        generator,
-    )
+    posterior = infer_scene(model, scene, context, args.refine, generator)
     rendered = vis.posterior_statistics(
         model,
         posterior,

@@ -131,3 +131,18 @@ def infer_posterior(
     return refine_posterior(
         model, posterior, context_images, context_K, context_c2w, refinement, generator
     )
+
+
+def infer_scene(
+    model: SceneModel,
+    scene,
+    context: list[int],
+    refinement: RefinementConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> DiagonalGaussian:
+    """:func:`infer_posterior` of one scene (a :class:`nerfvae.data.format.SceneRecord`) from its
+    views ``context``; latents ``[1, T, C]``."""
+    images = scene.images[context].float() / 255.0
+    return infer_posterior(
+        model, images[None], scene.K[context][None], scene.c2w[context][None], refinement, generator
+    )

@@ -22,7 +22,7 @@ import torch
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior
+from nerfvae.evaluation.refinement import RefinementConfig, infer_scene
 from nerfvae.experiments.provenance import experiment_provenance, provenance_section
 from nerfvae.experiments.report import (
     format_number,
@@ -366,14 +366,7 @@ def run(argv: list[str], prog: str) -> int:
         scene = dataset.load_scene(index)
         images = scene.images.float() / 255.0
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
-        posterior = infer_posterior(
-            model,
-            images[context][None],
-            scene.K[context][None],
-            scene.c2w[context][None],
-            args.refine,
-            generator,
-        )
+        posterior = infer_scene(model, scene, context, args.refine, generator)
         rendered = vis.posterior_statistics(
             model,
             posterior,
