@@ -270,7 +270,7 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     tiny_dataset, tiny_run, tmp_path, capsys
 ):
     from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.export import infer_posterior
+    from nerfvae.evaluation.refinement import infer_scene
     from nerfvae.training.loading import load_trained_model
 
     data, run = tiny_dataset, tiny_run
@@ -278,7 +278,7 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     model, _, _ = load_trained_model(run)
     scene = dataset.load_scene(1)
     # A 2-step model has little structure: pick an iso-level its density does cross.
-    latent = infer_posterior(model, scene.images, scene.K, scene.c2w, [0, 2]).mean
+    latent = infer_scene(model, scene.images, scene.K, scene.c2w, [0, 2]).mean
     density = density_grid(model, latent, MeshExtractionConfig(resolution=24)).density
     level = float(np.quantile(density[1:-1, 1:-1, 1:-1], 0.5))
     out = tmp_path / "scene.ply"

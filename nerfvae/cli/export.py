@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import tyro
 
 from nerfvae.cli.common import subcommand_usage, usage_exit_status
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation.refinement import RefinementConfig
 
 DESCRIPTION = "export a scene's geometry: `export mesh` writes a coloured PLY/OBJ surface"
 
@@ -43,6 +44,9 @@ class MeshArgs:
     """With --scene: the posterior mean, or one posterior sample drawn with --seed."""
     seed: int = 0
     """Seed of the posterior or prior sample."""
+    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    """With --scene: test-time refinement of the posterior on the context views
+    (docs/evaluation.md)."""
     resolution: int = 128
     """Grid nodes along the scene box's longest side."""
     density_threshold: float = 10.0
@@ -106,11 +110,11 @@ def export_mesh(args: MeshArgs) -> int:
     import numpy as np
     import torch
 
+    from nerfvae.evaluation.refinement import infer_scene
     from nerfvae.export import (
         MeshExtractionConfig,
         check_scene_index,
         extract_mesh,
-        infer_posterior,
         inside_box,
         mesh_object_chamfer,
         parse_view_indices,
@@ -137,7 +141,9 @@ def export_mesh(args: MeshArgs) -> int:
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if scene is not None:
-        posterior = infer_posterior(model, scene.images, scene.K, scene.c2w, context, generator)
+        posterior = infer_scene(
+            model, scene.images, scene.K, scene.c2w, context, args.refine, generator
+        )
         latent = posterior.mean if args.latent == "mean" else posterior.rsample(generator)
         what = f"scene {args.scene} ({scene.scene_id or args.split}) from views {context}"
     else:

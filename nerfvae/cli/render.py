@@ -97,7 +97,9 @@ def run(argv: list[str], prog: str) -> int:
         raise ConfigError(f"--views {args.views}: the scene has no such views")
     images = scene.images.float() / 255.0
     generator = torch.Generator().manual_seed(args.seed)
-    posterior = infer_scene(model, scene, context, args.refine, generator)
+    posterior = infer_scene(
+        model, scene.images, scene.K, scene.c2w, context, args.refine, generator
+    )
     rendered = vis.posterior_statistics(
         model,
         posterior,

@@ -135,14 +135,25 @@ def infer_posterior(
 
 def infer_scene(
     model: SceneModel,
-    scene,
+    images: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
     context: list[int],
     refinement: RefinementConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> DiagonalGaussian:
-    """:func:`infer_posterior` of one scene (a :class:`nerfvae.data.format.SceneRecord`) from its
-    views ``context``; latents ``[1, T, C]``."""
-    images = scene.images[context].float() / 255.0
-    return infer_posterior(
-        model, images[None], scene.K[context][None], scene.c2w[context][None], refinement, generator
-    )
+    """Posterior over one scene's latent (``[1, T, C]``, on the model's device) from its views
+    ``context`` of ``images [V, H, W, 3]`` (uint8 or float in [0, 1]), ``K [V, 3, 3]``,
+    ``c2w [V, 4, 4]``: :func:`infer_posterior` of that one scene."""
+    device = model.scene_min.device
+    chosen = images[context]
+    chosen = chosen.float() / 255.0 if chosen.dtype == torch.uint8 else chosen.float()
+    with torch.no_grad():  # the encoder's pass; refinement turns gradients on where it needs them
+        return infer_posterior(
+            model,
+            chosen[None].to(device),
+            K[context][None].float().to(device),
+            c2w[context][None].float().to(device),
+            refinement,
+            generator,
+        )

@@ -366,7 +366,9 @@ def run(argv: list[str], prog: str) -> int:
         scene = dataset.load_scene(index)
         images = scene.images.float() / 255.0
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
-        posterior = infer_scene(model, scene, context, args.refine, generator)
+        posterior = infer_scene(
+            model, scene.images, scene.K, scene.c2w, context, args.refine, generator
+        )
         rendered = vis.posterior_statistics(
             model,
             posterior,

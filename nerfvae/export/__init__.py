@@ -3,7 +3,6 @@ their Chamfer distance to the built-in rooms' ground-truth objects."""
 
 from nerfvae.export.latents import (
     check_scene_index,
-    infer_posterior,
     parse_view_indices,
     prior_sample,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "extract_mesh",
     "field_colours",
     "grid_axes",
-    "infer_posterior",
     "inside_box",
     "marching_cubes",
     "mesh_object_chamfer",

@@ -1,12 +1,13 @@
-"""Which latent to export or view: a scene's posterior from chosen context views, or a prior
-sample; with the checks that turn bad scene / view choices into one clear error."""
+"""Which latent to export or view: the checks that turn bad scene / view choices into one clear
+error, and prior samples (a scene's posterior from chosen views is
+:func:`nerfvae.evaluation.refinement.infer_scene`)."""
 
 from __future__ import annotations
 
 import torch
 
 from nerfvae.errors import ConfigError
-from nerfvae.models import DiagonalGaussian, SceneModel
+from nerfvae.models import SceneModel
 
 
 def parse_view_indices(text: str, num_views: int, what: str = "--context") -> list[int]:
@@ -35,28 +36,6 @@ def check_scene_index(index: int, num_scenes: int, split: str) -> None:
         raise ConfigError(
             f"--scene {index}: split {split!r} has {num_scenes} scenes (0..{num_scenes - 1})"
         )
-
-
-@torch.no_grad()
-def infer_posterior(
-    model: SceneModel,
-    images: torch.Tensor,
-    K: torch.Tensor,
-    c2w: torch.Tensor,
-    context: list[int],
-    generator: torch.Generator | None = None,
-) -> DiagonalGaussian:
-    """Posterior over one scene's latent (``[1, T, C]``) from its views ``context`` of
-    ``images [V, H, W, 3]`` (uint8 or float in [0, 1]), ``K [V, 3, 3]``, ``c2w [V, 4, 4]``."""
-    device = model.scene_min.device
-    chosen = images[context]
-    chosen = chosen.float() / 255.0 if chosen.dtype == torch.uint8 else chosen.float()
-    return model.infer(
-        chosen[None].to(device),
-        K[context][None].float().to(device),
-        c2w[context][None].float().to(device),
-        generator=generator,
-    )
 
 
 def prior_sample(model: SceneModel, index: int, seed: int = 0) -> torch.Tensor:

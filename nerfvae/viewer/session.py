@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.refinement import infer_scene
 from nerfvae.evaluation.visualise import depth_to_image, heat_image, to_uint8
-from nerfvae.export.latents import check_scene_index, infer_posterior, parse_view_indices
+from nerfvae.export.latents import check_scene_index, parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.models import DiagonalGaussian, SceneModel
 from nerfvae.rendering import RaySamplingConfig, render_rays
@@ -135,8 +136,8 @@ class ViewerSession:
         text = ",".join(str(v) for v in context)
         context = parse_view_indices(text, self.scene.num_views, "context views")
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        self.posterior = infer_posterior(
-            self.model, self.scene.images, self.scene.K, self.scene.c2w, context, generator
+        self.posterior = infer_scene(
+            self.model, self.scene.images, self.scene.K, self.scene.c2w, context, None, generator
         )
         self.context = context
         self._posterior_samples = 0
