@@ -44,7 +44,7 @@ class SampleArgs:
     """Seed of the prior samples."""
     prior: Literal["standard", "aggregate"] = "standard"
     """`standard`: the model's prior N(0, I). `aggregate`: a Gaussian fitted to the posterior means
-    of the first training scenes of --data (cached in RUN/aggregate_prior.safetensors)."""
+    of the training scenes of --data (cached in RUN/aggregate_prior.safetensors)."""
     fit: AggregateFit = field(default_factory=AggregateFit)
     """How `--prior aggregate` is fitted when the run has no fit for its checkpoint yet."""
     refit_prior: bool = False
