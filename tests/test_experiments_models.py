@@ -369,3 +369,18 @@ def test_training_seconds_leave_out_the_pauses_between_resumed_parts():
         {"step": "30", "time": "9000", "steps_per_s": "5"},
     ]
     assert training_seconds(rows) == 5 + 5 + 2
+
+
+def test_eval_of_gqn_refuses_refinement_before_any_work(
+    gqn_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    from nerfvae.cli.main import main
+
+    out = tmp_path / "gqn.json"
+    base = ["eval", "--run", str(gqn_run), "--data", str(tiny_dataset), "--context", "1"]
+    assert main([*base, "--refine.steps", "5", "--out", str(out)]) == 1
+    assert "refinement needs a model that renders rays (NeRF-VAE); GQN does not" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+    assert main([*base, "--out", str(out)]) == 0  # without refinement GQN evaluates as before
