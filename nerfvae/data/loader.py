@@ -35,7 +35,7 @@ import torch
 
 from nerfvae.data.format import DatasetMeta, SceneRecord, ShardReader, read_meta
 from nerfvae.errors import DataError
-from nerfvae.geometry import rays_through_pixels, sample_ray_indices
+from nerfvae.geometry import indexed_pixel_rays, sample_ray_indices
 
 
 class MultiSceneDataset(torch.utils.data.Dataset):
@@ -229,17 +229,13 @@ def make_training_batch(
 
     context_pick = (scene_rows, context_views)
     target_pick = (scene_rows, view, row, col)
-    pixels = torch.stack([col.float() + 0.5, row.float() + 0.5], dim=-1)  # [S, R, 2]
-    # one camera per ray: give each ray its own "batch" of one pixel
-    origins, directions = rays_through_pixels(
-        pixels.unsqueeze(-2), K_all[scene_rows, view], c2w_all[scene_rows, view]
-    )
+    origins, directions = indexed_pixel_rays(K_all, c2w_all, view, row, col)
     return {
         "context_images": images_all[context_pick].float() / 255.0,
         "context_K": K_all[context_pick],
         "context_c2w": c2w_all[context_pick],
-        "target_origins": origins.squeeze(-2),
-        "target_directions": directions.squeeze(-2),
+        "target_origins": origins,
+        "target_directions": directions,
         "target_colours": images_all[target_pick].float() / 255.0,
         "target_depth": views["depth"][target_pick],
         "target_object_mask": views["object_mask"][target_pick],

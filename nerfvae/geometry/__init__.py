@@ -13,6 +13,7 @@ from nerfvae.geometry.cameras import (
 from nerfvae.geometry.paths import common_look_at_point, orbit_cameras
 from nerfvae.geometry.rays import (
     image_rays,
+    indexed_pixel_rays,
     pixel_centres,
     plucker_coordinates,
     random_pixel_rays,
@@ -27,6 +28,7 @@ __all__ = [
     "focal_from_fov",
     "fov_from_focal",
     "image_rays",
+    "indexed_pixel_rays",
     "intrinsics_matrix",
     "look_at",
     "opencv_to_opengl",

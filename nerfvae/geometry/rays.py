@@ -91,6 +91,27 @@ def sample_ray_indices(
     return view_index, pixel // width, pixel % width
 
 
+def indexed_pixel_rays(
+    K: torch.Tensor, c2w: torch.Tensor, view: torch.Tensor, row: torch.Tensor, col: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through the centres of chosen pixels of each scene's views, one camera per ray.
+
+    Args:
+        K: ``[S, V, 3, 3]``; c2w: ``[S, V, 4, 4]``.
+        view, row, col: ``[S, R]`` indices (e.g. from :func:`sample_ray_indices`).
+
+    Returns:
+        ``origins, directions [S, R, 3]``.
+    """
+    scene = torch.arange(K.shape[0], device=K.device).unsqueeze(1)
+    pixels = torch.stack([col, row], dim=-1).to(K.dtype) + 0.5  # [S, R, 2]
+    # each ray its own "batch" of one pixel, so that it gets its own camera
+    origins, directions = rays_through_pixels(
+        pixels.unsqueeze(-2), K[scene, view], c2w[scene, view]
+    )
+    return origins.squeeze(-2), directions.squeeze(-2)
+
+
 def random_pixel_rays(
     images: torch.Tensor,
     K: torch.Tensor,
@@ -113,12 +134,9 @@ def random_pixel_rays(
     view, row, col = sample_ray_indices(
         scenes, views, height, width, rays_per_scene, generator=generator, device=images.device
     )
+    origins, directions = indexed_pixel_rays(K, c2w, view, row, col)
     scene = torch.arange(scenes, device=images.device).unsqueeze(1)
-    pixels = torch.stack([col, row], dim=-1).to(K.dtype) + 0.5  # [S, R, 2]
-    origins, directions = rays_through_pixels(
-        pixels.unsqueeze(-2), K[scene, view], c2w[scene, view]
-    )
-    return origins.squeeze(-2), directions.squeeze(-2), images[scene, view, row, col]
+    return origins, directions, images[scene, view, row, col]
 
 
 def ray_box_intersection(
