@@ -150,3 +150,22 @@ def test_demo_section_names_the_fit():
     text = "\n".join(aggregate_prior_section((None, info)))
     assert "900 training scenes" in text and "32 principal directions" in text
     assert "52% of their variance" in text and "(aggregate_prior_samples.png)" in text
+
+
+def test_more_components_than_latent_values_is_refused_before_encoding():
+    from types import SimpleNamespace
+
+    from nerfvae.evaluation.aggregate_prior import fit_aggregate_prior
+    from nerfvae.models.latent import DiagonalGaussian
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded scenes before checking the settings")
+
+    # 10 scenes allow up to 9 components, but a latent of 2 tokens x 2 channels has 4 values
+    model = SimpleNamespace(
+        prior=lambda n: DiagonalGaussian.standard_normal_like(torch.zeros(n, 2, 2)),
+        infer=no_encoding,
+    )
+    dataset = type("Scenes", (), {"__len__": lambda self: 10, "num_id_views": 3})()
+    with pytest.raises(ConfigError, match="5 components asked for, the latent has 4 values"):
+        fit_aggregate_prior(model, dataset, AggregateFit(components=5))

@@ -90,6 +90,12 @@ def fit_aggregate_prior(
             f"aggregate prior: {fit.context_views} context views asked for, the scenes have "
             f"{dataset.num_id_views} ID views"
         )
+    latent_size = model.prior(1).mean[0].numel()
+    if fit.components > latent_size:
+        raise ConfigError(
+            f"aggregate prior: {fit.components} components asked for, the latent has "
+            f"{latent_size} values"
+        )
     means = posterior_means(model, dataset, scenes, fit.context_views)
     prior = LowRankGaussian.fit(means, fit.components)
     total = means.flatten(1).double().var(0).sum().item()
