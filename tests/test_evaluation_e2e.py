@@ -96,6 +96,16 @@ def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, t
     for name in expected:
         assert (out / name).is_file(), name
     assert iio.imread(out / "view_05_id_rgb.png").shape == (32, 32, 3)
+    plain = tmp_path / "plain"
+    code = main(
+        ["render", "--run", str(tiny_run), "--data", str(tiny_dataset), "--scene", "1",
+         "--context", "0,1", "--views", "5", "--samples", "0", "--turntable-frames", "0",
+         "--out", str(plain)]
+    )  # fmt: skip
+    assert code == 0  # the refined posterior is what was rendered
+    assert not (
+        iio.imread(plain / "view_05_id_rgb.png") == iio.imread(out / "view_05_id_rgb.png")
+    ).all()
     assert iio.imread(out / "turntable.gif", index=None).shape == (4, 32, 32, 3)
     # the std heat maps' scale is the 99th percentile of the rendered stds, printed
     assert "posterior std heat maps: black = 0, white = " in capsys.readouterr().out

@@ -295,6 +295,17 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     assert (mesh.vertices >= lo - 1e-5).all() and (mesh.vertices <= hi + 1e-5).all()
     assert mesh.visual.vertex_colors.shape == (len(mesh.vertices), 4)
 
+    refined = tmp_path / "refined.ply"
+    code = _export("--run", str(run), "--data", str(data), "--scene", "1", "--context", "0,2",
+                   "--out", str(refined), "--resolution", "24", "--density-threshold", f"{level}",
+                   "--refine.steps", "3", "--refine.rays-per-scene", "64")  # fmt: skip
+    assert code == 0
+    refined_mesh = trimesh.load(refined, process=False)
+    # the refined posterior is what was meshed
+    assert refined_mesh.vertices.shape != mesh.vertices.shape or not np.allclose(
+        refined_mesh.vertices, mesh.vertices
+    )
+
     obj = tmp_path / "prior.obj"
     prior_latent = prior_sample(model, 1)
     prior_density = density_grid(model, prior_latent, MeshExtractionConfig(resolution=16)).density
