@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -43,6 +44,9 @@ class DemoArgs:
     """Comma-separated numbers of context views K evaluated again with refinement."""
     workers: int = 2
     """Render processes for the scenes."""
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -70,6 +74,7 @@ def run(argv: list[str], prog: str) -> int:
         context_sizes=parse_context_sizes(args.context),
         refinement=args.refine,
         refine_context_sizes=parse_context_sizes(args.refine_context),
+        precision=args.precision,
     )
     print(f"[demo] report: {report}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import tyro
 
@@ -37,6 +38,9 @@ class EvalArgs:
     """Seed of the posterior sample used for the ELBO (and of the refinement's rays and samples)."""
     refine: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of each posterior on its context views (docs/evaluation.md)."""
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def parse_context_sizes(text: str) -> tuple[int, ...]:
@@ -57,7 +61,7 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.evaluation.report import inference_line, markdown_table, write_report
     from nerfvae.training.loading import load_trained_model
 
-    loaded = load_trained_model(args.run, args.checkpoint)
+    loaded = load_trained_model(args.run, args.checkpoint, args.precision)
     dataset = MultiSceneDataset(args.data, args.split)
     train_mean = mean_training_image(MultiSceneDataset(args.data, "train"))
     result = evaluate_run(

@@ -64,6 +64,9 @@ class MeshArgs:
     """Checkpoint JSON to load (default: the run's newest)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def _usage(prog: str) -> str:
@@ -137,7 +140,7 @@ def export_mesh(args: MeshArgs) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    model, _, _ = load_trained_model(args.run, args.checkpoint)
+    model, _, _ = load_trained_model(args.run, args.checkpoint, args.precision, device=device)
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if scene is not None:

@@ -50,6 +50,9 @@ class RenderArgs:
     """Seed of posterior samples (and of the refinement's rays and samples)."""
     refine: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of the posterior on the context views (docs/evaluation.md)."""
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def parse_indices(text: str, limit: int, what: str) -> list[int]:
@@ -81,7 +84,7 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.geometry import orbit_cameras
     from nerfvae.training.loading import load_trained_model
 
-    model, _, _ = load_trained_model(args.run, args.checkpoint)
+    model, _, _ = load_trained_model(args.run, args.checkpoint, args.precision)
     dataset, scene = load_scene(args.data, args.split, args.scene)
     meta = dataset.meta
     context = parse_indices(args.context, scene.num_views, "--context")

@@ -49,6 +49,9 @@ class SampleArgs:
     """How `--prior aggregate` is fitted when the run has no fit for its checkpoint yet."""
     refit_prior: bool = False
     """Fit the aggregate prior again (with --fit.*) even if the run has one for its checkpoint."""
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -58,7 +61,7 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.geometry import orbit_cameras
     from nerfvae.training.loading import load_trained_model
 
-    model, _, record = load_trained_model(args.run, args.checkpoint)
+    model, _, record = load_trained_model(args.run, args.checkpoint, args.precision)
     dataset, scene = load_scene(args.data, args.split, args.scene)
     meta = dataset.meta
     id_views = (~scene.view_is_ood).nonzero().squeeze(-1)

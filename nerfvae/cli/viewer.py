@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import tyro
 
@@ -43,6 +44,9 @@ class ViewerArgs:
     """Seed of posterior and prior samples."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -57,6 +61,7 @@ def run(argv: list[str], prog: str) -> int:
         port=args.port,
         checkpoint=args.checkpoint,
         device=args.device,
+        precision=args.precision,
         render_height=args.render_height,
         preview_scale=args.preview_scale,
         settle_seconds=args.settle_seconds,

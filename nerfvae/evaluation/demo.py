@@ -163,6 +163,7 @@ def run_demo(
     refinement: RefinementConfig | None = None,
     refine_context_sizes: tuple[int, ...] = (3,),
     progress: bool = True,
+    precision: str | None = None,
 ) -> Path:
     """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``.
 
@@ -170,7 +171,7 @@ def run_demo(
     refined posterior (``out/metrics_refined.*``), and the figures show both renders."""
     refinement = refinement or RefinementConfig()
     started = time.perf_counter()
-    model, config, record = load_trained_model(run)
+    model, config, record = load_trained_model(run, precision=precision)
     check_refinable(model, refinement)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"

@@ -272,6 +272,7 @@ def evaluate_run(
         model=MODEL_LABELS.get(config.model, config.model),
         run=str(run),
         checkpoint_step=record["step"],
+        precision=config.precision,
         dataset=str(data),
         split=split,
     )

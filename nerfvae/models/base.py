@@ -24,6 +24,9 @@ class SceneModel(nn.Module, abc.ABC):
 
     scene_min: torch.Tensor  # [3] buffer set by subclasses
     scene_max: torch.Tensor
+    mixed_precision: bool = False
+    """Run in bfloat16 where the model supports it (set from the resolved ``--precision`` by the
+    trainer and :func:`nerfvae.training.loading.load_trained_model`)."""
 
     @abc.abstractmethod
     def infer(

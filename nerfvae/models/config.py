@@ -48,9 +48,13 @@ class LatentConfig:
 class SceneFunctionConfig:
     """The shared scene function f(x, d | z) -> (density, colour)."""
 
-    conditioning: Literal["concat", "ain", "attention"] = "attention"
+    conditioning: Literal["concat", "ain", "attention", "planes"] = "attention"
     """How z enters the MLP: ``concat`` (z joins the input), ``ain`` (per-layer scale and shift from z
-    after a normalisation, AIN/FiLM) or ``attention`` (points cross-attend to the latent tokens)."""
+    after a normalisation, AIN/FiLM), ``attention`` (points cross-attend to the latent tokens) or
+    ``planes`` (z is decoded once per scene by a small CNN into a dense feature volume over the
+    scene box; each point reads its features there and a narrow MLP gives density and colour —
+    the cheapest per point, and the only one with a proposal density for ``sampling.sampler
+    proposal``)."""
     width: int = 128
     """Hidden width of the MLP."""
     depth: int = 4
@@ -71,6 +75,20 @@ class SceneFunctionConfig:
     and the token's cell, so heads range from local to scene-wide lookups."""
     density_bias: float = -1.0
     """Added to the raw density before softplus; negative starts the scene mostly empty."""
+    plane_layout: Literal["volume", "triplane"] = "volume"
+    """``planes`` only: ``volume`` decodes the latent into a ground-plane map whose channels are
+    features at ``plane_height_bins`` heights (read trilinearly; every column of the scene has its
+    own features at every height); ``triplane`` decodes a ground-plane map plus two vertical planes
+    (EG3D-style, read bilinearly and summed)."""
+    plane_upsample: int = 4
+    """``planes`` only: the decoded maps have this many times the latent grid's cells per side (a
+    power of 2, at least 4). A global latent is first mapped to a 4 × 4 grid."""
+    plane_channels: int = 16
+    """``planes`` only: feature channels a point reads from the decoded maps."""
+    plane_height_bins: int = 16
+    """``planes`` only: resolution of the decoded features along the up axis."""
+    plane_decoder_channels: int = 64
+    """``planes`` only: channels of the per-scene convolutional decoder."""
     latent_hidden: int = 0
     """``concat`` and ``ain`` only: width of a hidden layer (with ReLU) between the flattened latent
     and its per-layer biases or scales and shifts; 0 maps the latent to them directly. A direct map

@@ -7,6 +7,7 @@ from copy import deepcopy
 import torch
 from torch import nn
 
+from nerfvae.errors import ConfigError
 from nerfvae.geometry import random_pixel_rays
 from nerfvae.models.config import NeRFVAEConfig
 from nerfvae.models.encoder import ContextEncoder
@@ -17,6 +18,7 @@ from nerfvae.models.objective import (
     TargetReconstruction,
     gaussian_log_likelihood,
 )
+from nerfvae.models.planes import PlanesSceneFunction
 from nerfvae.models.scene_function import SceneFunction
 from nerfvae.rendering import RenderOutput, render_rays
 
@@ -64,13 +66,21 @@ class NeRFVAE(GaussianELBOModel):
         self.encoder = ContextEncoder(
             config.encoder, config.latent, config.scene_min, config.scene_max, config.up_axis
         )
-        self.scene_function = SceneFunction(
+        function_class = (
+            PlanesSceneFunction if config.scene_function.conditioning == "planes" else SceneFunction
+        )
+        self.scene_function = function_class(
             config.scene_function,
             config.latent,
             config.scene_min,
             config.scene_max,
             config.up_axis,
         )
+        if config.sampling.sampler == "proposal" and not self.scene_function.has_proposal:
+            raise ConfigError(
+                "sampling.sampler 'proposal' needs scene_function.conditioning 'planes' (the "
+                f"{config.scene_function.conditioning!r} scene function has no proposal density)"
+            )
         self.refiner = (
             PosteriorRefiner(config.latent.channels) if config.refinement_steps > 0 else None
         )
@@ -133,21 +143,55 @@ class NeRFVAE(GaussianELBOModel):
     def field(self, latent: torch.Tensor):
         """The scene function of scenes with ``latent [S, T, C]`` as a rendering callback
         ``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [..., 3])``."""
+        return self._fields(latent)[0]
 
+    def _fields(self, latent: torch.Tensor):
+        """``(field, proposal density)`` callbacks of scenes with ``latent [S, T, C]``; the
+        proposal is ``None`` for a scene function without one. The per-scene decode runs once
+        here (once per rendering call, or once per latent when rendering without gradients in
+        chunks: see :meth:`_decode`)."""
         inference = self.mixed_precision and not torch.is_grad_enabled()
         function = self._bfloat16_scene_function() if inference else self.scene_function
+        autocast = self.mixed_precision and not inference
+        with torch.autocast(latent.device.type, torch.bfloat16, enabled=autocast):
+            code = self._decode(function, latent)
 
         def query(points: torch.Tensor, directions: torch.Tensor):
             scenes = points.shape[0]
             sample_shape = points.shape[:-1]
-            autocast = self.mixed_precision and not inference
             with torch.autocast(points.device.type, torch.bfloat16, enabled=autocast):
                 density, colour = function(
-                    points.reshape(scenes, -1, 3), directions.reshape(scenes, -1, 3), latent
+                    points.reshape(scenes, -1, 3), directions.reshape(scenes, -1, 3), code
                 )
             return density.reshape(sample_shape), colour.reshape(*sample_shape, 3)
 
-        return query
+        if not function.has_proposal:
+            return query, None
+
+        def proposal(points: torch.Tensor):
+            scenes = points.shape[0]
+            with torch.autocast(points.device.type, torch.bfloat16, enabled=autocast):
+                density = function.proposal_density(points.reshape(scenes, -1, 3), code)
+            return density.reshape(points.shape[:-1])
+
+        return query, proposal
+
+    def _decode(self, function: nn.Module, latent: torch.Tensor):
+        """``function.decode(latent)``, remembered for the last latent while no gradient is
+        needed: rendering a view calls :meth:`render` once per chunk of rays, and the per-scene
+        decode must not be repeated for each chunk. The memo is keyed on the latent tensor itself
+        (and its in-place version) and the weights' versions, so a new latent, an edited one or an
+        optimiser step decodes afresh."""
+        if torch.is_grad_enabled():
+            return function.decode(latent)
+        parameters = list(function.parameters())
+        key = (id(function), latent._version, *(p._version for p in parameters))
+        memo = getattr(self, "_decode_memo", None)
+        if memo is not None and memo[0] is latent and memo[1] == key:
+            return memo[2]
+        code = function.decode(latent)
+        object.__setattr__(self, "_decode_memo", (latent, key, code))  # not a submodule
+        return code
 
     def _bfloat16_scene_function(self) -> SceneFunction:
         """A bfloat16 copy of the scene function for rendering without gradients.
@@ -172,13 +216,15 @@ class NeRFVAE(GaussianELBOModel):
     def render(self, latent, origins, directions, near=None, far=None, *, generator=None):
         if near is None or far is None:
             near, far = self.ray_bounds(origins, directions)
+        field, proposal = self._fields(latent)
         return render_rays(
-            self.field(latent),
+            field,
             origins,
             directions,
             near,
             far,
             self.config.sampling,
+            proposal_density=proposal,
             background=self.background,
             generator=generator,
             training=self.training,
@@ -197,10 +243,14 @@ class NeRFVAE(GaussianELBOModel):
         output: RenderOutput = self.render(
             latent, batch["target_origins"], batch["target_directions"], generator=generator
         )
+        has_coarse_colour = output.coarse is not None and output.fine is not None
         return TargetReconstruction(
             colour=output.final.colour,
             target=batch["target_colours"],
             object_mask=batch.get("target_object_mask"),
             default_target_dims=int(batch["context_images"][0].numel()),
-            auxiliary_colours=(output.coarse.colour,) if output.fine is not None else (),
+            auxiliary_colours=(output.coarse.colour,) if has_coarse_colour else (),
+            auxiliary_loss=(
+                output.proposal_loss.mean() if output.proposal_loss is not None else None
+            ),
         )

@@ -111,6 +111,9 @@ class TargetReconstruction:
     auxiliary_colours: tuple[torch.Tensor, ...] = ()
     """Further predictions trained with the same weighted likelihood but not part of the ELBO
     (NeRF's coarse pass)."""
+    auxiliary_loss: torch.Tensor | None = None
+    """A scalar added to the training loss but not part of the ELBO (the proposal sampler's
+    interlevel loss); logged as ``auxiliary_loss``."""
 
 
 class GaussianELBOModel(SceneModel):
@@ -169,6 +172,8 @@ class GaussianELBOModel(SceneModel):
             auxiliary = gaussian_log_likelihood(colour, target, pixel_std)
             training_likelihood = training_likelihood + (weights * auxiliary).mean()
         loss = -training_likelihood + kl_weight * kl.mean() / target_dims
+        if predicted.auxiliary_loss is not None:
+            loss = loss + predicted.auxiliary_loss
         metrics = elbo_metrics(
             predicted.colour,
             target,
@@ -178,4 +183,6 @@ class GaussianELBOModel(SceneModel):
             posterior_std=posterior.std,
             object_mask=predicted.object_mask,
         )
+        if predicted.auxiliary_loss is not None:
+            metrics["auxiliary_loss"] = predicted.auxiliary_loss.detach()
         return {"loss": loss, **metrics}

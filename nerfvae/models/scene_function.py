@@ -134,11 +134,16 @@ class CrossAttention(nn.Module):
 
 
 class SceneFunction(nn.Module):
-    """Latent-conditioned radiance field.
+    """Latent-conditioned radiance field (``concat``, ``ain`` or ``attention`` conditioning).
 
-    ``forward(points [S, P, 3], directions [S, P, 3], latent [S, T, C]) -> density [S, P], colour
-    [S, P, 3]``: softplus density, sigmoid colour.
+    ``forward(points [S, P, 3], directions [S, P, 3], decode(latent [S, T, C])) -> density [S, P],
+    colour [S, P, 3]``: softplus density, sigmoid colour. ``decode`` is the identity here (the
+    per-scene work of these conditionings is cheap next to their per-point MLP); the ``planes``
+    scene function (:mod:`nerfvae.models.planes`) shares this interface.
     """
+
+    has_proposal = False
+    """No proposal density: use ``sampling.sampler hierarchical``."""
 
     def __init__(
         self,
@@ -153,7 +158,7 @@ class SceneFunction(nn.Module):
         self.mode = config.conditioning
         self.plane_axes = list(ground_plane_axes(up_axis)[:2])
         if self.mode not in ("concat", "ain", "attention"):
-            raise ValueError(f"unknown conditioning {self.mode!r}")
+            raise ConfigError(f"unknown conditioning {self.mode!r}")
         scene_min_t = torch.tensor(scene_min, dtype=torch.float32)
         scene_max_t = torch.tensor(scene_max, dtype=torch.float32)
         self.register_buffer("box_centre", (scene_min_t + scene_max_t) / 2)
@@ -219,6 +224,10 @@ class SceneFunction(nn.Module):
         # Attention after the first `attention_layers` hidden layers (at most one per layer).
         count = max(1, self.config.attention_layers)
         return [min(i, self.config.depth - 1) for i in range(count)]
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """The per-scene input of :meth:`forward`: the latent tokens ``[S, T, C]`` themselves."""
+        return latent
 
     def normalise_points(self, points: torch.Tensor) -> torch.Tensor:
         return (points - self.box_centre) / self.box_half_size

@@ -3,13 +3,21 @@
 Imports only torch, :mod:`nerfvae.geometry` and :mod:`nerfvae.errors`.
 """
 
-from nerfvae.rendering.compositing import CompositeResult, composite, sample_intervals
+from nerfvae.rendering.compositing import (
+    CompositeResult,
+    composite,
+    compositing_weights,
+    sample_intervals,
+)
 from nerfvae.rendering.renderer import (
+    DensityFn,
     FieldFn,
     RaySamplingConfig,
     RenderOutput,
+    interlevel_loss,
     render_in_chunks,
     render_rays,
+    render_with_proposal,
 )
 from nerfvae.rendering.sampling import (
     fine_samples,
@@ -20,14 +28,18 @@ from nerfvae.rendering.sampling import (
 
 __all__ = [
     "CompositeResult",
+    "DensityFn",
     "FieldFn",
     "RaySamplingConfig",
     "RenderOutput",
     "composite",
+    "compositing_weights",
     "fine_samples",
     "importance_samples",
+    "interlevel_loss",
     "render_in_chunks",
     "render_rays",
+    "render_with_proposal",
     "sample_intervals",
     "sample_pdf",
     "stratified_samples",

@@ -61,32 +61,11 @@ def sample_intervals(t: torch.Tensor, far: torch.Tensor) -> torch.Tensor:
     return torch.cat([gaps, last], dim=-1).clamp_min(0.0)
 
 
-def composite(
-    density: torch.Tensor,
-    colour: torch.Tensor,
-    t: torch.Tensor,
-    far: torch.Tensor,
-    background: torch.Tensor | None = None,
-    *,
-    opaque_far: torch.Tensor | bool = False,
-) -> CompositeResult:
-    """Composite densities and colours along rays.
-
-    Args:
-        density: ``[..., N]`` non-negative, finite volume density (apply softplus/ReLU first).
-        colour: ``[..., N, 3]`` emitted colour per sample.
-        t: ``[..., N]`` sorted sample distances along unit-direction rays.
-        far: ``[...]`` ray end; the last sample covers ``[t_{N-1}, far)``.
-        background: ``[3]`` or ``[..., 3]`` colour seen where the ray is not fully absorbed;
-            ``None`` means black (no background term).
-        opaque_far: ``[...]`` bool (broadcastable, or one bool for all rays): rays whose last
-            sample's interval reaches to infinity (``alpha = 1``), so they are fully absorbed.
-
-    Returns:
-        :class:`CompositeResult` with ``colour = sum_i w_i c_i + (1 - opacity) * background``,
-        ``depth = sum_i w_i t_i`` (expected depth, not normalised), ``opacity = sum_i w_i``.
-    """
-    deltas = sample_intervals(t, far)
+def compositing_weights(
+    density: torch.Tensor, deltas: torch.Tensor, opaque_far: torch.Tensor | bool = False
+) -> torch.Tensor:
+    """Weights ``w_i = T_i alpha_i`` ``[..., N]`` of samples with ``density [..., N]`` standing for
+    intervals of length ``deltas [..., N]``; ``opaque_far`` as in :func:`composite`."""
     optical_depth = density * deltas  # [..., N]
     # alpha = 1 - exp(-x), via expm1 for accuracy when x is tiny.
     alpha = -torch.expm1(-optical_depth)
@@ -99,8 +78,41 @@ def composite(
     # opaque sample.
     accumulated = torch.cumsum(optical_depth[..., :-1], dim=-1)
     accumulated = torch.cat([torch.zeros_like(optical_depth[..., :1]), accumulated], dim=-1)
-    transmittance = torch.exp(-accumulated)
-    weights = transmittance * alpha
+    return torch.exp(-accumulated) * alpha
+
+
+def composite(
+    density: torch.Tensor,
+    colour: torch.Tensor,
+    t: torch.Tensor,
+    far: torch.Tensor,
+    background: torch.Tensor | None = None,
+    *,
+    opaque_far: torch.Tensor | bool = False,
+    deltas: torch.Tensor | None = None,
+) -> CompositeResult:
+    """Composite densities and colours along rays.
+
+    Args:
+        density: ``[..., N]`` non-negative, finite volume density (apply softplus/ReLU first).
+        colour: ``[..., N, 3]`` emitted colour per sample.
+        t: ``[..., N]`` sorted sample distances along unit-direction rays.
+        far: ``[...]`` ray end; the last sample covers ``[t_{N-1}, far)``.
+        background: ``[3]`` or ``[..., 3]`` colour seen where the ray is not fully absorbed;
+            ``None`` means black (no background term).
+        opaque_far: ``[...]`` bool (broadcastable, or one bool for all rays): rays whose last
+            sample's interval reaches to infinity (``alpha = 1``), so they are fully absorbed.
+        deltas: ``[..., N]`` lengths of the intervals the samples stand for, when they are not
+            ``[t_i, t_{i+1})`` (samples at the midpoints of intervals, as the proposal sampler
+            places them); default :func:`sample_intervals`.
+
+    Returns:
+        :class:`CompositeResult` with ``colour = sum_i w_i c_i + (1 - opacity) * background``,
+        ``depth = sum_i w_i t_i`` (expected depth, not normalised), ``opacity = sum_i w_i``.
+    """
+    if deltas is None:
+        deltas = sample_intervals(t, far)
+    weights = compositing_weights(density, deltas, opaque_far)
     opacity = weights.sum(dim=-1)
     rgb = (weights.unsqueeze(-1) * colour).sum(dim=-2)
     if background is not None:

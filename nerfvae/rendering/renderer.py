@@ -10,15 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from nerfvae.errors import ConfigError
-from nerfvae.rendering.compositing import CompositeResult, composite
-from nerfvae.rendering.sampling import fine_samples, importance_samples, stratified_samples
+from nerfvae.rendering.compositing import (
+    CompositeResult,
+    composite,
+    compositing_weights,
+    sample_intervals,
+)
+from nerfvae.rendering.sampling import (
+    fine_samples,
+    importance_samples,
+    sample_pdf,
+    stratified_samples,
+)
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(points [..., N, 3], directions [..., N, 3]) -> (density [..., N], colour [..., N, 3])``."""
+
+DensityFn = Callable[[torch.Tensor], torch.Tensor]
+"""``points [..., N, 3] -> density [..., N]``: a proposal density (no colour)."""
 
 
 @dataclass
@@ -26,9 +41,11 @@ class RaySamplingConfig:
     """How to place samples along each ray."""
 
     num_coarse: int = 64
-    """Stratified samples per ray for the coarse pass (one per equal-width bin of [near, far])."""
+    """Stratified samples per ray for the coarse pass (one per equal-width bin of [near, far]); the
+    proposal density's samples with ``sampler proposal``."""
     num_fine: int = 64
-    """Extra samples per ray drawn from the coarse weights for the fine pass; 0 = no fine pass."""
+    """Samples per ray drawn from the coarse (or proposal) weights; 0 = no fine pass (not allowed
+    with ``sampler proposal``, where these are the only field evaluations)."""
     perturb: bool = True
     """Jitter samples randomly during training (stratified jitter and random PDF draws); evaluation
     always uses bin centres and evenly spaced quantiles, so renders are deterministic."""
@@ -37,6 +54,12 @@ class RaySamplingConfig:
     reaches to infinity (NeRF's 1e10 last delta), so every ray that crosses the scene box is fully
     absorbed and shows no background. For closed scenes whose walls and floor lie on the box's faces
     (the built-in rooms); leave it off for objects before a transparent background (NeRF-synthetic)."""
+    sampler: Literal["hierarchical", "proposal"] = "hierarchical"
+    """``hierarchical`` (NeRF): the field runs at ``num_coarse`` stratified samples, then at
+    ``num_fine`` more drawn from their weights. ``proposal`` (mip-NeRF 360's proposal sampler): a
+    cheap proposal density runs at ``num_coarse`` stratified samples and the field only at the
+    ``num_fine`` intervals drawn from the proposal's weights; the proposal is trained to bound the
+    field's weights. Needs a scene function with a proposal density (``planes`` conditioning)."""
 
     def __post_init__(self) -> None:
         if self.num_coarse < 1:
@@ -45,6 +68,12 @@ class RaySamplingConfig:
             raise ConfigError(
                 f"num_fine must be >= 0 (0 disables the fine pass), got {self.num_fine}"
             )
+        if self.sampler not in ("hierarchical", "proposal"):
+            raise ConfigError(f"sampler must be 'hierarchical' or 'proposal', got {self.sampler!r}")
+        if self.sampler == "proposal" and self.num_fine < 1:
+            raise ConfigError(
+                "sampler 'proposal' needs num_fine >= 1 (the field's samples per ray)"
+            )
 
 
 @dataclass
@@ -52,13 +81,18 @@ class RenderOutput:
     """Both passes of :func:`render_rays`.
 
     Attributes:
-        coarse: composite of the coarse (stratified) samples.
-        fine: composite of coarse + fine samples through the fine field, or ``None`` when
-            ``num_fine == 0``.
+        coarse: composite of the coarse (stratified) samples; ``None`` with the proposal sampler,
+            whose coarse samples have a density but no colour.
+        fine: composite of coarse + fine samples through the fine field (with the proposal
+            sampler: of the field's samples), or ``None`` when ``num_fine == 0``.
     """
 
-    coarse: CompositeResult
+    coarse: CompositeResult | None
     fine: CompositeResult | None
+    proposal_loss: torch.Tensor | None = None
+    """``[...]`` per ray, with ``sampler proposal`` while gradients are on: how far the proposal's
+    weights fall short of bounding the field's (mip-NeRF 360's interlevel loss; it trains only the
+    proposal density). ``None`` otherwise."""
 
     @property
     def final(self) -> CompositeResult:
@@ -109,6 +143,7 @@ def render_rays(
     config: RaySamplingConfig,
     *,
     fine_field: FieldFn | None = None,
+    proposal_density: DensityFn | None = None,
     background: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     training: bool = True,
@@ -123,6 +158,8 @@ def render_rays(
         config: sample counts and jitter.
         fine_field: field for the fine pass; defaults to ``coarse_field``, whose values at the
             coarse samples are then reused (the fine pass queries only the ``num_fine`` new ones).
+        proposal_density: the cheap density that places the field's samples with
+            ``config.sampler == "proposal"`` (see :func:`render_with_proposal`).
         background: ``[3]`` or ``[..., 3]`` background colour; ``None`` = black.
         generator: random source for jitter and fine draws (same device as the rays).
         training: jitter only when ``training and config.perturb``; otherwise sampling is
@@ -138,6 +175,25 @@ def render_rays(
     perturb = training and config.perturb
     # A ray that misses the box (zero length) has no surface to end on: it keeps the background.
     opaque_far = (far > near) if config.opaque_far else False
+    if config.sampler == "proposal":
+        if proposal_density is None:
+            raise ConfigError(
+                "sampling.sampler 'proposal' needs a scene function with a proposal density "
+                "(scene_function.conditioning planes)"
+            )
+        return render_with_proposal(
+            coarse_field,
+            proposal_density,
+            origins,
+            directions,
+            near,
+            far,
+            config,
+            background=background,
+            opaque_far=opaque_far,
+            perturb=perturb,
+            generator=generator,
+        )
 
     t_coarse = stratified_samples(
         near, far, config.num_coarse, perturb=perturb, generator=generator
@@ -173,6 +229,111 @@ def render_rays(
         density, colour = _query(fine_field, origins, directions, t_all)
     fine = composite(density, colour, t_all, far, background, opaque_far=opaque_far)
     return RenderOutput(coarse=coarse, fine=fine)
+
+
+def render_with_proposal(
+    field: FieldFn,
+    proposal_density: DensityFn,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    near: torch.Tensor,
+    far: torch.Tensor,
+    config: RaySamplingConfig,
+    *,
+    background: torch.Tensor | None,
+    opaque_far: torch.Tensor | bool,
+    perturb: bool,
+    generator: torch.Generator | None,
+) -> RenderOutput:
+    """Proposal sampling (mip-NeRF 360): the field runs only where a cheap density puts mass.
+
+    1. ``proposal_density`` at ``num_coarse`` stratified samples ``s_j`` (each standing for
+       ``[s_j, s_{j+1})``, the last for ``[s_{M-1}, far)``) gives compositing weights ``p_j``.
+    2. ``num_fine + 1`` interval edges are drawn from the histogram ``p`` (dilated by one bin on
+       each side, so a proposal that is slightly off still puts samples on the surface); the field
+       is queried at the midpoints of the ``num_fine`` intervals between them and composited with
+       those intervals' lengths.
+    3. With gradients on, ``proposal_loss [...]`` is the interlevel loss
+       ``sum_i max(0, w_i - bound_i)² / w_i``, ``bound_i`` the proposal weight on the proposal
+       intervals that overlap field interval ``i``: it pushes ``p`` to bound the field's weights
+       ``w`` (detached), so it trains the proposal and never the field.
+
+    Shapes: ``origins, directions [..., 3]``, ``near, far [...]``; returns a
+    :class:`RenderOutput` with ``coarse=None`` and the field's composite as ``fine``.
+    """
+    t_proposal = stratified_samples(
+        near, far, config.num_coarse, perturb=perturb, generator=generator
+    )  # [..., M]
+    points = origins.unsqueeze(-2) + t_proposal.unsqueeze(-1) * directions.unsqueeze(-2)
+    density = proposal_density(points)
+    if density.shape != t_proposal.shape:
+        raise ValueError(
+            f"proposal density returned {tuple(density.shape)}; expected {tuple(t_proposal.shape)}"
+        )
+    proposal_weights = compositing_weights(
+        density.float(), sample_intervals(t_proposal, far), opaque_far
+    )  # [..., M]
+    proposal_edges = torch.cat([t_proposal, far.unsqueeze(-1)], dim=-1)  # [..., M + 1]
+    dilated = F.max_pool1d(
+        proposal_weights.detach().reshape(-1, 1, config.num_coarse), 3, stride=1, padding=1
+    ).reshape(proposal_weights.shape)
+    edges = sample_pdf(
+        proposal_edges,
+        dilated,
+        config.num_fine + 1,
+        deterministic=not perturb,
+        generator=generator,
+    )  # [..., N + 1], detached
+    midpoints = 0.5 * (edges[..., 1:] + edges[..., :-1])
+    deltas = edges[..., 1:] - edges[..., :-1]
+    field_density, colour = _query(field, origins, directions, midpoints)
+    final = composite(
+        field_density,
+        colour,
+        midpoints,
+        far,
+        background,
+        opaque_far=opaque_far,
+        deltas=deltas,
+    )
+    loss = None
+    if torch.is_grad_enabled():
+        loss = interlevel_loss(edges, final.weights.detach(), proposal_edges, proposal_weights)
+    return RenderOutput(coarse=None, fine=final, proposal_loss=loss)
+
+
+def interlevel_loss(
+    edges: torch.Tensor,
+    weights: torch.Tensor,
+    proposal_edges: torch.Tensor,
+    proposal_weights: torch.Tensor,
+) -> torch.Tensor:
+    """mip-NeRF 360's interlevel loss per ray ``[...]``.
+
+    Args:
+        edges: ``[..., N + 1]`` sorted edges of the field's intervals.
+        weights: ``[..., N]`` the field's weights on them (pass them detached).
+        proposal_edges: ``[..., M + 1]`` sorted edges of the proposal's intervals.
+        proposal_weights: ``[..., M]`` the proposal's weights (the gradient flows to these).
+
+    Returns:
+        ``sum_i max(0, w_i - bound_i)² / (w_i + eps)``, ``bound_i`` the summed proposal weight of
+        the proposal intervals that overlap ``[edges_i, edges_{i+1}]``: zero exactly when the
+        proposal's histogram bounds the field's everywhere.
+    """
+    intervals = proposal_weights.shape[-1]
+    cumulative = torch.cat(
+        [torch.zeros_like(proposal_weights[..., :1]), torch.cumsum(proposal_weights, dim=-1)],
+        dim=-1,
+    )  # [..., M + 1]
+    proposal_edges = proposal_edges.detach().contiguous()
+    low = torch.searchsorted(proposal_edges, edges[..., :-1].contiguous(), right=True) - 1
+    high = torch.searchsorted(proposal_edges, edges[..., 1:].contiguous(), right=False)
+    low = low.clamp(0, intervals - 1)
+    high = torch.maximum(high.clamp(1, intervals), low + 1)
+    bound = torch.gather(cumulative, -1, high) - torch.gather(cumulative, -1, low)
+    shortfall = (weights - bound).clamp_min(0.0)
+    return (shortfall.square() / (weights + 1e-7)).sum(dim=-1)
 
 
 RENDERED_KEYS = ("colour", "depth", "opacity")

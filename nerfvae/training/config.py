@@ -84,8 +84,12 @@ class TrainConfig:
     """DataLoader worker processes (0 = load in the main process)."""
     device: str = "auto"
     """`auto` (this rank's GPU if CUDA is available, else CPU), `cpu`, `cuda` or `cuda:N`."""
-    mixed_precision: bool = True
-    """bfloat16 autocast for the scene function (compositing and the loss stay float32)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Precision of the scene function: ``bf16`` (bfloat16 autocast in training, a bfloat16 copy
+    for rendering; compositing and the loss stay float32), ``fp32``, or ``auto``: bfloat16 only
+    where the device runs it natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), where it is
+    2–3× faster; elsewhere bfloat16 is 3–4× slower, so auto takes float32. Eval, render, demo,
+    viewer and export use this setting unless given their own ``--precision``."""
     compile: bool = False
     """torch.compile the scene function."""
     threads: int = 0
@@ -131,13 +135,16 @@ RESUMABLE_FIELDS = {
     "validation_scenes",
     "time_budget_minutes",
     "stop_at_step",
+    # a property of the machine the run continues on, not of the experiment
+    "precision",
     # read only when a run starts; its record is RUN/parent/init.json, not this field
     "init_from",
 }
 
 
 def preset(name: str) -> TrainConfig:
-    """The named config: ``tiny`` (tests, about a minute), ``small`` (everyday), ``default``."""
+    """The named config: ``tiny`` (tests, about a minute), ``small`` (everyday), ``planes`` (the
+    small data with the ``planes`` scene function and proposal sampler), ``default``."""
     if name == "tiny":
         return TrainConfig(
             nerfvae=NeRFVAEConfig(
@@ -187,6 +194,40 @@ def preset(name: str) -> TrainConfig:
             checkpoint_every=250,
             validate_every=500,
         )
+    if name == "planes":
+        # The small data with the cheap scene function: the latent decoded once per scene into a
+        # 64 x 64 x 16 feature volume, a 2 x 64 MLP at 24 samples per ray placed by a proposal
+        # density read at 64; about 16x the rays per second of `small`'s attention field
+        # (benchmarks/scene_function.py), spent on 1,024 rays per scene per step.
+        return TrainConfig(
+            nerfvae=NeRFVAEConfig(
+                encoder=EncoderConfig(stage_channels=(32, 64, 96)),
+                latent=LatentConfig(layout="spatial", channels=16, grid=16),
+                scene_function=SceneFunctionConfig(
+                    conditioning="planes",
+                    width=64,
+                    depth=2,
+                    point_frequencies=2,
+                    plane_layout="volume",
+                ),
+                sampling=RaySamplingConfig(
+                    sampler="proposal", num_coarse=64, num_fine=24, opaque_far=True
+                ),
+            ),
+            objective=ObjectiveConfig(
+                pixel_std_start=0.2,
+                pixel_std_end=0.1,
+                pixel_std_anneal_steps=2000,
+                kl_warmup_steps=1000,
+                object_pixel_weight=3.0,
+            ),
+            optimizer=OptimizerConfig(learning_rate=1e-3, warmup_steps=200),
+            steps=20000,
+            scenes_per_batch=4,
+            rays_per_scene=1024,
+            checkpoint_every=250,
+            validate_every=1000,
+        )
     if name == "default":
         return TrainConfig(
             nerfvae=NeRFVAEConfig(
@@ -202,10 +243,10 @@ def preset(name: str) -> TrainConfig:
             scenes_per_batch=16,
             rays_per_scene=512,
         )
-    raise ConfigError(f"unknown config preset {name!r} (choose tiny, small or default)")
+    raise ConfigError(f"unknown config preset {name!r} (choose {', '.join(PRESETS)})")
 
 
-PRESETS = ("tiny", "small", "default")
+PRESETS = ("tiny", "small", "planes", "default")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -244,6 +285,10 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file {path} does not exist") from error
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from error
+    if isinstance(data, dict) and "mixed_precision" in data and "precision" not in data:
+        # configs written before the precision setting: bfloat16 "where it helps" is auto
+        data = dict(data)
+        data["precision"] = "auto" if data.pop("mixed_precision") else "fp32"
     return from_dict(TrainConfig, data, str(path))
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.models import NeRFVAE, SceneModel
+from nerfvae.precision import resolve_precision
 from nerfvae.training.checkpoint import load_checkpoint, load_model_weights
 from nerfvae.training.config import TrainConfig
 from nerfvae.training.run_directory import RunDirectory
@@ -26,12 +30,20 @@ def build_model(config: TrainConfig) -> SceneModel:
 
 
 def load_trained_model(
-    run: str | Path, checkpoint: str | Path | None = None
+    run: str | Path,
+    checkpoint: str | Path | None = None,
+    precision: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
 ) -> tuple[SceneModel, TrainConfig, dict[str, Any]]:
-    """Model (in eval mode), its config and the checkpoint record of a run.
+    """Model (in eval mode, on the CPU), its config and the checkpoint record of a run.
 
-    ``checkpoint`` defaults to the run's newest. Raises ConfigError for a missing or invalid
-    config and CheckpointError for a missing, corrupt or mismatched checkpoint.
+    ``device`` is where the caller will run the model: ``auto`` precision resolves for it.
+
+    ``checkpoint`` defaults to the run's newest. ``precision`` (``auto``, ``fp32``, ``bf16``)
+    defaults to the run config's; the returned config's ``precision`` is the one resolved for
+    ``device`` (``fp32`` or ``bf16``), so results can record it. Raises ConfigError for a missing or
+    invalid config and CheckpointError for a missing, corrupt or mismatched checkpoint.
     """
     run_dir = RunDirectory(Path(run))
     config = run_dir.load_config()
@@ -41,6 +53,8 @@ def load_trained_model(
     record, tensors = load_checkpoint(path)
     model = build_model(config)
     load_model_weights(model, tensors, path)
-    model.mixed_precision = config.mixed_precision
+    resolved = resolve_precision(precision or config.precision, device)
+    config = replace(config, precision=resolved)
+    model.mixed_precision = resolved == "bf16"
     model.eval()
     return model, config, record

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from nerfvae.data.loader import MultiSceneDataset, training_batches
 from nerfvae.errors import ConfigError
+from nerfvae.precision import resolve_precision
 from nerfvae.training import schedules
 from nerfvae.training.checkpoint import (
     load_checkpoint,
@@ -27,7 +28,15 @@ from nerfvae.training.run_directory import CsvLog, RunDirectory
 from nerfvae.training.validation import validate
 from nerfvae.training.warm_start import load_init_weights, record_parent
 
-LOGGED_METRICS = ("loss", "psnr", "object_psnr", "kl_nats", "nelbo_bits_per_dim", "posterior_std")
+LOGGED_METRICS = (
+    "loss",
+    "psnr",
+    "object_psnr",
+    "kl_nats",
+    "nelbo_bits_per_dim",
+    "posterior_std",
+    "auxiliary_loss",
+)
 
 
 def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
@@ -90,7 +99,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     model = build_model(config)
-    model.mixed_precision = config.mixed_precision
+    precision = resolve_precision(config.precision, device)
+    model.mixed_precision = precision == "bf16"
     latest = run.latest_checkpoint()
     init = None
     if latest is None and config.init_from:
@@ -120,6 +130,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 f"config changes: {changes}"
             )
         run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
+    if rank == 0:
+        run.log_event(f"precision {config.precision}: {precision} on {device}")
     if start_step >= config.steps:
         if rank == 0:
             print(

@@ -65,6 +65,7 @@ def serve(
     port: int = 7007,
     checkpoint: str | Path | None = None,
     device: str = "auto",
+    precision: str | None = None,
     **options,
 ) -> None:
     """Load ``run`` and ``data`` and serve until interrupted (Ctrl-C)."""
@@ -76,9 +77,9 @@ def serve(
     from nerfvae.training.loading import load_trained_model
 
     dataset = MultiSceneDataset(data, split)
-    model, _, _ = load_trained_model(run, checkpoint)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, _, _ = load_trained_model(run, checkpoint, precision, device=device)
     model.to(torch.device(device))
     app = start_viewer(model, dataset, split, host, port, verbose=False, **options)
     url_host = f"[{host}]" if ":" in host else host
