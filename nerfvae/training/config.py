@@ -208,7 +208,7 @@ def preset(name: str) -> TrainConfig:
                     width=64,
                     depth=2,
                     point_frequencies=2,
-                    plane_layout="volume",
+                    plane_layout="triplane",
                 ),
                 sampling=RaySamplingConfig(
                     sampler="proposal", num_coarse=64, num_fine=24, opaque_far=True
