@@ -28,8 +28,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from nerfvae.data.format import SceneRecord
 from nerfvae.data.rooms import ID_CAMERAS, sample_cameras
+from nerfvae.data.storage import SceneRecord
 from nerfvae.models import NeRFVAE
 from nerfvae.training.config import preset
 from nerfvae.viewer import MODES, ViewCamera, ViewerSession

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from nerfvae.cli.main import main
-from nerfvae.data.format import DatasetMeta, DatasetWriter, SceneRecord, SplitMeta
 from nerfvae.data.image_batches import image_batches, make_image_batch
 from nerfvae.data.loader import MultiSceneDataset, make_training_batch
+from nerfvae.data.storage import DatasetMeta, DatasetWriter, SceneRecord, SplitMeta
 from nerfvae.geometry import image_rays, intrinsics_matrix, look_at
 from nerfvae.models.baselines.gqn import GQN, GQNConfig, camera_code
 from nerfvae.models.baselines.nerf import (

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfvae.data import render as render_module  # sets up Mitsuba's LLVM path before import
+from nerfvae.data import mitsuba as render_module  # sets up Mitsuba's LLVM path before import
 from nerfvae.data.rooms import TEXTURE_SIZE, Lighting, ObjectSpec, Room, RoomLayout, Surface
 from nerfvae.geometry import image_rays, intrinsics_matrix, look_at, rays_through_pixels
 

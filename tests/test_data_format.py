@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nerfvae.data.format import (
+from nerfvae.data.loader import MultiSceneDataset, batch_seed, training_batches
+from nerfvae.data.storage import (
     FORMAT_VERSION,
     DatasetMeta,
     DatasetWriter,
@@ -18,7 +19,6 @@ from nerfvae.data.format import (
     SplitMeta,
     read_meta,
 )
-from nerfvae.data.loader import MultiSceneDataset, batch_seed, training_batches
 from nerfvae.errors import DataError
 from nerfvae.geometry import intrinsics_matrix, look_at, project_points
 

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from nerfvae.cli.data_import import run
-from nerfvae.data.format import read_meta, read_shard_scenes
-from nerfvae.data.formats import ImportOptions, import_dataset
+from nerfvae.data.importers import ImportOptions, import_dataset
+from nerfvae.data.storage import read_meta, read_shard_scenes
 from nerfvae.errors import DataError
 from nerfvae.geometry import opencv_to_opengl, project_points
 
@@ -355,7 +355,7 @@ def test_real_lego_100(tmp_path):
     # ...and the alpha mask (the lego) covers the image centre in every view.
     assert scene.object_mask[:, 45:55, 45:55].flatten(1).float().mean(-1).min() > 0.5
     # The camera-only estimate agrees with the known NeRF-synthetic box to within 10 %.
-    from nerfvae.data.formats.common import estimate_bounds
+    from nerfvae.data.importers.common import estimate_bounds
 
     estimate = estimate_bounds(scene.K.double().numpy(), scene.c2w.double().numpy(), (100, 100))
     assert estimate.how == "object-centric"

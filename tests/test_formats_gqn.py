@@ -20,8 +20,8 @@ from PIL import Image
 from test_formats_tfrecord import encode_example, frame_record
 
 from nerfvae.cli.data_import import run
-from nerfvae.data.format import read_meta, read_shard_scenes
-from nerfvae.data.formats import ImportOptions, gqn_cameras_to_c2w, import_dataset
+from nerfvae.data.importers import ImportOptions, gqn_cameras_to_c2w, import_dataset
+from nerfvae.data.storage import read_meta, read_shard_scenes
 from nerfvae.errors import DataError
 from nerfvae.geometry import check_cameras, project_points
 

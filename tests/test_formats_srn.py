@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from nerfvae.cli.data_import import run
-from nerfvae.data.format import read_meta, read_shard_scenes
-from nerfvae.data.formats import ImportOptions, import_dataset
+from nerfvae.data.importers import ImportOptions, import_dataset
+from nerfvae.data.storage import read_meta, read_shard_scenes
 from nerfvae.errors import DataError
 from nerfvae.geometry import project_points
 

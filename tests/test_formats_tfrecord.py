@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from nerfvae.data.formats.tfrecord import (
+from nerfvae.data.importers.tfrecord import (
     ProtoError,
     crc32c,
     iter_tfrecord,

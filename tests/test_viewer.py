@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerfvae.data.format import SceneRecord
 from nerfvae.data.rooms import ID_CAMERAS, OOD_CAMERAS, sample_cameras
+from nerfvae.data.storage import SceneRecord
 from nerfvae.errors import ConfigError
 from nerfvae.geometry import image_rays, look_at
 from nerfvae.models import NeRFVAE

@@ -71,7 +71,7 @@ def parse_context(text: str) -> tuple[int, ...] | None:
 
 def resolve_background(text: str, meta) -> tuple[float, float, float]:
     """``auto``: the background an import composited the images on (dataset.json), else black."""
-    from nerfvae.data.formats.common import parse_background
+    from nerfvae.data.importers.common import parse_background
 
     if text.strip().lower() == "auto":
         imported = meta.generator.get("options", {}).get("background")

@@ -74,7 +74,7 @@ class DataImportConfig:
 
 def run(argv: list[str], prog: str) -> int:
     config = tyro.cli(DataImportConfig, args=argv, prog=prog)
-    from nerfvae.data.formats.importer import ImportOptions, import_dataset
+    from nerfvae.data.importers.importer import ImportOptions, import_dataset
 
     option_names = {f.name for f in dataclasses.fields(ImportOptions)}
     options = ImportOptions(**{name: getattr(config, name) for name in option_names})

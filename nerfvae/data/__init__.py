@@ -1,10 +1,11 @@
 """Multi-scene datasets: the on-disk format, the built-in rooms generator and the loaders.
 
-Importing this package does not import Mitsuba; only :mod:`nerfvae.data.render` (used by
+Importing this package does not import Mitsuba; only :mod:`nerfvae.data.mitsuba` (used by
 ``nerfvae data generate``) does. See docs/data.md.
 """
 
-from nerfvae.data.format import (
+from nerfvae.data.loader import MultiSceneDataset, make_training_batch, training_batches
+from nerfvae.data.storage import (
     FORMAT_VERSION,
     DatasetMeta,
     DatasetWriter,
@@ -16,7 +17,6 @@ from nerfvae.data.format import (
     read_shard_scenes,
     validate_scene,
 )
-from nerfvae.data.loader import MultiSceneDataset, make_training_batch, training_batches
 
 __all__ = [
     "FORMAT_VERSION",

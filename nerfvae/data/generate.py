@@ -24,15 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerfvae.data.format import (
-    META_FILENAME,
-    DatasetMeta,
-    DatasetWriter,
-    SceneRecord,
-    ShardReader,
-    SplitMeta,
-    write_json_atomic,
-)
 from nerfvae.data.rooms import (
     ID_CAMERAS,
     OOD_CAMERAS,
@@ -40,6 +31,15 @@ from nerfvae.data.rooms import (
     camera_distributions_json,
     random_room,
     sample_cameras,
+)
+from nerfvae.data.storage import (
+    META_FILENAME,
+    DatasetMeta,
+    DatasetWriter,
+    SceneRecord,
+    ShardReader,
+    SplitMeta,
+    write_json_atomic,
 )
 from nerfvae.errors import DataError
 
@@ -221,7 +221,7 @@ def render_scene(
     on_view: Callable[[], None] | None = None,
 ) -> SceneRecord:
     """Render every view of one scene into a :class:`SceneRecord`."""
-    from nerfvae.data.render import RoomRenderer
+    from nerfvae.data.mitsuba import RoomRenderer
 
     key = (settings.resolution, settings.spp)
     if key not in _RENDERERS:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerfvae.data.format import DatasetMeta, SceneRecord, ShardReader, read_meta
+from nerfvae.data.storage import DatasetMeta, SceneRecord, ShardReader, read_meta
 from nerfvae.errors import DataError
 from nerfvae.geometry import indexed_pixel_rays, sample_ray_indices
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm import tqdm
 
-from nerfvae.data.format import SceneRecord
+from nerfvae.data.storage import SceneRecord
 from nerfvae.errors import DataError
 from nerfvae.evaluation.metrics import mean_view_metrics, view_metrics
 from nerfvae.evaluation.refinement import RefinementConfig, check_refinable, infer_posterior

@@ -3,7 +3,7 @@ context views, orbit the inferred scene, compare with ground truth, draw posteri
 samples. :class:`ViewerSession` holds the state and renders; :mod:`nerfvae.viewer.app` is the
 viser page around it."""
 
-from nerfvae.viewer.cameras import (
+from nerfvae.viewer.camera_control import (
     ViewCamera,
     matching_view,
     matrix_to_quaternion,

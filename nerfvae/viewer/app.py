@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerfvae.evaluation.metrics import psnr
-from nerfvae.viewer.cameras import (
+from nerfvae.viewer.camera_control import (
     ViewCamera,
     matching_view,
     pose_of,

@@ -21,7 +21,7 @@ from nerfvae.export.latents import check_scene_index, parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.models import DiagonalGaussian, SceneModel
 from nerfvae.rendering import RaySamplingConfig, render_rays
-from nerfvae.viewer.cameras import ViewCamera
+from nerfvae.viewer.camera_control import ViewCamera
 
 MODES = ("RGB", "Depth", "Opacity", "Posterior std")
 STD_VMAX = 0.25

@@ -48,8 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfvae.data.formats.common import SourceScene, SourceView, decode_image, intrinsics
-from nerfvae.data.formats.tfrecord import (
+from nerfvae.data.importers.common import SourceScene, SourceView, decode_image, intrinsics
+from nerfvae.data.importers.tfrecord import (
     ProtoError,
     RecordLocation,
     parse_example,

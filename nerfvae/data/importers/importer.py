@@ -23,7 +23,7 @@ channel give an object mask (alpha > 0.5 → object 1). Nothing here has depth.
 
 Scene bounds and near/far come from the format when it gives them (NeRF-synthetic: near 2, far 6,
 box ±1.5; pixelNeRF's SRN cars/chairs near/far), else from the cameras
-(:func:`~nerfvae.data.formats.common.estimate_bounds`); options override them. They are printed.
+(:func:`~nerfvae.data.importers.common.estimate_bounds`); options override them. They are printed.
 
 The import is resumable: ``import.json`` records the options, finished shards are skipped when the
 same command is re-run, and ``dataset.json`` is written last.
@@ -41,17 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerfvae.data.format import (
-    META_FILENAME,
-    DatasetMeta,
-    DatasetWriter,
-    SceneRecord,
-    ShardReader,
-    SplitMeta,
-    write_json_atomic,
-)
-from nerfvae.data.formats.blender import looks_like_nerf_synthetic, read_blender, read_nerfstudio
-from nerfvae.data.formats.common import (
+from nerfvae.data.importers.blender import looks_like_nerf_synthetic, read_blender, read_nerfstudio
+from nerfvae.data.importers.common import (
     Bounds,
     SourceScene,
     SourceView,
@@ -60,8 +51,17 @@ from nerfvae.data.formats.common import (
     prepare_image,
     scale_intrinsics,
 )
-from nerfvae.data.formats.gqn import GQN_DATASETS, axis_miss_distance, scan_gqn
-from nerfvae.data.formats.srn import KNOWN_NEAR_FAR, read_srn
+from nerfvae.data.importers.gqn import GQN_DATASETS, axis_miss_distance, scan_gqn
+from nerfvae.data.importers.srn import KNOWN_NEAR_FAR, read_srn
+from nerfvae.data.storage import (
+    META_FILENAME,
+    DatasetMeta,
+    DatasetWriter,
+    SceneRecord,
+    ShardReader,
+    SplitMeta,
+    write_json_atomic,
+)
 from nerfvae.errors import ConfigError, DataError
 
 FORMATS = ("blender", "nerfstudio", "srn", "gqn")
@@ -443,7 +443,7 @@ def import_dataset(
 ) -> ImportSummary:
     """Import ``src`` (in ``format``: blender, nerfstudio, srn or gqn) into a nerfvae dataset.
 
-    Returns the written :class:`~nerfvae.data.format.DatasetMeta` with the bounds used. Raises
+    Returns the written :class:`~nerfvae.data.storage.DatasetMeta` with the bounds used. Raises
     DataError naming the file on bad input, ConfigError on bad options.
     """
     from tqdm import tqdm

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nerfvae.data.formats.common import (
+from nerfvae.data.importers.common import (
     SourceScene,
     SourceView,
     check_intrinsics,

@@ -33,7 +33,7 @@ least ``scene_id`` and ``objects`` (a list of JSON objects: shape, position, siz
 Every scene of a split has the same number of ID views and of OOD views (ID views first), and every
 image of a dataset has the same size, so batches stack without padding.
 
-Writing (used by the built-in generator and by the importers in :mod:`nerfvae.data.formats`)::
+Writing (used by the built-in generator and by the importers in :mod:`nerfvae.data.importers`)::
 
     meta = DatasetMeta(
         name="my-data", image_height=64, image_width=64,

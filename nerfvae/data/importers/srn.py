@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nerfvae.data.formats.common import (
+from nerfvae.data.importers.common import (
     SourceScene,
     SourceView,
     check_intrinsics,
