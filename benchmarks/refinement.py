@@ -8,7 +8,7 @@ is ``--steps`` refinement steps with the given scenes per batch and rays per sce
 markdown table: seconds per scene for the whole inference, seconds per refinement step, and the
 ratio of the per-scene time to the encoder's. Like the ``nerfvae`` command, it re-executes itself
 once with glibc's allocator tuned to reuse large blocks (``nerfvae/cli/malloc.py``), so it
-measures what ``nerfvae eval --refine.steps N`` gets.
+measures what ``nerfvae eval --test-time.steps N`` gets.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 import torch
 
 from nerfvae.cli.malloc import reexec_with_tuned_malloc
-from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior
 from nerfvae.geometry import intrinsics_matrix, look_at
+from nerfvae.inference import RefinementConfig, infer_posterior
 from nerfvae.models.config import LatentConfig
 from nerfvae.training.config import preset
 from nerfvae.training.loading import build_model

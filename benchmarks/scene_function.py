@@ -13,6 +13,9 @@ For each conditioning (concat, ain, attention, planes) and each precision this C
   no gradients, encoder excluded), each conditioning with its preset's sampling: ``small``'s
   32 coarse + 16 fine samples for the MLP conditionings, the ``planes`` preset's proposal sampler
   (64 proposal + 24 field samples) for planes.
+* ``train_step_rays_per_s`` — target rays per second of a whole training step (encoder,
+  rendering, ELBO, backward, Adam) at each conditioning's own preset batch: ``small``'s 4 scenes ×
+  192 rays for the MLP conditionings, the ``planes`` preset's 4 × 1,024 rays for planes.
 * ``peak_rss_mb`` — peak resident memory of a fresh process that runs the row's training
   step and render once (one child process per row, so rows do not inherit each other's heap).
 
@@ -102,6 +105,46 @@ def render_view(model: NeRFVAE):
     return render
 
 
+def full_training_step(conditioning: str, precision: str):
+    """One full training step (encoder, rendering with the preset's sampler, ELBO, backward,
+    Adam) at the preset's own batch: ``small`` for the MLP conditionings (4 scenes × 192 rays),
+    ``planes`` for planes (4 scenes × 1,024 rays). Returns ``(step, rays per step)``."""
+    config = preset("planes" if conditioning == "planes" else "small")
+    model = build(conditioning, precision)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    scenes, rays, views = config.scenes_per_batch, config.rays_per_scene, 3
+    eye = torch.stack(
+        [torch.tensor([2.5 * (1 - 2 * (v % 2)), -2.0 + v, 1.3]) for v in range(views)]
+    )
+    c2w = look_at(eye, torch.tensor([0.0, 0.0, 0.6])).expand(scenes, views, 4, 4)
+    K = intrinsics_matrix(VIEW_SIZE * 0.9, VIEW_SIZE * 0.9, VIEW_SIZE / 2, VIEW_SIZE / 2)
+    origins = eye[:1].expand(scenes, rays, 3).contiguous()
+    directions = torch.nn.functional.normalize(
+        torch.tensor([0.0, 0.0, 0.6])
+        - origins
+        + 0.8 * torch.randn(scenes, rays, 3, generator=generator),
+        dim=-1,
+    )
+    batch = {
+        "context_images": torch.rand(scenes, views, VIEW_SIZE, VIEW_SIZE, 3, generator=generator),
+        "context_K": K.expand(scenes, views, 3, 3),
+        "context_c2w": c2w,
+        "target_origins": origins,
+        "target_directions": directions,
+        "target_colours": torch.rand(scenes, rays, 3, generator=generator),
+    }
+
+    def step():
+        out = model.loss(batch, generator=torch.Generator().manual_seed(1))
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+
+    return step, scenes * rays
+
+
 def time_call(fn, repeats: int) -> float:
     fn()  # warm-up (allocator, bfloat16 copy)
     best = float("inf")
@@ -118,9 +161,12 @@ def measure(conditioning: str, precision: str, repeats: int) -> dict[str, float]
     step, points = scene_function_step(model, torch.Generator().manual_seed(0))
     train_seconds = time_call(step, repeats)
     render_seconds = time_call(render_view(model), repeats)
+    full_step, rays = full_training_step(conditioning, precision)
+    step_seconds = time_call(full_step, repeats)
     return {
         "train_points_per_s": points / train_seconds,
         "render_view_ms": 1000.0 * render_seconds,
+        "train_step_rays_per_s": rays / step_seconds,
     }
 
 
@@ -131,7 +177,20 @@ def _peak_child(conditioning: str, precision: str, threads: int, queue) -> None:
     step, _ = scene_function_step(model, torch.Generator().manual_seed(0))
     step()
     render_view(model)()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)  # KiB -> MiB
+    queue.put(peak_resident_mb())
+
+
+def peak_resident_mb() -> float:
+    """This process's peak resident memory (``VmHWM``; ``ru_maxrss`` would be inherited from
+    the parent across fork and exec on Linux)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0  # kB -> MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def peak_rss_mb(conditioning: str, precision: str, threads: int) -> float:
@@ -179,7 +238,8 @@ def main() -> None:
             rows.append(row)
     header = (
         f"{'conditioning':<12} {'precision':<9} {'train points/s':>15} {'x attention':>12} "
-        f"{'render 64x64 ms':>16} {'x attention':>12} {'peak RSS MB':>12}"
+        f"{'render 64x64 ms':>16} {'x attention':>12} {'step rays/s':>12} {'x attention':>12} "
+        f"{'peak RSS MB':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -192,18 +252,16 @@ def main() -> None:
             ),
             None,
         )
-        train_ratio = (
-            row["train_points_per_s"] / reference["train_points_per_s"]
-            if reference
-            else float("nan")
-        )
-        render_ratio = (
-            reference["render_view_ms"] / row["render_view_ms"] if reference else float("nan")
+        ratio = lambda key, higher_is_better=True, row=row, reference=reference: (
+            float("nan")
+            if reference is None
+            else (row[key] / reference[key]) ** (1 if higher_is_better else -1)
         )
         print(
             f"{row['conditioning']:<12} {row['precision']:<9} {row['train_points_per_s']:>15,.0f} "
-            f"{train_ratio:>11.1f}x {row['render_view_ms']:>16.1f} {render_ratio:>11.1f}x "
-            f"{row['peak_rss_mb']:>12.0f}"
+            f"{ratio('train_points_per_s'):>11.1f}x {row['render_view_ms']:>16.1f} "
+            f"{ratio('render_view_ms', False):>11.1f}x {row['train_step_rays_per_s']:>12,.0f} "
+            f"{ratio('train_step_rays_per_s'):>11.1f}x {row['peak_rss_mb']:>12.0f}"
         )
     if args.json:
         with open(args.json, "w") as handle:

@@ -143,7 +143,7 @@ def test_sample_cli_with_the_aggregate_prior(run_copy, tiny_dataset, tmp_path, c
 
 
 def test_demo_section_names_the_fit():
-    from nerfvae.evaluation.demo import aggregate_prior_section
+    from nerfvae.demo import aggregate_prior_section
 
     assert aggregate_prior_section(None) == []
     info = {"scenes": 900, "components": 32, "variance_kept": 0.52}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from nerfvae.data.loader import MultiSceneDataset, batch_seed, training_batches
+from nerfvae.data.resume import resume_with_settings
 from nerfvae.data.storage import (
     FORMAT_VERSION,
     DatasetMeta,
@@ -267,3 +268,17 @@ def test_missing_dataset_json(tmp_path: Path) -> None:
     write_dataset(tmp_path / "d", {"train": 2})
     with pytest.raises(DataError, match="no split 'val'"):
         MultiSceneDataset(tmp_path / "d", "val")
+
+
+def test_resume_with_settings_records_then_resumes_only_the_same_settings(tmp_path: Path) -> None:
+    record = tmp_path / "out" / "job.json"
+    settings = {"size": (32, 32), "name": "rooms"}
+    words = {"mismatch": "other settings here", "remedy": "delete it"}
+    resume_with_settings(record, settings, **words)  # creates the directory and the record
+    assert json.loads(record.read_text()) == {"size": [32, 32], "name": "rooms"}
+    resume_with_settings(record, settings, **words)  # same settings (tuples read back as lists)
+    with pytest.raises(DataError, match=r"job\.json: other settings here"):
+        resume_with_settings(record, {**settings, "name": "mazes"}, **words)
+    record.write_text("{not json")
+    with pytest.raises(DataError, match=r"job\.json: unreadable \(.*\); delete it"):
+        resume_with_settings(record, settings, **words)

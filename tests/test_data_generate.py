@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfvae.data import render as _render  # noqa: F401  (sets Mitsuba's LLVM path before import)
+from nerfvae.data import mitsuba as _mitsuba  # noqa: F401  (sets Mitsuba's LLVM path before import)
 from nerfvae.data.generate import GeneratorSettings, generate, make_settings
 from nerfvae.data.loader import MultiSceneDataset, training_batches
 from nerfvae.data.rooms import ID_CAMERAS, OOD_CAMERAS, ObjectSpec, object_signed_distances

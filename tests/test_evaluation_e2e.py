@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -49,15 +50,15 @@ def test_eval_writes_documented_json_table_and_figure(tiny_run, tiny_dataset, tm
 
 
 def test_eval_with_refinement_records_it_and_scores_the_refined_posterior(
-    tiny_run, tiny_dataset, tmp_path
+    tiny_run, tiny_dataset, tmp_path, capsys
 ):
     base = ["eval", "--run", str(tiny_run), "--data", str(tiny_dataset), "--context", "2"]
     refine = [
-        "--refine.steps",
+        "--test-time.steps",
         "3",
-        "--refine.rays-per-scene",
+        "--test-time.rays-per-scene",
         "32",
-        "--refine.learning-rate",
+        "--test-time.learning-rate",
         "0.1",
     ]
     assert main([*base, "--out", str(tmp_path / "plain.json")]) == 0
@@ -70,6 +71,19 @@ def test_eval_with_refinement_records_it_and_scores_the_refined_posterior(
         assert math.isfinite(refined["results"]["2"][kind]["psnr"])
         # the refined posterior is what was rendered
         assert refined["results"]["2"][kind]["mse"] != plain["results"]["2"][kind]["mse"]
+    # the deprecated flags still work, each with a one-line message
+    capsys.readouterr()
+    old = ["--refine.steps", "3", "--refine.rays-per-scene=32", "--refine.learning-rate", "0.1"]
+    assert main([*base, *old, "--out", str(tmp_path / "old.json")]) == 0
+    deprecations = [
+        line for line in capsys.readouterr().err.splitlines() if "is deprecated" in line
+    ]
+    assert deprecations == [
+        f"nerfvae eval: --refine.{name} is deprecated and will be removed in the next release; "
+        f"use --test-time.{name}"
+        for name in ("steps", "rays-per-scene", "learning-rate")
+    ]
+    assert json.loads((tmp_path / "old.json").read_text())["results"] == refined["results"]
 
 
 def test_eval_rejects_bad_context(tiny_run, tiny_dataset, tmp_path, capsys):
@@ -86,7 +100,7 @@ def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, t
     code = main(
         ["render", "--run", str(tiny_run), "--data", str(tiny_dataset), "--scene", "1",
          "--context", "0,1", "--views", "5,6", "--samples", "3", "--turntable-frames", "4",
-         "--refine.steps", "2", "--refine.rays-per-scene", "32", "--out", str(out)]
+         "--test-time.steps", "2", "--test-time.rays-per-scene", "32", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
     expected = ["context_00.png", "context_01.png", "sheet.png", "turntable.gif"]
@@ -119,7 +133,7 @@ def test_render_and_sample_reject_bad_input(tiny_run, tiny_dataset, tmp_path, ca
     assert "the scene has views 0..7" in capsys.readouterr().err
     assert main(["render", *base, "--std-scale", "0"]) == 1
     assert "--std-scale must be a positive number" in capsys.readouterr().err
-    assert main(["render", *base, "--refine.steps", "-1"]) == 1
+    assert main(["render", *base, "--test-time.steps", "-1"]) == 1
     assert "refine steps must be >= 0" in capsys.readouterr().err
     assert main(["sample", *base, "--split", "nope"]) == 1
     assert "no split 'nope'" in capsys.readouterr().err
@@ -136,12 +150,35 @@ def test_sample_writes_prior_samples_and_turntables(tiny_run, tiny_dataset, tmp_
                  "sample_00_turntable.mp4", "sample_01_turntable.mp4"):  # fmt: skip
         assert (out / name).is_file(), name
     assert (out / "sample_00_turntable.mp4").stat().st_size > 500
+    size = 32  # the tiny dataset's views
+    views = {(n, j): iio.imread(out / f"sample_{n:02d}_view_{j:02d}.png").astype(float)
+             for n in range(2) for j in range(2)}  # fmt: skip
+    for image in views.values():
+        # a rendered room, not a blank or saturated image
+        assert image.shape == (size, size, 3) and 0 < image.mean() < 255 and image.std() > 1
+    # samples.png is the grid of those views: row n = sample n, column j = camera j
+    grid = iio.imread(out / "samples.png").astype(float)
+    tile = size + 2
+    for (n, j), image in views.items():
+        top, left = 2 + n * tile, 2 + j * tile
+        assert (grid[top : top + size, left : left + size] == image).all(), (n, j)
+    # two draws from the prior are two scenes: seen from the same camera they differ
+    assert abs(views[0, 0] - views[1, 0]).mean() > 0.1
+    assert abs(views[0, 0] - views[0, 1]).mean() > 0.5  # one scene from two cameras differs too
+    # each turntable moves the camera: 3 frames of the views' size, no two alike
+    turntables = [iio.imread(out / f"sample_{n:02d}_turntable.mp4", index=None) for n in range(2)]
+    for frames in turntables:
+        assert frames.shape == (3, size, size, 3)
+        frames = frames.astype(float)
+        for a, b in itertools.combinations(range(3), 2):
+            assert abs(frames[a] - frames[b]).mean() > 0.5, (a, b)
+    assert abs(turntables[0].astype(float) - turntables[1]).mean() > 0.1  # one per sample
 
 
 def test_demo_pipeline_writes_report(tiny_run, tmp_path):
     from nerfvae.data.generate import make_settings
-    from nerfvae.evaluation.demo import run_demo
-    from nerfvae.evaluation.refinement import RefinementConfig
+    from nerfvae.demo import run_demo
+    from nerfvae.inference import RefinementConfig
 
     settings = make_settings("tiny", scenes=2, eval_scenes=2, views=6, ood_views=2, spp=4, seed=7)
     report = run_demo(
@@ -170,8 +207,8 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
 
 
 def test_demo_std_column_shares_one_scale():
-    from nerfvae.evaluation.demo import add_std_column
-    from nerfvae.evaluation.visualise import std_colour_scale
+    from nerfvae.demo import add_std_column
+    from nerfvae.visualise import std_colour_scale
 
     stds = [torch.linspace(0, 1, 200).reshape(2, 10, 10), torch.zeros(2, 10, 10)]
     # the 99th percentile of 200 evenly spaced values in [0, 1] and 200 zeros

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from nerfvae.errors import DataError
-from nerfvae.evaluation.metrics import mean_view_metrics, mse, nan_mean, psnr, ssim, view_metrics
 from nerfvae.evaluation.views import standard_view_lists
-from nerfvae.evaluation.visualise import image_grid, write_video
 from nerfvae.geometry import common_look_at_point, look_at, orbit_cameras
+from nerfvae.metrics import mean_view_metrics, mse, nan_mean, psnr, ssim, view_metrics
+from nerfvae.visualise import image_grid, write_video
 
 
 def test_view_lists_are_fixed_and_disjoint():

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.experiments import ablation, cameras, summary
+from nerfvae.experiments import ablation, ood_cameras, summary
 
 GQN_OPTIONS = [
     "--gqn.tower-channels", "8", "16", "--gqn.representation-channels", "16",
@@ -60,7 +60,7 @@ def cameras_out(tiny_run: Path, gqn_run: Path, tiny_dataset: Path, tmp_path_fact
         "--run", str(tiny_run), "--gqn-run", str(gqn_run), "--data", str(tiny_dataset),
         "--max-scenes", "1", "--context", "1,3", "--out", str(out), "--threads", "1",
     ]  # fmt: skip
-    assert cameras.run(argv, "nerfvae experiment cameras") == 0
+    assert ood_cameras.run(argv, "nerfvae experiment cameras") == 0
     return out
 
 
@@ -125,13 +125,13 @@ def test_cameras_reuses_eval_json(cameras_out: Path, tmp_path: Path, monkeypatch
     def no_evaluation(*args, **kwargs):
         raise AssertionError("evaluated again despite --eval-json")
 
-    monkeypatch.setattr(evaluation, "evaluate", no_evaluation)
+    monkeypatch.setattr(evaluation, "evaluate_run", no_evaluation)
     argv = [
         "--eval-json", str(cameras_out / "eval_nerfvae.json"),
         "--gqn-eval-json", str(cameras_out / "eval_gqn.json"),
         "--context", "3", "--out", str(tmp_path),
     ]  # fmt: skip
-    assert cameras.run(argv, "nerfvae experiment cameras") == 0
+    assert ood_cameras.run(argv, "nerfvae experiment cameras") == 0
     reused = json.loads((tmp_path / "cameras.json").read_text())
     original = json.loads((cameras_out / "cameras.json").read_text())
     assert reused["results"]["3"] == original["results"]["3"]
@@ -145,29 +145,33 @@ def test_cameras_bad_inputs(cameras_out: Path, tiny_run: Path, tmp_path: Path) -
     gqn_json = str(cameras_out / "eval_gqn.json")
     prog = "nerfvae experiment cameras"
     with pytest.raises(ConfigError, match="--gqn-run RUN or --gqn-eval-json"):
-        cameras.run(["--eval-json", nerfvae_json, "--out", str(tmp_path)], prog)
+        ood_cameras.run(["--eval-json", nerfvae_json, "--out", str(tmp_path)], prog)
     with pytest.raises(ConfigError, match="--data is needed"):
-        cameras.run(["--run", str(tiny_run), "--gqn-eval-json", gqn_json], prog)
+        ood_cameras.run(["--run", str(tiny_run), "--gqn-eval-json", gqn_json], prog)
     with pytest.raises(ConfigError, match=r"asks for 2"):
-        cameras.run(
+        ood_cameras.run(
             ["--eval-json", nerfvae_json, "--gqn-eval-json", gqn_json, "--context", "2,3"], prog
         )
     with pytest.raises(ConfigError, match="is a GQN model; expected NeRF-VAE"):
-        cameras.run(["--eval-json", gqn_json, "--gqn-eval-json", gqn_json, "--context", "3"], prog)
+        ood_cameras.run(
+            ["--eval-json", gqn_json, "--gqn-eval-json", gqn_json, "--context", "3"], prog
+        )
     with pytest.raises(ConfigError, match="no such file"):
-        cameras.run(["--eval-json", str(tmp_path / "none.json"), "--gqn-eval-json", gqn_json], prog)
+        ood_cameras.run(
+            ["--eval-json", str(tmp_path / "none.json"), "--gqn-eval-json", gqn_json], prog
+        )
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(DataError, match="not a JSON file"):
-        cameras.run(["--eval-json", str(broken), "--gqn-eval-json", gqn_json], prog)
+        ood_cameras.run(["--eval-json", str(broken), "--gqn-eval-json", gqn_json], prog)
     other = json.loads(Path(gqn_json).read_text())
     other["num_scenes"] = 2
     other_path = tmp_path / "other.json"
     other_path.write_text(json.dumps(other))
     with pytest.raises(ConfigError, match="differ in num_scenes"):
-        cameras.run(["--eval-json", nerfvae_json, "--gqn-eval-json", str(other_path)], prog)
+        ood_cameras.run(["--eval-json", nerfvae_json, "--gqn-eval-json", str(other_path)], prog)
     with pytest.raises(ConfigError, match="--context"):
-        cameras.run(
+        ood_cameras.run(
             ["--eval-json", nerfvae_json, "--gqn-eval-json", gqn_json, "--context", "x"], prog
         )
 
@@ -208,7 +212,7 @@ def test_ablation_reuses_eval_json_and_matched_runs(
     def no_evaluation(*args, **kwargs):
         raise AssertionError("evaluated again despite --eval-json")
 
-    monkeypatch.setattr(evaluation, "evaluate", no_evaluation)
+    monkeypatch.setattr(evaluation, "evaluate_run", no_evaluation)
     saved = str(ablation_out / "eval_attention.json")
     argv = [
         "--runs", f"first={tiny_run}", f"second={tiny_run}",
@@ -330,7 +334,7 @@ def test_summary_collects_present_and_lists_missing(
 
 
 def test_help_lists_documented_options(capsys) -> None:
-    for module in (cameras, ablation, summary):
+    for module in (ood_cameras, ablation, summary):
         with pytest.raises(SystemExit) as exit_info:
             module.run(["--help"], "nerfvae experiment x")
         assert exit_info.value.code == 0
@@ -338,12 +342,9 @@ def test_help_lists_documented_options(capsys) -> None:
     assert "--gqn-eval-json" in text and "--runs" in text and "--results" in text
 
 
-def test_dispatcher_prints_input_errors_as_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
-    from nerfvae.cli import experiment
+def test_dispatcher_prints_input_errors_as_one_line(tmp_path: Path, capsys) -> None:
     from nerfvae.cli.main import main
 
-    for name in ("cameras", "ablation", "summary"):  # registered by the lead; ensure here
-        monkeypatch.setitem(experiment.EXPERIMENTS, name, f"nerfvae.experiments.{name}")
     assert main(["experiment", "summary", "--results", str(tmp_path / "missing")]) == 1
     assert "error: --results" in capsys.readouterr().err
     assert main(["experiment", "ablation", "--runs", "nothing"]) == 1
@@ -378,7 +379,7 @@ def test_eval_of_gqn_refuses_refinement_before_any_work(
 
     out = tmp_path / "gqn.json"
     base = ["eval", "--run", str(gqn_run), "--data", str(tiny_dataset), "--context", "1"]
-    assert main([*base, "--refine.steps", "5", "--out", str(out)]) == 1
+    assert main([*base, "--test-time.steps", "5", "--out", str(out)]) == 1
     assert "refinement needs a model that renders rays (NeRF-VAE); GQN does not" in (
         capsys.readouterr().err
     )

@@ -217,7 +217,7 @@ def test_uncertainty_with_refinement(tiny_run: Path, tiny_dataset: Path, tmp_pat
     argv = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
     argv += ["--samples", "2", "--figure-scenes", "0"]
     runs = {}
-    for name, extra in (("plain", []), ("refined", ["--refine.steps", "2"])):
+    for name, extra in (("plain", []), ("refined", ["--test-time.steps", "2"])):
         out = tmp_path / name
         assert uncertainty.run([*argv, *extra, "--out", str(out)], prog="nerfvae") == 0
         runs[name] = json.loads((out / "uncertainty.json").read_text())
@@ -279,7 +279,8 @@ def test_bad_input_errors(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) ->
     _expect_error(samples, [*run, *base, "--split", "nope"], DataError, "nope")
     _expect_error(uncertainty, [*run, *base, "--context-view", "6"], ConfigError, "--context-view")
     _expect_error(uncertainty, [*run, *base, "--samples", "1"], ConfigError, "--samples")
-    _expect_error(samples, [*run, *base, "--scenes", "0,5"], ConfigError, "scene 5", "0..1")
+    _expect_error(samples, [*run, *base, "--scenes", "0,5"], ConfigError, "scene(s) [5]", "0..1")
+    _expect_error(samples, [*run, *base, "--scenes", "1,1"], ConfigError, "--scenes", "twice")
     _expect_error(samples, [*run, *base, "--scenes", "0"], ConfigError, "two")
     _expect_error(samples, [*run, *base, "--context", "7"], ConfigError, "--context")
     _expect_error(samples, [*run, *base, "--cameras", "6"], ConfigError, "--cameras", "5 views")

@@ -12,7 +12,7 @@ import pytest
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.per_scene_nerf import probe_view_count
-from nerfvae.experiments import cost, views
+from nerfvae.experiments import context_views, cost
 
 # A per-scene NeRF small enough to take a second or two (the flags of `nerfvae baseline nerf`).
 TINY_NERF = [
@@ -35,7 +35,7 @@ def views_output(tiny_run: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
         "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
         "--context", "1,2,all", "--id-targets", "2", "--out", str(out), *TINY_NERF,
     ]  # fmt: skip
-    assert views.run(argv, "nerfvae experiment views") == 0
+    assert context_views.run(argv, "nerfvae experiment views") == 0
     return out
 
 
@@ -85,7 +85,7 @@ def test_views_reuses_nerf_json(
     base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
     previous = views_output / "views.json"
     argv = [*base, "--context", "2,all", "--id-targets", "2", "--nerf-json", str(previous)]
-    assert views.run([*argv, "--out", str(tmp_path)], "nerfvae experiment views") == 0
+    assert context_views.run([*argv, "--out", str(tmp_path)], "nerfvae experiment views") == 0
     result = json.loads((tmp_path / "views.json").read_text())
     before = json.loads(previous.read_text())
     assert result["nerf_source"] == str(previous)
@@ -96,11 +96,13 @@ def test_views_reuses_nerf_json(
 
     # Other targets (no `all`: ID targets 2..5) than the reused results (4, 5): refused.
     with pytest.raises(ConfigError, match=r"does not match these views.*id_targets"):
-        views.run([*base, "--context", "1,2", "--nerf-json", str(previous)], "views")
+        context_views.run([*base, "--context", "1,2", "--nerf-json", str(previous)], "views")
     with pytest.raises(ConfigError, match="no such file"):
-        views.run([*base, "--context", "1", "--nerf-json", str(tmp_path / "nope.json")], "views")
+        context_views.run(
+            [*base, "--context", "1", "--nerf-json", str(tmp_path / "nope.json")], "views"
+        )
     with pytest.raises(ConfigError, match="exclude each other"):
-        views.run([*base, "--skip-nerf", "--nerf-json", str(previous)], "views")
+        context_views.run([*base, "--skip-nerf", "--nerf-json", str(previous)], "views")
 
 
 def test_views_merges_nerf_results_made_for_different_k(
@@ -121,7 +123,9 @@ def test_views_merges_nerf_results_made_for_different_k(
         parts.append(path)
     base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1"]
     argv = [*base, "--context", "1,2,all", "--id-targets", "2", "--out", str(tmp_path / "out")]
-    assert views.run([*argv, "--nerf-json", *map(str, parts)], "nerfvae experiment views") == 0
+    assert (
+        context_views.run([*argv, "--nerf-json", *map(str, parts)], "nerfvae experiment views") == 0
+    )
     result = json.loads((tmp_path / "out" / "views.json").read_text())
     assert result["nerf_source"] == f"{parts[0]}, {parts[1]}"
     assert result["models"]["nerf"]["sources"] == [str(p) for p in parts]
@@ -135,25 +139,29 @@ def test_views_merges_nerf_results_made_for_different_k(
     other = json.loads(parts[1].read_text())
     other["probe_views"] = 5
     (tmp_path / "other.json").write_text(json.dumps(other))
-    merged = views.load_nerf_json(
+    merged = context_views.load_nerf_json(
         [parts[0], tmp_path / "other.json"], result["models"]["nerfvae"], [1, 2, 4]
     )
     assert merged["probe_views"] is None
 
     with pytest.raises(ConfigError, match=r"K = 1 is in both"):
-        views.run([*argv, "--nerf-json", str(parts[0]), str(parts[0])], "views")
+        context_views.run([*argv, "--nerf-json", str(parts[0]), str(parts[0])], "views")
     other = json.loads(parts[1].read_text())
     other["config"]["steps"] += 1
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(ConfigError, match=r"differ in config"):
-        views.run([*argv, "--nerf-json", str(parts[0]), str(tmp_path / "other.json")], "views")
+        context_views.run(
+            [*argv, "--nerf-json", str(parts[0]), str(tmp_path / "other.json")], "views"
+        )
     other = json.loads(parts[1].read_text())
     other["view_lists"]["id_targets"] = [3, 4, 5]
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(ConfigError, match=r"score different id_targets.*--id-targets"):
-        views.run([*argv, "--nerf-json", str(parts[0]), str(tmp_path / "other.json")], "views")
+        context_views.run(
+            [*argv, "--nerf-json", str(parts[0]), str(tmp_path / "other.json")], "views"
+        )
     with pytest.raises(ConfigError, match=r"no results for K = 2, 4.*--id-targets 2"):
-        views.run([*argv, "--nerf-json", str(parts[0])], "views")
+        context_views.run([*argv, "--nerf-json", str(parts[0])], "views")
 
 
 def test_views_skip_nerf_and_cost_refuses_it(
@@ -163,7 +171,7 @@ def test_views_skip_nerf_and_cost_refuses_it(
         "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
         "--context", "1", "--skip-nerf", "--out", str(tmp_path),
     ]  # fmt: skip
-    assert views.run(argv, "views") == 0
+    assert context_views.run(argv, "views") == 0
     result = json.loads((tmp_path / "views.json").read_text())
     assert result["models"]["nerf"] is None
     assert result["results"]["1"]["ood"]["nerf"] is None
@@ -237,7 +245,7 @@ def test_cost_argument_errors(views_output: Path, tiny_run: Path, tmp_path: Path
         cost.run(["--views-json", str(views_output / "views.json"), "--run", "x"], "cost")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    with pytest.raises(ConfigError, match="not readable JSON"):
+    with pytest.raises(ConfigError, match="not a JSON file"):
         cost.run(["--views-json", str(broken)], "cost")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"results": {}}))
@@ -246,23 +254,23 @@ def test_cost_argument_errors(views_output: Path, tiny_run: Path, tmp_path: Path
 
 
 def test_context_parsing_and_resolution() -> None:
-    assert views.parse_context_labels("3, 1,all,1") == ["3", "1", "all"]
-    for bad in ("0", "a,2", " , "):
+    assert context_views.parse_context_labels("3, 1,all") == ["3", "1", "all"]
+    for bad in ("0", "a,2", " , ", "3,1,all,1", "all,all"):
         with pytest.raises(ConfigError, match="--context"):
-            views.parse_context_labels(bad)
+            context_views.parse_context_labels(bad)
     # 10 ID views: `all` = all but the last 3 targets.
-    assert views.resolve_context(["5", "all", "1"], 10, 3) == {"1": 1, "5": 5, "all": 7}
+    assert context_views.resolve_context(["5", "all", "1"], 10, 3) == {"1": 1, "5": 5, "all": 7}
     # `all` equal to a numeric K keeps both labels.
-    assert views.resolve_context(["7", "all"], 10, 3) == {"7": 7, "all": 7}
-    assert views.resolve_context(["1", "3"], 6, 3) == {"1": 1, "3": 3}
+    assert context_views.resolve_context(["7", "all"], 10, 3) == {"7": 7, "all": 7}
+    assert context_views.resolve_context(["1", "3"], 6, 3) == {"1": 1, "3": 3}
     with pytest.raises(ConfigError, match="K = 8 exceeds `all` = 7"):
-        views.resolve_context(["8", "all"], 10, 3)
+        context_views.resolve_context(["8", "all"], 10, 3)
     with pytest.raises(ConfigError, match="no context view would remain"):
-        views.resolve_context(["all"], 6, 6)
+        context_views.resolve_context(["all"], 6, 6)
     with pytest.raises(ConfigError, match="--id-targets must be at least 1"):
-        views.resolve_context(["all"], 6, 0)
+        context_views.resolve_context(["all"], 6, 0)
     with pytest.raises(ConfigError, match="at most 5 can be context"):
-        views.resolve_context(["6"], 6, 3)
+        context_views.resolve_context(["6"], 6, 3)
     assert probe_view_count(-1, 3, 5) == 5 and probe_view_count(2, 3, 5) == 2
     with pytest.raises(ConfigError, match="--probe-views"):
         probe_view_count(-2, 1, 0)
@@ -271,13 +279,13 @@ def test_context_parsing_and_resolution() -> None:
 def test_views_bad_inputs(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
     base = ["--run", str(tiny_run), "--data", str(tiny_dataset), "--skip-nerf"]
     with pytest.raises(ConfigError, match="at most 5 can be context"):
-        views.run([*base, "--context", "1,6"], "views")
+        context_views.run([*base, "--context", "1,6"], "views")
     with pytest.raises(ConfigError, match="--max-scenes"):
-        views.run([*base, "--max-scenes", "0"], "views")
+        context_views.run([*base, "--max-scenes", "0"], "views")
     with pytest.raises(DataError):
-        views.run([*base, "--split", "nonexistent"], "views")
+        context_views.run([*base, "--split", "nonexistent"], "views")
     with pytest.raises(DataError):
-        views.run(["--run", str(tiny_run), "--data", str(tmp_path), "--skip-nerf"], "views")
+        context_views.run(["--run", str(tiny_run), "--data", str(tmp_path), "--skip-nerf"], "views")
 
 
 HISTORY = [

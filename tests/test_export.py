@@ -12,6 +12,7 @@ from torch import nn
 
 from nerfvae.cli.main import main as nerfvae_main
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.export import (
     MeshExtractionConfig,
     chamfer_distance,
@@ -22,13 +23,12 @@ from nerfvae.export import (
     object_signed_distance,
     object_surface_area,
     objects_region,
-    parse_view_indices,
-    prior_sample,
     sample_mesh_surface,
     sample_object_surfaces,
     write_mesh,
     write_mesh_preview,
 )
+from nerfvae.inference import prior_sample
 from nerfvae.models import DiagonalGaussian
 
 trimesh = pytest.importorskip("trimesh")  # the `viewer` extra
@@ -270,7 +270,7 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     tiny_dataset, tiny_run, tmp_path, capsys
 ):
     from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation.refinement import infer_scene
+    from nerfvae.inference import infer_scene
     from nerfvae.training.loading import load_trained_model
 
     data, run = tiny_dataset, tiny_run
@@ -298,7 +298,7 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     refined = tmp_path / "refined.ply"
     code = _export("--run", str(run), "--data", str(data), "--scene", "1", "--context", "0,2",
                    "--out", str(refined), "--resolution", "24", "--density-threshold", f"{level}",
-                   "--refine.steps", "3", "--refine.rays-per-scene", "64")  # fmt: skip
+                   "--test-time.steps", "3", "--test-time.rays-per-scene", "64")  # fmt: skip
     assert code == 0
     refined_mesh = trimesh.load(refined, process=False)
     # the refined posterior is what was meshed

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from nerfvae.geometry import (
     check_cameras,
+    check_intrinsics,
+    check_pose,
     focal_from_fov,
     fov_from_focal,
     image_rays,
@@ -16,6 +19,7 @@ from nerfvae.geometry import (
     look_at,
     opencv_to_opengl,
     opengl_to_opencv,
+    optical_axes_point,
     pixel_centres,
     plucker_coordinates,
     project_points,
@@ -284,7 +288,7 @@ def test_check_cameras_accepts_valid_and_rejects_invalid():
         check_cameras(nan_K, c2w)
     nan_c2w = c2w.clone()
     nan_c2w[2, 1, 3] = float("nan")
-    with pytest.raises(ValueError, match="camera-to-world matrices contain NaN"):
+    with pytest.raises(ValueError, match="camera pose contains NaN"):
         check_cameras(K, nan_c2w)
     scaled = c2w.clone()
     scaled[0, :3, :3] *= 1.1
@@ -310,3 +314,39 @@ def test_check_cameras_accepts_valid_and_rejects_invalid():
         check_cameras(K[..., :2], c2w)
     with pytest.raises(ValueError, match=r"\[..., 4, 4\]"):
         check_cameras(K, c2w[..., :3, :])
+
+
+def test_camera_checks_name_the_first_bad_camera_and_run_on_single_cameras():
+    K, c2w = _random_cameras(3, _generator(10))
+    check_intrinsics(K[0])
+    check_pose(c2w[0])
+    bad_focal = K.clone()
+    bad_focal[2, 0, 0] = -5.0
+    with pytest.raises(ValueError, match=r"focal length must be positive, got fx=-5\.0, fy="):
+        check_intrinsics(bad_focal)
+    bad_row = c2w.clone()
+    bad_row[1, 3, 2] = 0.5
+    with pytest.raises(
+        ValueError, match=r"last row must be \[0, 0, 0, 1\], got \[0\.0, 0\.0, 0\.5"
+    ):
+        check_pose(bad_row)
+    with pytest.raises(ValueError, match="scaled or sheared"):
+        check_pose(c2w[0] * torch.tensor([2.0, 2.0, 2.0, 1.0]))
+
+
+def test_optical_axes_point_is_the_common_target_and_flags_ill_posed_axes():
+    target = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    eyes = torch.tensor([[3.0, 0.0, 1.5], [0.0, 3.0, 1.0], [-3.0, 0.5, 2.0]], dtype=torch.float64)
+    c2w = look_at(eyes, target.expand_as(eyes)).numpy()
+    point, well_posed = optical_axes_point(c2w)
+    assert well_posed and point.dtype == np.float64
+    np.testing.assert_allclose(point, target.numpy(), atol=1e-12)
+    # one camera: any point on its axis will do; the minimum-norm one is returned, flagged
+    point, well_posed = optical_axes_point(c2w[:1])
+    assert not well_posed
+    forward, centre = c2w[0, :3, 2], c2w[0, :3, 3]
+    np.testing.assert_allclose(np.cross(point - centre, forward), 0.0, atol=1e-9)
+    # parallel axes (two cameras side by side, looking the same way) single out no point
+    side_by_side = np.stack([c2w[0], c2w[0]])
+    side_by_side[1, :3, 3] += side_by_side[1, :3, 0]
+    assert not optical_axes_point(side_by_side)[1]

@@ -287,10 +287,10 @@ def test_loss_metrics_and_object_weighting():
     assert weighted["loss"].item() != pytest.approx(out["loss"].item(), rel=1e-6)
 
 
-def test_iterative_refinement_updates_posterior_and_trains_refiner():
+def test_iterative_inference_updates_posterior_and_trains_its_update_network():
     torch.manual_seed(0)
-    model = NeRFVAE(tiny_config(refinement_steps=2, refinement_rays=16))
-    torch.nn.init.normal_(model.refiner.net[-1].weight, std=0.1)
+    model = NeRFVAE(tiny_config(iterative_inference_steps=2, iterative_inference_rays=16))
+    torch.nn.init.normal_(model.iterative_update.net[-1].weight, std=0.1)
     batch = synthetic_batch()
     amortized = model.encoder(batch["context_images"], batch["context_K"], batch["context_c2w"])
     refined = model.infer(
@@ -302,9 +302,9 @@ def test_iterative_refinement_updates_posterior_and_trains_refiner():
     assert not torch.allclose(refined.mean, amortized.mean)
     out = model.loss(batch, generator=torch.Generator().manual_seed(0))
     out["loss"].backward()
-    assert model.refiner.net[0].weight.grad.abs().sum() > 0
+    assert model.iterative_update.net[0].weight.grad.abs().sum() > 0
     assert model.encoder.head.weight.grad.abs().sum() > 0
-    with torch.no_grad():  # inference under no_grad (evaluation) still refines
+    with torch.no_grad():  # inference under no_grad (evaluation) still runs the updates
         refined_eval = model.infer(
             batch["context_images"],
             batch["context_K"],
@@ -315,8 +315,14 @@ def test_iterative_refinement_updates_posterior_and_trains_refiner():
 
 
 def test_render_views_shapes_and_box_clipping():
+    from nerfvae.geometry import image_rays
+
     torch.manual_seed(0)
-    model = NeRFVAE(tiny_config()).eval()
+    half = 0.5  # a box small enough that the corner rays of each view miss it
+    model = NeRFVAE(tiny_config(scene_min=(-half,) * 3, scene_max=(half,) * 3)).eval()
+    with torch.no_grad():  # an opaque solid filling the box: every ray stops where it enters
+        model.scene_function.density_head.weight.zero_()
+        model.scene_function.density_head.bias.fill_(1e4)
     K, c2w = ring_cameras(2, 2, size=8)
     latent = model.prior(2).mean
     out = model.render_views(latent, K, c2w, 8, 8, chunk_rays=20)
@@ -324,8 +330,19 @@ def test_render_views_shapes_and_box_clipping():
     centre = c2w[:, 0, :3, 3][:, None].expand(2, 5, 3)
     near, far = model.ray_bounds(centre, -centre / centre.norm(dim=-1, keepdim=True))
     assert (far > near).all() and (near > 0).all()
-    # Depth is an expected distance inside the scene box, never beyond the far bound.
-    assert (out["depth"] <= 2.5 + math.sqrt(3) + 1e-4).all()
+    # The entry distance of each pixel's ray into the box, by the slab method: [S, V, H, W].
+    origins, directions = image_rays(K, c2w, 8, 8)
+    slab_a, slab_b = (-half - origins) / directions, (half - origins) / directions
+    entry = torch.minimum(slab_a, slab_b).amax(-1)
+    exit_ = torch.maximum(slab_a, slab_b).amin(-1)
+    hit = exit_ > entry.clamp(min=0)
+    assert 0 < hit.float().mean() < 1  # both kinds of ray are tested
+    # Rendered depth is the distance to the box's surface (a sample bin is ~0.12 wide here).
+    torch.testing.assert_close(out["depth"][hit], entry[hit], atol=0.02, rtol=0)
+    assert (out["opacity"][hit] > 0.99).all()
+    # Rays that miss the box pass through nothing: no opacity, no depth, the black background.
+    assert out["opacity"][~hit].abs().max() == 0 and out["depth"][~hit].abs().max() == 0
+    assert out["colour"][~hit].abs().max() == 0
 
 
 def test_bfloat16_inference_copy_matches_float32_and_follows_weight_updates():

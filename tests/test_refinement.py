@@ -8,8 +8,8 @@ from test_baselines import tiny_gqn_config
 from test_models import ring_cameras, tiny_config
 
 from nerfvae.errors import ConfigError
-from nerfvae.evaluation.refinement import RefinementConfig, infer_posterior, refine_posterior
 from nerfvae.geometry import image_rays, random_pixel_rays, sample_ray_indices
+from nerfvae.inference import RefinementConfig, infer_posterior, refine_posterior
 from nerfvae.models import NeRFVAE
 from nerfvae.models.baselines.gqn import GQN
 from nerfvae.models.objective import gaussian_log_likelihood

@@ -20,7 +20,7 @@ from nerfvae.cli.train import config_from_args
 from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.training import schedules
 from nerfvae.training.checkpoint import list_checkpoints, load_checkpoint
-from nerfvae.training.config import ObjectiveConfig, OptimizerConfig, load_config
+from nerfvae.training.config import ObjectiveConfig, OptimizerConfig, load_config, preset
 from nerfvae.training.loading import load_trained_model
 from nerfvae.training.trainer import train
 
@@ -60,6 +60,44 @@ def test_cli_overrides_and_config_file(tmp_path):
     path.write_text(json.dumps({"stepz": 3}))
     with pytest.raises(ConfigError, match="stepz"):
         config_from_args(["--config", str(path)], "nerfvae train")
+
+
+def test_configs_and_flags_of_older_releases_still_work(tmp_path, capsys):
+    # the learned iterative inference was `refinement_*` and there was a `compile` switch
+    path = tmp_path / "config.json"
+    old = {"compile": False, "nerfvae": {"refinement_steps": 2, "refinement_rays": 64}}
+    path.write_text(json.dumps(old))
+    config = load_config(path)
+    assert config.nerfvae.iterative_inference_steps == 2
+    assert config.nerfvae.iterative_inference_rays == 64
+    shipped = load_config(Path(__file__).parent.parent / "assets" / "model" / "config.json")
+    assert shipped.nerfvae.iterative_inference_steps == 0
+    config = config_from_args(
+        ["--config", "tiny", "--nerfvae.refinement-steps", "3", "--nerfvae.refinement-rays=16"],
+        "nerfvae train",
+    )
+    assert config.nerfvae.iterative_inference_steps == 3
+    assert config.nerfvae.iterative_inference_rays == 16
+    assert capsys.readouterr().err.splitlines() == [
+        "nerfvae train: --nerfvae.refinement-steps is deprecated and will be removed in the next "
+        "release; use --nerfvae.iterative-inference-steps",
+        "nerfvae train: --nerfvae.refinement-rays is deprecated and will be removed in the next "
+        "release; use --nerfvae.iterative-inference-rays",
+    ]
+
+
+def test_weights_saved_under_the_old_name_of_iterative_inference_load(tmp_path):
+    from nerfvae.models import NeRFVAE
+    from nerfvae.training.checkpoint import load_model_weights
+
+    model = NeRFVAE(replace(preset("tiny").nerfvae, iterative_inference_steps=1))
+    tensors = {
+        "model/" + name.replace("iterative_update.", "refiner."): value + 1.0
+        for name, value in model.state_dict().items()
+    }
+    load_model_weights(model, tensors, tmp_path / "old.json")
+    update = model.iterative_update.net[0].weight
+    assert torch.equal(update, tensors["model/refiner.net.0.weight"])
 
 
 def test_train_end_to_end_writes_run_directory(tiny_run: Path):

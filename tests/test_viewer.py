@@ -211,6 +211,36 @@ def test_preview_frames_keep_the_models_opaque_far(session):
         sampling.opaque_far = False
 
 
+def test_preview_of_a_planes_model_runs_its_field_at_fewer_proposal_placed_samples():
+    torch.manual_seed(0)
+    base = preset("planes").nerfvae
+    config = replace(
+        base,
+        latent=replace(base.latent, grid=4),
+        scene_min=(-3.0, -3.0, 0.0),
+        scene_max=(3.0, 3.0, 2.5),
+    )
+    model = NeRFVAE(config).eval()
+    planes_session = ViewerSession(model, InMemoryDataset(), std_samples=2, seed=5)
+    planes_session.select_scene(0)
+    camera = planes_session.dataset_camera(2)
+    calls = []
+    original = model.scene_function.forward
+
+    def counted(points, directions, code):
+        calls.append(points.shape[1])
+        return original(points, directions, code)
+
+    model.scene_function.forward = counted
+    full = planes_session.render_maps(planes_session.latent, camera)
+    full_points, calls[:] = sum(calls), []
+    preview = planes_session.render_maps(planes_session.latent, camera, preview=True)
+    assert preview["colour"].shape == full["colour"].shape
+    assert torch.isfinite(preview["colour"]).all()
+    # 8 field samples per ray instead of the preset's 24
+    assert sum(calls) * config.sampling.num_fine == full_points * 8
+
+
 def test_every_display_mode_renders_an_image(session):
     session.select_scene(0)
     camera = session.dataset_camera(0).scaled(0.5)

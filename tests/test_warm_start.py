@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_weights_of_a_coarser_grid_load_into_a_finer_grid(tiny_run: Path):
     config.nerfvae.latent.grid = 8
     model = build_model(config)
     init = load_init_weights(model, tiny_run)
-    assert init.checkpoint == list_checkpoints(tiny_run / "checkpoints")[-1].resolve()
+    assert init.checkpoint == list_checkpoints(tiny_run / "checkpoints")[-1]
     assert init.step == 8
     _, tensors = load_checkpoint(init.checkpoint)
     for name, value in model.state_dict().items():
@@ -80,6 +81,25 @@ def test_fine_tune_records_its_parent_and_resumes_from_itself(
     assert (grandchild / "parent" / "parent" / "init.json").exists()
 
 
+def test_a_run_records_its_paths_as_given_not_the_machines(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch
+):
+    import shutil
+
+    # relative paths stay relative in config.json and parent/init.json: a run directory that is
+    # shipped must not hold the absolute paths of the machine it was trained on
+    shutil.copytree(tiny_run, tmp_path / "parent-run")
+    monkeypatch.chdir(tmp_path)
+    args = [*FINER_GRID, "--steps", "2", "--init-from", "parent-run"]
+    assert _train(Path(os.path.relpath(tiny_dataset, tmp_path)), Path("child"), *args) == 0
+    config = load_config(tmp_path / "child" / "config.json")
+    assert config.data == os.path.relpath(tiny_dataset, tmp_path)
+    assert (config.run, config.init_from) == ("child", "parent-run")
+    init = json.loads((tmp_path / "child" / "parent" / "init.json").read_text())
+    assert init["checkpoint"] == str(list_checkpoints(Path("parent-run") / "checkpoints")[-1])
+    assert not Path(init["checkpoint"]).is_absolute()
+
+
 def test_init_from_a_checkpoint_of_other_shapes_is_refused_before_writing(
     tiny_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
 ):
@@ -112,7 +132,7 @@ def test_demo_retrains_a_fine_tuned_model_stage_by_stage(
 ):
     import shutil
 
-    from nerfvae.evaluation import demo
+    from nerfvae import demo
 
     shipped = tmp_path / "shipped"
     assert (
@@ -137,5 +157,5 @@ def test_demo_retrains_a_fine_tuned_model_stage_by_stage(
     assert list_checkpoints(first_stage / "checkpoints")[-1].name == "step_00000008.json"
     assert list_checkpoints(final / "checkpoints")[-1].name == "step_00000004.json"
     init = json.loads((final / "parent" / "init.json").read_text())
-    assert init["checkpoint"] == str(list_checkpoints(first_stage / "checkpoints")[-1].resolve())
+    assert init["checkpoint"] == str(list_checkpoints(first_stage / "checkpoints")[-1])
     assert load_config(final / "config.json").nerfvae.latent.grid == 8

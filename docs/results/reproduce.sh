@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates every number and figure under docs/results/ from scratch (sessions 2-4, on the
-# 2-core CPU development machine; see each experiment's .md for the hardware and the training
-# budget it recorded). Paths: DATA and RUNS below. Each training command resumes where it stopped,
+# Regenerates every number and figure under docs/results/ from scratch (on the 2-core CPU
+# development machine; see each experiment's .md for the hardware and the training budget it
+# recorded). Paths: DATA and RUNS below. Each training command resumes where it stopped,
 # and --stop-at-step ends it at the step the recorded run reached (those runs were made with
 # wall-clock budgets in parts; steps, not minutes, reproduce them on any machine). About 4 hours
 # of CPU time in all on 2 cores, most of it training and the per-scene NeRFs.
@@ -18,8 +18,8 @@ nerfvae data generate --preset small --out "$DATA/small" --workers 2
 #    experiments use; see assets/model/README.md for what the shipped model is now)
 nerfvae train --config small --data "$DATA/small" --run "$RUNS/ship-attention" \
   --threads 1 --validate-every 500
-#    the conditioning ablation and the GQN-style baseline: 20 minutes each on one thread in
-#    session 2, i.e. these steps
+#    the conditioning ablation and the GQN-style baseline: 20 minutes each on one thread, i.e.
+#    these steps
 for run in concat:1420 ain:1217 attention:1179; do
   mode=${run%%:*}
   nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl-$mode" \
@@ -31,7 +31,7 @@ nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl-attention-glo
 nerfvae train --model gqn --config small --data "$DATA/small" --run "$RUNS/abl-gqn" \
   --threads 1 --stop-at-step 8251 --validate-every 250
 #    concat and AIN at attention's parameter count (a 24-wide bottleneck between z and their
-#    conditioning), at the attention run's 1,179 steps (session 3)
+#    conditioning), at the attention run's 1,179 steps
 for mode in concat ain; do
   nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl-$mode-matched" \
     --nerfvae.scene-function.conditioning "$mode" --nerfvae.scene-function.latent-hidden 24 \
@@ -39,8 +39,8 @@ for mode in concat ain; do
 done
 
 # 3. experiments (each writes JSON, PNG and markdown under docs/results/NAME/)
-#    the per-scene NeRFs of the views sweep, made in two parts (K = 1, 3, 7 in session 3, K = 2, 5
-#    in session 4; --id-targets 3 scores the views sweep's targets, the last 3 ID views); one
+#    the per-scene NeRFs of the views sweep, made in two parts (K = 1, 3, 7 and K = 2, 5;
+#    --id-targets 3 scores the views sweep's targets, the last 3 ID views); one
 #    command with --context 1,2,3,5,7 --id-targets 3 gives the same results (each fit is seeded
 #    on its own)
 nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes "$SCENES" --context 1,3,7 \
@@ -71,8 +71,8 @@ for run in concat ain attention attention-global; do
   cp "$(ls "$RUNS/abl-$run"/renders/*.png | tail -1)" \
     "docs/results/conditioning-20min/final_render_$run.png"
 done
-#    (conditioning-25min is a session-1 record of a superseded design, a 4x4x32 latent pooled in
-#    image space; its README gives the commands of that time, which today's code does not repeat)
+#    (conditioning-25min records a superseded design, a 4x4x32 latent pooled in image space; its
+#    README gives the commands that made it, which today's code does not repeat)
 python -m nerfvae.evaluation.curves \
   "$RUNS"/abl-{concat,ain,concat-matched,ain-matched,attention,attention-global} --x step \
   --out docs/results/conditioning-matched/curves.png --table docs/results/conditioning-matched/table.md

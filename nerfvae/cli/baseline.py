@@ -10,7 +10,7 @@ from pathlib import Path
 import tyro
 
 from nerfvae.cli.common import subcommand_usage, usage_exit_status
-from nerfvae.errors import ConfigError, DataError
+from nerfvae.errors import ConfigError
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
 
 DESCRIPTION = "baselines: per-scene NeRF optimised on each scene's context views (`baseline nerf`)"
@@ -30,7 +30,8 @@ class NeRFBaselineArgs:
     split: str = "test"
     """Dataset split to evaluate."""
     context: str = "1,2,3,5"
-    """Comma-separated numbers of context views K (views 0..K-1 of each scene, as `nerfvae eval`),
+    """Comma-separated numbers of context views K, each at most once (views 0..K-1 of each scene, as
+    `nerfvae eval`),
     or `all`: every ID view is context and the held-out (OOD) views are scored (single-scene data
     such as lego)."""
     id_targets: int | None = None
@@ -64,22 +65,9 @@ class NeRFBaselineArgs:
 def parse_context(text: str) -> tuple[int, ...] | None:
     if text.strip().lower() == "all":
         return None
-    from nerfvae.cli.evaluate import parse_context_sizes
+    from nerfvae.evaluation.views import parse_context_sizes
 
     return parse_context_sizes(text)
-
-
-def resolve_background(text: str, meta) -> tuple[float, float, float]:
-    """``auto``: the background an import composited the images on (dataset.json), else black."""
-    from nerfvae.data.importers.common import parse_background
-
-    if text.strip().lower() == "auto":
-        imported = meta.generator.get("options", {}).get("background")
-        text = imported if isinstance(imported, str) else "black"
-    try:
-        return parse_background(text)
-    except DataError as error:
-        raise ConfigError(f"--background: {error}") from None
 
 
 def _usage(prog: str) -> str:
@@ -103,7 +91,11 @@ def run(argv: list[str], prog: str) -> int:
 
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.evaluate import optional_mean_training_image
-    from nerfvae.evaluation.per_scene_nerf import evaluate_per_scene_nerf, write_baseline_report
+    from nerfvae.evaluation.per_scene_nerf import (
+        evaluate_per_scene_nerf,
+        resolve_background,
+        write_baseline_report,
+    )
     from nerfvae.evaluation.report import markdown_table
 
     if args.threads > 0:

@@ -1,7 +1,9 @@
-"""Helpers shared by CLI commands that take a subcommand (``nerfvae baseline nerf``,
-``nerfvae export mesh``)."""
+"""Helpers shared by CLI commands: the usage of commands that take a subcommand (``nerfvae
+baseline nerf``, ``nerfvae export mesh``) and deprecated flag names."""
 
 from __future__ import annotations
+
+import sys
 
 
 def subcommand_usage(
@@ -23,3 +25,38 @@ def usage_exit_status(argv: list[str], usage: str) -> int | None:
         return None
     print(usage)
     return 0 if argv else 2
+
+
+TEST_TIME_FLAGS = {"--refine.": "--test-time.", "--refine-context": "--test-time-context"}
+"""Renamed flags of test-time refinement (the old names work for one more release):
+``--refine.steps`` -> ``--test-time.steps`` and so on, and the demo's ``--refine-context``."""
+
+ITERATIVE_INFERENCE_FLAGS = {
+    "--nerfvae.refinement-steps": "--nerfvae.iterative-inference-steps",
+    "--nerfvae.refinement_steps": "--nerfvae.iterative-inference-steps",
+    "--nerfvae.refinement-rays": "--nerfvae.iterative-inference-rays",
+    "--nerfvae.refinement_rays": "--nerfvae.iterative-inference-rays",
+}
+"""Renamed flags of the learned iterative inference (the old names work for one more release),
+so that "refine" names test-time refinement only."""
+
+
+def replace_deprecated_flags(argv: list[str], renames: dict[str, str], prog: str) -> list[str]:
+    """``argv`` with every flag that starts with a deprecated name in ``renames`` (old prefix ->
+    new prefix; ``--old=value`` too) spelled the new way, and a one-line deprecation message on
+    stderr for each one used."""
+    replaced = []
+    for argument in argv:
+        name, equals, value = argument.partition("=")
+        for old, new in renames.items():
+            if name.startswith(old):
+                current = new + name[len(old) :]
+                print(
+                    f"{prog}: {name} is deprecated and will be removed in the next release; "
+                    f"use {current}",
+                    file=sys.stderr,
+                )
+                argument = current + equals + value
+                break
+        replaced.append(argument)
+    return replaced

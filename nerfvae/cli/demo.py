@@ -8,8 +8,9 @@ from typing import Literal
 
 import tyro
 
+from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError
-from nerfvae.evaluation.refinement import RefinementConfig
+from nerfvae.inference import RefinementConfig
 
 DESCRIPTION = "run the demo: new scenes, inference, novel views, uncertainty, samples, report"
 
@@ -32,16 +33,17 @@ class DemoArgs:
     scenes: int = 4
     """Number of new test scenes."""
     context: str = "1,3"
-    """Comma-separated numbers of context views K each scene is evaluated with (the shipped
+    """Comma-separated numbers of context views K, each at most once, each scene is evaluated with (the shipped
     model's full K = 1, 2, 3, 5 table is in assets/model/eval; two values keep the demo under 10
     minutes on 2 CPU cores)."""
     samples: int = 3
     """Posterior samples per scene for the uncertainty columns of the report."""
-    refine: RefinementConfig = field(default_factory=lambda: RefinementConfig(steps=50))
+    test_time: RefinementConfig = field(default_factory=lambda: RefinementConfig(steps=50))
     """Test-time refinement of the posteriors on their context views for the report's figures and
-    a second metrics table (docs/evaluation.md); `--refine.steps 0` shows the encoder alone."""
-    refine_context: str = "3"
-    """Comma-separated numbers of context views K evaluated again with refinement."""
+    a second metrics table (docs/evaluation.md); `--test-time.steps 0` shows the encoder alone."""
+    test_time_context: str = "3"
+    """Comma-separated numbers of context views K (each at most once) evaluated again with
+    refinement."""
     workers: int = 2
     """Render processes for the scenes."""
     precision: Literal["auto", "fp32", "bf16"] | None = None
@@ -50,8 +52,9 @@ class DemoArgs:
 
 
 def run(argv: list[str], prog: str) -> int:
+    argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(DemoArgs, args=argv, prog=prog)
-    from nerfvae.evaluation.demo import demo_data_settings, run_demo, train_from_scratch
+    from nerfvae.demo import demo_data_settings, run_demo, train_from_scratch
 
     shipped = Path(args.run)
     if not (shipped / "config.json").exists():
@@ -63,7 +66,7 @@ def run(argv: list[str], prog: str) -> int:
             return 1
         model_run = trained
     settings = demo_data_settings(args.scenes)
-    from nerfvae.cli.evaluate import parse_context_sizes
+    from nerfvae.evaluation.views import parse_context_sizes
 
     report = run_demo(
         Path(args.out),
@@ -72,8 +75,8 @@ def run(argv: list[str], prog: str) -> int:
         workers=args.workers,
         samples=args.samples,
         context_sizes=parse_context_sizes(args.context),
-        refinement=args.refine,
-        refine_context_sizes=parse_context_sizes(args.refine_context),
+        refinement=args.test_time,
+        refine_context_sizes=parse_context_sizes(args.test_time_context),
         precision=args.precision,
     )
     print(f"[demo] report: {report}")

@@ -8,8 +8,9 @@ from typing import Literal
 
 import tyro
 
-from nerfvae.errors import ConfigError
-from nerfvae.evaluation.refinement import RefinementConfig
+from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
+from nerfvae.evaluation.views import parse_context_sizes
+from nerfvae.inference import RefinementConfig
 
 DESCRIPTION = "evaluate a trained run: PSNR/SSIM/object PSNR/ELBO per K, ID and OOD"
 
@@ -25,7 +26,8 @@ class EvalArgs:
     split: str = "test"
     """Dataset split to evaluate."""
     context: str = "1,2,3,5"
-    """Comma-separated numbers of context views K (views 0..K-1 of each scene; see docs/evaluation.md)."""
+    """Comma-separated numbers of context views K, each at most once (views 0..K-1 of each scene;
+    see docs/evaluation.md)."""
     out: str = "metrics.json"
     """Output JSON; `<stem>.md` and `<stem>_psnr_vs_k.png` are written beside it."""
     max_scenes: int | None = None
@@ -36,24 +38,15 @@ class EvalArgs:
     """Scenes inferred and rendered together."""
     seed: int = 0
     """Seed of the posterior sample used for the ELBO (and of the refinement's rays and samples)."""
-    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of each posterior on its context views (docs/evaluation.md)."""
     precision: Literal["auto", "fp32", "bf16"] | None = None
     """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
     `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
-def parse_context_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise ConfigError(f"--context must be comma-separated integers, got {text!r}") from error
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--context needs positive integers, got {text!r}")
-    return sizes
-
-
 def run(argv: list[str], prog: str) -> int:
+    argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(EvalArgs, args=argv, prog=prog)
     context_sizes = parse_context_sizes(args.context)
     from nerfvae.data.loader import MultiSceneDataset
@@ -75,7 +68,7 @@ def run(argv: list[str], prog: str) -> int:
         scenes_per_batch=args.scenes_per_batch,
         mean_train_image=train_mean,
         seed=args.seed,
-        refinement=args.refine,
+        refinement=args.test_time,
     )
     paths = write_report(result, Path(args.out))
     print(inference_line(result) + markdown_table(result))

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import importlib
 
-from nerfvae.cli.common import subcommand_usage, usage_exit_status
+from nerfvae.cli.common import (
+    TEST_TIME_FLAGS,
+    replace_deprecated_flags,
+    subcommand_usage,
+    usage_exit_status,
+)
 
 DESCRIPTION = "the paper's experiments (views sweep, cameras, ablation, cost, uncertainty, samples)"
 
 # name -> module; each module has DESCRIPTION and run(argv, prog) like a command module.
 EXPERIMENTS: dict[str, str] = {
-    "views": "nerfvae.experiments.views",
+    "views": "nerfvae.experiments.context_views",
     "cost": "nerfvae.experiments.cost",
     "uncertainty": "nerfvae.experiments.uncertainty",
     "samples": "nerfvae.experiments.samples",
-    "cameras": "nerfvae.experiments.cameras",
+    "cameras": "nerfvae.experiments.ood_cameras",
     "ablation": "nerfvae.experiments.ablation",
     "summary": "nerfvae.experiments.summary",
 }
@@ -41,4 +46,5 @@ def run(argv: list[str], prog: str) -> int:
         print(f"{prog}: unknown experiment {name!r}\n\n{usage}")
         return 2
     module = importlib.import_module(EXPERIMENTS[name])
+    rest = replace_deprecated_flags(rest, TEST_TIME_FLAGS, f"{prog} {name}")
     return int(module.run(rest, prog=f"{prog} {name}") or 0)

@@ -9,9 +9,14 @@ from typing import Literal
 
 import tyro
 
-from nerfvae.cli.common import subcommand_usage, usage_exit_status
+from nerfvae.cli.common import (
+    TEST_TIME_FLAGS,
+    replace_deprecated_flags,
+    subcommand_usage,
+    usage_exit_status,
+)
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.evaluation.refinement import RefinementConfig
+from nerfvae.inference import RefinementConfig
 
 DESCRIPTION = "export a scene's geometry: `export mesh` writes a coloured PLY/OBJ surface"
 
@@ -36,7 +41,7 @@ class MeshArgs:
     scene: int | None = None
     """Scene index within the split to infer from its context views."""
     context: str = "0,1,2"
-    """Comma-separated view indices of the scene used as context."""
+    """Comma-separated view indices of the scene used as context, each at most once."""
     prior_sample: int | None = None
     """Export prior sample N instead of a dataset scene (the same scene as sample N of
     `nerfvae sample --seed SEED`)."""
@@ -44,7 +49,7 @@ class MeshArgs:
     """With --scene: the posterior mean, or one posterior sample drawn with --seed."""
     seed: int = 0
     """Seed of the posterior or prior sample."""
-    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """With --scene: test-time refinement of the posterior on the context views
     (docs/evaluation.md)."""
     resolution: int = 128
@@ -82,7 +87,8 @@ def run(argv: list[str], prog: str) -> int:
     if argv[0] not in SUBCOMMANDS:
         print(f"{prog}: unknown export {argv[0]!r}\n\n{_usage(prog)}", file=sys.stderr)
         return 2
-    return export_mesh(tyro.cli(MeshArgs, args=argv[1:], prog=f"{prog} mesh"))
+    argv = replace_deprecated_flags(argv[1:], TEST_TIME_FLAGS, f"{prog} mesh")
+    return export_mesh(tyro.cli(MeshArgs, args=argv, prog=f"{prog} mesh"))
 
 
 def parse_crop(text: str | None):
@@ -113,18 +119,16 @@ def export_mesh(args: MeshArgs) -> int:
     import numpy as np
     import torch
 
-    from nerfvae.evaluation.refinement import infer_scene
+    from nerfvae.evaluation.views import parse_view_indices
     from nerfvae.export import (
         MeshExtractionConfig,
-        check_scene_index,
         extract_mesh,
         inside_box,
         mesh_object_chamfer,
-        parse_view_indices,
-        prior_sample,
         sample_object_surfaces,
         write_mesh,
     )
+    from nerfvae.inference import check_scene_index, infer_scene, prior_sample
     from nerfvae.training.loading import load_trained_model
 
     # Check what needs no model first, so typos fail fast.
@@ -145,7 +149,7 @@ def export_mesh(args: MeshArgs) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if scene is not None:
         posterior = infer_scene(
-            model, scene.images, scene.K, scene.c2w, context, args.refine, generator
+            model, scene.images, scene.K, scene.c2w, context, args.test_time, generator
         )
         latent = posterior.mean if args.latent == "mean" else posterior.rsample(generator)
         what = f"scene {args.scene} ({scene.scene_id or args.split}) from views {context}"

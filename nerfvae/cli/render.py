@@ -10,8 +10,10 @@ from typing import Literal
 import torch
 import tyro
 
+from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError
-from nerfvae.evaluation.refinement import RefinementConfig, infer_scene
+from nerfvae.evaluation.views import parse_view_indices
+from nerfvae.inference import RefinementConfig, infer_scene
 
 DESCRIPTION = "infer a scene from some of its views; render views, depth, uncertainty, turntable"
 
@@ -32,9 +34,9 @@ class RenderArgs:
     scene: int = 0
     """Scene index within the split."""
     context: str = "0,1,2"
-    """Comma-separated view indices used as context."""
+    """Comma-separated view indices used as context, each at most once."""
     views: str = "all"
-    """Views to render: `all`, `id`, `ood`, or comma-separated view indices."""
+    """Views to render: `all`, `id`, `ood`, or comma-separated view indices, each at most once."""
     samples: int = 8
     """Posterior samples for the per-pixel mean and standard deviation (0 = none)."""
     std_scale: float | None = None
@@ -48,22 +50,11 @@ class RenderArgs:
     """Checkpoint JSON to load (default: the run's newest)."""
     seed: int = 0
     """Seed of posterior samples (and of the refinement's rays and samples)."""
-    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of the posterior on the context views (docs/evaluation.md)."""
     precision: Literal["auto", "fp32", "bf16"] | None = None
     """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
     `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
-
-
-def parse_indices(text: str, limit: int, what: str) -> list[int]:
-    try:
-        indices = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as error:
-        raise ConfigError(f"{what} must be comma-separated view indices, got {text!r}") from error
-    bad = [i for i in indices if not 0 <= i < limit]
-    if not indices or bad:
-        raise ConfigError(f"{what} {text!r}: the scene has views 0..{limit - 1}")
-    return indices
 
 
 def load_scene(data: str, split: str, index: int):
@@ -76,18 +67,19 @@ def load_scene(data: str, split: str, index: int):
 
 
 def run(argv: list[str], prog: str) -> int:
+    argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(RenderArgs, args=argv, prog=prog)
     if args.std_scale is not None and not (math.isfinite(args.std_scale) and args.std_scale > 0):
         raise ConfigError(f"--std-scale must be a positive number, got {args.std_scale}")
-    from nerfvae.evaluation import visualise as vis
-    from nerfvae.evaluation.metrics import psnr
+    from nerfvae import visualise as vis
     from nerfvae.geometry import orbit_cameras
+    from nerfvae.metrics import psnr
     from nerfvae.training.loading import load_trained_model
 
     model, _, _ = load_trained_model(args.run, args.checkpoint, args.precision)
     dataset, scene = load_scene(args.data, args.split, args.scene)
     meta = dataset.meta
-    context = parse_indices(args.context, scene.num_views, "--context")
+    context = parse_view_indices(args.context, scene.num_views, "--context")
     if args.views == "all":
         views = list(range(scene.num_views))
     elif args.views in ("id", "ood"):
@@ -95,13 +87,13 @@ def run(argv: list[str], prog: str) -> int:
             i for i in range(scene.num_views) if bool(scene.view_is_ood[i]) == (args.views == "ood")
         ]
     else:
-        views = parse_indices(args.views, scene.num_views, "--views")
+        views = parse_view_indices(args.views, scene.num_views, "--views")
     if not views:
         raise ConfigError(f"--views {args.views}: the scene has no such views")
     images = scene.images.float() / 255.0
     generator = torch.Generator().manual_seed(args.seed)
     posterior = infer_scene(
-        model, scene.images, scene.K, scene.c2w, context, args.refine, generator
+        model, scene.images, scene.K, scene.c2w, context, args.test_time, generator
     )
     rendered = vis.posterior_statistics(
         model,

@@ -56,8 +56,8 @@ class SampleArgs:
 
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(SampleArgs, args=argv, prog=prog)
+    from nerfvae import visualise as vis
     from nerfvae.cli.render import load_scene
-    from nerfvae.evaluation import visualise as vis
     from nerfvae.geometry import orbit_cameras
     from nerfvae.training.loading import load_trained_model
 

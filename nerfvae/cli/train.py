@@ -7,6 +7,7 @@ from pathlib import Path
 
 import tyro
 
+from nerfvae.cli.common import ITERATIVE_INFERENCE_FLAGS, replace_deprecated_flags
 from nerfvae.training.config import PRESETS, TrainConfig, load_config, preset
 
 DESCRIPTION = "train NeRF-VAE on a dataset (resumes from the run directory)"
@@ -15,6 +16,7 @@ DESCRIPTION = "train NeRF-VAE on a dataset (resumes from the run directory)"
 def config_from_args(argv: list[str], prog: str) -> TrainConfig:
     """``--config {tiny,small,default}|FILE`` picks the base config; every field can then be
     overridden (``--steps 100 --model.latent.layout global``)."""
+    argv = replace_deprecated_flags(argv, ITERATIVE_INFERENCE_FLAGS, prog)
     chooser = argparse.ArgumentParser(add_help=False)
     chooser.add_argument("--config", default="small")
     known, rest = chooser.parse_known_args(argv)

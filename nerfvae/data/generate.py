@@ -11,7 +11,6 @@ renamed when complete), and ``--workers`` only changes the speed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nerfvae.data.resume import resume_with_settings
 from nerfvae.data.rooms import (
     ID_CAMERAS,
     OOD_CAMERAS,
@@ -39,9 +39,9 @@ from nerfvae.data.storage import (
     SceneRecord,
     ShardReader,
     SplitMeta,
-    write_json_atomic,
 )
 from nerfvae.errors import DataError
+from nerfvae.image_metrics import psnr_from_mse
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1
@@ -314,22 +314,19 @@ def _run_job(root: str, settings: GeneratorSettings, job: ShardJob) -> ShardJob:
 
 
 def _check_generation_file(root: Path, settings: GeneratorSettings) -> None:
-    path = root / GENERATION_FILENAME
-    wanted = settings.to_json()
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: unreadable ({error}); delete it to start over") from None
-        if existing != json.loads(json.dumps(wanted)):
-            raise DataError(
-                f"{path}: {root} holds a dataset generated with different settings; use another "
-                "--out directory or delete this one"
-            )
-    elif (root / META_FILENAME).exists() or any(root.glob("*/shard-*.safetensors")):
+    """Start generating into ``root`` or resume there; refuse a dataset of other settings."""
+    record = root / GENERATION_FILENAME
+    if not record.is_file() and (
+        (root / META_FILENAME).exists() or any(root.glob("*/shard-*.safetensors"))
+    ):
         raise DataError(f"{root}: holds a dataset without {GENERATION_FILENAME}; refusing to mix")
-    else:
-        write_json_atomic(path, wanted)
+    resume_with_settings(
+        record,
+        settings.to_json(),
+        mismatch=f"{root} holds a dataset generated with different settings; use another "
+        "--out directory or delete this one",
+        remedy="delete it to start over",
+    )
 
 
 @dataclass
@@ -453,9 +450,8 @@ def _iterate_scenes(root: Path, meta: DatasetMeta, split: str) -> Iterator[Scene
 
 
 def _psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of ``[N, H, W, 3]`` float images in [0, 1]."""
-    mse = ((prediction - target) ** 2).flatten(1).mean(dim=1).clamp_min(1e-10)
-    return -10.0 * torch.log10(mse)
+    """Per-image PSNR (dB) ``[N]`` of ``[N, H, W, 3]`` float images in [0, 1]."""
+    return psnr_from_mse(((prediction - target) ** 2).flatten(1).mean(dim=1))
 
 
 def trivial_baselines(root: Path, meta: DatasetMeta) -> dict[str, Any]:

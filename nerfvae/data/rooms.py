@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -405,37 +406,50 @@ def camera_distributions_json(
     }
 
 
-def object_signed_distances(objects: list[ObjectSpec], points: np.ndarray) -> np.ndarray:
-    """Signed distance of ``points [..., 3]`` to each object's surface: ``[len(objects), ...]``.
+def shape_signed_distance(description: Mapping[str, Any], points: np.ndarray) -> np.ndarray:
+    """Signed distance ``[...]`` (float64, negative inside) of ``points [..., 3]`` to the surface of
+    one object, exact for each shape.
 
-    Exact for spheres, boxes rotated about z and capped cylinders (negative inside). Used to label
-    the rendered hit points with object ids: a hit lies on exactly one surface.
+    Args:
+        description: the object as the dataset's ``objects`` list stores it
+            (:meth:`ObjectSpec.to_json`): ``shape`` and its sizes (sphere ``radius``, cube
+            ``half_size``, capped cylinder ``radius`` and ``half_height``), centred at ``position``
+            and turned by ``rotation_z_deg`` (default 0) about +z.
+        points: ``[..., 3]`` world points.
+
+    The one definition of the objects' surfaces: the generator labels rendered hit points with it
+    (:func:`object_ids_at`) and mesh export measures meshes against it
+    (:func:`nerfvae.export.surfaces.object_signed_distance`).
     """
-    distances = []
-    for obj in objects:
-        centre = np.asarray(obj.position, dtype=np.float64)
-        theta = math.radians(obj.rotation_z_deg)
-        offset = points.astype(np.float64) - centre
-        # rotate into the object's frame (inverse rotation about z)
-        local_x = math.cos(theta) * offset[..., 0] + math.sin(theta) * offset[..., 1]
-        local_y = -math.sin(theta) * offset[..., 0] + math.cos(theta) * offset[..., 1]
-        local_z = offset[..., 2]
-        if obj.shape == "sphere":
-            distance = np.sqrt(local_x**2 + local_y**2 + local_z**2) - obj.radius
-        elif obj.shape == "cube":
-            excess = np.stack([np.abs(local_x), np.abs(local_y), np.abs(local_z)]) - obj.half_size
-            outside = np.linalg.norm(np.maximum(excess, 0.0), axis=0)
-            distance = outside + np.minimum(excess.max(axis=0), 0.0)
-        else:
-            radial = np.sqrt(local_x**2 + local_y**2) - obj.radius
-            vertical = np.abs(local_z) - obj.half_height
-            excess = np.stack([radial, vertical])
-            outside = np.linalg.norm(np.maximum(excess, 0.0), axis=0)
-            distance = outside + np.minimum(excess.max(axis=0), 0.0)
-        distances.append(distance)
-    if not distances:
+    centre = np.asarray(description["position"], dtype=np.float64)
+    theta = math.radians(float(description.get("rotation_z_deg", 0.0)))
+    offset = points.astype(np.float64) - centre
+    # rotate into the object's frame (inverse rotation about z)
+    local_x = math.cos(theta) * offset[..., 0] + math.sin(theta) * offset[..., 1]
+    local_y = -math.sin(theta) * offset[..., 0] + math.cos(theta) * offset[..., 1]
+    local_z = offset[..., 2]
+    shape = description["shape"]
+    if shape == "sphere":
+        return np.sqrt(local_x**2 + local_y**2 + local_z**2) - float(description["radius"])
+    if shape == "cube":
+        half_size = float(description["half_size"])
+        excess = np.stack([np.abs(local_x), np.abs(local_y), np.abs(local_z)]) - half_size
+    else:
+        radial = np.sqrt(local_x**2 + local_y**2) - float(description["radius"])
+        vertical = np.abs(local_z) - float(description["half_height"])
+        excess = np.stack([radial, vertical])
+    outside = np.linalg.norm(np.maximum(excess, 0.0), axis=0)
+    return outside + np.minimum(excess.max(axis=0), 0.0)
+
+
+def object_signed_distances(objects: list[ObjectSpec], points: np.ndarray) -> np.ndarray:
+    """Signed distance of ``points [..., 3]`` to each object's surface: ``[len(objects), ...]``
+    (:func:`shape_signed_distance`). Used to label the rendered hit points with object ids: a hit
+    lies on exactly one surface.
+    """
+    if not objects:
         return np.zeros((0, *points.shape[:-1]))
-    return np.stack(distances)
+    return np.stack([shape_signed_distance(obj.to_json(), points) for obj in objects])
 
 
 def object_ids_at(

@@ -349,14 +349,12 @@ def validate_scene(
             or tuple(value.shape) != shape
         ):
             raise fail(f"{name} must be {dtype} {list(shape)}, got {_describe(value)}")
-    for name in ("K", "c2w", "depth"):
-        value = getattr(record, name)
-        if value is not None and not bool(torch.isfinite(value).all()):
-            raise fail(f"{name} contains NaN or inf")
+    if record.depth is not None and not bool(torch.isfinite(record.depth).all()):
+        raise fail("depth contains NaN or inf")
     if record.depth is not None and bool((record.depth < 0).any()):
         raise fail("depth contains negative values")
     try:
-        check_cameras(record.K, record.c2w)
+        check_cameras(record.K, record.c2w)  # also NaN or inf in K and c2w
     except ValueError as error:
         raise fail(str(error)) from None
     ood = record.view_is_ood

@@ -13,7 +13,6 @@ in bits per dimension including the 8-bit discretisation offset.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -25,11 +24,11 @@ from tqdm import tqdm
 
 from nerfvae.data.storage import SceneRecord
 from nerfvae.errors import DataError
-from nerfvae.evaluation.metrics import mean_view_metrics, view_metrics
-from nerfvae.evaluation.refinement import RefinementConfig, check_refinable, infer_posterior
 from nerfvae.evaluation.views import ViewLists, standard_view_lists
+from nerfvae.inference import RefinementConfig, check_refinable, infer_posterior
+from nerfvae.metrics import mean_view_metrics, view_metrics
 from nerfvae.models import SceneModel
-from nerfvae.models.objective import BITS_PER_8BIT_BIN, gaussian_log_likelihood
+from nerfvae.models.objective import gaussian_elbo, gaussian_log_likelihood, nelbo_bits_per_dim
 
 if TYPE_CHECKING:
     from nerfvae.training.config import TrainConfig
@@ -110,7 +109,7 @@ def score_target_views(
     context_colour: torch.Tensor,
     mean_train_image: torch.Tensor | None,
 ) -> None:
-    """Append every scene's and target view's :func:`~nerfvae.evaluation.metrics.view_metrics` to
+    """Append every scene's and target view's :func:`~nerfvae.metrics.view_metrics` to
     the lists in ``metrics``.
 
     ``rendered``: ``colour [S, T, H, W, 3]`` and ``depth [S, T, H, W]`` of the ``targets`` (view
@@ -160,7 +159,7 @@ def evaluate(
     """Evaluate ``model`` on ``dataset`` (a :class:`nerfvae.data.loader.MultiSceneDataset`).
 
     ``refinement`` refines each posterior on its context views before rendering (see
-    :mod:`nerfvae.evaluation.refinement`); its time counts as inference time.
+    :mod:`nerfvae.inference`); its time counts as inference time.
     Returns the JSON-serialisable result documented in docs/evaluation.md.
     """
     refinement = refinement or RefinementConfig()
@@ -220,8 +219,8 @@ def evaluate(
                     )
                     log_likelihood = gaussian_log_likelihood(sampled["colour"], truth, pixel_std)
                     dims = truth[0].numel()
-                    elbo = log_likelihood.flatten(1).sum(1) - posterior.kl_to_standard_normal()
-                    bits = -elbo / (dims * math.log(2.0)) + BITS_PER_8BIT_BIN
+                    kl = posterior.kl_to_standard_normal()
+                    bits = nelbo_bits_per_dim(gaussian_elbo(log_likelihood, kl, dims), dims)
                     metrics["nelbo_bits_per_dim"].extend(bits.tolist())
             timing[k]["scenes"] += count
             bar.update(count)

@@ -37,15 +37,30 @@ from nerfvae.evaluation.evaluate import (
     scenes_to_tensors,
     score_target_views,
 )
-from nerfvae.evaluation.metrics import mean_view_metrics, psnr
 from nerfvae.evaluation.report import markdown_table, nan_to_null
 from nerfvae.evaluation.views import ViewLists, standard_view_lists
+from nerfvae.metrics import mean_view_metrics, psnr
 from nerfvae.models.baselines.nerf import (
     PerSceneNeRF,
     PerSceneNeRFConfig,
     default_probe_steps,
     fit_per_scene_nerf,
 )
+
+
+def resolve_background(text: str, meta) -> tuple[float, float, float]:
+    """The NeRFs' background colour from ``--background`` ``text`` (a colour name or ``r,g,b``):
+    ``auto`` is the background an import composited the images on (``meta.generator``, from
+    dataset.json), else black. Raises ConfigError for a colour that cannot be read."""
+    from nerfvae.data.importers.common import parse_background
+
+    if text.strip().lower() == "auto":
+        imported = meta.generator.get("options", {}).get("background")
+        text = imported if isinstance(imported, str) else "black"
+    try:
+        return parse_background(text)
+    except DataError as error:
+        raise ConfigError(f"--background: {error}") from None
 
 
 def all_views_lists(num_id_views: int, num_ood_views: int) -> ViewLists:

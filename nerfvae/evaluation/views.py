@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nerfvae.errors import DataError
+from nerfvae.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,74 @@ def standard_view_lists(
         id_targets=list(range(first_target, num_id_views)),
         ood_targets=list(range(num_id_views, num_id_views + num_ood_views)),
     )
+
+
+REPEAT_RULE = "comma-separated, each at most once"
+"""What every flag taking a list of views, context sizes or scenes says about repeats in --help."""
+
+
+def parse_index_list(
+    text: str,
+    flag: str,
+    *,
+    minimum: int = 0,
+    limit: int | None = None,
+    keywords: tuple[str, ...] = (),
+    noun: str = "view",
+    extent: str | None = None,
+) -> list[int | str]:
+    """The one parser of comma-separated lists of views, context sizes or scenes given on the
+    command line: ``"1, 3,5"`` -> ``[1, 3, 5]`` in the order given.
+
+    Each entry is an integer ``>= minimum`` (and ``< limit`` when given) or one of ``keywords``
+    (lower-cased); a repeated entry is an error, as is an empty list.
+
+    Args:
+        flag: the option named by every error (e.g. ``--context``).
+        noun: what the integers are (``view``, ``scene``), for the out-of-range error.
+        extent: the end of the out-of-range error (default ``the scene has views 0..limit-1``).
+
+    Raises:
+        ConfigError: one line naming ``flag`` and ``text``.
+    """
+    entries: list[int | str] = []
+    for part in text.split(","):
+        word = part.strip().lower()
+        if not word:
+            continue
+        if word in keywords:
+            entries.append(word)
+            continue
+        try:
+            entries.append(int(word))
+        except ValueError:
+            allowed = " or ".join(f"`{keyword}`" for keyword in keywords)
+            raise ConfigError(
+                f"{flag} {text!r}: expected comma-separated {noun} indices such as 1,3,5"
+                if minimum == 0
+                else f"{flag} {text!r}: expected comma-separated integers of at least {minimum}"
+                + (f" or {allowed}" if allowed else "")
+            ) from None
+    if not entries:
+        raise ConfigError(f"{flag} is empty: give at least one {noun if minimum == 0 else 'value'}")
+    numbers = [entry for entry in entries if isinstance(entry, int)]
+    if minimum > 0 and numbers and min(numbers) < minimum:
+        raise ConfigError(f"{flag} {text!r}: every value must be at least {minimum}")
+    bad = [n for n in numbers if limit is not None and not minimum <= n < limit]
+    if bad:
+        extent = extent or f"the scene has {noun}s 0..{(limit or 0) - 1}"
+        raise ConfigError(f"{flag} {text!r}: {noun}(s) {bad} do not exist; {extent}")
+    repeated = sorted({str(entry) for entry in entries if entries.count(entry) > 1})
+    if repeated:
+        raise ConfigError(f"{flag} {text!r}: {', '.join(repeated)} listed twice ({REPEAT_RULE})")
+    return entries
+
+
+def parse_view_indices(text: str, num_views: int, flag: str = "--context") -> list[int]:
+    """View indices ``0 .. num_views - 1`` of a scene (:func:`parse_index_list`)."""
+    return [int(view) for view in parse_index_list(text, flag, limit=num_views)]
+
+
+def parse_context_sizes(text: str, flag: str = "--context") -> tuple[int, ...]:
+    """Positive numbers of context views K (:func:`parse_index_list`), in the order given."""
+    return tuple(int(k) for k in parse_index_list(text, flag, minimum=1))

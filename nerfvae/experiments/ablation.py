@@ -17,46 +17,40 @@ evaluated, ``eval_<name>.json`` (reusable with ``--eval-json NAME=PATH``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tyro
-
 from nerfvae.errors import ConfigError
-from nerfvae.experiments.cameras import (
-    NAME_PATTERN,
-    Evaluator,
-    check_context_sizes,
-    check_same_run,
-    check_same_scenes,
-    input_line,
-    read_eval_json,
-)
-from nerfvae.experiments.provenance import experiment_provenance, provenance_section
-from nerfvae.experiments.report import (
+from nerfvae.experiments.common import finish, parse_args, result_header
+from nerfvae.experiments.markdown import (
     MISSING,
+    figure_file,
     finite_or_none,
     format_number,
     markdown_header,
     markdown_row,
     plot_value,
-    print_written,
-    write_json,
-    write_report,
+)
+from nerfvae.experiments.provenance import provenance_section, run_budget
+from nerfvae.experiments.trained_runs import (
+    NAME_PATTERN,
+    TrainedRunsArgs,
+    check_same_scenes,
+    input_line,
 )
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
 
-SCHEMA_VERSION = 1
 MATCHED_TOLERANCE = 0.10
 """Parameter counts more than this fraction above the smallest run's are flagged."""
 VALIDATION_KEYS = ("psnr_id", "object_psnr_id", "psnr_ood", "object_psnr_ood")
 
 
-@dataclass
-class AblationArgs:
+@dataclass(kw_only=True)
+class AblationArgs(TrainedRunsArgs):
     """Conditioning ablation: compare trained runs (e.g. concat, AIN, attention,
     attention-global) by parameter count, training budget, negative ELBO (bits/dim) and PSNR on
     ID and OOD views of the same test scenes at one context size, and their validation curves.
@@ -65,26 +59,13 @@ class AblationArgs:
 
     runs: tuple[str, ...] = ()
     """Runs to compare as NAME=RUNDIR (e.g. `concat=runs/small-concat attention=runs/small-attention`)."""
-    data: str | None = None
-    """Dataset directory (needed unless every run's evaluation is given with --eval-json)."""
-    split: str = "test"
-    """Dataset split to evaluate."""
     context: int = 3
     """Number of context views K (views 0..K-1 of each scene; docs/evaluation.md)."""
-    max_scenes: int | None = 20
-    """Evaluate the first N scenes of the split (for runs evaluated here; every evaluation must
-    cover the same scenes)."""
     eval_json: tuple[str, ...] = ()
     """Previous `nerfvae eval` JSONs as NAME=EVAL.json (NAME one of --runs), used instead of
     evaluating that run again (e.g. eval_NAME.json from an earlier run of this experiment)."""
     out: str = "docs/results/ablation"
     """Output directory (ablation.json, ablation.png, ablation.md, eval_*.json)."""
-    scenes_per_batch: int = 4
-    """Scenes inferred and rendered together."""
-    seed: int = 0
-    """Seed of the posterior sample used for the ELBO."""
-    threads: int = 0
-    """torch intra-op threads (0 = PyTorch's default)."""
 
 
 def parse_named(items: Sequence[str], option: str) -> dict[str, str]:
@@ -110,6 +91,7 @@ def parameter_counts(run: Path) -> dict[str, Any]:
     """Parameters of the model a run directory's config.json describes: ``total``,
     ``scene_function`` (None for a model without one, e.g. the GQN baseline) and ``by_module``
     (each top-level submodule)."""
+    from nerfvae.models import RaySceneModel
     from nerfvae.training.loading import build_model
     from nerfvae.training.run_directory import RunDirectory
 
@@ -117,7 +99,7 @@ def parameter_counts(run: Path) -> dict[str, Any]:
     by_module = {
         name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()
     }
-    scene_function = getattr(model, "scene_function", None)
+    scene_function = model.scene_function if isinstance(model, RaySceneModel) else None
     return {
         "total": sum(p.numel() for p in model.parameters()),
         "scene_function": (
@@ -172,8 +154,6 @@ def run_entry(
     name: str, run: Path, result: Mapping[str, Any], k: int, eval_path: Path, evaluated: bool
 ) -> dict[str, Any]:
     """One run's row of ablation.json."""
-    import json
-
     config = json.loads((run / "config.json").read_text())
     nerfvae_config = config.get("nerfvae") or {}
     per_k = result["results"][str(k)]
@@ -261,22 +241,9 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         "parameter count).",
         "",
         *markdown_header(
-            [
-                "run",
-                "conditioning",
-                "latent",
-                "parameters",
-                "scene function",
-                "matched",
-                "steps",
-                "minutes",
-                "−ELBO bits/dim",
-                "PSNR ID",
-                "object PSNR ID",
-                "PSNR OOD",
-                "object PSNR OOD",
-                "final val. PSNR ID / OOD (step)",
-            ]
+            "run | conditioning | latent | parameters | scene function | matched | steps | "
+            "minutes | −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD | "
+            "final val. PSNR ID / OOD (step)"
         ),
     ]
     for entry in report["runs"]:
@@ -340,92 +307,65 @@ def markdown_report(report: Mapping[str, Any]) -> str:
 def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     """PSNR bars (ID/OOD, whole image and object pixels) with the mean-training-image PSNR as
     lines, −ELBO bars, and validation PSNR against steps where any run logged validation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     entries = report["runs"]
     has_curves = any(entry["validation"]["history"] for entry in entries)
     panels = 3 if has_curves else 2
-    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
     names = [entry["name"] for entry in entries]
     positions = list(range(len(entries)))
-
-    bars = (
-        ("id", "psnr", "PSNR ID", "tab:blue"),
-        ("ood", "psnr", "PSNR OOD", "tab:orange"),
-        ("id", "object_psnr", "object PSNR ID", "tab:green"),
-        ("ood", "object_psnr", "object PSNR OOD", "tab:red"),
-    )
-    width = 0.8 / len(bars)
-    axis = axes[0]
-    values_seen: list[float] = []
-    for index, (kind, key, label, colour) in enumerate(bars):
-        values = [plot_value(entry["metrics"][kind][key]) for entry in entries]
-        values_seen += [v for v in values if v == v]
-        offset = (index - (len(bars) - 1) / 2) * width
-        axis.bar([p + offset for p in positions], values, width, label=label, color=colour)
-    for kind, style in (("id", "-"), ("ood", "--")):
-        baseline = report["trivial"][kind]["baseline_mean_train_psnr"]
-        if baseline is not None:
-            values_seen.append(baseline)
-            axis.axhline(
-                baseline,
-                color="grey",
-                linestyle=style,
-                linewidth=1,
-                label=f"mean train image {kind.upper()}",
-            )
-    if values_seen:
-        axis.set_ylim(max(0.0, min(values_seen) - 3.0), max(values_seen) + 1.0)
-    axis.set_xticks(positions)
-    axis.set_xticklabels(names, fontsize=8)
-    axis.set_ylabel("dB")
-    axis.set_title(f"PSNR, K = {report['context']}")
-    axis.legend(fontsize=6)
-    axis.grid(axis="y", alpha=0.3)
-
-    axis = axes[1]
-    axis.bar(
-        positions,
-        [plot_value(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries],
-        0.6,
-        color="tab:purple",
-    )
-    axis.set_xticks(positions)
-    axis.set_xticklabels(names, fontsize=8)
-    axis.set_ylabel("bits/dim (lower is better)")
-    axis.set_title("−ELBO, ID targets")
-    axis.grid(axis="y", alpha=0.3)
-
-    if has_curves:
-        axis = axes[2]
-        for index, entry in enumerate(entries):
-            history = entry["validation"]["history"]
-            colour = f"C{index}"
-            for key, style in (("psnr_id", "o-"), ("psnr_ood", "s--")):
-                points = [(row["step"], row[key]) for row in history if key in row]
-                if points:
-                    axis.plot(
-                        *zip(*points),
-                        style,
-                        color=colour,
-                        label=f"{entry['name']} {key.split('_')[1].upper()}",
-                    )
-        axis.set_xlabel("step")
-        axis.set_ylabel("validation PSNR (dB)")
-        axis.set_title("validation PSNR (validation.csv)")
+    with figure_file(path, panels, (5.5 * panels, 4)) as (_, axes):
+        bars = (
+            ("id", "psnr", "PSNR ID", "tab:blue"),
+            ("ood", "psnr", "PSNR OOD", "tab:orange"),
+            ("id", "object_psnr", "object PSNR ID", "tab:green"),
+            ("ood", "object_psnr", "object PSNR OOD", "tab:red"),
+        )
+        width = 0.8 / len(bars)
+        axis = axes[0]
+        values_seen: list[float] = []
+        for index, (kind, key, label, colour) in enumerate(bars):
+            values = [plot_value(entry["metrics"][kind][key]) for entry in entries]
+            values_seen += [v for v in values if v == v]
+            offset = (index - (len(bars) - 1) / 2) * width
+            axis.bar([p + offset for p in positions], values, width, label=label, color=colour)
+        for kind, style in (("id", "-"), ("ood", "--")):
+            baseline = report["trivial"][kind]["baseline_mean_train_psnr"]
+            if baseline is not None:
+                values_seen.append(baseline)
+                label = f"mean train image {kind.upper()}"
+                axis.axhline(baseline, color="grey", linestyle=style, linewidth=1, label=label)
+        if values_seen:
+            axis.set_ylim(max(0.0, min(values_seen) - 3.0), max(values_seen) + 1.0)
+        axis.set_ylabel("dB")
+        axis.set_title(f"PSNR, K = {report['context']}")
         axis.legend(fontsize=6)
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+        nelbo = [plot_value(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries]
+        axes[1].bar(positions, nelbo, 0.6, color="tab:purple")
+        axes[1].set_ylabel("bits/dim (lower is better)")
+        axes[1].set_title("−ELBO, ID targets")
+        for axis in axes[:2]:
+            axis.set_xticks(positions)
+            axis.set_xticklabels(names, fontsize=8)
+            axis.grid(axis="y", alpha=0.3)
+        if has_curves:
+            axis = axes[2]
+            for index, entry in enumerate(entries):
+                for key, style in (("psnr_id", "o-"), ("psnr_ood", "s--")):
+                    history = entry["validation"]["history"]
+                    points = [(row["step"], row[key]) for row in history if key in row]
+                    if points:
+                        kind = key.split("_")[1].upper()
+                        axis.plot(
+                            *zip(*points), style, color=f"C{index}", label=f"{entry['name']} {kind}"
+                        )
+            axis.set_xlabel("step")
+            axis.set_ylabel("validation PSNR (dB)")
+            axis.set_title("validation PSNR (validation.csv)")
+            axis.legend(fontsize=6)
+            axis.grid(alpha=0.3)
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = tyro.cli(AblationArgs, args=argv, prog=prog)
+    args = parse_args(AblationArgs, argv, prog)
     runs = parse_named(args.runs, "--runs")
     if not runs:
         raise ConfigError("give the runs to compare: --runs NAME=RUNDIR [NAME=RUNDIR ...]")
@@ -437,68 +377,37 @@ def run(argv: list[str], prog: str) -> int:
         )
     if args.context < 1:
         raise ConfigError(f"--context must be a positive number of views, got {args.context}")
-    if args.max_scenes is not None and args.max_scenes < 1:
-        raise ConfigError(f"--max-scenes must be positive, got {args.max_scenes}")
     for name, run_dir in runs.items():
         if not (Path(run_dir) / "config.json").is_file():
             raise ConfigError(f"--runs {name}={run_dir}: not a run directory (no config.json)")
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-    out = Path(args.out)
-    evaluator = Evaluator(
-        args.data, args.split, (args.context,), args.max_scenes, args.scenes_per_batch, args.seed
-    )
+    evaluate = args.evaluator((args.context,))
     evaluations: dict[str, dict[str, Any]] = {}
     entries: list[dict[str, Any]] = []
     for name, run_dir in runs.items():
-        if name in eval_jsons:
-            result = read_eval_json(eval_jsons[name], f"--eval-json {name}=")
-            check_same_run(result, Path(run_dir), f"--eval-json {name}={eval_jsons[name]}")
-            source, saved = f"--eval-json {name}={eval_jsons[name]}", Path(eval_jsons[name])
-        else:
-            result = evaluator(run_dir, f"--runs {name}=")
-            source, saved = f"the evaluation of --runs {name}={run_dir}", out / f"eval_{name}.json"
-            write_json(result, saved)
-        check_context_sizes(result, (args.context,), source)
+        saved = Path(args.out) / f"eval_{name}.json"
+        given = eval_jsons.get(name)
+        result, saved = evaluate(run_dir, given, f"--runs {name}=", f"--eval-json {name}=", saved)
         evaluations[name] = result
-        entries.append(
-            run_entry(name, Path(run_dir), result, args.context, saved, name not in eval_jsons)
-        )
+        entries.append(run_entry(name, Path(run_dir), result, args.context, saved, given is None))
     check_same_scenes(evaluations)
     all_matched, largest_ratio = flag_unmatched(entries)
-
-    provenance = experiment_provenance(prog, argv, [Path(run_dir) for run_dir in runs.values()])
-    for entry, budget in zip(entries, provenance["runs"]):
-        entry["steps"] = budget.get("steps")
-        entry["wall_minutes"] = budget.get("wall_minutes")
-        entry["device"] = budget.get("device")
+    for entry in entries:
+        budget = run_budget(entry["run"])
+        entry.update({key: budget.get(key) for key in ("steps", "wall_minutes", "device")})
     reference = evaluations[next(iter(runs))]
-    report: dict[str, Any] = {
-        "experiment": "ablation",
-        "schema_version": SCHEMA_VERSION,
-        "description": "parameter count, training budget, negative ELBO (bits/dim) and "
-        "PSNR / object-pixel PSNR on ID and OOD targets of each run at one K, and their final "
-        "validation PSNR",
-        "dataset": reference.get("dataset"),
-        "split": reference.get("split"),
-        "num_scenes": reference.get("num_scenes"),
-        "image_size": reference.get("image_size"),
-        "view_lists": reference.get("view_lists", {}),
-        "context": args.context,
-        "parameters_matched": all_matched,
-        "matched_tolerance": MATCHED_TOLERANCE,
-        "max_parameter_ratio": largest_ratio,
-        "runs": entries,
-        "trivial": trivial_predictors(reference, args.context),
-        "provenance": provenance,
-    }
-    report["headline"] = headline_rows(report)
-    markdown = markdown_report(report)
-    paths = write_report(
-        out, "ablation", report, markdown, lambda path: ablation_figure(report, path)
+    report = result_header(
+        "ablation",
+        "parameter count, training budget, negative ELBO (bits/dim) and PSNR / object-pixel PSNR "
+        "on ID and OOD targets of each run at one K, and their final validation PSNR",
+        **{key: reference.get(key) for key in ("dataset", "split", "num_scenes", "image_size")},
+        view_lists=reference.get("view_lists", {}),
+        context=args.context,
+        parameters_matched=all_matched,
+        matched_tolerance=MATCHED_TOLERANCE,
+        max_parameter_ratio=largest_ratio,
+        runs=entries,
+        trivial=trivial_predictors(reference, args.context),
     )
-    print_written(paths, markdown)
-    return 0
+    report["headline"] = headline_rows(report)
+    figure = {"ablation.png": lambda path: ablation_figure(report, path)}
+    return finish(prog, argv, runs.values(), args.out, "ablation", report, markdown_report, figure)

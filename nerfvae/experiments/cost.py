@@ -15,54 +15,45 @@ a batch. The per-scene NeRF's probe PSNR is on exactly the scored target views w
 every target view (the default, ``--probe-views -1``); otherwise on the first few of them, which the
 report says.
 
-The numbers come from the views experiment's computation (:func:`nerfvae.experiments.views.
-compute_views`), run here or reused with ``--views-json``. Writes ``cost.json``, ``cost.png`` and
+The numbers come from the views experiment's computation
+(:func:`nerfvae.experiments.context_views.compute_views`), run here or reused with ``--views-json``. Writes ``cost.json``, ``cost.png`` and
 ``cost.md`` under ``--out``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import tyro
-
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.experiments.provenance import (
-    experiment_provenance,
-    provenance_markdown,
-    provenance_section,
-)
-from nerfvae.experiments.report import (
-    MISSING,
-    format_number,
-    format_seconds,
-    markdown_header,
-    markdown_row,
-    print_written,
-    scenes_text,
-    write_report,
-)
-from nerfvae.experiments.views import (
-    NeRFBaselineOptions,
+from nerfvae.experiments.common import finish, load_json, parse_args, result_header
+from nerfvae.experiments.context_views import (
+    NeRFComparisonArgs,
     ViewsArgs,
     compute_views,
     context_label,
     nerf_budget,
     parse_context_labels,
 )
+from nerfvae.experiments.markdown import (
+    MISSING,
+    figure_file,
+    format_number,
+    format_seconds,
+    markdown_header,
+    markdown_row,
+    scenes_text,
+)
+from nerfvae.experiments.provenance import provenance_markdown, provenance_section
 
 DESCRIPTION = "inference cost: NeRF-VAE inference + render vs per-scene NeRF time to the same PSNR"
 
-SCHEMA_VERSION = 1
 
-
-@dataclass
-class CostArgs:
+@dataclass(kw_only=True)
+class CostArgs(NeRFComparisonArgs):
     """NeRF-VAE's amortised inference + render time per scene against the per-scene NeRF's
     optimisation time to reach the same held-out PSNR; writes cost.json, cost.png and cost.md under
     --out. Either evaluates both models (--run, --data) or reuses a views experiment's JSON
@@ -75,34 +66,11 @@ class CostArgs:
     views_json: str | None = None
     """Reuse `nerfvae experiment views` output (views.json, with per-scene NeRF results) instead of
     evaluating; its timings are those measured when it ran."""
-    split: str = "test"
-    """Dataset split to evaluate."""
     context: str | None = None
-    """Comma-separated context sizes K (ID views 0..K-1; `all` as in the views experiment); default
-    1,3, or every K of --views-json."""
-    id_targets: int = 3
-    """With `all` among the K: how many ID views (the last ones) are held out as targets."""
-    max_scenes: int = 20
-    """Evaluate the first N scenes of the split."""
+    """Context sizes K, comma-separated, each at most once (ID views 0..K-1; `all` as in the views
+    experiment); default 1,3, or every K of --views-json."""
     out: str = "docs/results/cost"
     """Output directory for cost.json, cost.png and cost.md."""
-    checkpoint: str | None = None
-    """NeRF-VAE checkpoint JSON to load (default: the run's newest)."""
-    scenes_per_batch: int = 4
-    """Scenes inferred / optimised together."""
-    nerf_json: tuple[str, ...] = ()
-    """Reuse per-scene NeRF results (`nerfvae baseline nerf` JSONs with held-out probes, same
-    split and scenes, together covering the K; merged as in `experiment views`) instead of
-    optimising."""
-    threads: int = 0
-    """torch intra-op threads (0 = PyTorch's default)."""
-    baseline: tyro.conf.OmitArgPrefixes[NeRFBaselineOptions] = field(
-        default_factory=NeRFBaselineOptions
-    )
-    """Per-scene NeRF options."""
-
-
-# --------------------------------------------------------------------------- time to reach
 
 
 def time_to_reach(
@@ -168,23 +136,14 @@ def time_to_reach(
     return result
 
 
-# --------------------------------------------------------------------------- analysis
-
-
 def load_views_json(path: str | Path) -> dict[str, Any]:
     """A views experiment's JSON with per-scene NeRF results.
 
     Raises:
         ConfigError: missing, unreadable, not a views.json, or without per-scene NeRF results.
     """
-    path = Path(path)
-    try:
-        loaded = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--views-json {path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"--views-json {path}: not readable JSON ({error})") from None
-    if not isinstance(loaded, dict) or loaded.get("experiment") != "views":
+    loaded = load_json(path, f"--views-json {path}")
+    if loaded.get("experiment") != "views":
         raise ConfigError(f"--views-json {path}: not the views.json of `nerfvae experiment views`")
     if loaded.get("models", {}).get("nerf") is None:
         raise ConfigError(
@@ -295,9 +254,6 @@ def cost_analysis(views: dict[str, Any], context: dict[str, int]) -> dict[str, A
     return results
 
 
-# --------------------------------------------------------------------------- report
-
-
 def cost_markdown(result: dict[str, Any]) -> str:
     """cost.md: what was compared, the table, the command and the provenance."""
     lines = [
@@ -313,18 +269,9 @@ def cost_markdown(result: dict[str, Any]) -> str:
         "![PSNR vs wall time](cost.png)",
         "",
         *markdown_header(
-            [
-                "K",
-                "cameras",
-                "NeRF-VAE PSNR",
-                "NeRF-VAE inference s",
-                "NeRF-VAE render s/view",
-                "NeRF time to reach s",
-                "at step",
-                "NeRF final PSNR (steps)",
-                "NeRF optimisation s",
-                "speed-up",
-            ]
+            "K | cameras | NeRF-VAE PSNR | NeRF-VAE inference s | NeRF-VAE render s/view | "
+            "NeRF time to reach s | at step | NeRF final PSNR (steps) | NeRF optimisation s | "
+            "speed-up"
         ),
     ]
     caveats = set()
@@ -342,22 +289,17 @@ def cost_markdown(result: dict[str, Any]) -> str:
             else:
                 reach_text, step_text = reach["note"], MISSING
             speedup = MISSING if cell["speedup"] is None else f"{cell['speedup']:.3g}×"
-            lines.append(
-                markdown_row(
-                    [
-                        context_label(label, entry["k"]),
-                        kind.upper(),
-                        format_number(vae["psnr"]),
-                        format_seconds(vae["inference_s_per_scene"]),
-                        format_seconds(vae["render_s_per_view"]),
-                        reach_text,
-                        step_text,
-                        f"{format_number(nerf['final_psnr'])} ({nerf['steps']})",
-                        format_seconds(nerf["fit_s_per_scene"]),
-                        speedup,
-                    ]
-                )
-            )
+            cells = [context_label(label, entry["k"]), kind.upper(), format_number(vae["psnr"])]
+            cells += [
+                format_seconds(vae[key]) for key in ("inference_s_per_scene", "render_s_per_view")
+            ]
+            cells += [
+                reach_text,
+                step_text,
+                f"{format_number(nerf['final_psnr'])} ({nerf['steps']})",
+            ]
+            cells += [format_seconds(nerf["fit_s_per_scene"]), speedup]
+            lines.append(markdown_row(cells))
             if nerf["probe_is_all_targets"] is False:
                 caveats.add(
                     f"The NeRF's held-out PSNR over steps is on the first {nerf['probe_views']} "
@@ -392,48 +334,40 @@ def cost_figure(result: dict[str, Any], path: Path) -> None:
     """Per camera kind: the NeRF's held-out PSNR against optimisation wall time per scene (log
     axis; step 0 is left out), NeRF-VAE as a star at its inference + render time, and a cross where
     the NeRF reaches NeRF-VAE's PSNR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     kinds = [kind for kind in ("id", "ood") if any(kind in e for e in result["results"].values())]
-    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(5.5 * max(1, len(kinds)), 4))
-    axes = list(axes) if len(kinds) > 1 else [axes]
-    for axis, kind in zip(axes, kinds):
-        for index, (label, entry) in enumerate(result["results"].items()):
-            cell = entry.get(kind)
-            if cell is None:
-                continue
-            colour, name = f"C{index}", context_label(label, entry["k"])
-            curve = [(t, p) for t, p, _ in cell["curve"] if t > 0]
-            if curve:
-                axis.plot(*zip(*curve), "o-", color=colour, markersize=3, label=f"NeRF, K={name}")
-            vae = cell["nerfvae"]
-            if vae["psnr"] is not None and vae["s_per_scene"] > 0:
-                axis.plot(
-                    vae["s_per_scene"],
-                    vae["psnr"],
-                    "*",
-                    color=colour,
-                    markersize=12,
-                    markeredgecolor="black",
-                    label=f"NeRF-VAE, K={name}",
-                )
-                axis.axhline(vae["psnr"], color=colour, linestyle=":", alpha=0.6)
-            reach = cell["time_to_reach"]
-            if reach["reached"] and reach["wall_s_per_scene"] > 0:
-                axis.plot(reach["wall_s_per_scene"], vae["psnr"], "x", color=colour, markersize=9)
-        axis.set_xscale("log")
-        axis.set_xlabel("wall time per scene (s, log)")
-        axis.set_ylabel("held-out PSNR (dB)")
-        axis.set_title(f"{kind.upper()} targets")
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=6)
-    figure.suptitle("per-scene NeRF optimisation vs NeRF-VAE inference (× = NeRF reaches NeRF-VAE)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with figure_file(path, max(1, len(kinds)), (5.5 * max(1, len(kinds)), 4)) as (figure, axes):
+        for axis, kind in zip(axes, kinds):
+            for index, (label, entry) in enumerate(result["results"].items()):
+                cell = entry.get(kind)
+                if cell is None:
+                    continue
+                colour, name = f"C{index}", context_label(label, entry["k"])
+                curve = [(t, p) for t, p, _ in cell["curve"] if t > 0]
+                if curve:
+                    axis.plot(
+                        *zip(*curve), "o-", color=colour, markersize=3, label=f"NeRF, K={name}"
+                    )
+                vae = cell["nerfvae"]
+                if vae["psnr"] is not None and vae["s_per_scene"] > 0:
+                    axis.plot(
+                        vae["s_per_scene"], vae["psnr"], "*", color=colour, markersize=12,
+                        markeredgecolor="black", label=f"NeRF-VAE, K={name}",
+                    )  # fmt: skip
+                    axis.axhline(vae["psnr"], color=colour, linestyle=":", alpha=0.6)
+                reach = cell["time_to_reach"]
+                if reach["reached"] and reach["wall_s_per_scene"] > 0:
+                    axis.plot(
+                        reach["wall_s_per_scene"], vae["psnr"], "x", color=colour, markersize=9
+                    )
+            axis.set_xscale("log")
+            axis.set_xlabel("wall time per scene (s, log)")
+            axis.set_ylabel("held-out PSNR (dB)")
+            axis.set_title(f"{kind.upper()} targets")
+            axis.grid(alpha=0.3, which="both")
+            axis.legend(fontsize=6)
+        figure.suptitle(
+            "per-scene NeRF optimisation vs NeRF-VAE inference (× = NeRF reaches NeRF-VAE)"
+        )
 
 
 def cost_headline(
@@ -483,63 +417,40 @@ def cost_headline(
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = tyro.cli(CostArgs, args=argv, prog=prog)
+    args = parse_args(CostArgs, argv, prog)
     if args.views_json:
         if args.run or args.data or args.nerf_json:
             raise ConfigError(
                 "--views-json reuses a views experiment's results: leave out --run, --data and "
                 "--nerf-json (or leave out --views-json to evaluate afresh)"
             )
-        views = load_views_json(args.views_json)
-        source = str(args.views_json)
+        views, source = load_views_json(args.views_json), str(args.views_json)
     else:
         if not args.run or not args.data:
             raise ConfigError("give --run and --data (or --views-json to reuse the views results)")
-        views_args = ViewsArgs(
-            run=args.run,
-            data=args.data,
-            split=args.split,
-            context=args.context or "1,3",
-            id_targets=args.id_targets,
-            max_scenes=args.max_scenes,
-            checkpoint=args.checkpoint,
-            scenes_per_batch=args.scenes_per_batch,
-            nerf_json=args.nerf_json,
-            threads=args.threads,
-            baseline=args.baseline,
-        )
-        views = compute_views(views_args)
-        source = "computed"
+        shared = {item.name: getattr(args, item.name) for item in fields(NeRFComparisonArgs)}
+        shared.update(out=args.out, context=args.context or "1,3")
+        views, source = compute_views(ViewsArgs(run=args.run, data=args.data, **shared)), "computed"
     context = select_context(views, args.context if args.views_json else None)
     run_dir = views["models"]["nerfvae"]["run"]
-    runs = [run_dir] if (Path(run_dir) / "config.json").exists() else []
     nerf = views["models"]["nerf"]
     results = cost_analysis(views, context)
-    result = {
-        "experiment": "cost",
-        "schema_version": SCHEMA_VERSION,
-        "source": source,
-        "dataset": views["dataset"],
-        "split": views["split"],
-        "run": run_dir,
-        "num_scenes": views["num_scenes"],
-        "image_size": views["image_size"],
-        "context": context,
-        "view_lists": views["view_lists"],
-        "nerf_budget": nerf_budget(nerf, views["nerf_source"]),
-        "nerf_config": nerf["config"],
-        "results": results,
-        "headline": cost_headline(results, views, context),
-        "views_provenance": views.get("provenance"),
-        "provenance": experiment_provenance(prog, argv, runs),
-    }
-    print_written(
-        write_report(
-            Path(args.out),
-            "cost",
-            result,
-            cost_markdown(result),
-            lambda path: cost_figure(result, path),
-        )
+    result = result_header(
+        "cost",
+        source=source,
+        dataset=views["dataset"],
+        split=views["split"],
+        run=run_dir,
+        num_scenes=views["num_scenes"],
+        image_size=views["image_size"],
+        context=context,
+        view_lists=views["view_lists"],
+        nerf_budget=nerf_budget(nerf, views["nerf_source"]),
+        nerf_config=nerf["config"],
+        results=results,
+        headline=cost_headline(results, views, context),
+        views_provenance=views.get("provenance"),
     )
-    return 0
+    runs = [run_dir] if (Path(run_dir) / "config.json").exists() else []
+    figure = {"cost.png": lambda path: cost_figure(result, path)}
+    return finish(prog, argv, runs, args.out, "cost", result, cost_markdown, figure)

@@ -1,4 +1,5 @@
-"""What every experiment records beside its numbers: how to rerun it and on what it ran."""
+"""What every experiment records beside its numbers (how to rerun it and on what it ran), and the
+one markdown form of that record."""
 
 from __future__ import annotations
 
@@ -8,41 +9,25 @@ import os
 import platform
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 
-def command_line(argv: list[str] | None = None) -> str:
-    """The command that is running, as a shell-quoted string (``nerfvae ...`` when run via the
-    console script, else ``python -m ...``/the script path as invoked)."""
-    argv = list(sys.argv if argv is None else argv)
-    program = Path(argv[0]).name if argv else "nerfvae"
-    return shlex.join([program, *argv[1:]])
-
-
 def git_commit(root: Path | None = None) -> str | None:
     """The repository's HEAD commit (with ``-dirty`` for uncommitted changes), or None."""
-    root = root or Path(__file__).resolve().parents[2]
+    git = ["git", "-C", str(root or Path(__file__).resolve().parents[2])]
     try:
         commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         )
         if commit.returncode != 0:
             return None
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+        status = [*git, "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -93,50 +78,27 @@ def run_budget(run: str | Path) -> dict[str, Any]:
         if rows:
             budget["steps"] = int(float(rows[-1]["step"]))
             budget["wall_minutes"] = round(training_seconds(rows) / 60.0, 2)
-    device = run / "device.txt"
-    if device.exists():
-        budget["device"] = device.read_text().strip()
+    if (run / "device.txt").exists():
+        budget["device"] = (run / "device.txt").read_text().strip()
     return budget
-
-
-def provenance(runs: list[str | Path] | None = None, **extra: Any) -> dict[str, Any]:
-    """The ``provenance`` block of an experiment's JSON: command, commit, hardware, and each run's
-    training budget."""
-    return {
-        "command": command_line(),
-        "git_commit": git_commit(),
-        "hardware": hardware(),
-        "runs": [run_budget(run) for run in (runs or [])],
-        **extra,
-    }
-
-
-def experiment_command(prog: str, argv: list[str]) -> str:
-    """The shell command that ran an experiment: ``prog`` (e.g. ``nerfvae experiment NAME``) and
-    its arguments, quoted (its own command line, not the interpreter's ``sys.argv``)."""
-    return shlex.join([*shlex.split(prog), *argv])
 
 
 def experiment_provenance(
     prog: str, argv: list[str], runs: Iterable[str | Path] = (), **extra: Any
 ) -> dict[str, Any]:
-    """:func:`provenance` for these runs, with the experiment's own command line
-    (:func:`experiment_command`) and ``extra`` entries."""
-    return provenance(runs=list(runs), command=experiment_command(prog, argv), **extra)
+    """The ``provenance`` block of an experiment's JSON: the shell command that ran it (``prog``,
+    e.g. ``nerfvae experiment NAME``, and its arguments, quoted), commit, hardware, each run's
+    training budget and ``extra`` entries."""
+    return {
+        "command": shlex.join([*shlex.split(prog), *argv]),
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "runs": [run_budget(run) for run in runs],
+        **extra,
+    }
 
 
 # --------------------------------------------------------------------------- as markdown
-
-ProvenanceStyle = Literal["budget", "detailed", "brief"]
-"""How an experiment's report lays out its provenance block:
-
-* ``budget`` (cameras, ablation; the summary's hardware and budget texts): ``*`` bullets after the
-  command as a code block; hardware as :func:`hardware_text`, runs as :func:`budget_text`.
-* ``detailed`` (views, cost): ``-`` bullets, the command in its own ``## Command`` section;
-  hardware with the Python version, runs with their model.
-* ``brief`` (uncertainty, samples): ``-`` bullets with the command as the first one; runs with
-  steps and wall minutes only.
-"""
 
 
 def commit_text(block: Mapping[str, Any]) -> str:
@@ -153,14 +115,11 @@ def hardware_text(hardware: Mapping[str, Any]) -> str:
     """One line: CPU (cores, torch threads), GPU, torch version."""
     if not hardware:
         return "not recorded"
-    parts = [
+    text = (
         f"{hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} cores, "
-        f"{hardware.get('torch_threads', '?')} torch threads)",
-        f"GPU {hardware.get('gpu') or 'none'}",
-    ]
-    if hardware.get("torch"):
-        parts.append(f"torch {hardware['torch']}")
-    return ", ".join(parts)
+        f"{hardware.get('torch_threads', '?')} torch threads), GPU {hardware.get('gpu') or 'none'}"
+    )
+    return text + (f", torch {hardware['torch']}" if hardware.get("torch") else "")
 
 
 def budget_text(budget: Mapping[str, Any]) -> str:
@@ -169,70 +128,24 @@ def budget_text(budget: Mapping[str, Any]) -> str:
     parts = [f"model {config['model']}"] if config.get("model") else []
     if config.get("model") == "nerfvae":
         conditioning = (config.get("nerfvae") or {}).get("scene_function", {}).get("conditioning")
-        if conditioning:
-            parts.append(f"conditioning {conditioning}")
+        parts += [f"conditioning {conditioning}"] if conditioning else []
     parts.append(f"{budget['steps']} steps" if "steps" in budget else "steps not logged")
     if budget.get("wall_minutes") is not None:
         parts.append(f"{budget['wall_minutes']} wall minutes of training")
-    if budget.get("device"):
-        parts.append(f"device {budget['device']}")
+    parts += [f"device {budget['device']}"] if budget.get("device") else []
     return ", ".join(parts)
 
 
-def _hardware_line(hardware: Mapping[str, Any], style: ProvenanceStyle) -> str:
-    if style == "budget":
-        return hardware_text(hardware)
-    text = (
-        f"{hardware.get('cpu', '?')} ({hardware.get('cpu_count', '?')} CPUs, "
-        f"{hardware.get('torch_threads', '?')} torch threads), GPU: {hardware.get('gpu') or 'none'}"
-    )
-    if style == "detailed":
-        return f"{text}; torch {hardware.get('torch', '?')}, Python {hardware.get('python', '?')}"
-    return f"{text}, torch {hardware.get('torch', '?')}"
+def provenance_lines(block: Mapping[str, Any]) -> list[str]:
+    """Markdown bullets of a provenance block (:func:`experiment_provenance`): commit, hardware,
+    each run's training budget and, where recorded, the per-scene NeRF's budget."""
+    lines = [f"* {commit_text(block)}", f"* hardware: {hardware_text(block.get('hardware') or {})}"]
+    lines += [f"* run `{run.get('run')}`: {budget_text(run)}" for run in block.get("runs") or []]
+    return lines + ([f"* per-scene NeRF: {block['nerf']}"] if block.get("nerf") else [])
 
 
-def _run_line(budget: Mapping[str, Any], style: ProvenanceStyle) -> str:
-    if style == "budget":
-        return f"run `{budget.get('run')}`: {budget_text(budget)}"
-    model = f"model {budget.get('config', {}).get('model', '?')}, " if style == "detailed" else ""
-    device = f", trained on {budget['device']}" if budget.get("device") else ""
-    return (
-        f"run `{budget['run']}`: {model}{budget.get('steps', '?')} steps, "
-        f"{budget.get('wall_minutes', '?')} wall minutes{device}"
-    )
-
-
-def provenance_markdown(block: Mapping[str, Any], style: ProvenanceStyle = "budget") -> list[str]:
-    """Markdown bullets of an experiment's provenance block (:func:`provenance`): commit, hardware,
-    each run's training budget and, where recorded, the per-scene NeRF's budget (the command too
-    in the ``brief`` style; see :data:`ProvenanceStyle`)."""
-    bullet = "*" if style == "budget" else "-"
-    lines = [f"- command: `{block.get('command', '')}`"] if style == "brief" else []
-    lines += [
-        f"{bullet} {commit_text(block)}",
-        f"{bullet} hardware: {_hardware_line(block.get('hardware') or {}, style)}",
-    ]
-    lines += [f"{bullet} {_run_line(budget, style)}" for budget in block.get("runs") or []]
-    if block.get("nerf"):
-        lines.append(f"{bullet} per-scene NeRF: {block['nerf']}")
-    return lines
-
-
-def provenance_section(block: Mapping[str, Any], style: ProvenanceStyle = "budget") -> list[str]:
-    """The closing markdown section(s) of an experiment's report: ``## Provenance`` with the
-    command and :func:`provenance_markdown` (the ``detailed`` style puts the command in a
-    ``## Command`` section before it)."""
+def provenance_section(block: Mapping[str, Any]) -> list[str]:
+    """The closing ``## Provenance`` section of every experiment's markdown: the command as a
+    code block, then :func:`provenance_lines`."""
     command = command_block(str(block.get("command", "")))
-    if style == "detailed":
-        return [
-            "## Command",
-            "",
-            *command,
-            "",
-            "## Provenance",
-            "",
-            *provenance_markdown(block, style),
-        ]
-    if style == "brief":
-        return ["## Provenance", "", *provenance_markdown(block, style)]
-    return ["## Provenance", "", *command, "", *provenance_markdown(block, style)]
+    return ["## Provenance", "", *command, "", *provenance_lines(block)]

@@ -12,44 +12,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import tyro
 
+from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError
-from nerfvae.experiments.provenance import experiment_provenance, provenance_section
-from nerfvae.experiments.report import (
-    MISSING,
-    format_number,
-    markdown_header,
-    markdown_row,
-    print_written,
-    write_report,
+from nerfvae.evaluation.views import parse_index_list
+from nerfvae.experiments.common import (
+    RunArgs,
+    finish,
+    load_dataset,
+    load_run,
+    parse_args,
+    result_header,
 )
+from nerfvae.experiments.markdown import MISSING, format_number, markdown_header, markdown_row
+from nerfvae.experiments.provenance import provenance_section
 
 DESCRIPTION = "prior samples and a latent interpolation between two scenes, rendered as figures"
 
 
-@dataclass
-class SamplesArgs:
+@dataclass(kw_only=True)
+class SamplesArgs(RunArgs):
     """Render `--num-prior` scenes drawn from the prior p(z), and the linear interpolation between
     the posterior means of two scenes (each inferred from its first `--context` ID views), from the
     same cameras. Writes `prior_samples.png`, `interpolation.png`, `samples.json` and `samples.md`
     under `--out`."""
 
-    run: str
-    """Run directory (from `nerfvae train`)."""
-    data: str
-    """Dataset directory (scenes to interpolate and cameras)."""
-    split: str = "test"
-    """Dataset split of the scenes."""
     num_prior: int = 6
     """Number of prior samples."""
     scenes: str = "0,1"
-    """The two scene indices to interpolate between, comma-separated (`A,B`); scene A's cameras
-    are used for every render."""
+    """The two scene indices to interpolate between, comma-separated, each at most once (`A,B`);
+    scene A's cameras are used for every render."""
     context: int = 3
     """Context views K: ID views 0..K-1 of each scene give its posterior mean."""
     steps: int = 6
@@ -62,29 +57,15 @@ class SamplesArgs:
     (`orbit_cameras`)."""
     out: str = "docs/results/samples"
     """Output directory."""
-    seed: int = 0
-    """Seed of the prior samples."""
-    checkpoint: str | None = None
-    """Checkpoint JSON to load (default: the run's newest)."""
 
 
 def parse_scene_pair(text: str, num_scenes: int, split: str) -> tuple[int, int]:
-    """``"A,B"`` -> two scene indices of a split with ``num_scenes`` scenes (ConfigError if not)."""
-    try:
-        indices = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"--scenes {text!r}: expected two comma-separated scene indices"
-        ) from None
-    if len(indices) != 2:
+    """``"A,B"`` -> two distinct scene indices of a split with ``num_scenes`` scenes."""
+    extent = f"split {split!r} has scenes 0..{num_scenes - 1}"
+    pair = parse_index_list(text, "--scenes", limit=num_scenes, noun="scene", extent=extent)
+    if len(pair) != 2:
         raise ConfigError(f"--scenes {text!r}: expected exactly two scene indices, e.g. 0,1")
-    bad = [index for index in indices if not 0 <= index < num_scenes]
-    if bad:
-        raise ConfigError(
-            f"--scenes {text!r}: scene {bad[0]} is out of range; split {split!r} has scenes "
-            f"0..{num_scenes - 1}"
-        )
-    return indices[0], indices[1]
+    return int(pair[0]), int(pair[1])
 
 
 def spread_views(num_views: int, count: int) -> list[int]:
@@ -184,7 +165,7 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = tyro.cli(SamplesArgs, args=argv, prog=prog)
+    args = parse_args(SamplesArgs, argv, prog)
     if args.num_prior < 1:
         raise ConfigError(f"--num-prior {args.num_prior}: need at least one prior sample")
     if args.steps < 2:
@@ -192,17 +173,11 @@ def run(argv: list[str], prog: str) -> int:
     if args.cameras < 1:
         raise ConfigError(f"--cameras {args.cameras}: need at least one camera")
 
-    from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation import visualise as vis
-    from nerfvae.evaluation.metrics import psnr
-    from nerfvae.evaluation.report import nan_to_null
     from nerfvae.geometry import orbit_cameras
-    from nerfvae.training.loading import load_trained_model
+    from nerfvae.metrics import psnr
 
-    if not Path(args.run).is_dir():
-        raise ConfigError(f"--run {args.run}: no such run directory")
-    model, _, record = load_trained_model(args.run, args.checkpoint)
-    dataset = MultiSceneDataset(args.data, args.split)
+    model, _, record = load_run(args.run, args.checkpoint)
+    dataset = load_dataset(args.data, args.split)
     scene_a, scene_b = parse_scene_pair(args.scenes, len(dataset), args.split)
     num_id, num_views = dataset.num_id_views, dataset.num_id_views + dataset.num_ood_views
     if not 1 <= args.context <= num_id:
@@ -266,9 +241,6 @@ def run(argv: list[str], prog: str) -> int:
     if views:
         interp_stats["start_psnr"] = float(psnr(colour[0], images[0][views]))
 
-    # Figures.
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     far = dataset.far
     prior_rows = [
         [prior["colour"][n, j] for j in range(len(K))]
@@ -279,26 +251,33 @@ def run(argv: list[str], prog: str) -> int:
     header = [images[0][0]] + [blank] * (args.steps - 2) + [images[1][0]]
     interp_rows = [header] + [[colour[i, j] for i in range(args.steps)] for j in range(len(K))]
     scale = max(1, 96 // height)
-    paths = {
-        "prior_samples.png": prior_rows,
-        "interpolation.png": interp_rows,
-    }
-    for name, rows in paths.items():
-        grid = vis.image_grid(rows)
-        vis.write_png(out / name, grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1))
 
-    result: dict[str, Any] = {
-        "experiment": "samples",
-        "description": (
-            "Prior samples z ~ p(z) and the linear interpolation between two scenes' posterior "
-            "means, rendered from the same cameras."
-        ),
-        "run": str(args.run),
-        "checkpoint_step": record.get("step"),
-        "dataset": str(args.data),
-        "split": args.split,
-        "image_size": [height, width],
-        "settings": {
+    def grid_figure(rows: list[list[torch.Tensor]]):
+        grid = vis.image_grid(rows).repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+        return lambda path: vis.write_png(path, grid)
+
+    figures = {
+        "prior_samples.png": grid_figure(prior_rows),
+        "interpolation.png": grid_figure(interp_rows),
+    }
+    if views:
+        note = f"held-out cameras {views}"
+    else:
+        note = "orbit cameras"
+    note += (
+        f"; prior samples' per-pixel colour std {prior_stats['image_std']:.4f} over "
+        f"{args.num_prior} samples"
+    )
+    result = result_header(
+        "samples",
+        "Prior samples z ~ p(z) and the linear interpolation between two scenes' posterior "
+        "means, rendered from the same cameras.",
+        run=str(args.run),
+        checkpoint_step=record.get("step"),
+        dataset=str(args.data),
+        split=args.split,
+        image_size=[height, width],
+        settings={
             "num_prior": args.num_prior,
             "seed": args.seed,
             "scenes": [scene_a, scene_b],
@@ -307,26 +286,15 @@ def run(argv: list[str], prog: str) -> int:
             "steps": args.steps,
             "cameras": camera_info,
         },
-        "prior": prior_stats,
-        "interpolation": interp_stats,
-        "figures": list(paths),
-        "headline": [
+        prior=prior_stats,
+        interpolation=interp_stats,
+        figures=list(figures),
+        headline=[
             {
                 "label": f"interpolation t = 0 (scene {scene_a}, K = {args.context})",
                 "psnr": interp_stats.get("start_psnr"),
-                "note": (
-                    f"held-out cameras {views}; prior samples' per-pixel colour std "
-                    f"{prior_stats['image_std']:.4f} over {args.num_prior} samples"
-                )
-                if views
-                else f"orbit cameras; prior samples' per-pixel colour std "
-                f"{prior_stats['image_std']:.4f} over {args.num_prior} samples",
+                "note": note,
             }
         ],
-        "provenance": experiment_provenance(prog, argv, [args.run]),
-    }
-    result = nan_to_null(result)
-    report = markdown_report(result)
-    json_path, markdown_path = write_report(out, "samples", result, report)
-    print_written([json_path, *(out / name for name in paths), markdown_path], report)
-    return 0
+    )
+    return finish(prog, argv, [args.run], args.out, "samples", result, markdown_report, figures)

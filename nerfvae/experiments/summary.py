@@ -21,7 +21,6 @@ and never computes or invents one:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,9 +29,10 @@ from typing import Any
 
 import tyro
 
-from nerfvae.errors import ConfigError
+from nerfvae.errors import ConfigError, NerfVAEError
+from nerfvae.experiments.common import load_json
+from nerfvae.experiments.markdown import format_number, markdown_header, markdown_row
 from nerfvae.experiments.provenance import budget_text, command_block, commit_text, hardware_text
-from nerfvae.experiments.report import format_number, markdown_header, markdown_row, print_written
 
 DESCRIPTION = "collect the experiments' JSONs under docs/results/ into docs/results/README.md"
 
@@ -221,10 +221,8 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
             missing.append(f"* {name}: not run yet: `{command}`")
             continue
         try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, Mapping):
-                raise ValueError("not a JSON object")
-        except (OSError, UnicodeDecodeError, ValueError) as error:
+            data = load_json(path, path.name)
+        except NerfVAEError as error:
             sections += [f"### {name}", "", f"Could not read `{path}`: {error}", ""]
             continue
         rows, more = headline_rows(data)
@@ -297,5 +295,6 @@ def run(argv: list[str], prog: str) -> int:
     text = summary_markdown(results, out, findings)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    print_written([out], text)
+    print(text)
+    print(f"wrote {out}")
     return 0

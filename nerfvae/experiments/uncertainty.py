@@ -19,20 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import tyro
 
+from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.evaluation.refinement import RefinementConfig, infer_scene
-from nerfvae.experiments.provenance import experiment_provenance, provenance_section
-from nerfvae.experiments.report import (
+from nerfvae.evaluation.views import standard_view_lists
+from nerfvae.experiments.common import (
+    RunArgs,
+    ScenesArgs,
+    finish,
+    load_dataset,
+    load_run,
+    parse_args,
+    result_header,
+    scene_count,
+)
+from nerfvae.experiments.markdown import (
     format_number,
     format_percent,
     markdown_header,
     markdown_row,
-    print_written,
-    write_report,
 )
+from nerfvae.experiments.provenance import provenance_section
 from nerfvae.geometry import image_rays, project_points
+from nerfvae.inference import RefinementConfig, infer_scene
 
 DESCRIPTION = "posterior-sample std on surfaces the single context view saw vs did not see"
 
@@ -41,22 +50,14 @@ QUANTITIES = ("colour_std", "depth_std", "colour_error")
 GROUPS = ("id", "ood", "all")
 
 
-@dataclass
-class UncertaintyArgs:
+@dataclass(kw_only=True)
+class UncertaintyArgs(RunArgs, ScenesArgs):
     """Infer each scene from ONE context view, render the other ID views and the OOD views with
     posterior samples, and compare the per-pixel sample standard deviation over target pixels whose
     surface the context view saw with those it did not (outside its frustum or occluded), labelled
     from the dataset's ground-truth depth. Writes `uncertainty.json`, `uncertainty.md` and
     `uncertainty.png` (context | target | seen mask | colour std | depth std) under `--out`."""
 
-    run: str
-    """Run directory (from `nerfvae train`)."""
-    data: str
-    """Dataset directory; it must hold ground-truth depth (it labels pixels seen / unseen)."""
-    split: str = "test"
-    """Dataset split to use."""
-    max_scenes: int = 20
-    """Use the first N scenes of the split (fewer if the split has fewer)."""
     samples: int = 8
     """Posterior samples per scene (at least 2, for a standard deviation)."""
     context_view: int = 0
@@ -71,13 +72,7 @@ class UncertaintyArgs:
     of each)."""
     out: str = "docs/results/uncertainty"
     """Output directory."""
-    seed: int = 0
-    """Seed of the posterior samples (scene i uses a generator seeded from seed and i)."""
-    checkpoint: str | None = None
-    """Checkpoint JSON to load (default: the run's newest)."""
-    threads: int = 0
-    """torch intra-op threads (0 = PyTorch's default)."""
-    refine: RefinementConfig = field(default_factory=RefinementConfig)
+    test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of each posterior on its context view (docs/evaluation.md)."""
 
 
@@ -222,18 +217,8 @@ def mask_image(seen: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def markdown_report(result: dict[str, Any]) -> str:
     """``uncertainty.md``: the claim, a table per group, the command and provenance."""
     rows = markdown_header(
-        [
-            "targets",
-            "pixels seen",
-            "colour std seen",
-            "colour std unseen",
-            "ratio",
-            "depth std seen",
-            "depth std unseen",
-            "ratio",
-            "scenes unseen > seen (colour / depth)",
-            "pixels",
-        ]
+        "targets | pixels seen | colour std seen | colour std unseen | ratio | depth std seen | "
+        "depth std unseen | ratio | scenes unseen > seen (colour / depth) | pixels"
     )
     error_rows = markdown_header(["targets", "colour error seen", "colour error unseen", "ratio"])
     for group in GROUPS:
@@ -316,28 +301,15 @@ def refinement_clause(refinement: dict[str, Any] | None) -> str:
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = tyro.cli(UncertaintyArgs, args=argv, prog=prog)
+    args = parse_args(UncertaintyArgs, argv, prog)
     if args.samples < 2:
         raise ConfigError(f"--samples {args.samples}: need at least 2 posterior samples for a std")
-    if args.max_scenes < 1:
-        raise ConfigError(f"--max-scenes {args.max_scenes}: need at least one scene")
     if args.figure_scenes < 0:
         raise ConfigError(f"--figure-scenes {args.figure_scenes}: must be 0 or more")
     if not args.tolerance > 0:
         raise ConfigError(f"--tolerance {args.tolerance}: must be positive")
-
-    from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation import visualise as vis
-    from nerfvae.evaluation.report import nan_to_null
-    from nerfvae.evaluation.views import standard_view_lists
-    from nerfvae.training.loading import load_trained_model
-
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    if not Path(args.run).is_dir():
-        raise ConfigError(f"--run {args.run}: no such run directory")
-    model, _, record = load_trained_model(args.run, args.checkpoint)
-    dataset = MultiSceneDataset(args.data, args.split)
+    model, _, record = load_run(args.run, args.checkpoint)
+    dataset = load_dataset(args.data, args.split)
     if not dataset.meta.has_depth:
         raise DataError(
             f"{args.data}: the dataset has no ground-truth depth, which the uncertainty experiment "
@@ -355,7 +327,7 @@ def run(argv: list[str], prog: str) -> int:
     targets = id_targets + ood_targets
     is_ood = torch.tensor([False] * len(id_targets) + [True] * len(ood_targets))
     height, width = dataset.image_height, dataset.image_width
-    num_scenes = min(args.max_scenes, len(dataset))
+    num_scenes = scene_count(args.max_scenes, dataset)
 
     group_sums: dict[str, list[dict[str, float]]] = {group: [] for group in GROUPS}
     per_scene: list[dict[str, Any]] = []
@@ -367,7 +339,7 @@ def run(argv: list[str], prog: str) -> int:
         images = scene.images.float() / 255.0
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
         posterior = infer_scene(
-            model, scene.images, scene.K, scene.c2w, context, args.refine, generator
+            model, scene.images, scene.K, scene.c2w, context, args.test_time, generator
         )
         rendered = vis.posterior_statistics(
             model,
@@ -433,52 +405,46 @@ def run(argv: list[str], prog: str) -> int:
             vis.heat_image(depth_std.nan_to_num(0), vmax=depth_vmax),
         ]
 
-    result: dict[str, Any] = {
-        "experiment": "uncertainty",
-        "description": (
-            "Posterior-sample standard deviation on target pixels whose surface the single "
-            "context view saw vs did not see (ground-truth visibility)."
-        ),
-        "run": str(args.run),
-        "checkpoint_step": record.get("step"),
-        "dataset": str(args.data),
-        "split": args.split,
-        "num_scenes": num_scenes,
-        "image_size": [height, width],
-        "settings": {
-            "context_view": args.context_view,
-            "samples": args.samples,
-            "refinement": args.refine.to_json(),
-            "tolerance": args.tolerance,
-            "seed": args.seed,
-            "max_scenes": args.max_scenes,
+    result = result_header(
+        "uncertainty",
+        "Posterior-sample standard deviation on target pixels whose surface the single context "
+        "view saw vs did not see (ground-truth visibility).",
+        **{
+            "run": str(args.run),
+            "checkpoint_step": record.get("step"),
+            "dataset": str(args.data),
+            "split": args.split,
+            "num_scenes": num_scenes,
+            "image_size": [height, width],
+            "settings": {
+                "context_view": args.context_view,
+                "samples": args.samples,
+                "refinement": args.test_time.to_json(),
+                "tolerance": args.tolerance,
+                "seed": args.seed,
+                "max_scenes": args.max_scenes,
+            },
+            "view_lists": {
+                "context": context,
+                "id_targets": id_targets,
+                "ood_targets": ood_targets,
+            },
+            "results": results,
+            "per_scene": per_scene,
+            "figure": {
+                "scenes": list(range(min(args.figure_scenes, num_scenes))),
+                "columns": ["context", "target", "seen_mask", "colour_std", "depth_std"],
+                "colour_std_vmax": colour_vmax,
+                "depth_std_vmax": depth_vmax,
+            },
+            "headline": [headline_row(group, results[group]) for group in GROUPS],
         },
-        "view_lists": {
-            "context": context,
-            "id_targets": id_targets,
-            "ood_targets": ood_targets,
-        },
-        "results": results,
-        "per_scene": per_scene,
-        "figure": {
-            "scenes": list(range(min(args.figure_scenes, num_scenes))),
-            "columns": ["context", "target", "seen_mask", "colour_std", "depth_std"],
-            "colour_std_vmax": colour_vmax,
-            "depth_std_vmax": depth_vmax,
-        },
-        "headline": [headline_row(group, results[group]) for group in GROUPS],
-        "provenance": experiment_provenance(prog, argv, [args.run]),
-    }
-    result = nan_to_null(result)
+    )
 
     def figure(path: Path) -> None:
         grid = vis.image_grid(figure_rows)
         scale = max(1, 128 // height)
         vis.write_png(path, grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1))
 
-    report = markdown_report(result)
-    paths = write_report(
-        Path(args.out), "uncertainty", result, report, figure if figure_rows else None
-    )
-    print_written(paths, report)
-    return 0
+    figures = {"uncertainty.png": figure} if figure_rows else {}
+    return finish(prog, argv, [args.run], args.out, "uncertainty", result, markdown_report, figures)

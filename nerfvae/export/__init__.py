@@ -1,11 +1,6 @@
 """Geometry out of a trained model: marching-cubes meshes with vertex colours (PLY/OBJ) and
 their Chamfer distance to the built-in rooms' ground-truth objects."""
 
-from nerfvae.export.latents import (
-    check_scene_index,
-    parse_view_indices,
-    prior_sample,
-)
 from nerfvae.export.mesh import (
     DensityGrid,
     MeshExtractionConfig,
@@ -32,7 +27,6 @@ __all__ = [
     "DensityGrid",
     "MeshExtractionConfig",
     "chamfer_distance",
-    "check_scene_index",
     "density_grid",
     "extract_mesh",
     "field_colours",
@@ -43,8 +37,6 @@ __all__ = [
     "object_signed_distance",
     "object_surface_area",
     "objects_region",
-    "parse_view_indices",
-    "prior_sample",
     "sample_mesh_surface",
     "sample_object_surfaces",
     "write_mesh",

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from nerfvae.data.rooms import shape_signed_distance
 from nerfvae.errors import DataError
 
 SHAPE_FIELDS = {
@@ -36,7 +37,7 @@ def _check_object(obj: dict[str, Any], index: int) -> None:
 
 def _rotate_z(local: np.ndarray, degrees: float) -> np.ndarray:
     """Rotate ``[N, 3]`` object-frame offsets into the world (about +z by ``degrees``), the
-    inverse of the object-frame map in :func:`nerfvae.data.rooms.object_signed_distances`."""
+    inverse of the object-frame map in :func:`nerfvae.data.rooms.shape_signed_distance`."""
     theta = math.radians(degrees)
     cos, sin = math.cos(theta), math.sin(theta)
     x, y = local[:, 0], local[:, 1]
@@ -102,28 +103,11 @@ def sample_object_surfaces(
 
 def object_signed_distance(objects: list[dict[str, Any]], points: np.ndarray) -> np.ndarray:
     """Signed distance ``[N]`` of ``points [N, 3]`` to the nearest object surface (negative
-    inside an object); exact for each shape, the minimum over objects for the union."""
-    distances = []
+    inside an object): the minimum over objects of the generator's exact per-shape distance
+    (:func:`nerfvae.data.rooms.shape_signed_distance`)."""
     for index, obj in enumerate(objects):
         _check_object(obj, index)
-        offset = points - np.asarray(obj["position"], dtype=np.float64)
-        local = _rotate_z(offset, -float(obj.get("rotation_z_deg", 0.0)))
-        if obj["shape"] == "sphere":
-            distances.append(np.linalg.norm(local, axis=-1) - float(obj["radius"]))
-            continue
-        if obj["shape"] == "cube":
-            excess = np.abs(local) - float(obj["half_size"])
-        else:
-            excess = np.stack(
-                [
-                    np.linalg.norm(local[:, :2], axis=-1) - float(obj["radius"]),
-                    np.abs(local[:, 2]) - float(obj["half_height"]),
-                ],
-                axis=-1,
-            )
-        outside = np.linalg.norm(np.maximum(excess, 0.0), axis=-1)
-        distances.append(outside + np.minimum(excess.max(axis=-1), 0.0))
-    return np.min(np.stack(distances), axis=0)
+    return np.min(np.stack([shape_signed_distance(obj, points) for obj in objects]), axis=0)
 
 
 def objects_region(

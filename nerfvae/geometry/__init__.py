@@ -2,6 +2,8 @@
 
 from nerfvae.geometry.cameras import (
     check_cameras,
+    check_intrinsics,
+    check_pose,
     focal_from_fov,
     fov_from_focal,
     intrinsics_matrix,
@@ -10,7 +12,7 @@ from nerfvae.geometry.cameras import (
     opengl_to_opencv,
     project_points,
 )
-from nerfvae.geometry.paths import common_look_at_point, orbit_cameras
+from nerfvae.geometry.paths import common_look_at_point, optical_axes_point, orbit_cameras
 from nerfvae.geometry.rays import (
     image_rays,
     indexed_pixel_rays,
@@ -24,6 +26,8 @@ from nerfvae.geometry.rays import (
 
 __all__ = [
     "check_cameras",
+    "check_intrinsics",
+    "check_pose",
     "common_look_at_point",
     "focal_from_fov",
     "fov_from_focal",
@@ -33,6 +37,7 @@ __all__ = [
     "look_at",
     "opencv_to_opengl",
     "opengl_to_opencv",
+    "optical_axes_point",
     "orbit_cameras",
     "pixel_centres",
     "plucker_coordinates",

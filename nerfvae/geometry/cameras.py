@@ -89,32 +89,56 @@ def look_at(
     return c2w
 
 
-def check_cameras(K: torch.Tensor, c2w: torch.Tensor, atol: float = 1e-3) -> None:
-    """Raise ``ValueError`` naming the problem if ``K [..., 3, 3]`` / ``c2w [..., 4, 4]`` are invalid.
-
-    Checks shapes, finiteness, positive focal lengths, an orthonormal right-handed rotation and the
-    homogeneous last row.
-    """
+def check_intrinsics(K: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the problem if intrinsics ``K [..., 3, 3]`` are invalid: the
+    shape, NaN or inf, or a focal length that is not positive (the first such camera's is named)."""
     if K.shape[-2:] != (3, 3):
         raise ValueError(f"intrinsics must have shape [..., 3, 3], got {tuple(K.shape)}")
-    if c2w.shape[-2:] != (4, 4):
-        raise ValueError(f"camera-to-world must have shape [..., 4, 4], got {tuple(c2w.shape)}")
     if not torch.isfinite(K).all():
         raise ValueError("intrinsics contain NaN or inf")
+    focal = K.reshape(-1, 3, 3)[:, [0, 1], [0, 1]]  # [cameras, 2]: fx, fy
+    bad = (focal <= 0).any(dim=-1)
+    if bad.any():
+        fx, fy = (float(value) for value in focal[bad][0])
+        raise ValueError(f"focal length must be positive, got fx={fx}, fy={fy}")
+
+
+def check_pose(c2w: torch.Tensor, atol: float = 1e-3) -> None:
+    """Raise ``ValueError`` naming the problem if camera-to-world ``c2w [..., 4, 4]`` is not a rigid
+    transform: the shape, NaN or inf, a rotation that is not orthonormal (scaled or sheared) or is
+    a reflection, or a last row other than ``[0, 0, 0, 1]`` (within ``atol``; checked in float64)."""
+    if c2w.shape[-2:] != (4, 4):
+        raise ValueError(f"camera pose must have shape [..., 4, 4], got {tuple(c2w.shape)}")
     if not torch.isfinite(c2w).all():
-        raise ValueError("camera-to-world matrices contain NaN or inf")
-    if (K[..., 0, 0] <= 0).any() or (K[..., 1, 1] <= 0).any():
-        raise ValueError("intrinsics have a non-positive focal length")
-    rotation = c2w[..., :3, :3].double()
+        raise ValueError("camera pose contains NaN or inf")
+    poses = c2w.reshape(-1, 4, 4).double()
+    rotation = poses[:, :3, :3]
     eye = torch.eye(3, dtype=torch.float64, device=rotation.device)
-    error = (rotation.transpose(-1, -2) @ rotation - eye).abs().amax()
+    deviation = (rotation.transpose(-1, -2) @ rotation - eye).abs()
+    error = float(deviation.amax()) if deviation.numel() else 0.0
     if error > atol:
-        raise ValueError(f"camera rotation is not orthonormal (max |R^T R - I| = {error:.2e})")
+        raise ValueError(
+            f"camera rotation is not orthonormal (max |R^T R - I| = {error:.2e}); "
+            "scaled or sheared poses are not supported"
+        )
     if (torch.linalg.det(rotation) < 0).any():
         raise ValueError("camera rotation is a reflection (det < 0), not a rotation")
     last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=rotation.device)
-    if (c2w[..., 3, :].double() - last_row).abs().amax() > atol:
-        raise ValueError("camera-to-world last row must be [0, 0, 0, 1]")
+    off = (poses[:, 3, :] - last_row).abs().amax(dim=-1) > atol  # [cameras]
+    if off.any():
+        row = [float(value) for value in poses[off][0, 3]]
+        raise ValueError(f"camera pose last row must be [0, 0, 0, 1], got {row}")
+
+
+def check_cameras(K: torch.Tensor, c2w: torch.Tensor, atol: float = 1e-3) -> None:
+    """Raise ``ValueError`` naming the problem if ``K [..., 3, 3]`` (:func:`check_intrinsics`) or
+    ``c2w [..., 4, 4]`` (:func:`check_pose`) are invalid.
+
+    These are the only camera checks: the importers run them on each view they read
+    (numpy arrays wrapped with ``torch.from_numpy``), the dataset reader on each scene it loads.
+    """
+    check_intrinsics(K)
+    check_pose(c2w, atol)
 
 
 def project_points(points: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from nerfvae.models.config import (
 )
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.models.nerfvae import NeRFVAE
+from nerfvae.models.ray_model import RaySceneModel
 
 __all__ = [
     "DiagonalGaussian",
@@ -16,6 +17,7 @@ __all__ = [
     "LatentConfig",
     "NeRFVAE",
     "NeRFVAEConfig",
+    "RaySceneModel",
     "SceneFunctionConfig",
     "SceneModel",
 ]

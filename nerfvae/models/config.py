@@ -104,10 +104,13 @@ class NeRFVAEConfig:
     latent: LatentConfig = field(default_factory=LatentConfig)
     scene_function: SceneFunctionConfig = field(default_factory=SceneFunctionConfig)
     sampling: RaySamplingConfig = field(default_factory=RaySamplingConfig)
-    refinement_steps: int = 0
-    """Iterative amortized inference steps T (Marino et al., 2018); 0 is plain amortized inference."""
-    refinement_rays: int = 128
-    """Context-view rays per scene used for the ELBO gradient in each refinement step."""
+    iterative_inference_steps: int = 0
+    """Learned iterative amortized inference steps T (Marino et al., 2018): a trained network
+    updates the encoder's posterior from its context-view ELBO gradient T times, in training and
+    at inference; 0 is plain amortized inference. (Not test-time refinement, which is plain Adam
+    on the posterior of a trained model: ``--test-time.steps`` of eval, render, export, demo.)"""
+    iterative_inference_rays: int = 128
+    """Context-view rays per scene used for the ELBO gradient in each iterative inference step."""
     pixel_std: float = 0.1
     """Standard deviation of the Gaussian pixel likelihood (colours in [0, 1]); the trainer may anneal it."""
     scene_min: tuple[float, float, float] = (-1.0, -1.0, -1.0)

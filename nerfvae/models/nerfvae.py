@@ -8,23 +8,17 @@ import torch
 from torch import nn
 
 from nerfvae.errors import ConfigError
-from nerfvae.geometry import random_pixel_rays
 from nerfvae.models.config import NeRFVAEConfig
 from nerfvae.models.encoder import ContextEncoder
 from nerfvae.models.latent import LOG_STD_MAX, LOG_STD_MIN, DiagonalGaussian
-from nerfvae.models.objective import (
-    Batch,
-    GaussianELBOModel,
-    TargetReconstruction,
-    gaussian_log_likelihood,
-)
 from nerfvae.models.planes import PlanesSceneFunction
+from nerfvae.models.ray_model import RaySceneModel
 from nerfvae.models.scene_function import SceneFunction
-from nerfvae.rendering import RenderOutput, render_rays
+from nerfvae.rendering import RaySamplingConfig, render_rays
 
 
-class PosteriorRefiner(nn.Module):
-    """One iterative-amortized-inference update (Marino et al., 2018), shared across steps.
+class IterativeInferenceUpdate(nn.Module):
+    """One learned iterative-amortized-inference update (Marino et al., 2018), shared across steps.
 
     Maps (posterior parameters, ELBO gradient w.r.t. them) per latent token to a gated update of
     the parameters. Gradients are squashed with sign·log1p(|g|) because their scale varies by orders
@@ -54,8 +48,9 @@ class PosteriorRefiner(nn.Module):
         return DiagonalGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
 
 
-class NeRFVAE(GaussianELBOModel):
-    """Encoder -> q(z | context) (+ T refinement steps) -> scene function -> volume rendering."""
+class NeRFVAE(RaySceneModel):
+    """Encoder -> q(z | context) (+ T learned iterative inference steps) -> scene function ->
+    volume rendering."""
 
     def __init__(self, config: NeRFVAEConfig) -> None:
         super().__init__()
@@ -81,8 +76,10 @@ class NeRFVAE(GaussianELBOModel):
                 "sampling.sampler 'proposal' needs scene_function.conditioning 'planes' (the "
                 f"{config.scene_function.conditioning!r} scene function has no proposal density)"
             )
-        self.refiner = (
-            PosteriorRefiner(config.latent.channels) if config.refinement_steps > 0 else None
+        self.iterative_update = (
+            IterativeInferenceUpdate(config.latent.channels)
+            if config.iterative_inference_steps > 0
+            else None
         )
         self.mixed_precision = False
         """Run the scene function under CPU/GPU bfloat16 autocast (set by the trainer/evaluator)."""
@@ -95,14 +92,17 @@ class NeRFVAE(GaussianELBOModel):
 
     def infer(self, context_images, context_K, context_c2w, generator=None) -> DiagonalGaussian:
         posterior = self.encoder(context_images, context_K, context_c2w)
-        for _ in range(self.config.refinement_steps):
-            posterior = self._refine(posterior, context_images, context_K, context_c2w, generator)
+        for _ in range(self.config.iterative_inference_steps):
+            posterior = self._iterative_inference_step(
+                posterior, context_images, context_K, context_c2w, generator
+            )
         return posterior
 
-    def _refine(self, posterior, images, K, c2w, generator) -> DiagonalGaussian:
-        """One refinement step from the gradient of the context-view ELBO w.r.t. q's parameters.
+    def _iterative_inference_step(self, posterior, images, K, c2w, generator) -> DiagonalGaussian:
+        """One learned update from the gradient of the context-view ELBO w.r.t. q's parameters.
 
-        The gradient is an input to the refiner (no second-order terms), as in Marino et al.
+        The gradient is an input to the update network (no second-order terms), as in Marino et
+        al.
         """
         pixel_dims = images[0].numel()
         with torch.enable_grad():
@@ -113,33 +113,17 @@ class NeRFVAE(GaussianELBOModel):
                 images,
                 K,
                 c2w,
-                self.config.refinement_rays,
+                self.config.iterative_inference_rays,
                 generator,
             )
             grad_mean, grad_log_std = torch.autograd.grad(elbo.sum(), [mean, log_std])
-        return self.refiner(posterior, grad_mean / pixel_dims, grad_log_std / pixel_dims)
-
-    def context_elbo(
-        self,
-        posterior: DiagonalGaussian,
-        images: torch.Tensor,
-        K: torch.Tensor,
-        c2w: torch.Tensor,
-        rays_per_scene: int,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """ELBO of the views ``images [S, V, H, W, 3]`` (``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``)
-        under ``posterior``, per scene ``[S]`` in nats: one reparameterised sample ``z ~ q`` and
-        ``rays_per_scene`` random pixels, their mean log-likelihood scaled to all ``V·H·W·3`` pixel
-        values, minus KL(q ‖ p). Differentiable w.r.t. the posterior's parameters."""
-        origins, directions, target = random_pixel_rays(images, K, c2w, rays_per_scene, generator)
-        latent = posterior.rsample(generator)
-        colour = self.render(latent, origins, directions, generator=generator).final.colour
-        log_likelihood = gaussian_log_likelihood(colour, target, self.config.pixel_std)
-        pixel_dims = images[0].numel()
-        return log_likelihood.flatten(1).mean(1) * pixel_dims - posterior.kl_to_standard_normal()
+        return self.iterative_update(posterior, grad_mean / pixel_dims, grad_log_std / pixel_dims)
 
     # -- rendering -------------------------------------------------------------------------
+    @property
+    def sampling(self) -> RaySamplingConfig:
+        return self.config.sampling
+
     def field(self, latent: torch.Tensor):
         """The scene function of scenes with ``latent [S, T, C]`` as a rendering callback
         ``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [..., 3])``."""
@@ -213,7 +197,9 @@ class NeRFVAE(GaussianELBOModel):
             cached = (key, copy)
         return cached[1]
 
-    def render(self, latent, origins, directions, near=None, far=None, *, generator=None):
+    def render(
+        self, latent, origins, directions, near=None, far=None, *, generator=None, sampling=None
+    ):
         if near is None or far is None:
             near, far = self.ray_bounds(origins, directions)
         field, proposal = self._fields(latent)
@@ -223,34 +209,9 @@ class NeRFVAE(GaussianELBOModel):
             directions,
             near,
             far,
-            self.config.sampling,
+            sampling or self.config.sampling,
             proposal_density=proposal,
             background=self.background,
             generator=generator,
             training=self.training,
-        )
-
-    # -- objective -------------------------------------------------------------------------
-    def reconstruct_targets(
-        self, batch: Batch, latent: torch.Tensor, generator: torch.Generator | None
-    ) -> TargetReconstruction:
-        """Render the batch's random target rays (the ELBO of :meth:`loss` on them).
-
-        ``batch``: ``target_origins / target_directions / target_colours [S, R, 3]``,
-        ``target_object_mask [S, R]`` (optional). The default ``target_dims`` is the context
-        views' size; NeRF's coarse pass is supervised too (an auxiliary colour).
-        """
-        output: RenderOutput = self.render(
-            latent, batch["target_origins"], batch["target_directions"], generator=generator
-        )
-        has_coarse_colour = output.coarse is not None and output.fine is not None
-        return TargetReconstruction(
-            colour=output.final.colour,
-            target=batch["target_colours"],
-            object_mask=batch.get("target_object_mask"),
-            default_target_dims=int(batch["context_images"][0].numel()),
-            auxiliary_colours=(output.coarse.colour,) if has_coarse_colour else (),
-            auxiliary_loss=(
-                output.proposal_loss.mean() if output.proposal_loss is not None else None
-            ),
         )

@@ -7,7 +7,9 @@ Both models infer ``q(z | context)``, draw one ``z``, predict the target colours
 (per dimension, so the objective's scale does not depend on how many target rays a batch holds).
 They differ only in how a latent becomes target colours (volume rendering of rays, or a
 convolutional decoder of whole views): :class:`GaussianELBOModel` holds the objective and its
-metrics once, and subclasses supply :meth:`GaussianELBOModel.reconstruct_targets`.
+metrics once, and subclasses supply :meth:`GaussianELBOModel.reconstruct_targets`. The ELBO itself
+is written once, in :func:`gaussian_elbo`: the training metrics, the context views' ELBO that
+inference climbs and the evaluation's ELBO of held-out views all use it.
 """
 
 from __future__ import annotations
@@ -19,15 +21,13 @@ from typing import Any
 
 import torch
 
-from nerfvae.models.base import SceneModel
+from nerfvae.image_metrics import psnr_from_mse
+from nerfvae.models.base import Batch, SceneModel
 
 LOG_2PI = math.log(2.0 * math.pi)
 # Continuous Gaussian likelihood on colours in [0, 1]; adding log2(256) bits per dimension gives the
 # usual discretised-8-bit bits/dim (density times bin width 1/256).
 BITS_PER_8BIT_BIN = 8.0
-
-Batch = dict[str, torch.Tensor]
-"""A training batch: named tensors (``context_images``, ``target_colours``, ...)."""
 
 
 def gaussian_log_likelihood(
@@ -37,9 +37,24 @@ def gaussian_log_likelihood(
     return -0.5 * ((target - prediction) / std).square() - math.log(std) - 0.5 * LOG_2PI
 
 
-def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB for peak 1.0 (MSE clamped at 1e-10, so a perfect prediction gives 100 dB)."""
-    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+def gaussian_elbo(log_likelihood: torch.Tensor, kl: torch.Tensor, dims: int) -> torch.Tensor:
+    """The ELBO per scene ``[S]`` in nats of a scene's ``dims`` target dimensions, from
+    ``log_likelihood [S, ...]`` (log N(target; prediction, pixel_std²) per element, with one
+    posterior sample) and ``kl [S]`` (KL(q ‖ p) in nats).
+
+    The elements may be a random subset of the ``dims`` dimensions (random rays): their mean
+    estimates every dimension's log-likelihood, so the estimate is ``mean · dims − KL``. With
+    every dimension present it is the sum itself (no rescaling, no rounding of it)."""
+    per_scene = log_likelihood.flatten(1)
+    if per_scene.shape[1] == dims:
+        return per_scene.sum(1) - kl
+    return per_scene.mean(1) * dims - kl
+
+
+def nelbo_bits_per_dim(elbo: torch.Tensor, dims: int) -> torch.Tensor:
+    """Negative ELBO in bits per dimension plus :data:`BITS_PER_8BIT_BIN` (the 8-bit
+    discretisation offset), from the ELBO in nats of ``dims`` dimensions (any shape)."""
+    return -elbo / (dims * math.log(2.0)) + BITS_PER_8BIT_BIN
 
 
 def object_pixel_weights(
@@ -82,13 +97,13 @@ def elbo_metrics(
         non-empty mask, ``object_psnr``.
     """
     squared_error = (prediction - target).square()
-    elbo_per_dim = log_likelihood.mean() - kl.mean() / target_dims
+    elbo = gaussian_elbo(log_likelihood, kl, target_dims).mean()
     metrics = {
         "mse": squared_error.mean(),
         "psnr": psnr_from_mse(squared_error.mean()),
         "kl_nats": kl.mean(),
-        "elbo_per_dim": elbo_per_dim,
-        "nelbo_bits_per_dim": -elbo_per_dim / math.log(2.0) + BITS_PER_8BIT_BIN,
+        "elbo_per_dim": elbo / target_dims,
+        "nelbo_bits_per_dim": nelbo_bits_per_dim(elbo, target_dims),
         "posterior_std": posterior_std.mean(),
     }
     if object_mask is not None and bool(object_mask.any()):
@@ -139,7 +154,6 @@ class GaussianELBOModel(SceneModel):
         pixel_std: float | None = None,
         object_pixel_weight: float = 1.0,
         generator: torch.Generator | None = None,
-        **_: Any,
     ) -> dict[str, torch.Tensor]:
         """Negative ELBO (per dimension) with KL weight, and the metrics of :func:`elbo_metrics`.
 
@@ -153,6 +167,9 @@ class GaussianELBOModel(SceneModel):
             kl_weight: β (or the KL warm-up factor); 1 gives the ELBO.
             pixel_std: likelihood standard deviation (annealed by the trainer); default config's.
             object_pixel_weight: weight of object pixels in the training likelihood (1 = ELBO).
+            generator: draws the posterior sample (and whatever the subclass samples).
+
+        Any other keyword argument is a TypeError: a misspelled schedule is not ignored.
         """
         pixel_std = pixel_std or self.config.pixel_std
         posterior = self.infer(

@@ -138,11 +138,26 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     return record, tensors
 
 
+# Weights renamed since a checkpoint was written: old prefix -> new prefix (for one release).
+RENAMED_WEIGHTS = {"refiner.": "iterative_update."}
+
+
+def _current_weight_name(name: str) -> str:
+    for old, new in RENAMED_WEIGHTS.items():
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
 def load_model_weights(
     model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path
 ) -> None:
     """Load ``model/*`` tensors into ``model``; mismatches raise CheckpointError naming them."""
-    weights = {k[len("model/") :]: v for k, v in tensors.items() if k.startswith("model/")}
+    weights = {
+        _current_weight_name(k[len("model/") :]): v
+        for k, v in tensors.items()
+        if k.startswith("model/")
+    }
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))

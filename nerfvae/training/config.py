@@ -90,8 +90,6 @@ class TrainConfig:
     where the device runs it natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), where it is
     2–3× faster; elsewhere bfloat16 is 3–4× slower, so auto takes float32. Eval, render, demo,
     viewer and export use this setting unless given their own ``--precision``."""
-    compile: bool = False
-    """torch.compile the scene function."""
     threads: int = 0
     """torch intra-op threads (0 = PyTorch's default)."""
     log_every: int = 10
@@ -285,11 +283,34 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file {path} does not exist") from error
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {path} is not valid JSON: {error}") from error
-    if isinstance(data, dict) and "mixed_precision" in data and "precision" not in data:
-        # configs written before the precision setting: bfloat16 "where it helps" is auto
-        data = dict(data)
-        data["precision"] = "auto" if data.pop("mixed_precision") else "fp32"
+    if isinstance(data, dict):
+        data = _translate_old_fields(data)
     return from_dict(TrainConfig, data, str(path))
+
+
+# NeRF-VAE fields renamed since configs were written: old name -> new name.
+RENAMED_NERFVAE_FIELDS = {
+    "refinement_steps": "iterative_inference_steps",
+    "refinement_rays": "iterative_inference_rays",
+}
+
+
+def _translate_old_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written by an older nerfvae, in today's fields (the same experiment)."""
+    data = dict(data)
+    if "mixed_precision" in data and "precision" not in data:
+        # configs written before the precision setting: bfloat16 "where it helps" is auto
+        data["precision"] = "auto" if data.pop("mixed_precision") else "fp32"
+    # a torch.compile switch that was never used; a config can only hold its default here
+    if data.get("compile") is False:
+        del data["compile"]
+    if isinstance(data.get("nerfvae"), dict):
+        nerfvae = dict(data["nerfvae"])
+        for old, new in RENAMED_NERFVAE_FIELDS.items():
+            if old in nerfvae and new not in nerfvae:
+                nerfvae[new] = nerfvae.pop(old)
+        data["nerfvae"] = nerfvae
+    return data
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

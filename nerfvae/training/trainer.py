@@ -143,9 +143,6 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             print(f"run {run.root} is already at step {start_step} (--stop-at-step)")
         return latest
 
-    if config.compile:
-        # The scene function is where the FLOPs are; models without one are compiled whole.
-        getattr(model, "scene_function", model).compile()
     trained = model
     if world_size > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -154,7 +151,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
 
     meta = dataset.meta
     target_dims = meta.split("train").id_views * meta.image_height * meta.image_width * 3
-    if getattr(model, "trains_on_whole_views", False):
+    if model.whole_target_views > 0:
         # Convolutional renderers (the GQN baseline) decode whole target views, not rays; the
         # scenes and context views of each step are the same as the ray batches'.
         from nerfvae.data.image_batches import image_batches
@@ -164,7 +161,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             "train",
             scenes_per_batch=config.scenes_per_batch,
             max_context_views=config.max_context_views,
-            target_views=model.config.target_views_per_scene,
+            target_views=model.whole_target_views,
             seed=config.seed * 7919 + rank,
             num_workers=config.num_workers,
             start_step=start_step,

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from nerfvae.data.loader import MultiSceneDataset
-from nerfvae.evaluation.metrics import psnr
-from nerfvae.evaluation.visualise import depth_to_image, to_uint8
+from nerfvae.metrics import psnr
 from nerfvae.models import SceneModel
 from nerfvae.training.config import TrainConfig
+from nerfvae.visualise import depth_to_image, to_uint8
 
 CONTEXT_VIEWS = 3
 

@@ -54,6 +54,7 @@ class InitSource:
     """Where a run's initial weights came from."""
 
     checkpoint: Path
+    """The checkpoint's ``.json``, as ``--init-from`` named it (or its run directory's newest)."""
     step: int
     sha256: str
     parent_run: Path | None
@@ -65,8 +66,10 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> InitSource:
     checkpoint = resolve_init_checkpoint(source)
     record, tensors = load_checkpoint(checkpoint)
     load_model_weights(model, tensors, checkpoint)
+    # recorded as given (a relative path stays relative): a run directory that is shipped must
+    # not hold the paths of the machine it was trained on
     return InitSource(
-        checkpoint.resolve(), int(record["step"]), record["sha256"], _run_of_checkpoint(checkpoint)
+        checkpoint, int(record["step"]), record["sha256"], _run_of_checkpoint(checkpoint)
     )
 
 

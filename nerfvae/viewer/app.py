@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerfvae.evaluation.metrics import psnr
+from nerfvae.metrics import psnr
 from nerfvae.viewer.camera_control import (
     ViewCamera,
     matching_view,

@@ -15,13 +15,12 @@ import numpy as np
 import torch
 
 from nerfvae.errors import ConfigError
-from nerfvae.evaluation.refinement import infer_scene
-from nerfvae.evaluation.visualise import depth_to_image, heat_image, to_uint8
-from nerfvae.export.latents import check_scene_index, parse_view_indices
+from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.geometry import image_rays
-from nerfvae.models import DiagonalGaussian, SceneModel
-from nerfvae.rendering import RaySamplingConfig, render_rays
+from nerfvae.inference import check_scene_index, infer_scene
+from nerfvae.models import DiagonalGaussian, RaySceneModel
 from nerfvae.viewer.camera_control import ViewCamera
+from nerfvae.visualise import depth_to_image, heat_image, to_uint8
 
 MODES = ("RGB", "Depth", "Opacity", "Posterior std")
 STD_VMAX = 0.25
@@ -70,7 +69,7 @@ class ViewerSession:
 
     def __init__(
         self,
-        model: SceneModel,
+        model: RaySceneModel,
         dataset,
         split: str = "test",
         std_samples: int = 4,
@@ -79,9 +78,16 @@ class ViewerSession:
         default_context: int = 3,
         preview_samples: int = 16,
     ) -> None:
-        """``dataset``: a :class:`nerfvae.data.loader.MultiSceneDataset` (``len``, ``meta``,
-        ``load_scene``). ``std_samples`` latents are drawn for the standard-deviation mode.
-        Preview frames take at most ``preview_samples`` samples per ray and no fine pass."""
+        """``model``: a model that renders rays (:class:`RaySceneModel`; the viewer renders any
+        camera ray by ray). ``dataset``: a :class:`nerfvae.data.loader.MultiSceneDataset`
+        (``len``, ``meta``, ``load_scene``). ``std_samples`` latents are drawn for the
+        standard-deviation mode. Preview frames take at most ``preview_samples`` samples per ray
+        and no fine pass."""
+        if not isinstance(model, RaySceneModel):
+            raise ConfigError(
+                f"the viewer renders rays from any camera; {type(model).__name__} renders only "
+                "whole views (use `nerfvae render`)"
+            )
         if len(dataset) == 0:
             raise ConfigError(f"split {split!r} of the dataset has no scenes")
         self.model = model
@@ -195,7 +201,7 @@ class ViewerSession:
 
     def describe(self) -> str:
         with self._lock:
-            scene_id = getattr(self.scene, "scene_id", "") or f"{self.split} #{self.scene_index}"
+            scene_id = self.scene.scene_id or f"{self.split} #{self.scene_index}"
             return f"scene {self.scene_index} ({scene_id}): {self.choice.describe(self.context)}"
 
     # -- rendering ---------------------------------------------------------------------------
@@ -241,26 +247,29 @@ class ViewerSession:
     def _render_rays(self, latents, origins, directions, near, far, preview: bool):
         """The final composite (``colour``, ``depth``, ``opacity``) of rays ``[N, R, 3]``.
 
-        Full frames go through ``model.render`` (the model's own sampling). Preview frames of a
-        model that exposes its field (NeRF-VAE's ``field(latent)``) use only the coarse pass
-        with at most ``preview_samples`` evenly spaced samples: for the ``small`` preset that is
-        16 instead of 32 + 64 field evaluations per ray."""
-        field = getattr(self.model, "field", None)
-        sampling = getattr(getattr(self.model, "config", None), "sampling", None)
-        if not preview or field is None or not isinstance(sampling, RaySamplingConfig):
+        Full frames go through ``model.render`` (the model's own sampling). Preview frames render
+        only the coarse pass with at most ``preview_samples`` evenly spaced samples (for the
+        ``small`` preset 16 instead of 32 + 16 field evaluations per ray); with the proposal
+        sampler, the field at ``preview_samples / 2`` samples placed by the proposal."""
+        if not preview:
             return self.model.render(latents, origins, directions, near, far).final
         # the model's own sampling with fewer samples, so every other option (opaque_far) carries
-        cheap = replace(
-            sampling,
-            num_coarse=min(sampling.num_coarse, self.preview_samples),
-            num_fine=0,
-            perturb=False,
-        )
-        background = getattr(self.model, "background", None)
-        return render_rays(
-            field(latents), origins, directions, near, far, cheap, background=background,
-            training=False,
-        ).final  # fmt: skip
+        sampling = self.model.sampling
+        if sampling.sampler == "proposal":
+            # the proposal density is cheap: keep its samples, run the field at fewer
+            cheap = replace(
+                sampling,
+                num_fine=min(sampling.num_fine, max(1, self.preview_samples // 2)),
+                perturb=False,
+            )
+        else:
+            cheap = replace(
+                sampling,
+                num_coarse=min(sampling.num_coarse, self.preview_samples),
+                num_fine=0,
+                perturb=False,
+            )
+        return self.model.render(latents, origins, directions, near, far, sampling=cheap).final
 
     def render_image(
         self,

@@ -33,8 +33,8 @@ import torch
 from nerfvae.data.importers.common import (
     SourceScene,
     SourceView,
-    check_intrinsics,
-    check_pose,
+    checked_intrinsics,
+    checked_pose,
     decode_image,
     image_file_size,
     intrinsics,
@@ -82,7 +82,7 @@ def _opencv_pose(matrix: Any, where: str) -> np.ndarray:
         raise DataError(f"{where}: transform_matrix is not a 4x4 array of numbers") from None
     if c2w_gl.shape == (3, 4):  # some exports drop the homogeneous row
         c2w_gl = np.concatenate([c2w_gl, [[0.0, 0.0, 0.0, 1.0]]])
-    check_pose(c2w_gl, where)
+    checked_pose(c2w_gl, where)
     return opengl_to_opencv(torch.from_numpy(c2w_gl)).numpy()
 
 
@@ -108,7 +108,7 @@ def _read_blender_file(path: Path) -> list[SourceView]:
         height, width = image_file_size(image_path, str(image_path))
         fx = 0.5 * width / math.tan(0.5 * angle_x)
         fy = fx if angle_y is None else 0.5 * height / math.tan(0.5 * float(angle_y))
-        K = check_intrinsics(intrinsics(fx, fy, 0.5 * width, 0.5 * height), where)
+        K = checked_intrinsics(intrinsics(fx, fy, 0.5 * width, 0.5 * height), where)
         views.append(
             SourceView(
                 K, c2w, (height, width), str(image_path), _loader(image_path, str(image_path))
@@ -208,7 +208,7 @@ def _frame_intrinsics(
         note = "lens distortion (k1..k4, p1, p2) is ignored: images are used as pinhole images"
         if note not in notes:
             notes.append(note)
-    return check_intrinsics(intrinsics(fx, fy, cx, cy), where), (height, width)
+    return checked_intrinsics(intrinsics(fx, fy, cx, cy), where), (height, width)
 
 
 def _read_nerfstudio_file(

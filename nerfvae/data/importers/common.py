@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nerfvae.errors import DataError
+from nerfvae.geometry import check_intrinsics, check_pose, optical_axes_point
 
 NAMED_BACKGROUNDS = {
     "white": (1.0, 1.0, 1.0),
@@ -189,33 +191,27 @@ def scale_intrinsics(
     return scaled
 
 
-def check_pose(c2w: np.ndarray, where: str, atol: float = 1e-3) -> np.ndarray:
-    """Check a ``[4, 4]`` camera-to-world: finite, rigid (orthonormal, det +1), last row 0 0 0 1."""
+def checked_pose(c2w: np.ndarray, where: str) -> np.ndarray:
+    """One view's camera-to-world as a ``[4, 4]`` float64 array, checked to be rigid by
+    :func:`nerfvae.geometry.check_pose`; raises DataError naming ``where`` otherwise."""
     c2w = np.asarray(c2w, dtype=np.float64)
     if c2w.shape != (4, 4):
         raise DataError(f"{where}: camera pose must be a 4x4 matrix, got shape {c2w.shape}")
-    if not np.isfinite(c2w).all():
-        raise DataError(f"{where}: camera pose contains NaN or inf")
-    rotation = c2w[:3, :3]
-    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
-    if error > atol:
-        raise DataError(
-            f"{where}: camera rotation is not orthonormal (max |R^T R - I| = {error:.2e}); "
-            "scaled or sheared poses are not supported"
-        )
-    if np.linalg.det(rotation) < 0:
-        raise DataError(f"{where}: camera rotation is a reflection (det < 0)")
-    if np.abs(c2w[3] - np.array([0.0, 0.0, 0.0, 1.0])).max() > atol:
-        raise DataError(f"{where}: camera pose last row must be [0, 0, 0, 1], got {c2w[3]}")
+    try:
+        check_pose(torch.from_numpy(c2w))
+    except ValueError as error:
+        raise DataError(f"{where}: {error}") from None
     return c2w
 
 
-def check_intrinsics(K: np.ndarray, where: str) -> np.ndarray:
+def checked_intrinsics(K: np.ndarray, where: str) -> np.ndarray:
+    """One view's intrinsics as a ``[3, 3]`` float64 array, checked by
+    :func:`nerfvae.geometry.check_intrinsics`; raises DataError naming ``where`` otherwise."""
     K = np.asarray(K, dtype=np.float64)
-    if not np.isfinite(K).all():
-        raise DataError(f"{where}: intrinsics contain NaN or inf")
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise DataError(f"{where}: focal length must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+    try:
+        check_intrinsics(torch.from_numpy(K))
+    except ValueError as error:
+        raise DataError(f"{where}: {error}") from None
     return K
 
 
@@ -251,23 +247,6 @@ class Bounds:
         )
 
 
-def common_look_at_point(c2w: np.ndarray) -> np.ndarray | None:
-    """Least-squares point closest to all optical axes of ``c2w [V, 4, 4]``, or None if ill-posed.
-
-    Minimises ``sum_i |(I - f_i f_i^T)(p - o_i)|^2`` for camera centres ``o_i`` and forward axes
-    ``f_i``; ill-posed when all axes are (nearly) parallel or there is one camera.
-    """
-    centres = c2w[:, :3, 3]
-    forward = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=-1, keepdims=True)
-    projectors = np.eye(3) - forward[:, :, None] * forward[:, None, :]  # [V, 3, 3]
-    normal_matrix = projectors.sum(axis=0)
-    rhs = (projectors @ centres[:, :, None]).sum(axis=0)[:, 0]
-    eigenvalues = np.linalg.eigvalsh(normal_matrix)
-    if len(c2w) < 2 or eigenvalues[0] < 1e-3 * max(eigenvalues[-1], 1e-12):
-        return None
-    return np.linalg.solve(normal_matrix, rhs)
-
-
 def _half_fov(K: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Smallest half field of view ``[V]`` (radians) of each camera, over the four image edges."""
     height, width = size
@@ -296,7 +275,8 @@ def estimate_bounds(
     corner from any camera.
     """
     centres = c2w[:, :3, 3]
-    look_at_point = common_look_at_point(c2w)
+    point, well_posed = optical_axes_point(c2w)
+    look_at_point = point if well_posed else None
     if layout == "auto":
         layout = "inside-out"
         if look_at_point is not None:
@@ -323,13 +303,3 @@ def estimate_bounds(
     corners = np.stack(np.meshgrid(*zip(box_min, box_max), indexing="ij"), -1).reshape(-1, 3)
     far = float(np.linalg.norm(corners[None] - centres[:, None], axis=-1).max())
     return Bounds(box_min, box_max, 0.01 * extent, far, "inside-out")
-
-
-def world_up_from_cameras(c2w: np.ndarray) -> str:
-    """The signed world axis (``"+z"``, ``"-y"``, ...) nearest the cameras' mean up direction.
-
-    A camera's up is its ``-y`` axis (OpenCV: y points down in the image).
-    """
-    up = -c2w[:, :3, 1].mean(axis=0)
-    axis = int(np.abs(up).argmax())
-    return ("+" if up[axis] >= 0 else "-") + "xyz"[axis]

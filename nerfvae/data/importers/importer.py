@@ -31,7 +31,6 @@ same command is re-run, and ``dataset.json`` is written last.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,6 +52,7 @@ from nerfvae.data.importers.common import (
 )
 from nerfvae.data.importers.gqn import GQN_DATASETS, axis_miss_distance, scan_gqn
 from nerfvae.data.importers.srn import KNOWN_NEAR_FAR, read_srn
+from nerfvae.data.resume import resume_with_settings
 from nerfvae.data.storage import (
     META_FILENAME,
     DatasetMeta,
@@ -60,7 +60,6 @@ from nerfvae.data.storage import (
     SceneRecord,
     ShardReader,
     SplitMeta,
-    write_json_atomic,
 )
 from nerfvae.errors import ConfigError, DataError
 
@@ -418,18 +417,13 @@ def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> Non
             f"{out / META_FILENAME}: {out} already holds a finished dataset; pass "
             "--overwrite to replace it"
         )
-    if record.is_file():
-        try:
-            previous = json.loads(record.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous != fingerprint:
-            raise DataError(
-                f"{record}: an unfinished import with other options is in {out}; "
-                "re-run it with the same options or pass --overwrite"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record, fingerprint)
+    resume_with_settings(
+        record,
+        fingerprint,
+        mismatch=f"an unfinished import with other options is in {out}; "
+        "re-run it with the same options or pass --overwrite",
+        remedy="pass --overwrite to start over",
+    )
 
 
 def import_dataset(
@@ -481,7 +475,7 @@ def import_dataset(
         "options": asdict(options),
         "split_by": split_by,
     }
-    _prepare_out(out, json.loads(json.dumps(fingerprint)), overwrite)
+    _prepare_out(out, fingerprint, overwrite)
 
     known = _known_bounds(format, scenes, facts)
     meta = DatasetMeta(

@@ -36,8 +36,8 @@ import numpy as np
 from nerfvae.data.importers.common import (
     SourceScene,
     SourceView,
-    check_intrinsics,
-    check_pose,
+    checked_intrinsics,
+    checked_pose,
     decode_image,
     intrinsics,
 )
@@ -106,7 +106,7 @@ def read_intrinsics(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
         ) from None
     if height <= 0 or width <= 0:
         raise DataError(f"{path}: image size {height}x{width} must be positive")
-    return check_intrinsics(intrinsics(focal, focal, cx, cy), str(path)), (height, width)
+    return checked_intrinsics(intrinsics(focal, focal, cx, cy), str(path)), (height, width)
 
 
 def read_pose(path: Path) -> np.ndarray:
@@ -119,7 +119,7 @@ def read_pose(path: Path) -> np.ndarray:
         raise DataError(f"{path}: pose must be 16 numbers ({error})") from None
     if values.size != 16:
         raise DataError(f"{path}: pose must be 16 numbers (a 4x4 matrix), found {values.size}")
-    return check_pose(values.reshape(4, 4), str(path))
+    return checked_pose(values.reshape(4, 4), str(path))
 
 
 def read_instance(instance: Path, split: str | None, category: str) -> SourceScene:

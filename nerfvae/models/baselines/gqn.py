@@ -26,8 +26,10 @@ rotation (9: right, down, forward axes in world coordinates), ``fx/W, fy/H`` and
 offset from the image centre ``cx/W - 1/2, cy/H - 1/2`` (4). It carries the full pose, unlike GQN's
 yaw/pitch, so scenes with any up axis work.
 
-There is no per-ray rendering and no depth: :meth:`GQN.render` raises ``NotImplementedError`` and
-:meth:`GQN.render_views` returns ``depth`` and ``opacity`` filled with NaN.
+There is no per-ray rendering and no depth: GQN fulfils the base :class:`SceneModel` contract but
+not :class:`nerfvae.models.ray_model.RaySceneModel`'s (no ``render`` of rays, no field, no
+test-time refinement), and :meth:`GQN.render_views` returns ``depth`` and ``opacity`` filled with
+NaN.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerfvae.models.base import Batch
 from nerfvae.models.encoder import ResidualBlock
 from nerfvae.models.latent import DiagonalGaussian
-from nerfvae.models.objective import Batch, GaussianELBOModel, TargetReconstruction
+from nerfvae.models.objective import GaussianELBOModel, TargetReconstruction
 
 CAMERA_CODE_DIMS = 16
 
@@ -167,10 +170,6 @@ class GenerationNetwork(nn.Module):
 class GQN(GaussianELBOModel):
     """GQN-style model under the NeRF-VAE contract (``infer``, ``prior``, ``render_views``, ``loss``)."""
 
-    trains_on_whole_views = True
-    """The trainer must give whole target views (``target_images``, ``target_K``, ``target_c2w``),
-    not random rays: the generator renders an image at a time."""
-
     def __init__(
         self,
         config: GQNConfig,
@@ -191,6 +190,12 @@ class GQN(GaussianELBOModel):
         self.generation = GenerationNetwork(config)
         self.mixed_precision = False
         """Unused (the trainer sets it on every model); GQN runs in float32."""
+
+    @property
+    def whole_target_views(self) -> int:
+        """The trainer must give whole target views, not random rays: the generator renders an
+        image at a time (``config.target_views_per_scene`` per scene)."""
+        return self.config.target_views_per_scene
 
     @property
     def num_tokens(self) -> int:
@@ -241,12 +246,6 @@ class GQN(GaussianELBOModel):
         )
         colour = torch.sigmoid(logits).permute(0, 2, 3, 1)
         return colour.reshape(scenes, views, height, width, 3)
-
-    def render(self, latent, origins, directions, near=None, far=None, *, generator=None):
-        raise NotImplementedError(
-            "the GQN baseline renders whole views from a camera, not individual rays: use "
-            "render_views(latent, K, c2w, height, width)"
-        )
 
     @torch.no_grad()
     def render_views(

@@ -21,14 +21,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
 from nerfvae.geometry import image_rays, ray_box_intersection, sample_ray_indices
+from nerfvae.image_metrics import psnr_from_mse
+from nerfvae.models.base import render_whole_views
 from nerfvae.models.encoding import PositionalEncoding
-from nerfvae.rendering import RaySamplingConfig, RenderOutput, render_in_chunks, render_rays
+from nerfvae.rendering import RaySamplingConfig, RenderOutput, render_rays
 
 
 @dataclass
@@ -217,19 +218,7 @@ class PerSceneNeRF(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Whole views ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]`` -> ``colour [S, V, H, W, 3]``,
         ``depth [S, V, H, W]`` (expected distance along the ray), ``opacity [S, V, H, W]``."""
-        scenes, views = c2w.shape[:2]
-        origins, directions = image_rays(K, c2w, height, width)
-        origins, directions = origins.reshape(scenes, -1, 3), directions.reshape(scenes, -1, 3)
-        near, far = self.ray_bounds(origins, directions)
-        outputs = render_in_chunks(
-            lambda o, d, n, f: self.render(o, d, n, f), origins, directions, near, far, chunk_rays
-        )
-        shape = (scenes, views, height, width)
-        return {
-            "colour": outputs["colour"].reshape(*shape, 3),
-            "depth": outputs["depth"].reshape(shape),
-            "opacity": outputs["opacity"].reshape(shape),
-        }
+        return render_whole_views(self.render, self.ray_bounds, K, c2w, height, width, chunk_rays)
 
 
 ProbeFn = Callable[[int, PerSceneNeRF], dict[str, float]]
@@ -352,7 +341,7 @@ def fit_per_scene_nerf(
         loss.backward()
         optimizer.step()
 
-        psnr_sum += float((-10.0 * torch.log10(fine_mse.detach().clamp_min(1e-10))).mean())
+        psnr_sum += float(psnr_from_mse(fine_mse.detach()).mean())
         loss_sum += float(loss.detach()) / scenes
         window += 1
         done = step + 1
@@ -381,13 +370,3 @@ def default_probe_steps(steps: int, count: int = 8) -> tuple[int, ...]:
     for index in range(1, count):
         marks.add(round(steps ** (index / count)))
     return tuple(sorted(marks))
-
-
-def history_table(history: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
-    """Markdown table of the history rows that have every one of ``keys``."""
-    rows = [row for row in history if all(key in row for key in keys)]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        cells = [f"{row[key]:.0f}" if key == "step" else f"{row[key]:.3f}" for key in keys]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
+from nerfvae import visualise as vis
 from nerfvae.data.generate import GeneratorSettings, generate, make_settings
 from nerfvae.data.loader import MultiSceneDataset
-from nerfvae.evaluation import visualise as vis
 from nerfvae.evaluation.aggregate_prior import run_aggregate_prior
 from nerfvae.evaluation.evaluate import evaluate, mean_training_image
-from nerfvae.evaluation.refinement import RefinementConfig, check_refinable, refine_posterior
 from nerfvae.evaluation.report import inference_line, markdown_table, write_report
 from nerfvae.geometry import orbit_cameras
+from nerfvae.inference import RefinementConfig, check_refinable, refine_posterior
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.training.loading import load_trained_model
 from nerfvae.training.warm_start import lineage

@@ -1,14 +1,24 @@
-"""Test-time refinement of the posterior: the encoder's q(z | context), then Adam on its ELBO.
+"""Inference: "this scene from these views" — the one entry point is :func:`infer_scene` (one
+scene, any of its views) and its batched form :func:`infer_posterior` (``[scenes, views]``).
 
-The encoder amortises inference: one forward pass for any scene, at the price of an amortisation
-gap. Semi-amortised inference (Kim et al., 2018) closes part of that gap by taking the encoder's
-posterior as the starting point of a few gradient steps on the context views' own ELBO, with the
-scene function frozen. Only the posterior's parameters (mean and log-std of every latent token)
-move, and the KL to the prior stays in the objective, so the result is still a posterior over
-``z`` that can be sampled and rendered from any camera.
+A posterior q(z | context) over a scene's latent is made in up to three stages:
 
-Why here and not in ``models/``: it runs an optimiser, which models never do (see the
-architecture notes); it needs only the model's ``context_elbo``.
+1. **The encoder** (amortized inference): one forward pass of the model's ``infer`` for any scene,
+   at the price of an amortisation gap.
+2. **Learned iterative inference** (Marino et al., 2018), part of ``infer`` for a NeRF-VAE trained
+   with ``--nerfvae.iterative-inference-steps T``: a trained network
+   (:class:`nerfvae.models.nerfvae.IterativeInferenceUpdate`) updates the posterior T times from
+   the gradient of its context-view ELBO. It is part of the model (trained with it, saved in its
+   checkpoints), so it lives in ``models/``; 0 steps in every shipped config.
+3. **Test-time refinement** (semi-amortized inference, Kim et al., 2018; ``--test-time.steps N``
+   of eval, render, export and demo): the posterior is the starting point of N Adam steps on the
+   context views' own ELBO (:meth:`nerfvae.models.ray_model.RaySceneModel.context_elbo`), with
+   the model frozen. Only the posterior's parameters (mean and log-std of every latent token)
+   move, and the KL to the prior stays in the objective, so the result is still a posterior over
+   ``z`` that can be sampled and rendered from any camera. It runs an optimiser, which models
+   never do, hence here and not in ``models/``.
+
+A latent that does not come from views is a prior sample (:func:`prior_sample`).
 """
 
 from __future__ import annotations
@@ -20,11 +30,15 @@ import torch
 from nerfvae.errors import ConfigError
 from nerfvae.models.base import SceneModel
 from nerfvae.models.latent import LOG_STD_MAX, LOG_STD_MIN, DiagonalGaussian
+from nerfvae.models.ray_model import RaySceneModel
 
 
 @dataclass(frozen=True)
 class RefinementConfig:
-    """Test-time refinement of q(z | context) (0 steps: the encoder's posterior as it is)."""
+    """Test-time refinement of q(z | context) (0 steps: the encoder's posterior as it is).
+
+    The commands take it as ``--test-time.steps``, ``--test-time.rays-per-scene`` and
+    ``--test-time.learning-rate``; results record it under ``"refinement"``."""
 
     steps: int = 0
     """Adam steps on the context views' ELBO after the encoder; 0 turns refinement off."""
@@ -54,7 +68,7 @@ def check_refinable(model: SceneModel, config: RefinementConfig) -> None:
     refined (it renders rays: NeRF-VAE, not the GQN baseline). Callers that run a long job call
     this first, so a bad setting fails before any work."""
     config.validate()
-    if config.steps > 0 and not hasattr(model, "context_elbo"):
+    if config.steps > 0 and not isinstance(model, RaySceneModel):
         raise ConfigError(
             f"test-time refinement needs a model that renders rays (NeRF-VAE); "
             f"{type(model).__name__} does not"
@@ -157,3 +171,20 @@ def infer_scene(
             refinement,
             generator,
         )
+
+
+def check_scene_index(index: int, num_scenes: int, split: str) -> None:
+    """Raise ConfigError unless ``--scene index`` names one of the split's ``num_scenes``."""
+    if not 0 <= index < num_scenes:
+        raise ConfigError(
+            f"--scene {index}: split {split!r} has {num_scenes} scenes (0..{num_scenes - 1})"
+        )
+
+
+def prior_sample(model: SceneModel, index: int, seed: int = 0) -> torch.Tensor:
+    """Latent ``[1, T, C]`` of prior sample ``index`` of ``seed``: the same scene as sample
+    ``index`` of ``nerfvae sample --seed SEED`` (one draw of ``index + 1`` latents, in order)."""
+    if index < 0:
+        raise ConfigError(f"--prior-sample must be >= 0, got {index}")
+    generator = torch.Generator(device=model.scene_min.device).manual_seed(seed)
+    return model.prior(index + 1).rsample(generator)[index : index + 1]

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from nerfvae.image_metrics import psnr_from_mse
+
 
 def mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> float:
     """Mean squared error over all pixels, or over pixels where ``mask [..., H, W]`` is true
@@ -26,7 +28,7 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     value = mse(prediction, target, mask)
     if value != value:  # NaN: empty mask
         return value
-    return float(-10.0 * torch.log10(torch.tensor(max(value, 1e-10))))
+    return float(psnr_from_mse(torch.tensor(value)))
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:

@@ -77,7 +77,7 @@ def posterior_statistics(
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render one scene's ``posterior`` (latents ``[1, T, C]``, e.g. from
-    :func:`nerfvae.evaluation.refinement.infer_posterior`) from target cameras ``K [V, 3, 3]``,
+    :func:`nerfvae.inference.infer_posterior`) from target cameras ``K [V, 3, 3]``,
     ``c2w [V, 4, 4]``, with the posterior mean and with ``num_samples`` posterior samples.
 
     Returns ``mean_latent`` renders (``colour [V, H, W, 3]``, ``depth``, ``opacity``) and, over the

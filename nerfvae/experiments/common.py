@@ -1,0 +1,172 @@
+"""The skeleton every experiment shares: its common options, one setup (threads, model, dataset,
+scene limit), one result header, one reader of saved results and one writer of its outputs.
+
+An experiment module keeps only its own logic: its options (a dataclass inheriting
+:class:`ExperimentArgs`), the computation of its result, and the markdown and figure made from that
+result (:mod:`nerfvae.experiments.markdown` holds what they share).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tyro
+
+from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments.provenance import experiment_provenance
+
+SCHEMA_VERSION = 1
+"""Version of the experiment JSONs this code writes and reads back."""
+
+Args = TypeVar("Args")
+
+
+@dataclass(kw_only=True)
+class ExperimentArgs:
+    """Options of every experiment (each experiment sets its own default --out)."""
+
+    split: str = "test"
+    """Dataset split to use."""
+    out: str
+    """Output directory of the experiment's JSON, markdown and figures."""
+    threads: int = 0
+    """torch intra-op threads (0 = PyTorch's default)."""
+
+
+@dataclass(kw_only=True)
+class ScenesArgs(ExperimentArgs):
+    """Options of the experiments that score the first scenes of a split."""
+
+    max_scenes: int | None = 20
+    """Use the first N scenes of the split (fewer if it has fewer)."""
+
+
+@dataclass(kw_only=True)
+class RunArgs(ExperimentArgs):
+    """Options of the experiments that study one trained run on a dataset."""
+
+    run: str
+    """Run directory (from `nerfvae train`)."""
+    data: str
+    """Dataset directory."""
+    checkpoint: str | None = None
+    """Checkpoint JSON to load (default: the run's newest)."""
+    seed: int = 0
+    """Seed of the posterior and prior samples."""
+
+
+def parse_args(args_type: type[Args], argv: list[str], prog: str) -> Args:
+    """The experiment's options from ``argv``, with the shared ones checked and torch's thread
+    count set (``--threads``).
+
+    Raises:
+        ConfigError: ``--max-scenes`` below 1.
+    """
+    args = tyro.cli(args_type, args=argv, prog=prog)
+    if isinstance(args, ScenesArgs) and args.max_scenes is not None and args.max_scenes < 1:
+        raise ConfigError(f"--max-scenes must be at least 1, got {args.max_scenes}")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def load_dataset(data: str | Path, split: str):
+    """The split's :class:`nerfvae.data.loader.MultiSceneDataset` (DataError when it has none)."""
+    from nerfvae.data.loader import MultiSceneDataset
+
+    dataset = MultiSceneDataset(data, split)
+    if len(dataset) == 0:
+        raise DataError(f"{data}: split {split!r} has no scenes")
+    return dataset
+
+
+def load_run(run: str | Path, checkpoint: str | None = None):
+    """``(model, config, checkpoint record)`` of a run directory given as ``--run``."""
+    from nerfvae.training.loading import load_trained_model
+
+    if not Path(run).is_dir():
+        raise ConfigError(f"--run {run}: no such run directory")
+    return load_trained_model(run, checkpoint)
+
+
+def scene_count(max_scenes: int | None, dataset) -> int:
+    """How many scenes an experiment uses: the first ``max_scenes`` of the split, or all."""
+    return len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
+
+
+def result_header(experiment: str, description: str | None = None, **fields: Any) -> dict:
+    """The first entries of every experiment's JSON: its name, the schema version, what it
+    measures and ``fields`` (dataset, split, scenes, run, ...), in that order."""
+    header: dict[str, Any] = {"experiment": experiment, "schema_version": SCHEMA_VERSION}
+    if description is not None:
+        header["description"] = description
+    return {**header, **fields}
+
+
+def load_json(path: str | Path, given: str, error: type[Exception] = ConfigError) -> dict:
+    """A saved JSON object given as ``given`` (e.g. ``--views-json PATH``), reused instead of
+    computing again; an experiment JSON's ``schema_version`` must be one this code reads.
+
+    Raises:
+        ConfigError: the file does not exist or holds an unknown schema version.
+        ``error``: it is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{given}: no such file")
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{given}: not a JSON file ({problem})") from None
+    if not isinstance(loaded, dict):
+        raise error(f"{given}: expected a JSON object")
+    version = loaded.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{given}: schema_version {version!r}, but this nerfvae reads version "
+            f"{SCHEMA_VERSION}; rerun the experiment that wrote {path.name}"
+        )
+    return loaded
+
+
+def write_json(data: Mapping[str, Any], path: Path) -> None:
+    """Strict JSON (NaN written as null), indented, with a final newline; makes the folder."""
+    from nerfvae.evaluation.report import nan_to_null
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nan_to_null(dict(data)), indent=2, allow_nan=False) + "\n")
+
+
+def finish(
+    prog: str,
+    argv: list[str],
+    runs: Iterable[str | Path],
+    out: str | Path,
+    name: str,
+    result: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], str],
+    figures: Mapping[str, Callable[[Path], Any]] | None = None,
+    **provenance: Any,
+) -> int:
+    """Record the provenance of ``result`` (command, commit, hardware, the ``runs``' training
+    budgets, ``provenance`` extras), then write ``NAME.json``, each figure (file name -> drawing
+    function given its path) and ``NAME.md`` under ``out``; print the markdown and the paths."""
+    result["provenance"] = experiment_provenance(prog, argv, runs, **provenance)
+    out = Path(out)
+    paths = [out / f"{name}.json"]
+    write_json(result, paths[0])
+    for file_name, draw in (figures or {}).items():
+        paths.append(out / file_name)
+        draw(paths[-1])
+    text = markdown(json.loads(paths[0].read_text()))
+    paths.append(out / f"{name}.md")
+    paths[-1].write_text(text)
+    print(text)
+    print("wrote " + ", ".join(str(path) for path in paths))
+    return 0

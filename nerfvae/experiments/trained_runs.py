@@ -1,0 +1,198 @@
+"""The evaluations behind the experiments that compare trained runs (cameras, ablation): each run
+evaluated here like ``nerfvae eval`` and saved as ``eval_NAME.json``, or its earlier evaluation
+reused, and the checks that the comparison is fair (same scenes, same targets, every K)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments.common import ScenesArgs, load_dataset, load_json, write_json
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+"""A run's name in ``--runs NAME=RUN`` (it names output files)."""
+
+
+@dataclass(kw_only=True)
+class TrainedRunsArgs(ScenesArgs):
+    """Options of the experiments that evaluate trained runs on the same test scenes."""
+
+    data: str | None = None
+    """Dataset directory (needed unless every evaluation is given as JSON)."""
+    scenes_per_batch: int = 4
+    """Scenes inferred and rendered together."""
+    seed: int = 0
+    """Seed of the posterior sample used for the ELBO."""
+
+    def evaluator(self, context_sizes: tuple[int, ...]) -> Evaluator:
+        """Evaluates runs with these options at ``context_sizes``."""
+        return Evaluator(
+            self.data,
+            self.split,
+            context_sizes,
+            self.max_scenes,
+            self.scenes_per_batch,
+            self.seed,
+        )
+
+
+def option_text(option: str, value: str | Path) -> str:
+    """``--run RUN`` / ``--runs NAME=RUN`` (an option ending in ``=`` takes no space)."""
+    return f"{option}{value}" if option.endswith("=") else f"{option} {value}"
+
+
+def read_eval_json(path: str | Path, option: str) -> dict[str, Any]:
+    """A ``nerfvae eval`` JSON (docs/evaluation.md) given as ``option``.
+
+    Raises:
+        ConfigError: the file does not exist.
+        DataError: it is not JSON or not an evaluation (no ``results`` per K with ID/OOD entries).
+    """
+    given = option_text(option, path)
+    result = load_json(path, given, DataError)
+    results = result.get("results")
+    if not isinstance(results, dict) or not results:
+        raise DataError(f"{given}: not a `nerfvae eval` JSON (no `results` per K)")
+    for k, entry in results.items():
+        if not isinstance(entry, dict) or not any(kind in entry for kind in ("id", "ood")):
+            raise DataError(f"{given}: results[{k!r}] has no `id`/`ood` entry")
+    return result
+
+
+def check_same_scenes(results: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise ConfigError unless every evaluation scored the same split, number of scenes, image
+    size and target views (the comparison is only fair on the same test scenes)."""
+    names = list(results)
+    reference = results[names[0]]
+    for name in names[1:]:
+        other = results[name]
+        for key in ("split", "num_scenes", "image_size"):
+            if key in reference and key in other and reference[key] != other[key]:
+                raise ConfigError(
+                    f"the evaluations of {names[0]!r} and {name!r} differ in {key} "
+                    f"({reference[key]!r} vs {other[key]!r}): compare models on the same test "
+                    "scenes (same --split and --max-scenes, or evaluations made with them)"
+                )
+        lists_a, lists_b = reference.get("view_lists", {}), other.get("view_lists", {})
+        for key in ("id_targets", "ood_targets"):
+            if key in lists_a and key in lists_b and lists_a[key] != lists_b[key]:
+                raise ConfigError(
+                    f"the evaluations of {names[0]!r} and {name!r} scored different {key} "
+                    f"({lists_a[key]} vs {lists_b[key]}): evaluate both with the same --context "
+                    "sizes (the ID targets start after the largest K)"
+                )
+
+
+def run_directory_of(run: str | None, result: Mapping[str, Any] | None) -> Path | None:
+    """The run directory behind a model: ``run`` if given, else the ``run`` an eval JSON names
+    when that directory (with its config.json) is here; None if neither."""
+    candidate = run if run is not None else (result or {}).get("run")
+    if not candidate:
+        return None
+    path = Path(candidate)
+    return path if (path / "config.json").is_file() else None
+
+
+def input_line(label: str, entry: Mapping[str, Any]) -> str:
+    """A markdown bullet of the report's inputs: the run, its checkpoint step and where its
+    evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
+    ``evaluated_here``)."""
+    source = (
+        f"evaluated here, saved as `{entry['eval_json']}`"
+        if entry["evaluated_here"]
+        else f"from `{entry['eval_json']}`"
+    )
+    return (
+        f"* {label}: run `{entry.get('run')}`, checkpoint step "
+        f"{entry.get('checkpoint_step')}; {source}"
+    )
+
+
+class Evaluator:
+    """Evaluates runs on one dataset split like ``nerfvae eval``, or takes their earlier
+    evaluations back (the dataset and the mean training image, for the trivial predictor, are
+    loaded once and shared by every run)."""
+
+    def __init__(
+        self,
+        data: str | None,
+        split: str,
+        context_sizes: tuple[int, ...],
+        max_scenes: int | None,
+        scenes_per_batch: int,
+        seed: int,
+    ) -> None:
+        self.data, self.split, self.context_sizes = data, split, context_sizes
+        self.max_scenes, self.scenes_per_batch, self.seed = max_scenes, scenes_per_batch, seed
+        self._dataset: Any = None
+        self._train_mean: Any = None
+
+    def evaluate(self, run: str, option: str) -> dict[str, Any]:
+        """The evaluation of run directory ``run`` (named by ``option`` in errors): the JSON of
+        ``nerfvae eval``, NaN as None."""
+        from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
+        from nerfvae.evaluation.report import nan_to_null
+        from nerfvae.training.loading import load_trained_model
+
+        if self.data is None:
+            raise ConfigError(
+                f"--data is needed to evaluate {option_text(option, run)} (or give its previous "
+                "`nerfvae eval` output with the matching --eval-json option)"
+            )
+        loaded = load_trained_model(run)
+        if self._dataset is None:
+            self._dataset = load_dataset(self.data, self.split)
+            self._train_mean = optional_mean_training_image(self.data)
+        result = evaluate_run(
+            loaded,
+            self._dataset,
+            run=run,
+            data=self.data,
+            split=self.split,
+            context_sizes=self.context_sizes,
+            max_scenes=self.max_scenes,
+            scenes_per_batch=self.scenes_per_batch,
+            mean_train_image=self._train_mean,
+            seed=self.seed,
+        )
+        return nan_to_null(result)
+
+    def __call__(
+        self,
+        run: str | None,
+        eval_json: str | None,
+        run_option: str,
+        json_option: str,
+        saved: Path,
+    ) -> tuple[dict[str, Any], Path]:
+        """A run's evaluation and the file it is in: ``eval_json`` (checked to be of ``run`` when
+        both are given) or, without one, ``run`` evaluated here and written to ``saved``.
+
+        Raises:
+            ConfigError: the evaluation lacks a K asked for, or is of another run.
+        """
+        if eval_json is not None:
+            result = read_eval_json(eval_json, json_option)
+            source, path = option_text(json_option, eval_json), Path(eval_json)
+            named = result.get("run")
+            if run is not None and named and Path(named).is_dir() and Path(run).is_dir():
+                # a path that does not exist here (relative to another directory) is not checked
+                if Path(named).resolve() != Path(run).resolve():
+                    raise ConfigError(f"{source} is the evaluation of run {named}, not of {run}")
+        else:
+            result = self.evaluate(str(run), run_option)
+            source, path = f"the evaluation of {option_text(run_option, run)}", saved
+            write_json(result, saved)
+        missing = [k for k in self.context_sizes if str(k) not in result["results"]]
+        if missing:
+            have = ",".join(sorted(result["results"], key=lambda k: int(k) if k.isdigit() else 0))
+            raise ConfigError(
+                f"{source} has context sizes K={have} but --context asks for "
+                f"{','.join(map(str, missing))}: evaluate again with `nerfvae eval --context ...` "
+                "or drop those sizes"
+            )
+        return result, path

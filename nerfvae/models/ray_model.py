@@ -1,0 +1,140 @@
+"""The contract of models that render rays (NeRF-VAE): a latent-conditioned field, volume rendered.
+
+Beyond :class:`nerfvae.models.base.SceneModel`, a :class:`RaySceneModel` renders any rays of a
+scene (``render``), exposes its field as a rendering callback (``field``, which the viewer's cheap
+preview renders with fewer samples) and the settings of its renderer (``sampling``,
+``background``), and gives the ELBO of a scene's own context views (``context_elbo``), which the
+learned iterative inference and test-time refinement climb. Whole views, the training targets
+and the scene box's ray bounds follow from ``render`` here, once for every ray model.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nerfvae.geometry import random_pixel_rays, ray_box_intersection
+from nerfvae.models.base import Batch, render_whole_views
+from nerfvae.models.latent import DiagonalGaussian
+from nerfvae.models.objective import (
+    GaussianELBOModel,
+    TargetReconstruction,
+    gaussian_elbo,
+    gaussian_log_likelihood,
+)
+from nerfvae.rendering import RaySamplingConfig, RenderOutput
+
+FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [S, R, N, 3])``."""
+
+
+class RaySceneModel(GaussianELBOModel):
+    """A :class:`GaussianELBOModel` whose latent conditions a field rendered along rays."""
+
+    background: torch.Tensor
+    """``[3]`` buffer: the colour seen where a ray leaves the scene box without hitting anything."""
+    scene_function: nn.Module
+    """The network shared by all scenes, f(x, d | z) -> (density, colour), that ``field`` queries
+    (its parameters are the "scene function" of parameter counts and mesh export)."""
+
+    @property
+    @abc.abstractmethod
+    def sampling(self) -> RaySamplingConfig:
+        """How the renderer places samples along each ray."""
+
+    @abc.abstractmethod
+    def render(
+        self,
+        latent: torch.Tensor,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        near: torch.Tensor | None = None,
+        far: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        sampling: RaySamplingConfig | None = None,
+    ) -> RenderOutput:
+        """Render rays ``origins, directions [S, R, 3]`` of scenes with latents ``[S, T, C]``.
+
+        ``near, far [S, R]`` default to the rays' intersection with the scene box; ``sampling``
+        to the model's own (:attr:`sampling`; a cheaper one for previews)."""
+
+    @abc.abstractmethod
+    def field(self, latent: torch.Tensor) -> FieldFn:
+        """The field of scenes with ``latent [S, T, C]`` as a rendering callback (:data:`FieldFn`)."""
+
+    def ray_bounds(
+        self, origins: torch.Tensor, directions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Near/far ``[S, R]`` of rays clipped to the scene box (zero length where they miss it)."""
+        near, far, _ = ray_box_intersection(origins, directions, self.scene_min, self.scene_max)
+        return near, far
+
+    @torch.no_grad()
+    def render_views(
+        self,
+        latent: torch.Tensor,
+        K: torch.Tensor,
+        c2w: torch.Tensor,
+        height: int,
+        width: int,
+        chunk_rays: int = 4096,
+    ) -> dict[str, torch.Tensor]:
+        """Render whole views: ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]`` -> ``colour [S, V, H, W, 3]``,
+        ``depth [S, V, H, W]`` (expected distance along the ray), ``opacity [S, V, H, W]``."""
+        return render_whole_views(
+            lambda o, d, n, f: self.render(latent, o, d, n, f),
+            self.ray_bounds,
+            K,
+            c2w,
+            height,
+            width,
+            chunk_rays,
+        )
+
+    def context_elbo(
+        self,
+        posterior: DiagonalGaussian,
+        images: torch.Tensor,
+        K: torch.Tensor,
+        c2w: torch.Tensor,
+        rays_per_scene: int,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """ELBO of the views ``images [S, V, H, W, 3]`` (``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``)
+        under ``posterior``, per scene ``[S]`` in nats: one reparameterised sample ``z ~ q`` and
+        ``rays_per_scene`` random pixels, their mean log-likelihood scaled to all ``V·H·W·3`` pixel
+        values, minus KL(q ‖ p). Differentiable w.r.t. the posterior's parameters."""
+        origins, directions, target = random_pixel_rays(images, K, c2w, rays_per_scene, generator)
+        latent = posterior.rsample(generator)
+        colour = self.render(latent, origins, directions, generator=generator).final.colour
+        log_likelihood = gaussian_log_likelihood(colour, target, self.config.pixel_std)
+        return gaussian_elbo(log_likelihood, posterior.kl_to_standard_normal(), images[0].numel())
+
+    def reconstruct_targets(
+        self, batch: Batch, latent: torch.Tensor, generator: torch.Generator | None
+    ) -> TargetReconstruction:
+        """Render the batch's random target rays (the ELBO of :meth:`loss` on them).
+
+        ``batch``: ``target_origins / target_directions / target_colours [S, R, 3]``,
+        ``target_object_mask [S, R]`` (optional). The default ``target_dims`` is the context
+        views' size; a coarse pass before a fine one is supervised too (an auxiliary colour), and
+        a proposal sampler's interlevel loss is added to the training loss.
+        """
+        output = self.render(
+            latent, batch["target_origins"], batch["target_directions"], generator=generator
+        )
+        has_coarse_colour = output.coarse is not None and output.fine is not None
+        return TargetReconstruction(
+            colour=output.final.colour,
+            target=batch["target_colours"],
+            object_mask=batch.get("target_object_mask"),
+            default_target_dims=int(batch["context_images"][0].numel()),
+            auxiliary_colours=(output.coarse.colour,) if has_coarse_colour else (),
+            auxiliary_loss=(
+                output.proposal_loss.mean() if output.proposal_loss is not None else None
+            ),
+        )
