@@ -162,3 +162,18 @@ def test_image_grid_and_videos(tmp_path):
         assert path.stat().st_size > 100
     with pytest.raises(ValueError, match="unsupported"):
         write_video(tmp_path / "x.avi", frames)
+
+
+def test_per_scene_metrics_average_each_scenes_views_in_scene_order():
+    from nerfvae.evaluation.evaluate import per_scene_metrics
+
+    per_view = {
+        (3, "id"): {"psnr": [10.0, 12.0, 20.0, 22.0, 30.0, 34.0], "nelbo_bits_per_dim": [1, 2, 3]},
+        (3, "ood"): {"psnr": [5.0, 7.0, 9.0], "object_psnr": [float("nan"), 4.0, 6.0]},
+    }
+    out = per_scene_metrics(per_view, num_scenes=3)
+    assert out["3"]["id"]["psnr"] == [11.0, 21.0, 32.0]
+    assert out["3"]["id"]["nelbo_bits_per_dim"] == [1.0, 2.0, 3.0]
+    assert out["3"]["ood"]["psnr"] == [5.0, 7.0, 9.0]
+    first, *rest = out["3"]["ood"]["object_psnr"]
+    assert math.isnan(first) and rest == [4.0, 6.0]

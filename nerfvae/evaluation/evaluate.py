@@ -131,6 +131,25 @@ def score_target_views(
                 metrics[name].append(value)
 
 
+def per_scene_metrics(
+    per_view: Mapping[tuple[int, str], Mapping[str, list[float]]], num_scenes: int
+) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Each metric's mean over every scene's target views, scene by scene: ``[K][kind][name]``
+    lists ``num_scenes`` values in scene order (the lists of ``per_view`` hold the scenes in
+    order, each with the same number of target views). The unit of paired comparisons between
+    models (:mod:`nerfvae.statistics`)."""
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for (k, kind), metrics in per_view.items():
+        entry = {}
+        for name, values in metrics.items():
+            if not values or len(values) % num_scenes:
+                continue
+            per_scene = torch.tensor(values, dtype=torch.float64).reshape(num_scenes, -1)
+            entry[name] = per_scene.nanmean(dim=1).tolist()
+        out.setdefault(str(k), {})[kind] = entry
+    return out
+
+
 def render_seconds_per_view(timing: Mapping[str, float]) -> dict[str, float]:
     """``render_s_per_id_view`` / ``render_s_per_ood_view`` from the totals
     ``render_{kind}_s`` and ``render_{kind}_views`` in ``timing`` (kinds with no view are left out)."""
@@ -227,6 +246,7 @@ def evaluate(
     bar.close()
 
     results = mean_view_metrics(per_view)
+    per_scene = per_scene_metrics(per_view, num_scenes)
     timings = {}
     for k, t in timing.items():
         timings[str(k)] = {
@@ -241,6 +261,7 @@ def evaluate(
         "pixel_std": pixel_std,
         "refinement": refinement.to_json(),
         "results": results,
+        "per_scene": per_scene,
         "timing": timings,
     }
 

@@ -1,19 +1,8 @@
-"""``nerfvae experiment ablation``: the conditioning ablation — any number of trained runs (e.g.
-concat, AIN, attention with a spatial latent, attention with a global latent) compared on the same
-test scenes.
-
-For each run: parameter count (total, of the scene function, per top-level module; built from the
-run's config.json), training budget (steps and wall minutes from the run's metrics.csv via the
-provenance block), negative ELBO in bits/dim and PSNR / object-pixel PSNR / SSIM on ID and OOD
-targets at one context size K (``nerfvae.evaluation.evaluate.evaluate``, the code of
-``nerfvae eval``), and — where the run logged validation — the final validation PSNR and the
-validation curve from its validation.csv. The paper compares conditioning modes at matched
-parameter count, so runs whose total or scene-function parameter count is more than 10% above the
-smallest one's are flagged.
-
-Writes ``ablation.json``, ``ablation.png`` and ``ablation.md`` to ``--out`` and, for each run it
-evaluated, ``eval_<name>.json`` (reusable with ``--eval-json NAME=PATH``).
-"""
+"""``nerfvae experiment ablation``: the conditioning ablation. Trained runs (e.g. concat, AIN,
+attention with a spatial or a global latent) compared on the same test scenes by parameter count,
+training budget, negative ELBO, PSNR on ID and OOD targets at one K and validation curves; the
+paper compares conditioning modes at matched parameter count, so runs more than 10% above the
+smallest are flagged."""
 
 from __future__ import annotations
 
@@ -24,23 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError
+from nerfvae.experiments import markdown as md
+from nerfvae.experiments import trained_runs
 from nerfvae.experiments.common import finish, parse_args, result_header
-from nerfvae.experiments.markdown import (
-    MISSING,
-    figure_file,
-    finite_or_none,
-    format_number,
-    markdown_header,
-    markdown_row,
-    plot_value,
-)
 from nerfvae.experiments.provenance import provenance_section, run_budget
-from nerfvae.experiments.trained_runs import (
-    NAME_PATTERN,
-    TrainedRunsArgs,
-    check_same_scenes,
-    input_line,
-)
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
 
@@ -50,7 +26,7 @@ VALIDATION_KEYS = ("psnr_id", "object_psnr_id", "psnr_ood", "object_psnr_ood")
 
 
 @dataclass(kw_only=True)
-class AblationArgs(TrainedRunsArgs):
+class AblationArgs(trained_runs.TrainedRunsArgs):
     """Conditioning ablation: compare trained runs (e.g. concat, AIN, attention,
     attention-global) by parameter count, training budget, negative ELBO (bits/dim) and PSNR on
     ID and OOD views of the same test scenes at one context size, and their validation curves.
@@ -65,7 +41,6 @@ class AblationArgs(TrainedRunsArgs):
     """Previous `nerfvae eval` JSONs as NAME=EVAL.json (NAME one of --runs), used instead of
     evaluating that run again (e.g. eval_NAME.json from an earlier run of this experiment)."""
     out: str = "docs/results/ablation"
-    """Output directory (ablation.json, ablation.png, ablation.md, eval_*.json)."""
 
 
 def parse_named(items: Sequence[str], option: str) -> dict[str, str]:
@@ -76,7 +51,7 @@ def parse_named(items: Sequence[str], option: str) -> dict[str, str]:
         name, path = name.strip(), path.strip()
         if not separator or not path:
             raise ConfigError(f"{option} takes NAME=PATH items, got {item!r}")
-        if not NAME_PATTERN.match(name):
+        if not trained_runs.NAME_PATTERN.match(name):
             raise ConfigError(
                 f"{option} {item!r}: NAME must be letters, digits, '_', '.', '+' or '-' "
                 "(it names output files)"
@@ -151,35 +126,32 @@ def flag_unmatched(entries: list[dict[str, Any]]) -> tuple[bool, float | None]:
 
 
 def run_entry(
-    name: str, run: Path, result: Mapping[str, Any], k: int, eval_path: Path, evaluated: bool
+    name: str, run: Path, result: Mapping[str, Any], k: int, source: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """One run's row of ablation.json."""
+    """One run's row of ablation.json (``source``: where its evaluation came from)."""
     config = json.loads((run / "config.json").read_text())
     nerfvae_config = config.get("nerfvae") or {}
     per_k = result["results"][str(k)]
     metrics: dict[str, Any] = {
-        "nelbo_bits_per_dim": finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
+        "nelbo_bits_per_dim": md.finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
     }
-    for kind in ("id", "ood"):
-        source = per_k.get(kind) or {}
+    for kind in md.KINDS:
+        scored = per_k.get(kind) or {}
         metrics[kind] = {
-            key: finite_or_none(source.get(key)) for key in ("psnr", "object_psnr", "ssim")
+            key: md.finite_or_none(scored.get(key)) for key in ("psnr", "object_psnr", "ssim")
         }
-        metrics[kind]["num_views"] = source.get("num_views")
+        metrics[kind]["num_views"] = scored.get("num_views")
     history = validation_history(run)
+    nerfvae = config.get("model") == "nerfvae"
     return {
         "name": name,
         "run": str(run),
         "model": config.get("model"),
         "conditioning": (nerfvae_config.get("scene_function") or {}).get("conditioning")
-        if config.get("model") == "nerfvae"
+        if nerfvae
         else None,
-        "latent_layout": (nerfvae_config.get("latent") or {}).get("layout")
-        if config.get("model") == "nerfvae"
-        else None,
-        "checkpoint_step": result.get("checkpoint_step"),
-        "eval_json": str(eval_path),
-        "evaluated_here": evaluated,
+        "latent_layout": (nerfvae_config.get("latent") or {}).get("layout") if nerfvae else None,
+        **source,
         "parameters": parameter_counts(run),
         "metrics": metrics,
         "validation": {"final": history[-1] if history else None, "history": history},
@@ -189,119 +161,112 @@ def run_entry(
 def trivial_predictors(result: Mapping[str, Any], k: int) -> dict[str, Any]:
     """The trivial predictors' PSNRs on the same targets (they depend only on the data)."""
     per_k = result["results"][str(k)]
-    keys = (
-        "baseline_mean_train_psnr",
-        "baseline_mean_train_object_psnr",
-        "baseline_mean_context_psnr",
-        "baseline_mean_context_object_psnr",
-    )
+    keys = [
+        f"baseline_mean_{name}_{key}"
+        for name in ("train", "context")
+        for key in ("psnr", "object_psnr")
+    ]
     return {
-        kind: {key: finite_or_none((per_k.get(kind) or {}).get(key)) for key in keys}
-        for kind in ("id", "ood")
+        kind: {key: md.finite_or_none((per_k.get(kind) or {}).get(key)) for key in keys}
+        for kind in md.KINDS
     }
 
 
 def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows for docs/results/README.md: each run's ID PSNR beside the trivial predictors."""
+    """Each run's ID PSNR beside the trivial predictors'."""
     trivial = report["trivial"]["id"]
+    trivial = {
+        "mean_train_image": trivial["baseline_mean_train_psnr"],
+        "mean_context_colour": trivial["baseline_mean_context_psnr"],
+    }
     rows = []
     for entry in report["runs"]:
-        note = f"K={report['context']}, ID views; −ELBO " + format_number(
-            entry["metrics"]["nelbo_bits_per_dim"], 3
-        )
-        note += f" bits/dim; {entry['parameters']['total']:,} parameters"
-        if entry["parameter_flag"]:
-            note += f" (⚠ {entry['parameter_flag']})"
+        nelbo = md.format_number(entry["metrics"]["nelbo_bits_per_dim"], 3)
+        note = f"K={report['context']}, ID views; −ELBO {nelbo} bits/dim; {entry['parameters']['total']:,} parameters"
+        note += f" (⚠ {entry['parameter_flag']})" if entry["parameter_flag"] else ""
+        scored = entry["metrics"]["id"]
         rows.append(
-            {
-                "label": entry["name"],
-                "psnr": entry["metrics"]["id"]["psnr"],
-                "object_psnr": entry["metrics"]["id"]["object_psnr"],
-                "baseline_mean_train_psnr": trivial["baseline_mean_train_psnr"],
-                "baseline_mean_context_psnr": trivial["baseline_mean_context_psnr"],
-                "note": note,
-            }
+            md.headline_row(entry["name"], scored["psnr"], scored["object_psnr"], trivial, note)
         )
     return rows
 
 
+def _cells(entry: Mapping[str, Any]) -> list[str]:
+    """One run's row of ablation.md."""
+    parameters, final, metrics = entry["parameters"], entry["validation"]["final"], entry["metrics"]
+    scene_function = parameters["scene_function"]
+    return [
+        entry["name"],
+        entry.get("conditioning") or entry.get("model") or md.MISSING,
+        entry.get("latent_layout") or md.MISSING,
+        f"{parameters['total']:,}",
+        f"{scene_function:,}" if scene_function else md.MISSING,
+        f"⚠ {entry['parameter_flag']}" if entry["parameter_flag"] else "✓",
+        str(entry.get("steps", md.MISSING)),
+        md.format_number(entry.get("wall_minutes"), 1),
+        md.format_number(metrics["nelbo_bits_per_dim"], 3),
+        *(
+            md.format_number(metrics[kind][key])
+            for kind in md.KINDS
+            for key in ("psnr", "object_psnr")
+        ),
+        f"{md.format_number(final.get('psnr_id'))} / {md.format_number(final.get('psnr_ood'))} ({int(final['step'])})"
+        if final
+        else md.MISSING,
+    ]
+
+
 def markdown_report(report: Mapping[str, Any]) -> str:
     """ablation.md: the table, the figure, the inputs and the provenance."""
-    k = report["context"]
-    lines = [
-        "# Conditioning ablation",
-        "",
-        f"Dataset `{report.get('dataset')}`, split `{report.get('split')}`, "
-        f"{report.get('num_scenes')} scenes, K = {k} context views (the first {k} ID views); "
-        f"ID targets {report['view_lists'].get('id_targets')}, OOD targets "
-        f"{report['view_lists'].get('ood_targets')}. −ELBO on the ID targets. Steps and minutes: "
-        "each run's metrics.csv (training time, pauses between resumed parts excluded). "
-        "⚠: parameter count more than "
-        f"{MATCHED_TOLERANCE:.0%} above the smallest run's (the paper compares at matched "
-        "parameter count).",
-        "",
-        *markdown_header(
-            "run | conditioning | latent | parameters | scene function | matched | steps | "
-            "minutes | −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD | "
-            "final val. PSNR ID / OOD (step)"
-        ),
-    ]
-    for entry in report["runs"]:
-        parameters = entry["parameters"]
-        final = entry["validation"]["final"]
-        validation = (
-            f"{format_number(final.get('psnr_id'))} / {format_number(final.get('psnr_ood'))} "
-            f"({int(final['step'])})"
-            if final
-            else MISSING
+    k, lists = report["context"], report["view_lists"]
+
+    def trivial(name: str) -> str:
+        return "; ".join(
+            f"{md.format_number(report['trivial'][kind][f'baseline_mean_{name}_psnr'])} / "
+            f"{md.format_number(report['trivial'][kind][f'baseline_mean_{name}_object_psnr'])}"
+            for kind in md.KINDS
         )
-        metrics = entry["metrics"]
-        cells = [
-            entry["name"],
-            entry.get("conditioning") or entry.get("model") or MISSING,
-            entry.get("latent_layout") or MISSING,
-            f"{parameters['total']:,}",
-            f"{parameters['scene_function']:,}" if parameters["scene_function"] else MISSING,
-            f"⚠ {entry['parameter_flag']}" if entry["parameter_flag"] else "✓",
-            str(entry.get("steps", MISSING)),
-            format_number(entry.get("wall_minutes"), 1),
-            format_number(metrics["nelbo_bits_per_dim"], 3),
-            format_number(metrics["id"]["psnr"]),
-            format_number(metrics["id"]["object_psnr"]),
-            format_number(metrics["ood"]["psnr"]),
-            format_number(metrics["ood"]["object_psnr"]),
-            validation,
+
+    matched = (
+        f"Parameter counts are matched within {MATCHED_TOLERANCE:.0%}."
+        if report["parameters_matched"]
+        else f"**Parameter counts are not matched**: the largest run has "
+        f"{md.format_number(report['max_parameter_ratio'])}× the smallest's parameters; "
+        "differences between these runs may come from model size, not conditioning."
+    )
+    return "\n".join(
+        [
+            "# Conditioning ablation",
+            "",
+            f"Dataset `{report.get('dataset')}`, split `{report.get('split')}`, "
+            f"{report.get('num_scenes')} scenes, K = {k} context views (the first {k} ID views); "
+            f"ID targets {lists.get('id_targets')}, OOD targets {lists.get('ood_targets')}. −ELBO "
+            "on the ID targets. Steps and minutes: each run's metrics.csv (training time, pauses "
+            f"between resumed parts excluded). ⚠: parameter count more than {MATCHED_TOLERANCE:.0%} "
+            "above the smallest run's (the paper compares at matched parameter count).",
+            "",
+            *md.table(
+                "run | conditioning | latent | parameters | scene function | matched | steps | "
+                "minutes | −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD | "
+                "final val. PSNR ID / OOD (step)",
+                map(_cells, report["runs"]),
+            ),
+            "",
+            matched,
+            "",
+            "Trivial predictors on the same targets (PSNR / object PSNR, ID; OOD): mean training "
+            f"image {trivial('train')} dB; mean context colour {trivial('context')} dB.",
+            "",
+            "![ablation](ablation.png)",
+            "",
+            "## Inputs",
+            "",
+            *(trained_runs.input_line(entry["name"], entry) for entry in report["runs"]),
+            "",
+            *provenance_section(report["provenance"]),
+            "",
         ]
-        lines.append(markdown_row(cells))
-    trivial = report["trivial"]
-    lines += [
-        "",
-        (
-            f"Parameter counts are matched within {MATCHED_TOLERANCE:.0%}."
-            if report["parameters_matched"]
-            else f"**Parameter counts are not matched**: the largest run has "
-            f"{format_number(report['max_parameter_ratio'])}× the smallest's parameters; "
-            "differences between these runs may come from model size, not conditioning."
-        ),
-        "",
-        "Trivial predictors on the same targets (PSNR / object PSNR, ID; OOD): mean training image "
-        f"{format_number(trivial['id']['baseline_mean_train_psnr'])} / "
-        f"{format_number(trivial['id']['baseline_mean_train_object_psnr'])}; "
-        f"{format_number(trivial['ood']['baseline_mean_train_psnr'])} / "
-        f"{format_number(trivial['ood']['baseline_mean_train_object_psnr'])} dB; mean context "
-        f"colour {format_number(trivial['id']['baseline_mean_context_psnr'])} / "
-        f"{format_number(trivial['id']['baseline_mean_context_object_psnr'])}; "
-        f"{format_number(trivial['ood']['baseline_mean_context_psnr'])} / "
-        f"{format_number(trivial['ood']['baseline_mean_context_object_psnr'])} dB.",
-        "",
-        "![ablation](ablation.png)",
-        "",
-        "## Inputs",
-        "",
-    ]
-    lines += [input_line(entry["name"], entry) for entry in report["runs"]]
-    lines += ["", *provenance_section(report["provenance"])]
-    return "\n".join(lines) + "\n"
+    )
 
 
 def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
@@ -312,7 +277,7 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     panels = 3 if has_curves else 2
     names = [entry["name"] for entry in entries]
     positions = list(range(len(entries)))
-    with figure_file(path, panels, (5.5 * panels, 4)) as (_, axes):
+    with md.figure_file(path, panels, (5.5 * panels, 4)) as (_, axes):
         bars = (
             ("id", "psnr", "PSNR ID", "tab:blue"),
             ("ood", "psnr", "PSNR OOD", "tab:orange"),
@@ -323,7 +288,7 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
         axis = axes[0]
         values_seen: list[float] = []
         for index, (kind, key, label, colour) in enumerate(bars):
-            values = [plot_value(entry["metrics"][kind][key]) for entry in entries]
+            values = [md.plot_value(entry["metrics"][kind][key]) for entry in entries]
             values_seen += [v for v in values if v == v]
             offset = (index - (len(bars) - 1) / 2) * width
             axis.bar([p + offset for p in positions], values, width, label=label, color=colour)
@@ -338,7 +303,7 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
         axis.set_ylabel("dB")
         axis.set_title(f"PSNR, K = {report['context']}")
         axis.legend(fontsize=6)
-        nelbo = [plot_value(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries]
+        nelbo = [md.plot_value(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries]
         axes[1].bar(positions, nelbo, 0.6, color="tab:purple")
         axes[1].set_ylabel("bits/dim (lower is better)")
         axes[1].set_title("−ELBO, ID targets")
@@ -380,16 +345,15 @@ def run(argv: list[str], prog: str) -> int:
     for name, run_dir in runs.items():
         if not (Path(run_dir) / "config.json").is_file():
             raise ConfigError(f"--runs {name}={run_dir}: not a run directory (no config.json)")
-    evaluate = args.evaluator((args.context,))
-    evaluations: dict[str, dict[str, Any]] = {}
-    entries: list[dict[str, Any]] = []
-    for name, run_dir in runs.items():
-        saved = Path(args.out) / f"eval_{name}.json"
-        given = eval_jsons.get(name)
-        result, saved = evaluate(run_dir, given, f"--runs {name}=", f"--eval-json {name}=", saved)
-        evaluations[name] = result
-        entries.append(run_entry(name, Path(run_dir), result, args.context, saved, given is None))
-    check_same_scenes(evaluations)
+    inputs = {
+        name: (run_dir, eval_jsons.get(name), f"--runs {name}=", f"--eval-json {name}=")
+        for name, run_dir in runs.items()
+    }
+    evaluations, sources = trained_runs.evaluate_runs(args, (args.context,), inputs)
+    entries = [
+        run_entry(name, Path(runs[name]), result, args.context, sources[name])
+        for name, result in evaluations.items()
+    ]
     all_matched, largest_ratio = flag_unmatched(entries)
     for entry in entries:
         budget = run_budget(entry["run"])
@@ -399,8 +363,7 @@ def run(argv: list[str], prog: str) -> int:
         "ablation",
         "parameter count, training budget, negative ELBO (bits/dim) and PSNR / object-pixel PSNR "
         "on ID and OOD targets of each run at one K, and their final validation PSNR",
-        **{key: reference.get(key) for key in ("dataset", "split", "num_scenes", "image_size")},
-        view_lists=reference.get("view_lists", {}),
+        **trained_runs.scenes_of(reference),
         context=args.context,
         parameters_matched=all_matched,
         matched_tolerance=MATCHED_TOLERANCE,

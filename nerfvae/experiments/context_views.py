@@ -418,7 +418,7 @@ def views_markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Object pixels", ""]
     lines += markdown_header(
         "K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour"
-    )  # noqa
+    )
     for k, cameras, cell in rows:
         psnrs = [format_number((cell[name] or {}).get("object_psnr")) for name in names]
         lines.append(markdown_row([k, cameras, *psnrs]))

@@ -1,24 +1,10 @@
-"""``nerfvae experiment cost``: what a new scene costs each model.
-
-NeRF-VAE infers a scene in one amortised forward pass of its encoder and renders it; the per-scene
-NeRF must be optimised on the scene's context views. For each context size K and each kind of
-target camera (ID, OOD) this experiment puts NeRF-VAE's inference + render time per scene beside
-the time the per-scene NeRF needs to reach NeRF-VAE's PSNR on the same held-out views: the first
-time its held-out probe PSNR (rendered at geometrically spaced optimisation steps, see
-:mod:`nerfvae.evaluation.per_scene_nerf`) reaches it, interpolated linearly in wall time between the
-two probes around the crossing (:func:`time_to_reach`), or "not reached within N steps".
-
-The NeRFs of a batch of scenes are optimised together, so their wall time is per batch; it is
-divided by the mean number of scenes per batch to give time per scene (on a CPU batching does not
-change the cost per scene, docs/baselines.md). NeRF-VAE's inference time is likewise per scene of
-a batch. The per-scene NeRF's probe PSNR is on exactly the scored target views when it probed
-every target view (the default, ``--probe-views -1``); otherwise on the first few of them, which the
-report says.
-
-The numbers come from the views experiment's computation
-(:func:`nerfvae.experiments.context_views.compute_views`), run here or reused with ``--views-json``. Writes ``cost.json``, ``cost.png`` and
-``cost.md`` under ``--out``.
-"""
+"""``nerfvae experiment cost``: what a new scene costs each model. Per K and kind of target view,
+NeRF-VAE's amortised inference + render time per scene beside the time the per-scene NeRF needs to
+reach NeRF-VAE's PSNR on the same views: the first crossing of its held-out probe PSNR (rendered at
+geometrically spaced steps), interpolated linearly in wall time (:func:`time_to_reach`). The NeRFs
+of a batch are optimised together: their wall time is divided by the scenes per batch. The numbers
+come from the views experiment (:func:`nerfvae.experiments.context_views.compute_views`), run here
+or reused with ``--views-json``."""
 
 from __future__ import annotations
 
@@ -29,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments import markdown as md
 from nerfvae.experiments.common import finish, load_json, parse_args, result_header
 from nerfvae.experiments.context_views import (
+    TRIVIAL_PREDICTORS,
     NeRFComparisonArgs,
     ViewsArgs,
     compute_views,
@@ -38,16 +26,7 @@ from nerfvae.experiments.context_views import (
     nerf_budget,
     parse_context_labels,
 )
-from nerfvae.experiments.markdown import (
-    MISSING,
-    figure_file,
-    format_number,
-    format_seconds,
-    markdown_header,
-    markdown_row,
-    scenes_text,
-)
-from nerfvae.experiments.provenance import provenance_markdown, provenance_section
+from nerfvae.experiments.provenance import provenance_lines, provenance_section
 
 DESCRIPTION = "inference cost: NeRF-VAE inference + render vs per-scene NeRF time to the same PSNR"
 
@@ -70,7 +49,6 @@ class CostArgs(NeRFComparisonArgs):
     """Context sizes K, comma-separated, each at most once (ID views 0..K-1; `all` as in the views
     experiment); default 1,3, or every K of --views-json."""
     out: str = "docs/results/cost"
-    """Output directory for cost.json, cost.png and cost.md."""
 
 
 def time_to_reach(
@@ -80,19 +58,13 @@ def time_to_reach(
     psnr_key: str = "probe_psnr_id",
     time_keys: tuple[str, ...] = ("wall_s", "cpu_s"),
 ) -> dict[str, Any]:
-    """When an optimisation's PSNR first reaches ``target_psnr``.
-
-    Args:
-        history: rows with ``step``, the ``time_keys`` and (on some rows) ``psnr_key``, in any
-            order; rows without ``psnr_key`` are ignored.
-        target_psnr: the PSNR to reach (None or NaN: nothing to reach).
+    """When an optimisation's PSNR first reaches ``target_psnr`` (None or NaN: nothing to reach),
+    from ``history`` rows with ``step``, the ``time_keys`` and, on some rows, ``psnr_key``.
 
     Returns:
-        ``reached`` (bool, or None without a target), ``step`` and each time key at the first
-        crossing, linearly interpolated between the last probe below the target and the first at
-        or above it (the first probe's values when it already reaches it; None when never
-        reached), ``max_step`` (the last probed step), ``best_psnr`` (the best probe PSNR) and
-        ``note`` (a sentence for the report).
+        ``reached`` (None without a target), ``step`` and each time key at the first crossing,
+        interpolated linearly between the last probe below the target and the first at or above
+        it (None when never reached), ``max_step``, ``best_psnr`` and ``note`` (for the report).
 
     Raises:
         DataError: no row has ``psnr_key``.
@@ -137,11 +109,7 @@ def time_to_reach(
 
 
 def load_views_json(path: str | Path) -> dict[str, Any]:
-    """A views experiment's JSON with per-scene NeRF results.
-
-    Raises:
-        ConfigError: missing, unreadable, not a views.json, or without per-scene NeRF results.
-    """
+    """A views experiment's JSON with per-scene NeRF results (ConfigError otherwise)."""
     loaded = load_json(path, f"--views-json {path}")
     if loaded.get("experiment") != "views":
         raise ConfigError(f"--views-json {path}: not the views.json of `nerfvae experiment views`")
@@ -154,11 +122,8 @@ def load_views_json(path: str | Path) -> dict[str, Any]:
 
 
 def select_context(views: dict[str, Any], text: str | None) -> dict[str, int]:
-    """The views result's context sizes named by ``text`` (all of them when None).
-
-    Raises:
-        ConfigError: a requested K is not in the views result.
-    """
+    """The views result's context sizes named by ``text`` (all when None; ConfigError for one it
+    lacks)."""
     available: dict[str, int] = views["context"]
     if text is None:
         return dict(available)
@@ -195,7 +160,7 @@ def cost_analysis(views: dict[str, Any], context: dict[str, int]) -> dict[str, A
         )
         history = nerf["history"][key]
         entry: dict[str, Any] = {"k": k}
-        for kind in ("id", "ood"):
+        for kind in md.KINDS:
             if not targets[kind] or kind not in vae["results"][key]:
                 continue
             vae_psnr = vae["results"][key][kind].get("psnr")
@@ -255,51 +220,26 @@ def cost_analysis(views: dict[str, Any], context: dict[str, int]) -> dict[str, A
 
 
 def cost_markdown(result: dict[str, Any]) -> str:
-    """cost.md: what was compared, the table, the command and the provenance."""
-    lines = [
-        "# Cost: amortised inference against per-scene optimisation",
-        "",
-        f"Per scene, on the first {scenes_text(result['num_scenes'])} of `{result['dataset']}` "
-        f"({result['split']}): NeRF-VAE (`{result['run']}`) infers the scene from K context views "
-        "in one forward pass and renders a view; the per-scene NeRF is optimised on the same K "
-        "views. *Time to reach* is the optimisation wall time until the NeRF's held-out PSNR first "
-        "reaches NeRF-VAE's PSNR on the same views (linear interpolation between probes). "
-        "*Speed-up* = (NeRF time to reach + one render) / (NeRF-VAE inference + one render).",
-        "",
-        "![PSNR vs wall time](cost.png)",
-        "",
-        *markdown_header(
-            "K | cameras | NeRF-VAE PSNR | NeRF-VAE inference s | NeRF-VAE render s/view | "
-            "NeRF time to reach s | at step | NeRF final PSNR (steps) | NeRF optimisation s | "
-            "speed-up"
-        ),
-    ]
-    caveats = set()
+    """cost.md: what was compared, the table and the provenance."""
+    rows, caveats = [], set()
     for label, entry in result["results"].items():
-        for kind in ("id", "ood"):
-            cell = entry.get(kind)
-            if cell is None:
+        for kind in md.KINDS:
+            if (cell := entry.get(kind)) is None:
                 continue
             vae, nerf, reach = cell["nerfvae"], cell["nerf"], cell["time_to_reach"]
-            if reach["reached"]:
-                reach_text, step_text = (
-                    format_seconds(reach["wall_s_per_scene"]),
-                    format_number(reach["step"], 0),
-                )
-            else:
-                reach_text, step_text = reach["note"], MISSING
-            speedup = MISSING if cell["speedup"] is None else f"{cell['speedup']:.3g}×"
-            cells = [context_label(label, entry["k"]), kind.upper(), format_number(vae["psnr"])]
-            cells += [
-                format_seconds(vae[key]) for key in ("inference_s_per_scene", "render_s_per_view")
-            ]
-            cells += [
-                reach_text,
-                step_text,
-                f"{format_number(nerf['final_psnr'])} ({nerf['steps']})",
-            ]
-            cells += [format_seconds(nerf["fit_s_per_scene"]), speedup]
-            lines.append(markdown_row(cells))
+            reached = reach["reached"]
+            rows.append(
+                [context_label(label, entry["k"]), kind.upper(), md.format_number(vae["psnr"])]
+                + [
+                    md.format_seconds(vae[key])
+                    for key in ("inference_s_per_scene", "render_s_per_view")
+                ]
+                + [md.format_seconds(reach["wall_s_per_scene"]) if reached else reach["note"]]
+                + [md.format_number(reach["step"], 0) if reached else md.MISSING]
+                + [f"{md.format_number(nerf['final_psnr'])} ({nerf['steps']})"]
+                + [md.format_seconds(nerf["fit_s_per_scene"])]
+                + [md.MISSING if cell["speedup"] is None else f"{cell['speedup']:.3g}×"]
+            )
             if nerf["probe_is_all_targets"] is False:
                 caveats.add(
                     f"The NeRF's held-out PSNR over steps is on the first {nerf['probe_views']} "
@@ -310,24 +250,35 @@ def cost_markdown(result: dict[str, Any]) -> str:
                     "The reused NeRF results do not record how many target views were probed; "
                     "compare the NeRF's final probe PSNR in cost.json with its final PSNR."
                 )
-    lines += [""]
-    lines += [f"Note: {text}" for text in sorted(caveats)]
-    lines += [
+    lines = [
+        "# Cost: amortised inference against per-scene optimisation",
+        "",
+        f"Per scene, on the first {md.scenes_text(result['num_scenes'])} of `{result['dataset']}` "
+        f"({result['split']}): NeRF-VAE (`{result['run']}`) infers the scene from K context views "
+        "in one forward pass and renders a view; the per-scene NeRF is optimised on the same K "
+        "views. *Time to reach* is the optimisation wall time until the NeRF's held-out PSNR first "
+        "reaches NeRF-VAE's PSNR on the same views (linear interpolation between probes). "
+        "*Speed-up* = (NeRF time to reach + one render) / (NeRF-VAE inference + one render).",
+        "",
+        "![PSNR vs wall time](cost.png)",
+        "",
+        *md.table(
+            "K | cameras | NeRF-VAE PSNR | NeRF-VAE inference s | NeRF-VAE render s/view | "
+            "NeRF time to reach s | at step | NeRF final PSNR (steps) | NeRF optimisation s | "
+            "speed-up",
+            rows,
+        ),
+        "",
+        *(f"Note: {text}" for text in sorted(caveats)),
         "",
         f"Per-scene NeRF: {result['nerf_budget']}. Its time is per scene: the batch's optimisation "
         "wall time ÷ scenes per batch (probe renders excluded).",
     ]
-    if result.get("views_provenance"):
-        views = result["views_provenance"]
-        lines += [
-            "",
-            f"Timings reused from `{result['source']}`, measured by `{views.get('command', '?')}` "
-            "on:",
-            "",
-            *provenance_markdown(views, "detailed"),
-        ]
-    lines += ["", *provenance_section(result["provenance"], "detailed"), ""]
-    return "\n".join(lines)
+    if views := result.get("views_provenance"):
+        command = views.get("command", "?")
+        lines += ["", f"Timings reused from `{result['source']}`, measured by `{command}` on:", ""]
+        lines += provenance_lines(views)
+    return "\n".join([*lines, "", *provenance_section(result["provenance"]), ""])
 
 
 def cost_figure(result: dict[str, Any], path: Path) -> None:
@@ -335,7 +286,7 @@ def cost_figure(result: dict[str, Any], path: Path) -> None:
     axis; step 0 is left out), NeRF-VAE as a star at its inference + render time, and a cross where
     the NeRF reaches NeRF-VAE's PSNR."""
     kinds = [kind for kind in ("id", "ood") if any(kind in e for e in result["results"].values())]
-    with figure_file(path, max(1, len(kinds)), (5.5 * max(1, len(kinds)), 4)) as (figure, axes):
+    with md.figure_file(path, max(1, len(kinds)), (5.5 * max(1, len(kinds)), 4)) as (figure, axes):
         for axis, kind in zip(axes, kinds):
             for index, (label, entry) in enumerate(result["results"].items()):
                 cell = entry.get(kind)
@@ -373,46 +324,30 @@ def cost_figure(result: dict[str, Any], path: Path) -> None:
 def cost_headline(
     results: dict[str, Any], views: dict[str, Any], context: dict[str, int]
 ) -> list[dict[str, Any]]:
-    """Rows for ``experiment summary`` (its ``headline`` convention): per K and kind of target,
-    NeRF-VAE and the per-scene NeRF with their PSNRs, the trivial predictors' PSNRs on the same
-    views, and the times in the note."""
+    """Headline rows: per K and kind of target, NeRF-VAE and the per-scene NeRF beside the trivial
+    predictors on the same views, with their times in the note."""
     rows = []
     for label, k in context.items():
-        for kind in ("id", "ood"):
+        for kind in md.KINDS:
             cell, scored = results[label].get(kind), views["results"][label].get(kind)
             if cell is None or scored is None:
                 continue
             where = f"K={context_label(label, k)}, {kind.upper()} views"
-            trivial = {
-                "baseline_mean_train_psnr": scored["mean_train_image"]["psnr"],
-                "baseline_mean_context_psnr": scored["mean_context_colour"]["psnr"],
-            }
+            trivial = {name: scored[name]["psnr"] for name in TRIVIAL_PREDICTORS}
             vae, nerf, reach = cell["nerfvae"], cell["nerf"], cell["time_to_reach"]
+            note = f"inference + one render {md.format_seconds(vae['s_per_scene'])} s"
+            object_psnr = scored["nerfvae"]["object_psnr"]
             rows.append(
-                {
-                    "label": f"NeRF-VAE, {where}",
-                    "psnr": vae["psnr"],
-                    "object_psnr": scored["nerfvae"]["object_psnr"],
-                    **trivial,
-                    "note": f"inference + one render {format_seconds(vae['s_per_scene'])} s",
-                }
+                md.headline_row(f"NeRF-VAE, {where}", vae["psnr"], object_psnr, trivial, note)
             )
+            reached = reach["note"]
             if reach["reached"]:
-                reached = (
-                    f"reaches NeRF-VAE after {format_seconds(reach['wall_s_per_scene'])} s "
-                    f"(step {reach['step']})"
-                )
-            else:
-                reached = reach["note"]
-            rows.append(
-                {
-                    "label": f"per-scene NeRF ({nerf['steps']} steps), {where}",
-                    "psnr": nerf["final_psnr"],
-                    "object_psnr": (scored.get("nerf") or {}).get("object_psnr"),
-                    **trivial,
-                    "note": f"optimisation {format_seconds(nerf['fit_s_per_scene'])} s; {reached}",
-                }
-            )
+                seconds = md.format_seconds(reach["wall_s_per_scene"])
+                reached = f"reaches NeRF-VAE after {seconds} s (step {reach['step']})"
+            note = f"optimisation {md.format_seconds(nerf['fit_s_per_scene'])} s; {reached}"
+            object_psnr = (scored.get("nerf") or {}).get("object_psnr")
+            label_nerf = f"per-scene NeRF ({nerf['steps']} steps), {where}"
+            rows.append(md.headline_row(label_nerf, nerf["final_psnr"], object_psnr, trivial, note))
     return rows
 
 

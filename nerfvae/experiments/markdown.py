@@ -79,23 +79,15 @@ def table(titles: str | Iterable[str], rows: Iterable[Iterable[Any]]) -> list[st
 
 
 def headline_row(
-    label: str,
-    psnr: Any = None,
-    object_psnr: Any = None,
-    trivial: Mapping[str, Any] | None = None,
-    note: str | None = None,
+    label: str, psnr: Any, object_psnr: Any, trivial: Mapping[str, Any], note: str | None = None
 ) -> dict[str, Any]:
     """A row of the results summary's headline table: a model's PSNRs beside the trivial
-    predictors' (``trivial``: ``mean_train_image`` / ``mean_context_colour`` PSNR) and a note
-    (keys without a value are left out, except the PSNRs when ``trivial`` is given)."""
-    row: dict[str, Any] = {"label": label}
-    if trivial is not None or psnr is not None:
-        row["psnr"] = psnr
-    if trivial is not None:
-        row["object_psnr"] = object_psnr
-        row["baseline_mean_train_psnr"] = trivial["mean_train_image"]
-        row["baseline_mean_context_psnr"] = trivial["mean_context_colour"]
-    return {**row, "note": note} if note is not None else row
+    predictors' on the same views (``trivial``: ``mean_train_image`` and ``mean_context_colour``
+    PSNR), and an optional note."""
+    row = {"label": label, "psnr": psnr, "object_psnr": object_psnr}
+    row["baseline_mean_train_psnr"] = trivial["mean_train_image"]
+    row["baseline_mean_context_psnr"] = trivial["mean_context_colour"]
+    return row if note is None else {**row, "note": note}
 
 
 @contextmanager

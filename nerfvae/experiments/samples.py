@@ -158,7 +158,7 @@ def markdown_report(result: dict[str, Any]) -> str:
             "",
             *interp_rows,
             "",
-            *provenance_section(result["provenance"], "brief"),
+            *provenance_section(result["provenance"]),
             "",
         ]
     )

@@ -5,7 +5,7 @@ reused, and the checks that the comparison is fair (same scenes, same targets, e
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,10 @@ from nerfvae.experiments.common import ScenesArgs, load_dataset, load_json, writ
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 """A run's name in ``--runs NAME=RUN`` (it names output files)."""
+
+RunInput = tuple[str | None, str | None, str, str]
+"""A run to evaluate: ``(run directory, earlier eval JSON, run option, JSON option)``, either
+path None; the options name the paths in errors (``--run`` or ``--runs NAME=``)."""
 
 
 @dataclass(kw_only=True)
@@ -27,17 +31,6 @@ class TrainedRunsArgs(ScenesArgs):
     """Scenes inferred and rendered together."""
     seed: int = 0
     """Seed of the posterior sample used for the ELBO."""
-
-    def evaluator(self, context_sizes: tuple[int, ...]) -> Evaluator:
-        """Evaluates runs with these options at ``context_sizes``."""
-        return Evaluator(
-            self.data,
-            self.split,
-            context_sizes,
-            self.max_scenes,
-            self.scenes_per_batch,
-            self.seed,
-        )
 
 
 def option_text(option: str, value: str | Path) -> str:
@@ -66,14 +59,12 @@ def read_eval_json(path: str | Path, option: str) -> dict[str, Any]:
 def check_same_scenes(results: Mapping[str, Mapping[str, Any]]) -> None:
     """Raise ConfigError unless every evaluation scored the same split, number of scenes, image
     size and target views (the comparison is only fair on the same test scenes)."""
-    names = list(results)
-    reference = results[names[0]]
-    for name in names[1:]:
-        other = results[name]
+    (first, reference), *others = results.items()
+    for name, other in others:
         for key in ("split", "num_scenes", "image_size"):
             if key in reference and key in other and reference[key] != other[key]:
                 raise ConfigError(
-                    f"the evaluations of {names[0]!r} and {name!r} differ in {key} "
+                    f"the evaluations of {first!r} and {name!r} differ in {key} "
                     f"({reference[key]!r} vs {other[key]!r}): compare models on the same test "
                     "scenes (same --split and --max-scenes, or evaluations made with them)"
                 )
@@ -81,10 +72,19 @@ def check_same_scenes(results: Mapping[str, Mapping[str, Any]]) -> None:
         for key in ("id_targets", "ood_targets"):
             if key in lists_a and key in lists_b and lists_a[key] != lists_b[key]:
                 raise ConfigError(
-                    f"the evaluations of {names[0]!r} and {name!r} scored different {key} "
+                    f"the evaluations of {first!r} and {name!r} scored different {key} "
                     f"({lists_a[key]} vs {lists_b[key]}): evaluate both with the same --context "
                     "sizes (the ID targets start after the largest K)"
                 )
+
+
+def scenes_of(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The result header's description of the scored scenes, taken from an evaluation."""
+    fields = ("dataset", "split", "num_scenes", "image_size")
+    return {
+        **{key: evaluation.get(key) for key in fields},
+        "view_lists": evaluation.get("view_lists", {}),
+    }
 
 
 def run_directory_of(run: str | None, result: Mapping[str, Any] | None) -> Path | None:
@@ -101,80 +101,38 @@ def input_line(label: str, entry: Mapping[str, Any]) -> str:
     """A markdown bullet of the report's inputs: the run, its checkpoint step and where its
     evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
     ``evaluated_here``)."""
-    source = (
-        f"evaluated here, saved as `{entry['eval_json']}`"
-        if entry["evaluated_here"]
-        else f"from `{entry['eval_json']}`"
-    )
+    source = "evaluated here, saved as" if entry["evaluated_here"] else "from"
     return (
         f"* {label}: run `{entry.get('run')}`, checkpoint step "
-        f"{entry.get('checkpoint_step')}; {source}"
+        f"{entry.get('checkpoint_step')}; {source} `{entry['eval_json']}`"
     )
 
 
-class Evaluator:
-    """Evaluates runs on one dataset split like ``nerfvae eval``, or takes their earlier
-    evaluations back (the dataset and the mean training image, for the trivial predictor, are
-    loaded once and shared by every run)."""
+def evaluate_runs(
+    args: TrainedRunsArgs,
+    context_sizes: tuple[int, ...],
+    inputs: Mapping[str, RunInput],
+    check: Callable[[str, dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each named run's evaluation at ``context_sizes``: its earlier eval JSON (checked to be of
+    its run when both are given) or, without one, the run evaluated here like ``nerfvae eval``
+    and saved as ``OUT/eval_NAME.json``. ``check(name, evaluation)`` runs after each.
 
-    def __init__(
-        self,
-        data: str | None,
-        split: str,
-        context_sizes: tuple[int, ...],
-        max_scenes: int | None,
-        scenes_per_batch: int,
-        seed: int,
-    ) -> None:
-        self.data, self.split, self.context_sizes = data, split, context_sizes
-        self.max_scenes, self.scenes_per_batch, self.seed = max_scenes, scenes_per_batch, seed
-        self._dataset: Any = None
-        self._train_mean: Any = None
+    Returns:
+        The evaluations by name (NaN as None) and, by name, where each came from:
+        ``checkpoint_step``, ``eval_json`` (its file) and ``evaluated_here``.
 
-    def evaluate(self, run: str, option: str) -> dict[str, Any]:
-        """The evaluation of run directory ``run`` (named by ``option`` in errors): the JSON of
-        ``nerfvae eval``, NaN as None."""
-        from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
-        from nerfvae.evaluation.report import nan_to_null
-        from nerfvae.training.loading import load_trained_model
+    Raises:
+        ConfigError: an evaluation lacks a K asked for, is of another run, or the evaluations
+            scored different scenes or targets.
+    """
+    from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
+    from nerfvae.evaluation.report import nan_to_null
+    from nerfvae.training.loading import load_trained_model
 
-        if self.data is None:
-            raise ConfigError(
-                f"--data is needed to evaluate {option_text(option, run)} (or give its previous "
-                "`nerfvae eval` output with the matching --eval-json option)"
-            )
-        loaded = load_trained_model(run)
-        if self._dataset is None:
-            self._dataset = load_dataset(self.data, self.split)
-            self._train_mean = optional_mean_training_image(self.data)
-        result = evaluate_run(
-            loaded,
-            self._dataset,
-            run=run,
-            data=self.data,
-            split=self.split,
-            context_sizes=self.context_sizes,
-            max_scenes=self.max_scenes,
-            scenes_per_batch=self.scenes_per_batch,
-            mean_train_image=self._train_mean,
-            seed=self.seed,
-        )
-        return nan_to_null(result)
-
-    def __call__(
-        self,
-        run: str | None,
-        eval_json: str | None,
-        run_option: str,
-        json_option: str,
-        saved: Path,
-    ) -> tuple[dict[str, Any], Path]:
-        """A run's evaluation and the file it is in: ``eval_json`` (checked to be of ``run`` when
-        both are given) or, without one, ``run`` evaluated here and written to ``saved``.
-
-        Raises:
-            ConfigError: the evaluation lacks a K asked for, or is of another run.
-        """
+    dataset = train_mean = None  # loaded once, for the first run evaluated here
+    evaluations, sources = {}, {}
+    for name, (run, eval_json, run_option, json_option) in inputs.items():
         if eval_json is not None:
             result = read_eval_json(eval_json, json_option)
             source, path = option_text(json_option, eval_json), Path(eval_json)
@@ -184,10 +142,33 @@ class Evaluator:
                 if Path(named).resolve() != Path(run).resolve():
                     raise ConfigError(f"{source} is the evaluation of run {named}, not of {run}")
         else:
-            result = self.evaluate(str(run), run_option)
-            source, path = f"the evaluation of {option_text(run_option, run)}", saved
-            write_json(result, saved)
-        missing = [k for k in self.context_sizes if str(k) not in result["results"]]
+            if args.data is None:
+                raise ConfigError(
+                    f"--data is needed to evaluate {option_text(run_option, str(run))} (or give "
+                    "its previous `nerfvae eval` output with the matching --eval-json option)"
+                )
+            loaded = load_trained_model(str(run))
+            if dataset is None:
+                dataset = load_dataset(args.data, args.split)
+                train_mean = optional_mean_training_image(args.data)
+            result = nan_to_null(
+                evaluate_run(
+                    loaded,
+                    dataset,
+                    run=str(run),
+                    data=args.data,
+                    split=args.split,
+                    context_sizes=context_sizes,
+                    max_scenes=args.max_scenes,
+                    scenes_per_batch=args.scenes_per_batch,
+                    mean_train_image=train_mean,
+                    seed=args.seed,
+                )
+            )
+            source = f"the evaluation of {option_text(run_option, str(run))}"
+            path = Path(args.out) / f"eval_{name}.json"
+            write_json(result, path)
+        missing = [k for k in context_sizes if str(k) not in result["results"]]
         if missing:
             have = ",".join(sorted(result["results"], key=lambda k: int(k) if k.isdigit() else 0))
             raise ConfigError(
@@ -195,4 +176,13 @@ class Evaluator:
                 f"{','.join(map(str, missing))}: evaluate again with `nerfvae eval --context ...` "
                 "or drop those sizes"
             )
-        return result, path
+        if check is not None:
+            check(name, result)
+        evaluations[name] = result
+        sources[name] = {
+            "checkpoint_step": result.get("checkpoint_step"),
+            "eval_json": str(path),
+            "evaluated_here": eval_json is None,
+        }
+    check_same_scenes(evaluations)
+    return evaluations, sources

@@ -1,15 +1,8 @@
-"""``nerfvae experiment uncertainty``: is the posterior more uncertain where the context did not see?
-
-The paper's claim: given ONE context view, the spread of renders from posterior samples is larger on
-surfaces the context view did not see than on those it saw. For every scene of a split this infers
-the scene from a single ID view, renders the other ID views and every OOD view with N posterior
-samples, and labels each target pixel *seen* or *unseen* by the context view from GROUND-TRUTH
-geometry (:func:`label_seen_pixels`): the pixel's surface point is projected into the context
-camera, and it is seen if it lands inside the context image and is not occluded there (its
-distance from the context camera agrees with the context view's ground-truth depth). The report
-compares the mean per-pixel colour and depth standard deviation over seen and unseen pixels (ID,
-OOD and all targets), their ratio, the fraction of pixels seen, and a per-scene paired comparison.
-"""
+"""``nerfvae experiment uncertainty``: is the posterior more uncertain where the context did not
+see? Each scene is inferred from ONE ID view; the other ID views and every OOD view are rendered
+with N posterior samples, and each target pixel is labelled *seen* or *unseen* by the context view
+from ground-truth geometry (:func:`label_seen_pixels`). The report compares the per-pixel colour
+and depth standard deviation over seen and unseen pixels, per group of targets and per scene."""
 
 from __future__ import annotations
 
@@ -23,6 +16,7 @@ import torch
 from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.views import standard_view_lists
+from nerfvae.experiments import markdown as md
 from nerfvae.experiments.common import (
     RunArgs,
     ScenesArgs,
@@ -32,12 +26,6 @@ from nerfvae.experiments.common import (
     parse_args,
     result_header,
     scene_count,
-)
-from nerfvae.experiments.markdown import (
-    format_number,
-    format_percent,
-    markdown_header,
-    markdown_row,
 )
 from nerfvae.experiments.provenance import provenance_section
 from nerfvae.geometry import image_rays, project_points
@@ -55,8 +43,7 @@ class UncertaintyArgs(RunArgs, ScenesArgs):
     """Infer each scene from ONE context view, render the other ID views and the OOD views with
     posterior samples, and compare the per-pixel sample standard deviation over target pixels whose
     surface the context view saw with those it did not (outside its frustum or occluded), labelled
-    from the dataset's ground-truth depth. Writes `uncertainty.json`, `uncertainty.md` and
-    `uncertainty.png` (context | target | seen mask | colour std | depth std) under `--out`."""
+    from the dataset's ground-truth depth. Writes uncertainty.json, .md and .png under --out."""
 
     samples: int = 8
     """Posterior samples per scene (at least 2, for a standard deviation)."""
@@ -71,7 +58,6 @@ class UncertaintyArgs(RunArgs, ScenesArgs):
     """Scenes shown in the figure (one row for the first ID target and one for the first OOD target
     of each)."""
     out: str = "docs/results/uncertainty"
-    """Output directory."""
     test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of each posterior on its context view (docs/evaluation.md)."""
 
@@ -88,26 +74,19 @@ def label_seen_pixels(
     """Which target pixels show a surface point that some context view saw (ground-truth geometry).
 
     The surface point of target pixel ``(v, row, col)`` is ``origin + depth * direction`` along its
-    unit pixel-centre ray (the dataset's depth convention). It is *seen* by context view ``c`` if
-    it lies in front of that camera, projects inside its image, and its distance from the context
-    camera centre agrees with the context depth at the nearest pixel (the one whose square
-    ``[col, col+1) × [row, row+1)`` holds the projection) within
-    ``relative_tolerance × context depth`` — i.e. nothing nearer occludes it. Seen by any context
-    view is seen.
+    unit pixel-centre ray. It is *seen* by a context view if it lies in front of that camera,
+    projects inside its image, and its distance from the context camera centre agrees with the
+    context depth at the pixel holding the projection within ``relative_tolerance × context
+    depth`` (nothing nearer occludes it).
 
     Args:
-        target_depth: ``[V, H, W]`` ground-truth distance along each target pixel's unit ray; 0
-            (or non-finite) where the ray hits nothing.
-        target_K: ``[V, 3, 3]`` target intrinsics (OpenCV).
-        target_c2w: ``[V, 4, 4]`` target camera-to-world (OpenCV).
-        context_depth: ``[C, H_c, W_c]`` ground-truth depth of the context views (same convention).
-        context_K: ``[C, 3, 3]``.
-        context_c2w: ``[C, 4, 4]``.
-        relative_tolerance: allowed ``|distance - context depth| / context depth``.
+        target_depth, target_K, target_c2w: ``[V, H, W]`` ground-truth distance along each target
+            pixel's unit ray (0 or non-finite: no surface), ``[V, 3, 3]``, ``[V, 4, 4]`` (OpenCV).
+        context_depth, context_K, context_c2w: ``[C, H_c, W_c]``, ``[C, 3, 3]``, ``[C, 4, 4]``.
 
     Returns:
-        ``seen [V, H, W]`` and ``valid [V, H, W]`` (bool): ``valid`` marks pixels with a surface
-        (depth > 0 and finite); unseen pixels are ``valid & ~seen``; ``seen`` implies ``valid``.
+        ``seen [V, H, W]`` and ``valid [V, H, W]`` (bool, pixels with a surface); unseen pixels
+        are ``valid & ~seen``.
     """
     if target_depth.dim() != 3 or context_depth.dim() != 3:
         raise ValueError(
@@ -197,11 +176,11 @@ def headline_row(group: str, entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "label": f"{name}, 1 context view",
         "note": (
-            f"std unseen / seen: colour {format_number(entry.get('colour_std_ratio'))}, depth "
-            f"{format_number(entry.get('depth_std_ratio'))}; colour std higher on unseen pixels "
-            f"in {format_percent(entry.get('colour_std_scenes_unseen_higher'))} of "
+            f"std unseen / seen: colour {md.format_number(entry.get('colour_std_ratio'))}, depth "
+            f"{md.format_number(entry.get('depth_std_ratio'))}; colour std higher on unseen pixels "
+            f"in {md.format_percent(entry.get('colour_std_scenes_unseen_higher'))} of "
             f"{entry.get('colour_std_scenes_compared', 0)} scenes; "
-            f"{format_percent(entry.get('fraction_seen'))} of pixels seen"
+            f"{md.format_percent(entry.get('fraction_seen'))} of pixels seen"
         ),
     }
 
@@ -215,46 +194,34 @@ def mask_image(seen: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def markdown_report(result: dict[str, Any]) -> str:
-    """``uncertainty.md``: the claim, a table per group, the command and provenance."""
-    rows = markdown_header(
-        "targets | pixels seen | colour std seen | colour std unseen | ratio | depth std seen | "
-        "depth std unseen | ratio | scenes unseen > seen (colour / depth) | pixels"
-    )
-    error_rows = markdown_header(["targets", "colour error seen", "colour error unseen", "ratio"])
+    """``uncertainty.md``: the claim, a table per group and the provenance."""
+    rows, error_rows = [], []
     for group in GROUPS:
-        entry = result["results"][group]
-        name = group.upper() if group != "all" else "all"
+        entry, name = result["results"][group], group.upper() if group != "all" else "all"
+
+        def cell(key: str, part: str, entry: dict[str, Any] = entry) -> str:
+            return md.format_number(entry.get(f"{key}_{part}"), 2 if part == "ratio" else 4)
+
+        higher = [
+            md.format_percent(entry.get(f"{key}_scenes_unseen_higher"))
+            for key in ("colour_std", "depth_std")
+        ]
         rows.append(
-            markdown_row(
-                [
-                    name,
-                    format_number(entry["fraction_seen"], 3),
-                    *(
-                        format_number(entry.get(f"{quantity}_{part}"), 2 if part == "ratio" else 4)
-                        for quantity in ("colour_std", "depth_std")
-                        for part in ("seen", "unseen", "ratio")
-                    ),
-                    f"{format_percent(entry.get('colour_std_scenes_unseen_higher'))} / "
-                    f"{format_percent(entry.get('depth_std_scenes_unseen_higher'))} "
-                    f"of {entry.get('colour_std_scenes_compared', 0)}",
-                    entry["num_pixels"],
-                ]
-            )
+            [name, md.format_number(entry["fraction_seen"], 3)]
+            + [
+                cell(key, part)
+                for key in ("colour_std", "depth_std")
+                for part in ("seen", "unseen", "ratio")
+            ]
+            + [
+                f"{higher[0]} / {higher[1]} of {entry.get('colour_std_scenes_compared', 0)}",
+                entry["num_pixels"],
+            ]
         )
         error_rows.append(
-            markdown_row(
-                [
-                    name,
-                    *(
-                        format_number(
-                            entry.get(f"colour_error_{part}"), 2 if part == "ratio" else 4
-                        )
-                        for part in ("seen", "unseen", "ratio")
-                    ),
-                ]
-            )
+            [name, *(cell("colour_error", part) for part in ("seen", "unseen", "ratio"))]
         )
-    settings = result["settings"]
+    settings, figure = result["settings"], result["figure"]
     return "\n".join(
         [
             "# Posterior uncertainty on seen vs unseen surfaces",
@@ -274,20 +241,25 @@ def markdown_report(result: dict[str, Any]) -> str:
             "ratio = unseen / seen. The last column but one is the share of scenes whose own "
             "unseen mean exceeds their seen mean (of the scenes with both kinds of pixel).",
             "",
-            *rows,
+            *md.table(
+                "targets | pixels seen | colour std seen | colour std unseen | ratio | "
+                "depth std seen | depth std unseen | ratio | scenes unseen > seen (colour / "
+                "depth) | pixels",
+                rows,
+            ),
             "",
             "For reference, the mean absolute colour error of the posterior-mean render on the "
             "same pixels:",
             "",
-            *error_rows,
+            *md.table(["targets", "colour error seen", "colour error unseen", "ratio"], error_rows),
             "",
             "Figure `uncertainty.png`, one row per (scene, target): context view | target ground "
             "truth | seen mask (white seen, black unseen, red no surface) | colour std | depth std "
-            f"(heat maps share a scale: colour std up to "
-            f"{format_number(result['figure']['colour_std_vmax'], 3)}, depth std up to "
-            f"{format_number(result['figure']['depth_std_vmax'], 3)}).",
+            "(heat maps share a scale: colour std up to "
+            f"{md.format_number(figure['colour_std_vmax'], 3)}, depth std up to "
+            f"{md.format_number(figure['depth_std_vmax'], 3)}).",
             "",
-            *provenance_section(result["provenance"], "brief"),
+            *provenance_section(result["provenance"]),
             "",
         ]
     )
