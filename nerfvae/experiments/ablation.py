@@ -1,8 +1,6 @@
-"""``nerfvae experiment ablation``: the conditioning ablation. Trained runs (e.g. concat, AIN,
-attention with a spatial or a global latent) compared on the same test scenes by parameter count,
-training budget, negative ELBO, PSNR on ID and OOD targets at one K and validation curves; the
-paper compares conditioning modes at matched parameter count, so runs more than 10% above the
-smallest are flagged."""
+"""``nerfvae experiment ablation``: trained runs (e.g. concat, AIN, attention) compared on the same
+test scenes by parameters, training budget, negative ELBO, PSNR at one K and validation curves. The
+paper compares conditioning at matched parameter count: runs >10% above the smallest are flagged."""
 
 from __future__ import annotations
 
@@ -13,33 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError
+from nerfvae.experiments import common, figures, trained_runs
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments import trained_runs
-from nerfvae.experiments.common import finish, parse_args, result_header
 from nerfvae.experiments.provenance import provenance_section, run_budget
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
 
 MATCHED_TOLERANCE = 0.10
 """Parameter counts more than this fraction above the smallest run's are flagged."""
+KEYS = ("psnr", "object_psnr")
 VALIDATION_KEYS = ("psnr_id", "object_psnr_id", "psnr_ood", "object_psnr_ood")
 
 
 @dataclass(kw_only=True)
 class AblationArgs(trained_runs.TrainedRunsArgs):
-    """Conditioning ablation: compare trained runs (e.g. concat, AIN, attention,
-    attention-global) by parameter count, training budget, negative ELBO (bits/dim) and PSNR on
-    ID and OOD views of the same test scenes at one context size, and their validation curves.
-    Writes ablation.json, ablation.png and ablation.md (and the raw evaluations, reusable with
-    --eval-json)."""
+    """Conditioning ablation: compare trained runs by parameter count, training budget, negative
+    ELBO (bits/dim) and PSNR on ID and OOD views of the same test scenes at one K, and their
+    validation curves. Writes ablation.json, .png, .md and the raw evaluations (for --eval-json)."""
 
     runs: tuple[str, ...] = ()
     """Runs to compare as NAME=RUNDIR (e.g. `concat=runs/small-concat attention=runs/small-attention`)."""
     context: int = 3
     """Number of context views K (views 0..K-1 of each scene; docs/evaluation.md)."""
     eval_json: tuple[str, ...] = ()
-    """Previous `nerfvae eval` JSONs as NAME=EVAL.json (NAME one of --runs), used instead of
-    evaluating that run again (e.g. eval_NAME.json from an earlier run of this experiment)."""
+    """Previous `nerfvae eval` JSONs as NAME=EVAL.json (NAME one of --runs, e.g. eval_NAME.json
+    of an earlier run of this experiment), used instead of evaluating that run again."""
     out: str = "docs/results/ablation"
 
 
@@ -70,19 +66,15 @@ def parameter_counts(run: Path) -> dict[str, Any]:
     from nerfvae.training.loading import build_model
     from nerfvae.training.run_directory import RunDirectory
 
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     model = build_model(RunDirectory(run).load_config())
-    by_module = {
-        name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()
-    }
     scene_function = model.scene_function if isinstance(model, RaySceneModel) else None
     return {
-        "total": sum(p.numel() for p in model.parameters()),
-        "scene_function": (
-            sum(p.numel() for p in scene_function.parameters())
-            if scene_function is not None
-            else None
-        ),
-        "by_module": by_module,
+        "total": count(model),
+        "scene_function": count(scene_function) if scene_function is not None else None,
+        "by_module": {name: count(module) for name, module in model.named_children()},
     }
 
 
@@ -90,12 +82,9 @@ def validation_history(run: Path) -> list[dict[str, float]]:
     """Rows of the run's validation.csv (step, psnr_id, ... and minutes since the start), or []."""
     from nerfvae.evaluation.curves import run_curves
 
-    rows = run_curves(run)["validation"]
-    return [
-        {key: value for key, value in row.items() if key in ("step", "minutes", *VALIDATION_KEYS)}
-        for row in rows
-        if "step" in row
-    ]
+    keys = ("step", "minutes", *VALIDATION_KEYS)
+    rows = [row for row in run_curves(run)["validation"] if "step" in row]
+    return [{key: value for key, value in row.items() if key in keys} for row in rows]
 
 
 def flag_unmatched(entries: list[dict[str, Any]]) -> tuple[bool, float | None]:
@@ -107,9 +96,7 @@ def flag_unmatched(entries: list[dict[str, Any]]) -> tuple[bool, float | None]:
         counts = [entry["parameters"][key] for entry in entries]
         known = [c for c in counts if c]
         smallest = min(known) if known else None
-        ratios_by_key[key] = [
-            (count / smallest) if count and smallest else None for count in counts
-        ]
+        ratios_by_key[key] = [count / smallest if count and smallest else None for count in counts]
     all_matched = True
     for index, entry in enumerate(entries):
         ratios = {key: ratios_by_key[key][index] for key in ratios_by_key}
@@ -132,14 +119,11 @@ def run_entry(
     config = json.loads((run / "config.json").read_text())
     nerfvae_config = config.get("nerfvae") or {}
     per_k = result["results"][str(k)]
-    metrics: dict[str, Any] = {
-        "nelbo_bits_per_dim": md.finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
-    }
+    nelbo = md.finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
+    metrics: dict[str, Any] = {"nelbo_bits_per_dim": nelbo}
     for kind in md.KINDS:
         scored = per_k.get(kind) or {}
-        metrics[kind] = {
-            key: md.finite_or_none(scored.get(key)) for key in ("psnr", "object_psnr", "ssim")
-        }
+        metrics[kind] = md.finite_values(scored, ("psnr", "object_psnr", "ssim"))
         metrics[kind]["num_views"] = scored.get("num_views")
     history = validation_history(run)
     nerfvae = config.get("model") == "nerfvae"
@@ -161,33 +145,23 @@ def run_entry(
 def trivial_predictors(result: Mapping[str, Any], k: int) -> dict[str, Any]:
     """The trivial predictors' PSNRs on the same targets (they depend only on the data)."""
     per_k = result["results"][str(k)]
-    keys = [
-        f"baseline_mean_{name}_{key}"
-        for name in ("train", "context")
-        for key in ("psnr", "object_psnr")
-    ]
-    return {
-        kind: {key: md.finite_or_none((per_k.get(kind) or {}).get(key)) for key in keys}
-        for kind in md.KINDS
-    }
+    keys = [f"baseline_mean_{name}_{key}" for name in ("train", "context") for key in KEYS]
+    return {kind: md.finite_values(per_k.get(kind), keys) for kind in md.KINDS}
 
 
 def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each run's ID PSNR beside the trivial predictors'."""
-    trivial = report["trivial"]["id"]
-    trivial = {
-        "mean_train_image": trivial["baseline_mean_train_psnr"],
-        "mean_context_colour": trivial["baseline_mean_context_psnr"],
-    }
+    ids = report["trivial"]["id"]
+    trivial = {"mean_train_image": ids["baseline_mean_train_psnr"]}
+    trivial["mean_context_colour"] = ids["baseline_mean_context_psnr"]
     rows = []
     for entry in report["runs"]:
         nelbo = md.format_number(entry["metrics"]["nelbo_bits_per_dim"], 3)
         note = f"K={report['context']}, ID views; −ELBO {nelbo} bits/dim; {entry['parameters']['total']:,} parameters"
         note += f" (⚠ {entry['parameter_flag']})" if entry["parameter_flag"] else ""
         scored = entry["metrics"]["id"]
-        rows.append(
-            md.headline_row(entry["name"], scored["psnr"], scored["object_psnr"], trivial, note)
-        )
+        row = md.headline_row(entry["name"], scored["psnr"], scored["object_psnr"], trivial, note)
+        rows.append(row)
     return rows
 
 
@@ -205,14 +179,11 @@ def _cells(entry: Mapping[str, Any]) -> list[str]:
         str(entry.get("steps", md.MISSING)),
         md.format_number(entry.get("wall_minutes"), 1),
         md.format_number(metrics["nelbo_bits_per_dim"], 3),
-        *(
-            md.format_number(metrics[kind][key])
-            for kind in md.KINDS
-            for key in ("psnr", "object_psnr")
-        ),
-        f"{md.format_number(final.get('psnr_id'))} / {md.format_number(final.get('psnr_ood'))} ({int(final['step'])})"
-        if final
-        else md.MISSING,
+        *(md.format_number(metrics[kind][key]) for kind in md.KINDS for key in KEYS),
+        md.MISSING
+        if not final
+        else f"{md.format_number(final.get('psnr_id'))} / "
+        f"{md.format_number(final.get('psnr_ood'))} ({int(final['step'])})",
     ]
 
 
@@ -259,10 +230,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             "",
             "![ablation](ablation.png)",
             "",
-            "## Inputs",
-            "",
-            *(trained_runs.input_line(entry["name"], entry) for entry in report["runs"]),
-            "",
+            *trained_runs.inputs_section((entry["name"], entry) for entry in report["runs"]),
             *provenance_section(report["provenance"]),
             "",
         ]
@@ -276,61 +244,42 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     has_curves = any(entry["validation"]["history"] for entry in entries)
     panels = 3 if has_curves else 2
     names = [entry["name"] for entry in entries]
-    positions = list(range(len(entries)))
-    with md.figure_file(path, panels, (5.5 * panels, 4)) as (_, axes):
-        bars = (
-            ("id", "psnr", "PSNR ID", "tab:blue"),
-            ("ood", "psnr", "PSNR OOD", "tab:orange"),
-            ("id", "object_psnr", "object PSNR ID", "tab:green"),
-            ("ood", "object_psnr", "object PSNR OOD", "tab:red"),
-        )
-        width = 0.8 / len(bars)
-        axis = axes[0]
-        values_seen: list[float] = []
-        for index, (kind, key, label, colour) in enumerate(bars):
-            values = [md.plot_value(entry["metrics"][kind][key]) for entry in entries]
-            values_seen += [v for v in values if v == v]
-            offset = (index - (len(bars) - 1) / 2) * width
-            axis.bar([p + offset for p in positions], values, width, label=label, color=colour)
+    colours = {"id": {"psnr": "tab:blue", "object_psnr": "tab:green"}}
+    colours["ood"] = {"psnr": "tab:orange", "object_psnr": "tab:red"}
+    bars = [
+        (f"{title}{kind.upper()}", [entry["metrics"][kind][key] for entry in entries], colour)
+        for key, title in (("psnr", "PSNR "), ("object_psnr", "object PSNR "))
+        for kind, colour in ((kind, colours[kind][key]) for kind in md.KINDS)
+    ]
+    with figures.figure_file(path, panels, (5.5 * panels, 4)) as (_, axes):
+        drawn = figures.grouped_bars(axes[0], names, bars)
         for kind, style in (("id", "-"), ("ood", "--")):
             baseline = report["trivial"][kind]["baseline_mean_train_psnr"]
             if baseline is not None:
-                values_seen.append(baseline)
+                drawn.append(baseline)
                 label = f"mean train image {kind.upper()}"
-                axis.axhline(baseline, color="grey", linestyle=style, linewidth=1, label=label)
-        if values_seen:
-            axis.set_ylim(max(0.0, min(values_seen) - 3.0), max(values_seen) + 1.0)
-        axis.set_ylabel("dB")
-        axis.set_title(f"PSNR, K = {report['context']}")
-        axis.legend(fontsize=6)
-        nelbo = [md.plot_value(entry["metrics"]["nelbo_bits_per_dim"]) for entry in entries]
-        axes[1].bar(positions, nelbo, 0.6, color="tab:purple")
-        axes[1].set_ylabel("bits/dim (lower is better)")
-        axes[1].set_title("−ELBO, ID targets")
-        for axis in axes[:2]:
-            axis.set_xticks(positions)
-            axis.set_xticklabels(names, fontsize=8)
-            axis.grid(axis="y", alpha=0.3)
+                axes[0].axhline(baseline, color="grey", linestyle=style, linewidth=1, label=label)
+        figures.zoom_to(axes[0], drawn)
+        axes[0].set(ylabel="dB", title=f"PSNR, K = {report['context']}")
+        axes[0].legend(fontsize=6)
+        nelbo = [entry["metrics"]["nelbo_bits_per_dim"] for entry in entries]
+        figures.grouped_bars(axes[1], names, [(None, nelbo, "tab:purple")], width=0.6)
+        axes[1].set(ylabel="bits/dim (lower is better)", title="−ELBO, ID targets")
         if has_curves:
-            axis = axes[2]
             for index, entry in enumerate(entries):
                 for key, style in (("psnr_id", "o-"), ("psnr_ood", "s--")):
                     history = entry["validation"]["history"]
                     points = [(row["step"], row[key]) for row in history if key in row]
-                    if points:
-                        kind = key.split("_")[1].upper()
-                        axis.plot(
-                            *zip(*points), style, color=f"C{index}", label=f"{entry['name']} {kind}"
-                        )
-            axis.set_xlabel("step")
-            axis.set_ylabel("validation PSNR (dB)")
-            axis.set_title("validation PSNR (validation.csv)")
-            axis.legend(fontsize=6)
-            axis.grid(alpha=0.3)
+                    label = f"{entry['name']} {key.split('_')[1].upper()}"
+                    figures.plot_line(axes[2], points, style, color=f"C{index}", label=label)
+            axes[2].set(xlabel="step", ylabel="validation PSNR (dB)")
+            axes[2].set_title("validation PSNR (validation.csv)")
+            axes[2].legend(fontsize=6)
+            axes[2].grid(alpha=0.3)
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = parse_args(AblationArgs, argv, prog)
+    args = common.parse_args(AblationArgs, argv, prog)
     runs = parse_named(args.runs, "--runs")
     if not runs:
         raise ConfigError("give the runs to compare: --runs NAME=RUNDIR [NAME=RUNDIR ...]")
@@ -359,7 +308,7 @@ def run(argv: list[str], prog: str) -> int:
         budget = run_budget(entry["run"])
         entry.update({key: budget.get(key) for key in ("steps", "wall_minutes", "device")})
     reference = evaluations[next(iter(runs))]
-    report = result_header(
+    report = common.result_header(
         "ablation",
         "parameter count, training budget, negative ELBO (bits/dim) and PSNR / object-pixel PSNR "
         "on ID and OOD targets of each run at one K, and their final validation PSNR",
@@ -373,4 +322,6 @@ def run(argv: list[str], prog: str) -> int:
     )
     report["headline"] = headline_rows(report)
     figure = {"ablation.png": lambda path: ablation_figure(report, path)}
-    return finish(prog, argv, runs.values(), args.out, "ablation", report, markdown_report, figure)
+    return common.finish(
+        prog, argv, runs.values(), args.out, "ablation", report, markdown_report, figure
+    )

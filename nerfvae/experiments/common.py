@@ -1,10 +1,7 @@
-"""The skeleton every experiment shares: its common options, one setup (threads, model, dataset,
-scene limit), one result header, one reader of saved results and one writer of its outputs.
-
-An experiment module keeps only its own logic: its options (a dataclass inheriting
-:class:`ExperimentArgs`), the computation of its result, and the markdown and figure made from that
-result (:mod:`nerfvae.experiments.markdown` holds what they share).
-"""
+"""The skeleton every experiment shares: common options, one setup (threads, model, dataset, scene
+limit), one result header, one reader of saved results and one writer of the outputs. An experiment
+module keeps its own options, computation, markdown and figures (built from
+:mod:`nerfvae.experiments.markdown` and :mod:`nerfvae.experiments.figures`)."""
 
 from __future__ import annotations
 
@@ -60,12 +57,8 @@ class RunArgs(ExperimentArgs):
 
 
 def parse_args(args_type: type[Args], argv: list[str], prog: str) -> Args:
-    """The experiment's options from ``argv``, with the shared ones checked and torch's thread
-    count set (``--threads``).
-
-    Raises:
-        ConfigError: ``--max-scenes`` below 1.
-    """
+    """The experiment's options from ``argv``: ``--max-scenes`` checked (ConfigError below 1) and
+    torch's thread count set (``--threads``)."""
     args = tyro.cli(args_type, args=argv, prog=prog)
     if isinstance(args, ScenesArgs) and args.max_scenes is not None and args.max_scenes < 1:
         raise ConfigError(f"--max-scenes must be at least 1, got {args.max_scenes}")
@@ -111,12 +104,8 @@ def result_header(experiment: str, description: str | None = None, **fields: Any
 
 def load_json(path: str | Path, given: str, error: type[Exception] = ConfigError) -> dict:
     """A saved JSON object given as ``given`` (e.g. ``--views-json PATH``), reused instead of
-    computing again; an experiment JSON's ``schema_version`` must be one this code reads.
-
-    Raises:
-        ConfigError: the file does not exist or holds an unknown schema version.
-        ``error``: it is not a JSON object.
-    """
+    computing again: ConfigError when the file does not exist or holds another ``schema_version``
+    than this code reads, ``error`` when it is not a JSON object."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{given}: no such file")
@@ -144,16 +133,10 @@ def write_json(data: Mapping[str, Any], path: Path) -> None:
 
 
 def finish(
-    prog: str,
-    argv: list[str],
-    runs: Iterable[str | Path],
-    out: str | Path,
-    name: str,
-    result: dict[str, Any],
-    markdown: Callable[[dict[str, Any]], str],
-    figures: Mapping[str, Callable[[Path], Any]] | None = None,
-    **provenance: Any,
-) -> int:
+    prog: str, argv: list[str], runs: Iterable[str | Path], out: str | Path, name: str,
+    result: dict[str, Any], markdown: Callable[[dict[str, Any]], str],
+    figures: Mapping[str, Callable[[Path], Any]] | None = None, **provenance: Any,
+) -> int:  # fmt: skip
     """Record the provenance of ``result`` (command, commit, hardware, the ``runs``' training
     budgets, ``provenance`` extras), then write ``NAME.json``, each figure (file name -> drawing
     function given its path) and ``NAME.md`` under ``out``; print the markdown and the paths."""

@@ -1,13 +1,7 @@
-"""``nerfvae experiment views``: PSNR / SSIM against the number of context views K, for NeRF-VAE
-(:func:`nerfvae.evaluation.evaluate.evaluate_run`) and a per-scene NeRF optimised on the same K
-views of the same scenes (:func:`nerfvae.evaluation.per_scene_nerf.evaluate_per_scene_nerf`),
-beside the trivial predictors, on the same held-out ID and OOD views.
-
-The view lists are those of ``nerfvae eval`` (:func:`nerfvae.evaluation.views.standard_view_lists`):
-context = ID views ``0..K-1``, ID targets = ID views ``K_max..``, OOD targets = every OOD view.
-``all`` is ``K_all = num_id_views - id_targets``; being the largest K, it fixes the ID targets of
-every K, and a numeric K may not exceed it.
-"""
+"""``nerfvae experiment views``: PSNR / SSIM against the number of context views K for NeRF-VAE
+and a per-scene NeRF optimised on the same K views, beside the trivial predictors, on the held-out
+views of ``nerfvae eval`` (ID targets = ID views ``K_max..``). ``all`` is ``K_all = num_id_views -
+id_targets``: the largest K, so it fixes the ID targets of every K."""
 
 from __future__ import annotations
 
@@ -20,25 +14,8 @@ import tyro
 
 from nerfvae.errors import ConfigError
 from nerfvae.evaluation.views import parse_index_list
-from nerfvae.experiments.common import (
-    ScenesArgs,
-    finish,
-    load_dataset,
-    load_json,
-    load_run,
-    parse_args,
-    result_header,
-)
-from nerfvae.experiments.markdown import (
-    KINDS,
-    figure_file,
-    finite_or_none,
-    format_number,
-    format_seconds,
-    markdown_header,
-    markdown_row,
-    scenes_text,
-)
+from nerfvae.experiments import common, figures
+from nerfvae.experiments import markdown as md
 from nerfvae.experiments.provenance import provenance_section
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
 
@@ -57,14 +34,13 @@ class NeRFBaselineOptions:
     """How the per-scene NeRF baseline is optimised and probed (as `nerfvae baseline nerf`)."""
 
     background: str = "auto"
-    """Colour where rays leave the scene box: `auto` (the import's background for imported data,
-    else black), white, black, grey, #rrggbb or r,g,b."""
+    """Colour where rays leave the scene box: `auto` (imported data's background, else black),
+    white, black, grey, #rrggbb or r,g,b."""
     probe_views: int = -1
-    """Held-out ID and OOD views per scene rendered during optimisation to track PSNR over steps
-    and wall time (-1 = every target view, so the probe PSNR is on exactly the scored views;
-    0 = none)."""
+    """Target views per scene and kind rendered during optimisation to track PSNR over steps and
+    time (-1 = all, 0 = none)."""
     probe_points: int = 8
-    """How many times (geometrically spaced steps, 0 and the last included) the probes render."""
+    """How many times (geometrically spaced steps, first and last included) the probes render."""
     device: str = "cpu"
     """Torch device of the per-scene NeRF (NeRF-VAE is evaluated on the CPU, as `nerfvae eval`)."""
     nerf: tyro.conf.OmitArgPrefixes[PerSceneNeRFConfig] = field(default_factory=PerSceneNeRFConfig)
@@ -72,7 +48,7 @@ class NeRFBaselineOptions:
 
 
 @dataclass(kw_only=True)
-class NeRFComparisonArgs(ScenesArgs):
+class NeRFComparisonArgs(common.ScenesArgs):
     """Options of the experiments that score NeRF-VAE against a per-scene NeRF (views, cost)."""
 
     id_targets: int = 3
@@ -82,9 +58,9 @@ class NeRFComparisonArgs(ScenesArgs):
     scenes_per_batch: int = 4
     """Scenes inferred / optimised together (NeRF-VAE batches; batched per-scene NeRF weights)."""
     nerf_json: tuple[str, ...] = ()
-    """Reuse per-scene NeRF results instead of optimising: JSONs of `nerfvae baseline nerf` (run
-    with the same --split and --max-scenes, together covering the K values printed here; several
-    files for different K are merged, made with the same --id-targets) or a views.json."""
+    """Reuse per-scene NeRF results instead of optimising: JSONs of `nerfvae baseline nerf` (same
+    --split and --max-scenes; files for different K, made with the same --id-targets, are merged)
+    or a views.json."""
     baseline: tyro.conf.OmitArgPrefixes[NeRFBaselineOptions] = field(
         default_factory=NeRFBaselineOptions
     )
@@ -103,8 +79,7 @@ class ViewsArgs(NeRFComparisonArgs):
     """Dataset directory."""
     context: str = "1,2,3,5,all"
     """Context sizes K, comma-separated, each at most once (ID views 0..K-1, as `nerfvae eval`);
-    `all` = every ID view except the last --id-targets, which are then the scored ID targets for
-    every K."""
+    `all` = every ID view except the last --id-targets, then the ID targets of every K."""
     skip_nerf: bool = False
     """Do not optimise the per-scene NeRF (its columns are null)."""
     out: str = "docs/results/views"
@@ -117,14 +92,10 @@ def parse_context_labels(text: str) -> list[str]:
 
 
 def resolve_context(labels: list[str], num_id_views: int, id_targets: int) -> dict[str, int]:
-    """Each label's number of context views (``all`` as in the module docstring), ordered by K
-    (``all`` last among equals).
-
-    Raises:
-        ConfigError: ``all`` leaves no context or no target, or a K leaves no ID target / exceeds
-            ``all``.
-    """
+    """Each label's number of context views, ordered by K (``all`` last among equals); a
+    ConfigError when ``all`` leaves no context or a K leaves no ID target / exceeds ``all``."""
     resolved = {label: int(label) for label in labels if label != "all"}
+    largest = max(resolved.values(), default=0)
     if "all" in labels:
         if id_targets < 1:
             raise ConfigError(f"--id-targets must be at least 1, got {id_targets}")
@@ -134,24 +105,23 @@ def resolve_context(labels: list[str], num_id_views: int, id_targets: int) -> di
                 f"`all` with --id-targets {id_targets}: the scenes have only {num_id_views} ID "
                 "views, so no context view would remain"
             )
-        if max(resolved.values(), default=0) > k_all:
+        if largest > k_all:
             raise ConfigError(
-                f"K = {max(resolved.values())} exceeds `all` = {k_all} (scenes have "
-                f"{num_id_views} ID views, the last {id_targets} are the targets); lower "
-                "--id-targets or drop that K"
+                f"K = {largest} exceeds `all` = {k_all} (scenes have {num_id_views} ID views, the "
+                f"last {id_targets} are the targets); lower --id-targets or drop that K"
             )
         resolved["all"] = k_all
-    elif max(resolved.values()) >= num_id_views:
+    elif largest >= num_id_views:
         raise ConfigError(
-            f"K = {max(resolved.values())}: scenes have {num_id_views} ID views, at most "
-            f"{num_id_views - 1} can be context (one must remain as a target)"
+            f"K = {largest}: scenes have {num_id_views} ID views, at most {num_id_views - 1} can "
+            "be context (one must remain as a target)"
         )
     return dict(sorted(resolved.items(), key=lambda item: (item[1], item[0] == "all")))
 
 
 def _read_nerf_json(path: Path) -> dict[str, Any]:
     """One file's per-scene NeRF result (a views.json gives its ``models.nerf``)."""
-    loaded = load_json(path, f"--nerf-json {path}")
+    loaded = common.load_json(path, f"--nerf-json {path}")
     if loaded.get("experiment") == "views":
         loaded = (loaded.get("models") or {}).get("nerf")
         if loaded is None:
@@ -164,11 +134,6 @@ def _read_nerf_json(path: Path) -> dict[str, Any]:
     return loaded
 
 
-# Per-K entries a merge combines; every other field must agree between the files.
-_PER_K_FIELDS = ("results", "timing", "history")
-_SHARED_FIELDS = ("split", "num_scenes", "image_size", "config", "background")
-
-
 def _by_k(entries: dict[str, Any]) -> dict[str, Any]:
     """``entries`` ordered by K, numeric K first."""
     return dict(sorted(entries.items(), key=lambda item: (not item[0].isdigit(), item[0].zfill(9))))
@@ -176,41 +141,37 @@ def _by_k(entries: dict[str, Any]) -> dict[str, Any]:
 
 def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     """One per-scene NeRF result from several made for different K on the same scenes: the per-K
-    entries (``results``, ``timing``, ``history``, ``view_lists.context``) united, each K from one
-    part only; everything else must agree. ``sources`` lists the files.
-
-    Raises:
-        ConfigError: naming the files and the field that differs, or a K found twice.
-    """
+    entries united (each K from one part only), everything else must agree (ConfigError naming the
+    files and the field); ``sources`` lists the files."""
     first_path, merged = parts[0]
     merged = json.loads(json.dumps(merged))  # a deep copy: parts stay untouched
-    contexts = merged["view_lists"].setdefault("context", {})
-    origin = {k: first_path for k in merged["results"]}
+    per_k = {key: merged.get(key) or {} for key in ("results", "timing", "history")}
+    per_k["context"] = merged["view_lists"].get("context", {})
+    origin = dict.fromkeys(merged["results"], first_path)
     for path, part in parts[1:]:
-        for key in _SHARED_FIELDS:
+        files = f"--nerf-json {first_path} and {path}"
+        for key in ("split", "num_scenes", "image_size", "config", "background"):
             if part.get(key) != merged.get(key):
                 raise ConfigError(
-                    f"--nerf-json {first_path} and {path} differ in {key} "
-                    f"({merged.get(key)!r} vs {part.get(key)!r}): only results of the same "
-                    "per-scene NeRF on the same scenes can be merged"
+                    f"{files} differ in {key} ({merged.get(key)!r} vs {part.get(key)!r}): only "
+                    "results of the same per-scene NeRF on the same scenes can be merged"
                 )
         for kind in ("id_targets", "ood_targets"):
-            if part["view_lists"].get(kind) != merged["view_lists"].get(kind):
+            ours, theirs = merged["view_lists"].get(kind), part["view_lists"].get(kind)
+            if ours != theirs:
                 raise ConfigError(
-                    f"--nerf-json {first_path} and {path} score different {kind} "
-                    f"({merged['view_lists'].get(kind)} vs {part['view_lists'].get(kind)}); make "
-                    "both with the same `nerfvae baseline nerf --id-targets N`"
+                    f"{files} score different {kind} ({ours} vs {theirs}); make both with the "
+                    "same `nerfvae baseline nerf --id-targets N`"
                 )
         for k in part["results"]:
             if k in origin:
                 raise ConfigError(f"--nerf-json: K = {k} is in both {origin[k]} and {path}")
             origin[k] = path
-            for key in _PER_K_FIELDS:
-                merged.setdefault(key, {})[k] = (part.get(key) or {}).get(k)
-            contexts[k] = part["view_lists"].get("context", {}).get(k)
-    for key in _PER_K_FIELDS:
-        merged[key] = _by_k(merged.get(key) or {})
-    merged["view_lists"]["context"] = _by_k(contexts)
+            for key, entries in per_k.items():
+                source = part["view_lists"] if key == "context" else part
+                entries[k] = (source.get(key) or {}).get(k)
+    merged.update({key: _by_k(per_k[key]) for key in ("results", "timing", "history")})
+    merged["view_lists"]["context"] = _by_k(per_k["context"])
     # how many targets were probed is one number per file: kept only where every part agrees
     probed = {part.get("probe_views") for _, part in parts}
     merged["probe_views"] = probed.pop() if len(probed) == 1 else None
@@ -223,48 +184,37 @@ def load_nerf_json(
     expected: dict[str, Any],
     ks: list[int],
 ) -> dict[str, Any]:
-    """Per-scene NeRF results from earlier `nerfvae baseline nerf` JSONs (or a views.json's
-    ``models.nerf``; several files for different K are merged by :func:`merge_nerf_results`),
-    checked to score the scenes and views of ``expected`` (the NeRF-VAE evaluation) at ``ks``.
-
-    Raises:
-        ConfigError: a file is missing or unreadable, holds no per-scene NeRF results, the files
-            disagree, or they were made on other scenes or views.
-    """
+    """Per-scene NeRF results from `nerfvae baseline nerf` JSONs or a views.json, merged, checked
+    to score the scenes and views of ``expected`` (the NeRF-VAE evaluation) at ``ks``."""
     path_list = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     if not path_list:
         raise ConfigError("--nerf-json: no file given")
     loaded = merge_nerf_results([(path, _read_nerf_json(path)) for path in path_list])
+    views, wanted, scenes = loaded["view_lists"], expected["view_lists"], expected["num_scenes"]
     problems = []
     if loaded.get("split") not in (None, expected.get("split")):
         problems.append(f"split {loaded.get('split')!r} (here {expected.get('split')!r})")
-    if loaded.get("num_scenes") != expected["num_scenes"]:
+    if loaded.get("num_scenes") != scenes:
         problems.append(
-            f"{loaded.get('num_scenes')} scenes (here {expected['num_scenes']}; pass the same "
-            "--max-scenes)"
+            f"{loaded.get('num_scenes')} scenes (here {scenes}; pass the same --max-scenes)"
         )
     if list(loaded.get("image_size", [])) != list(expected["image_size"]):
         problems.append(f"image size {loaded.get('image_size')} (here {expected['image_size']})")
-    views, wanted = loaded["view_lists"], expected["view_lists"]
-    for kind in ("id_targets", "ood_targets"):
-        if views.get(kind) != wanted[kind]:
-            problems.append(f"{kind} {views.get(kind)} (here {wanted[kind]})")
-    missing = [k for k in ks if str(k) not in loaded["results"]]
-    if missing:
-        problems.append(f"no results for K = {', '.join(map(str, missing))}")
+    problems += [
+        f"{kind} {views.get(kind)} (here {wanted[kind]})"
+        for kind in ("id_targets", "ood_targets")
+        if views.get(kind) != wanted[kind]
+    ]
+    if missing := [str(k) for k in ks if str(k) not in loaded["results"]]:
+        problems.append(f"no results for K = {', '.join(missing)}")
     if problems:
         raise ConfigError(
             f"--nerf-json {' '.join(map(str, path_list))} does not match these views: "
-            + "; ".join(problems)
-            + f". Make it with `nerfvae baseline nerf --split {expected.get('split')} "
-            f"--max-scenes {expected['num_scenes']} --context "
+            f"{'; '.join(problems)}. Make it with `nerfvae baseline nerf --split "
+            f"{expected.get('split')} --max-scenes {scenes} --context "
             f"{','.join(str(k) for k in sorted(set(ks)))} --id-targets {len(wanted['id_targets'])}`"
         )
     return loaded
-
-
-def _metrics(entry: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
-    return None if entry is None else {key: finite_or_none(entry.get(key)) for key in keys}
 
 
 def summarise(
@@ -275,22 +225,17 @@ def summarise(
     summary: dict[str, Any] = {}
     for label, k in context.items():
         entry: dict[str, Any] = {"k": k, "context_views": nerfvae["view_lists"]["context"][str(k)]}
-        for kind in KINDS:
-            vae = nerfvae["results"][str(k)].get(kind)
-            if vae is None:
+        for kind in md.KINDS:
+            if (vae := nerfvae["results"][str(k)].get(kind)) is None:
                 continue
             other = nerf["results"][str(k)].get(kind) if nerf is not None else None
-            trivial = {
-                name: {
-                    key: finite_or_none(vae.get(f"{prefix}_{key}"))
-                    for key in ("psnr", "object_psnr")
-                }
-                for name, prefix in TRIVIAL_PREDICTORS.items()
-            }
             entry[kind] = {
-                "nerfvae": _metrics(vae, (*MODEL_METRICS, "nelbo_bits_per_dim")),
-                "nerf": _metrics(other, MODEL_METRICS),
-                **trivial,
+                "nerfvae": md.finite_values(vae, (*MODEL_METRICS, "nelbo_bits_per_dim")),
+                "nerf": None if other is None else md.finite_values(other, MODEL_METRICS),
+                **{
+                    name: md.finite_values(vae, ("psnr", "object_psnr"), f"{prefix}_")
+                    for name, prefix in TRIVIAL_PREDICTORS.items()
+                },
                 "num_views": vae["num_views"],
             }
         summary[label] = entry
@@ -308,13 +253,13 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         raise ConfigError(f"--scenes-per-batch must be at least 1, got {args.scenes_per_batch}")
     if args.skip_nerf and args.nerf_json:
         raise ConfigError("--skip-nerf and --nerf-json exclude each other")
-    dataset = load_dataset(args.data, args.split)
+    dataset = common.load_dataset(args.data, args.split)
     context = resolve_context(labels, dataset.load_scene(0).num_id_views, args.id_targets)
     context_sizes = tuple(sorted(set(context.values())))
     shared = dict(context_sizes=context_sizes, max_scenes=args.max_scenes)
     shared.update(scenes_per_batch=args.scenes_per_batch)
     shared.update(mean_train_image=optional_mean_training_image(args.data))
-    loaded = load_run(args.run, args.checkpoint)
+    loaded = common.load_run(args.run, args.checkpoint)
     nerfvae = evaluate_run(
         loaded, dataset, run=args.run, data=args.data, split=args.split, **shared
     )
@@ -332,14 +277,14 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         )
         nerf.update(dataset=str(args.data), split=args.split)
         source = "computed"
+    models = {"nerfvae": nerfvae, "nerf": nerf}
     timing = {
         label: {
-            key: model["timing"].get(str(k)) if model else None
-            for key, model in (("nerfvae", nerfvae), ("nerf", nerf))
+            key: model["timing"].get(str(k)) if model else None for key, model in models.items()
         }
         for label, k in context.items()
     }
-    return result_header(
+    return common.result_header(
         "views",
         dataset=str(args.data),
         split=args.split,
@@ -351,7 +296,7 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         nerf_source=source,
         results=summarise(context, nerfvae, nerf),
         timing=timing,
-        models={"nerfvae": nerfvae, "nerf": nerf},
+        models=models,
     )
 
 
@@ -383,19 +328,32 @@ def views_markdown(result: dict[str, Any]) -> str:
         if result.get("id_targets_for_all")
         else ""
     )
-    rows = [
+    names = ("nerfvae", "nerf", "mean_train_image", "mean_context_colour")
+    cells = [
         (context_label(label, entry["k"]), kind.upper(), entry[kind])
         for label, entry in result["results"].items()
-        for kind in KINDS
+        for kind in md.KINDS
         if kind in entry
     ]
-    names = ("nerfvae", "nerf", "mean_train_image", "mean_context_colour")
+
+    def values(cell: dict[str, Any], key: str, models: tuple[str, ...], digits: int = 2) -> list:
+        return [md.format_number((cell[name] or {}).get(key), digits) for name in models]
+
+    times = []
+    for label, timing in result["timing"].items():
+        model, other = timing["nerfvae"] or {}, timing["nerf"] or {}
+        seconds = [model.get("inference_s_per_scene"), model.get("render_s_per_id_view")]
+        seconds += [other.get("fit_s_per_scene"), other.get("render_s_per_id_view")]
+        times.append(
+            [context_label(label, result["context"][label]), *map(md.format_seconds, seconds)]
+        )
+    budget = nerf_budget(result["models"]["nerf"], result["nerf_source"])
     lines = [
         "# Views: PSNR and SSIM against the number of context views K",
         "",
         f"NeRF-VAE (`{vae['run']}`, step {vae['checkpoint_step']}) against a per-scene NeRF "
         f"optimised from scratch on the same K context views, on the first "
-        f"{scenes_text(result['num_scenes'])} of `{result['dataset']}` ({result['split']}, "
+        f"{md.scenes_text(result['num_scenes'])} of `{result['dataset']}` ({result['split']}, "
         f"{result['image_size'][0]}×{result['image_size'][1]}). Context for K: ID views "
         f"0..K-1;{all_note} Scored on ID views {lists['id_targets']} and OOD views "
         f"{lists['ood_targets']} of every scene, the same for every K. Trivial predictors: the mean "
@@ -406,43 +364,48 @@ def views_markdown(result: dict[str, Any]) -> str:
         "",
         "## Whole image",
         "",
-        *markdown_header(
+        *md.table(
             "K | cameras | NeRF-VAE PSNR | NeRF PSNR | mean-train-image PSNR | "
-            "mean-context-colour PSNR | NeRF-VAE SSIM | NeRF SSIM | views"
+            "mean-context-colour PSNR | NeRF-VAE SSIM | NeRF SSIM | views",
+            (
+                [
+                    k,
+                    kind,
+                    *values(c, "psnr", names),
+                    *values(c, "ssim", names[:2], 3),
+                    c["num_views"],
+                ]
+                for k, kind, c in cells
+            ),
         ),
+        "",
+        "## Object pixels",
+        "",
+        *md.table(
+            "K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour",
+            ([k, kind, *values(c, "object_psnr", names)] for k, kind, c in cells),
+        ),
+        "",
+        "## Time per scene",
+        "",
+        *md.table(
+            "K | NeRF-VAE inference s | NeRF-VAE render s per ID view | NeRF optimisation s | "
+            "NeRF render s per ID view",
+            times,
+        ),
+        "",
+        f"Per-scene NeRF: {budget}.",
+        "",
+        *provenance_section(result["provenance"]),
     ]
-    for k, cameras, cell in rows:
-        psnrs = [format_number((cell[name] or {}).get("psnr")) for name in names]
-        ssims = [format_number((cell[name] or {}).get("ssim"), 3) for name in names[:2]]
-        lines.append(markdown_row([k, cameras, *psnrs, *ssims, cell["num_views"]]))
-    lines += ["", "## Object pixels", ""]
-    lines += markdown_header(
-        "K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour"
-    )
-    for k, cameras, cell in rows:
-        psnrs = [format_number((cell[name] or {}).get("object_psnr")) for name in names]
-        lines.append(markdown_row([k, cameras, *psnrs]))
-    lines += ["", "## Time per scene", ""]
-    lines += markdown_header(
-        "K | NeRF-VAE inference s | NeRF-VAE render s per ID view | NeRF optimisation s | "
-        "NeRF render s per ID view"
-    )
-    for label, timing in result["timing"].items():
-        model, other = timing["nerfvae"] or {}, timing["nerf"] or {}
-        times = [model.get("inference_s_per_scene"), model.get("render_s_per_id_view")]
-        times += [other.get("fit_s_per_scene"), other.get("render_s_per_id_view")]
-        k = context_label(label, result["context"][label])
-        lines.append(markdown_row([k, *map(format_seconds, times)]))
-    budget = nerf_budget(result["models"]["nerf"], result["nerf_source"])
-    lines += ["", f"Per-scene NeRF: {budget}.", "", *provenance_section(result["provenance"])]
     return "\n".join(lines) + "\n"
 
 
 def views_figure(result: dict[str, Any], path: Path) -> None:
     """PSNR (whole image, object pixels) and SSIM against K: both models and the trivial
     predictors, ID solid and OOD dashed."""
-    labels = list(result["results"])
-    ks = [result["results"][label]["k"] for label in labels]
+    entries = result["results"]
+    ks = [entry["k"] for entry in entries.values()]
     series = (
         ("NeRF-VAE", "nerfvae", "C0", "o"),
         ("per-scene NeRF", "nerf", "C1", "s"),
@@ -454,44 +417,36 @@ def views_figure(result: dict[str, Any], path: Path) -> None:
         ("object_psnr", "PSNR (dB)", "object pixels"),
         ("ssim", "SSIM", "whole image"),
     )
-    with figure_file(path, 3, (13, 3.8), rect=(0, 0, 0.84, 1)) as (figure, axes):
+    with figures.figure_file(path, 3, (13, 3.8), rect=(0, 0, 0.84, 1)) as (figure, axes):
         for axis, (metric, unit, title) in zip(axes, panels):
             for name, key, colour, marker in series:
                 for kind, style in (("id", "-"), ("ood", "--")):
-                    cells = [
-                        (result["results"][label].get(kind) or {}).get(key) or {}
-                        for label in labels
-                    ]
-                    points = [
-                        (k, cell[metric])
-                        for k, cell in zip(ks, cells)
-                        if cell.get(metric) is not None
-                    ]
-                    if points:
-                        axis.plot(
-                            *zip(*points),
-                            linestyle=style,
-                            marker=marker,
-                            color=colour,
-                            markersize=4,
-                            label=f"{name} {kind.upper()}",
-                        )
-            axis.set_xticks(ks, [context_label(label, k) for label, k in zip(labels, ks)])
+                    cells = [(entry.get(kind) or {}).get(key) or {} for entry in entries.values()]
+                    figures.plot_line(
+                        axis,
+                        [(k, c[metric]) for k, c in zip(ks, cells) if c.get(metric) is not None],
+                        linestyle=style,
+                        marker=marker,
+                        color=colour,
+                        markersize=4,
+                        label=f"{name} {kind.upper()}",
+                    )
+            axis.set_xticks(ks, [context_label(label, k) for label, k in zip(entries, ks)])
             axis.set(xlabel="context views K", ylabel=unit, title=title)
             axis.grid(alpha=0.3)
         handles, names = axes[0].get_legend_handles_labels()
         figure.legend(handles, names, loc="center right", fontsize=7)
         figure.suptitle(
-            f"{scenes_text(result['num_scenes'])} of {Path(result['dataset']).name} "
+            f"{md.scenes_text(result['num_scenes'])} of {Path(result['dataset']).name} "
             "(ID targets solid, OOD dashed)"
         )
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = parse_args(ViewsArgs, argv, prog)
+    args = common.parse_args(ViewsArgs, argv, prog)
     result = compute_views(args)
     budget = nerf_budget(result["models"]["nerf"], result["nerf_source"])
     figure = {"views.png": lambda path: views_figure(result, path)}
-    return finish(
+    return common.finish(
         prog, argv, [args.run], args.out, "views", result, views_markdown, figure, nerf=budget
     )

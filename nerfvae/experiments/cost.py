@@ -1,10 +1,7 @@
-"""``nerfvae experiment cost``: what a new scene costs each model. Per K and kind of target view,
-NeRF-VAE's amortised inference + render time per scene beside the time the per-scene NeRF needs to
-reach NeRF-VAE's PSNR on the same views: the first crossing of its held-out probe PSNR (rendered at
-geometrically spaced steps), interpolated linearly in wall time (:func:`time_to_reach`). The NeRFs
-of a batch are optimised together: their wall time is divided by the scenes per batch. The numbers
-come from the views experiment (:func:`nerfvae.experiments.context_views.compute_views`), run here
-or reused with ``--views-json``."""
+"""``nerfvae experiment cost``: per K and kind of target view, NeRF-VAE's inference + render time
+per scene beside the per-scene NeRF's time to reach NeRF-VAE's PSNR on the same views (first
+crossing of its probe PSNR, :func:`time_to_reach`; a batch's wall time ÷ scenes per batch), from
+the views experiment run here or reused with ``--views-json``."""
 
 from __future__ import annotations
 
@@ -15,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.experiments import common, figures
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments.common import finish, load_json, parse_args, result_header
 from nerfvae.experiments.context_views import (
     TRIVIAL_PREDICTORS,
     NeRFComparisonArgs,
@@ -33,21 +30,19 @@ DESCRIPTION = "inference cost: NeRF-VAE inference + render vs per-scene NeRF tim
 
 @dataclass(kw_only=True)
 class CostArgs(NeRFComparisonArgs):
-    """NeRF-VAE's amortised inference + render time per scene against the per-scene NeRF's
-    optimisation time to reach the same held-out PSNR; writes cost.json, cost.png and cost.md under
-    --out. Either evaluates both models (--run, --data) or reuses a views experiment's JSON
-    (--views-json)."""
+    """NeRF-VAE's inference + render time per scene against the per-scene NeRF's time to reach the
+    same held-out PSNR, evaluated here (--run, --data) or from a views.json (--views-json); writes
+    cost.json, cost.png and cost.md under --out."""
 
     run: str | None = None
     """NeRF-VAE run directory (needed unless --views-json)."""
     data: str | None = None
     """Dataset directory (needed unless --views-json)."""
     views_json: str | None = None
-    """Reuse `nerfvae experiment views` output (views.json, with per-scene NeRF results) instead of
-    evaluating; its timings are those measured when it ran."""
+    """Reuse a views.json with per-scene NeRF results (and its timings) instead of evaluating."""
     context: str | None = None
-    """Context sizes K, comma-separated, each at most once (ID views 0..K-1; `all` as in the views
-    experiment); default 1,3, or every K of --views-json."""
+    """Context sizes K, comma-separated, each at most once (`all` as in the views experiment);
+    default 1,3, or every K of --views-json."""
     out: str = "docs/results/cost"
 
 
@@ -58,59 +53,36 @@ def time_to_reach(
     psnr_key: str = "probe_psnr_id",
     time_keys: tuple[str, ...] = ("wall_s", "cpu_s"),
 ) -> dict[str, Any]:
-    """When an optimisation's PSNR first reaches ``target_psnr`` (None or NaN: nothing to reach),
-    from ``history`` rows with ``step``, the ``time_keys`` and, on some rows, ``psnr_key``.
-
-    Returns:
-        ``reached`` (None without a target), ``step`` and each time key at the first crossing,
-        interpolated linearly between the last probe below the target and the first at or above
-        it (None when never reached), ``max_step``, ``best_psnr`` and ``note`` (for the report).
-
-    Raises:
-        DataError: no row has ``psnr_key``.
-    """
-    rows = sorted(
-        (row for row in history if row.get(psnr_key) is not None), key=lambda r: r["step"]
-    )
-    rows = [row for row in rows if math.isfinite(row[psnr_key])]
+    """When an optimisation's PSNR first reaches ``target_psnr`` (None/NaN: nothing to reach),
+    from ``history`` rows with ``step``, ``time_keys`` and, on some rows, ``psnr_key``: ``reached``,
+    ``step`` and each time key interpolated linearly between the last probe below the target and
+    the first at or above it (None if never), ``max_step``, ``best_psnr``, ``note``. DataError when
+    no row has ``psnr_key``."""
+    probed = [row for row in history if row.get(psnr_key) is not None]
+    rows = [row for row in sorted(probed, key=lambda r: r["step"]) if math.isfinite(row[psnr_key])]
     if not rows:
         raise DataError(f"the optimisation history has no {psnr_key!r} values")
-    best = max(row[psnr_key] for row in rows)
-    max_step = int(rows[-1]["step"])
-    result: dict[str, Any] = {
-        "reached": None,
-        "step": None,
-        **{key: None for key in time_keys},
-        "max_step": max_step,
-        "best_psnr": best,
-        "target_psnr": target_psnr,
-    }
+    best, max_step = max(row[psnr_key] for row in rows), int(rows[-1]["step"])
+    result: dict[str, Any] = {"reached": None, "step": None, **dict.fromkeys(time_keys)}
+    result.update(max_step=max_step, best_psnr=best, target_psnr=target_psnr)
     if target_psnr is None or not math.isfinite(target_psnr):
-        result["note"] = "no target PSNR"
-        return result
-    previous = None
-    for row in rows:
+        return {**result, "note": "no target PSNR"}
+    for index, row in enumerate(rows):
         if row[psnr_key] >= target_psnr:
-            if previous is None:
-                fraction = 1.0
-                previous = row
-            else:
-                fraction = (target_psnr - previous[psnr_key]) / (row[psnr_key] - previous[psnr_key])
+            previous = rows[index - 1] if index else row
+            gain = row[psnr_key] - previous[psnr_key]
+            fraction = (target_psnr - previous[psnr_key]) / gain if index else 1.0
             for key in ("step", *time_keys):
                 if key in row and key in previous:
                     result[key] = previous[key] + fraction * (row[key] - previous[key])
-            result["reached"] = True
-            result["note"] = f"reached at step {result['step']:.0f}"
-            return result
-        previous = row
-    result["reached"] = False
-    result["note"] = f"not reached within {max_step} steps (best {best:.2f} dB)"
-    return result
+            return {**result, "reached": True, "note": f"reached at step {result['step']:.0f}"}
+    note = f"not reached within {max_step} steps (best {best:.2f} dB)"
+    return {**result, "reached": False, "note": note}
 
 
 def load_views_json(path: str | Path) -> dict[str, Any]:
     """A views experiment's JSON with per-scene NeRF results (ConfigError otherwise)."""
-    loaded = load_json(path, f"--views-json {path}")
+    loaded = common.load_json(path, f"--views-json {path}")
     if loaded.get("experiment") != "views":
         raise ConfigError(f"--views-json {path}: not the views.json of `nerfvae experiment views`")
     if loaded.get("models", {}).get("nerf") is None:
@@ -173,48 +145,36 @@ def cost_analysis(views: dict[str, Any], context: dict[str, int]) -> dict[str, A
                     f"the per-scene NeRF results for K = {k} have no held-out {kind.upper()} probe "
                     "PSNR over steps (made with --probe-views 0?); rerun with --probe-views -1"
                 ) from None
-            probed = [row for row in history if row.get(f"probe_psnr_{kind}") is not None]
+            psnr_key = f"probe_psnr_{kind}"
+            probed = [row for row in history if row.get(psnr_key) is not None]
             nerf_render = nerf_timing.get(f"render_s_per_{kind}_view")
             reach_wall = reach["wall_s"] * per_scene if reach["reached"] else None
             nerf_total = reach_wall + (nerf_render or 0.0) if reach_wall is not None else None
+            all_probed = None if probe_views is None else probe_views >= len(targets[kind])
+            cpu = reach["cpu_s"] * per_scene if reach["cpu_s"] is not None else None
             entry[kind] = {
-                "nerfvae": {
-                    "psnr": vae_psnr,
-                    "inference_s_per_scene": vae_timing["inference_s_per_scene"],
-                    "render_s_per_view": vae_render,
-                    "s_per_scene": vae_total,
-                },
-                "nerf": {
-                    "final_psnr": nerf["results"][key][kind].get("psnr"),
-                    "final_probe_psnr": probed[-1][f"probe_psnr_{kind}"] if probed else None,
-                    "steps": nerf["config"]["steps"],
-                    "probe_views": probe_views,
-                    "probe_is_all_targets": None
-                    if probe_views is None
-                    else probe_views >= len(targets[kind]),
-                    "fit_s_per_scene": nerf_timing["fit_s_per_scene"],
-                    "render_s_per_view": nerf_render,
-                },
-                "time_to_reach": {
-                    "reached": reach["reached"],
-                    "step": reach["step"],
-                    "wall_s_per_scene": reach_wall,
-                    "cpu_s_per_scene": reach["cpu_s"] * per_scene
-                    if reach["cpu_s"] is not None
-                    else None,
-                    "wall_s_per_batch": reach["wall_s"],
-                    "max_step": reach["max_step"],
-                    "best_probe_psnr": reach["best_psnr"],
-                    "note": reach["note"],
-                },
+                "nerfvae": dict(
+                    psnr=vae_psnr, inference_s_per_scene=vae_timing["inference_s_per_scene"],
+                    render_s_per_view=vae_render, s_per_scene=vae_total,
+                ),
+                "nerf": dict(
+                    final_psnr=nerf["results"][key][kind].get("psnr"),
+                    final_probe_psnr=probed[-1][psnr_key] if probed else None,
+                    steps=nerf["config"]["steps"], probe_views=probe_views,
+                    probe_is_all_targets=all_probed,
+                    fit_s_per_scene=nerf_timing["fit_s_per_scene"], render_s_per_view=nerf_render,
+                ),
+                "time_to_reach": dict(
+                    reached=reach["reached"], step=reach["step"], wall_s_per_scene=reach_wall,
+                    cpu_s_per_scene=cpu, wall_s_per_batch=reach["wall_s"],
+                    max_step=reach["max_step"], best_probe_psnr=reach["best_psnr"],
+                    note=reach["note"],
+                ),
                 # (NeRF optimisation to NeRF-VAE's PSNR + one render) / (NeRF-VAE inference + one
                 # render), per scene.
                 "speedup": nerf_total / vae_total if nerf_total is not None and vae_total else None,
-                "curve": [
-                    [row["wall_s"] * per_scene, row[f"probe_psnr_{kind}"], row["step"]]
-                    for row in probed
-                ],
-            }
+                "curve": [[row["wall_s"] * per_scene, row[psnr_key], row["step"]] for row in probed],
+            }  # fmt: skip
         results[label] = entry
     return results
 
@@ -228,18 +188,16 @@ def cost_markdown(result: dict[str, Any]) -> str:
                 continue
             vae, nerf, reach = cell["nerfvae"], cell["nerf"], cell["time_to_reach"]
             reached = reach["reached"]
-            rows.append(
-                [context_label(label, entry["k"]), kind.upper(), md.format_number(vae["psnr"])]
-                + [
-                    md.format_seconds(vae[key])
-                    for key in ("inference_s_per_scene", "render_s_per_view")
-                ]
-                + [md.format_seconds(reach["wall_s_per_scene"]) if reached else reach["note"]]
-                + [md.format_number(reach["step"], 0) if reached else md.MISSING]
-                + [f"{md.format_number(nerf['final_psnr'])} ({nerf['steps']})"]
-                + [md.format_seconds(nerf["fit_s_per_scene"])]
-                + [md.MISSING if cell["speedup"] is None else f"{cell['speedup']:.3g}×"]
-            )
+            rows.append([
+                context_label(label, entry["k"]), kind.upper(), md.format_number(vae["psnr"]),
+                md.format_seconds(vae["inference_s_per_scene"]),
+                md.format_seconds(vae["render_s_per_view"]),
+                md.format_seconds(reach["wall_s_per_scene"]) if reached else reach["note"],
+                md.format_number(reach["step"], 0) if reached else md.MISSING,
+                f"{md.format_number(nerf['final_psnr'])} ({nerf['steps']})",
+                md.format_seconds(nerf["fit_s_per_scene"]),
+                md.MISSING if cell["speedup"] is None else f"{cell['speedup']:.3g}×",
+            ])  # fmt: skip
             if nerf["probe_is_all_targets"] is False:
                 caveats.add(
                     f"The NeRF's held-out PSNR over steps is on the first {nerf['probe_views']} "
@@ -283,37 +241,34 @@ def cost_markdown(result: dict[str, Any]) -> str:
 
 def cost_figure(result: dict[str, Any], path: Path) -> None:
     """Per camera kind: the NeRF's held-out PSNR against optimisation wall time per scene (log
-    axis; step 0 is left out), NeRF-VAE as a star at its inference + render time, and a cross where
+    axis; step 0 left out), NeRF-VAE as a star at its inference + render time, and a cross where
     the NeRF reaches NeRF-VAE's PSNR."""
-    kinds = [kind for kind in ("id", "ood") if any(kind in e for e in result["results"].values())]
-    with md.figure_file(path, max(1, len(kinds)), (5.5 * max(1, len(kinds)), 4)) as (figure, axes):
+    kinds = [kind for kind in md.KINDS if any(kind in e for e in result["results"].values())]
+    with figures.figure_file(path, max(1, len(kinds)), (5.5 * max(1, len(kinds)), 4)) as (
+        figure,
+        axes,
+    ):
         for axis, kind in zip(axes, kinds):
             for index, (label, entry) in enumerate(result["results"].items()):
-                cell = entry.get(kind)
-                if cell is None:
+                if (cell := entry.get(kind)) is None:
                     continue
                 colour, name = f"C{index}", context_label(label, entry["k"])
                 curve = [(t, p) for t, p, _ in cell["curve"] if t > 0]
-                if curve:
-                    axis.plot(
-                        *zip(*curve), "o-", color=colour, markersize=3, label=f"NeRF, K={name}"
-                    )
-                vae = cell["nerfvae"]
+                style = dict(color=colour, markersize=3, label=f"NeRF, K={name}")
+                figures.plot_line(axis, curve, "o-", **style)
+                vae, reach = cell["nerfvae"], cell["time_to_reach"]
                 if vae["psnr"] is not None and vae["s_per_scene"] > 0:
                     axis.plot(
                         vae["s_per_scene"], vae["psnr"], "*", color=colour, markersize=12,
                         markeredgecolor="black", label=f"NeRF-VAE, K={name}",
                     )  # fmt: skip
                     axis.axhline(vae["psnr"], color=colour, linestyle=":", alpha=0.6)
-                reach = cell["time_to_reach"]
                 if reach["reached"] and reach["wall_s_per_scene"] > 0:
                     axis.plot(
                         reach["wall_s_per_scene"], vae["psnr"], "x", color=colour, markersize=9
                     )
-            axis.set_xscale("log")
-            axis.set_xlabel("wall time per scene (s, log)")
-            axis.set_ylabel("held-out PSNR (dB)")
-            axis.set_title(f"{kind.upper()} targets")
+            axis.set(xscale="log", xlabel="wall time per scene (s, log)")
+            axis.set(ylabel="held-out PSNR (dB)", title=f"{kind.upper()} targets")
             axis.grid(alpha=0.3, which="both")
             axis.legend(fontsize=6)
         figure.suptitle(
@@ -352,7 +307,7 @@ def cost_headline(
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = parse_args(CostArgs, argv, prog)
+    args = common.parse_args(CostArgs, argv, prog)
     if args.views_json:
         if args.run or args.data or args.nerf_json:
             raise ConfigError(
@@ -370,7 +325,7 @@ def run(argv: list[str], prog: str) -> int:
     run_dir = views["models"]["nerfvae"]["run"]
     nerf = views["models"]["nerf"]
     results = cost_analysis(views, context)
-    result = result_header(
+    result = common.result_header(
         "cost",
         source=source,
         dataset=views["dataset"],
@@ -388,4 +343,4 @@ def run(argv: list[str], prog: str) -> int:
     )
     runs = [run_dir] if (Path(run_dir) / "config.json").exists() else []
     figure = {"cost.png": lambda path: cost_figure(result, path)}
-    return finish(prog, argv, runs, args.out, "cost", result, cost_markdown, figure)
+    return common.finish(prog, argv, runs, args.out, "cost", result, cost_markdown, figure)

@@ -1,12 +1,10 @@
-"""What every experiment's markdown and figures are made of: numbers formatted for tables, tables,
-headline rows for the results summary, and a matplotlib figure written to a file."""
+"""What every experiment's markdown is made of: numbers formatted for tables, tables, and headline
+rows for the results summary."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MISSING = "–"
@@ -22,6 +20,11 @@ def finite_or_none(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def finite_values(entry: Mapping[str, Any] | None, keys: Iterable[str], prefix: str = "") -> dict:
+    """``{key: entry[PREFIXkey]}`` as :func:`finite_or_none` numbers (``entry`` None: all None)."""
+    return {key: finite_or_none((entry or {}).get(prefix + key)) for key in keys}
+
+
 def difference(first: Any, second: Any) -> float | None:
     """``first - second`` where both are finite numbers, else None."""
     a, b = finite_or_none(first), finite_or_none(second)
@@ -34,9 +37,7 @@ def format_number(value: Any, digits: int = 2) -> str:
     number = finite_or_none(value)
     if number is None:
         return MISSING if not isinstance(value, str) else value
-    if isinstance(value, int):
-        return str(value)
-    return f"{number:.{digits}f}"
+    return str(value) if isinstance(value, int) else f"{number:.{digits}f}"
 
 
 def format_seconds(value: Any) -> str:
@@ -56,26 +57,17 @@ def scenes_text(count: int) -> str:
     return f"{count} scene" if count == 1 else f"{count} scenes"
 
 
-def plot_value(value: float | None) -> float:
-    """A value for a figure: None (no value) becomes NaN, which matplotlib leaves out."""
-    return float("nan") if value is None else value
-
-
 def markdown_row(cells: Iterable[Any]) -> str:
     """One markdown table row: ``| a | b |``."""
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
-def markdown_header(titles: str | Iterable[str]) -> list[str]:
-    """A markdown table's header row and its ``|---|`` rule; ``titles`` a list or one string of
-    titles separated by `` | ``."""
-    titles = titles.split(" | ") if isinstance(titles, str) else list(titles)
-    return [markdown_row(titles), "|" + "---|" * len(titles)]
-
-
 def table(titles: str | Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
-    """A markdown table's lines: :func:`markdown_header` then one :func:`markdown_row` per row."""
-    return [*markdown_header(titles), *(markdown_row(row) for row in rows)]
+    """A markdown table's lines: the header row (``titles`` a list or one string of titles
+    separated by `` | ``), its ``|---|`` rule and one :func:`markdown_row` per row."""
+    titles = titles.split(" | ") if isinstance(titles, str) else list(titles)
+    rule = "|" + "---|" * len(titles)
+    return [markdown_row(titles), rule, *(markdown_row(row) for row in rows)]
 
 
 def headline_row(
@@ -88,27 +80,3 @@ def headline_row(
     row["baseline_mean_train_psnr"] = trivial["mean_train_image"]
     row["baseline_mean_context_psnr"] = trivial["mean_context_colour"]
     return row if note is None else {**row, "note": note}
-
-
-@contextmanager
-def figure_file(
-    path: Path,
-    columns: int,
-    size: tuple[float, float],
-    rect: tuple[float, float, float, float] = (0, 0, 1, 1),
-) -> Iterator[tuple[Any, list]]:
-    """``(figure, axes)`` of a matplotlib figure with ``columns`` panels of ``size`` inches in all,
-    laid out tightly in ``rect`` and written to ``path`` (120 dpi) when the block ends."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, columns, figsize=size)
-    try:
-        yield figure, list(axes) if columns > 1 else [axes]
-        figure.tight_layout(rect=rect)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=120)
-    finally:
-        plt.close(figure)

@@ -1,8 +1,6 @@
-"""``nerfvae experiment cameras``: camera generalisation of NeRF-VAE against the GQN-style
-baseline, both evaluated like ``nerfvae eval`` on the same held-out ID views and OOD cameras
-(higher, closer, wider, off-centre). The paper's claim: a volumetric renderer generalises to
-cameras unlike the training ones, a convolutional one does not, so NeRF-VAE's drop ID → OOD should
-be smaller."""
+"""``nerfvae experiment cameras``: NeRF-VAE against the GQN-style baseline on the same held-out ID
+views and OOD cameras. The paper's claim: a volumetric renderer generalises to cameras unlike the
+training ones, a convolutional one does not, so NeRF-VAE's drop ID → OOD should be smaller."""
 
 from __future__ import annotations
 
@@ -15,9 +13,8 @@ from typing import Any
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.evaluate import MODEL_LABELS
 from nerfvae.evaluation.views import parse_context_sizes
+from nerfvae.experiments import common, figures, trained_runs
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments import trained_runs
-from nerfvae.experiments.common import finish, parse_args, result_header
 from nerfvae.experiments.provenance import provenance_section
 
 DESCRIPTION = "camera generalisation: NeRF-VAE vs the GQN-style baseline on ID and OOD views"
@@ -32,23 +29,20 @@ TRIVIAL = {
 
 @dataclass(kw_only=True)
 class CamerasArgs(trained_runs.TrainedRunsArgs):
-    """Camera generalisation: evaluate a NeRF-VAE run and a GQN-style run (`nerfvae train --model
-    gqn`) on the same test scenes, on held-out in-distribution (ID) views and on
-    out-of-distribution (OOD) cameras, and report PSNR, SSIM, object-pixel PSNR and each model's
-    drop ID → OOD beside the trivial predictors. Writes cameras.json, cameras.png and cameras.md
-    (and the raw evaluations, reusable with --eval-json / --gqn-eval-json)."""
+    """Camera generalisation: evaluate a NeRF-VAE run and a GQN-style run on the same test scenes,
+    on held-out ID views and OOD cameras, and report PSNR, SSIM, object-pixel PSNR and each
+    model's drop ID → OOD beside the trivial predictors. Writes cameras.json, cameras.png,
+    cameras.md and the raw evaluations (reusable with --eval-json / --gqn-eval-json)."""
 
     run: str | None = None
-    """NeRF-VAE run directory (from `nerfvae train`); optional when --eval-json is given."""
+    """NeRF-VAE run directory (optional with --eval-json)."""
     gqn_run: str | None = None
-    """GQN-style baseline run directory (from `nerfvae train --model gqn`); optional when
-    --gqn-eval-json is given."""
+    """GQN-style run directory, from `nerfvae train --model gqn` (optional with --gqn-eval-json)."""
     context: str = "1,3"
-    """Numbers of context views K, comma-separated, each at most once (views 0..K-1 of each scene;
-    docs/evaluation.md)."""
+    """Context sizes K, comma-separated, each at most once (views 0..K-1 of each scene)."""
     eval_json: str | None = None
-    """A previous `nerfvae eval` JSON of the NeRF-VAE run, used instead of evaluating it again
-    (e.g. eval_nerfvae.json from an earlier run of this experiment)."""
+    """A previous `nerfvae eval` JSON of the NeRF-VAE run (e.g. eval_nerfvae.json of an earlier
+    run of this experiment), used instead of evaluating it again."""
     gqn_eval_json: str | None = None
     """A previous `nerfvae eval` JSON of the GQN run, used instead of evaluating it again."""
     out: str = "docs/results/cameras"
@@ -142,11 +136,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         for k, row in report["results"].items()
         for name, model in report["models"].items()
     ]
-    titles = [
-        "K",
-        "model",
-        *(f"{title} {part}" for _, title in METRICS for part in ("ID", "OOD", "drop")),
-    ]
+    titles = ["K", "model", *(f"{t} {part}" for _, t in METRICS for part in ("ID", "OOD", "drop"))]
     return "\n".join(
         [
             "# Camera generalisation: NeRF-VAE vs GQN-style baseline",
@@ -171,13 +161,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             "",
             "![cameras](cameras.png)",
             "",
-            "## Inputs",
-            "",
-            *(
-                trained_runs.input_line(model["label"], model)
-                for model in report["models"].values()
-            ),
-            "",
+            *trained_runs.inputs_section((m["label"], m) for m in report["models"].values()),
             *provenance_section(report["provenance"]),
             "",
         ]
@@ -185,9 +169,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
 
 
 def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
-    """Grouped bars: per metric a panel; per K each model and trivial predictor a group of an ID
-    and an OOD bar."""
-    with md.figure_file(path, len(METRICS), (6 * len(METRICS), 4.2)) as (figure, axes):
+    """Per metric a panel of grouped bars: per K each model and trivial predictor, ID and OOD."""
+    with figures.figure_file(path, len(METRICS), (6 * len(METRICS), 4.2)) as (figure, axes):
         for axis, (key, title) in zip(axes, METRICS):
             labels, values, group_ends = [], {"id": [], "ood": []}, []
             for k, row in report["results"].items():
@@ -196,21 +179,14 @@ def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
                     if key in row[name]["id"]:  # the trivial predictors have no SSIM
                         labels.append(f"{_label(report, name, short=True)}\nK={k}")
                         for kind in md.KINDS:
-                            values[kind].append(md.plot_value(row[name][kind][key]))
-            positions = range(len(labels))
-            axis.bar([p - 0.2 for p in positions], values["id"], 0.4, label="ID", color="tab:blue")
-            axis.bar(
-                [p + 0.2 for p in positions], values["ood"], 0.4, label="OOD", color="tab:orange"
-            )
-            axis.set_xticks(list(positions))
-            axis.set_xticklabels(labels, fontsize=7)
+                            values[kind].append(row[name][kind][key])
+            bars = [("ID", values["id"], "tab:blue"), ("OOD", values["ood"], "tab:orange")]
+            drawn = figures.grouped_bars(axis, labels, bars, fontsize=7)
             for end in group_ends:  # separates the context sizes
                 axis.axvline(end, color="grey", linewidth=0.8)
             axis.set(title=title, ylabel="SSIM" if key == "ssim" else "dB")
-            finite = [v for v in values["id"] + values["ood"] if v == v]
-            if finite and key != "ssim":
-                axis.set_ylim(max(0.0, min(finite) - 3.0), max(finite) + 1.0)
-            axis.grid(axis="y", alpha=0.3)
+            if key != "ssim":
+                figures.zoom_to(axis, drawn)
         axes[0].legend(fontsize=8)
         figure.suptitle(f"Camera generalisation ({report.get('num_scenes')} test scenes)")
 
@@ -227,7 +203,7 @@ def _model_kind(result: Mapping[str, Any], run_dir: Path | None) -> str | None:
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = parse_args(CamerasArgs, argv, prog)
+    args = common.parse_args(CamerasArgs, argv, prog)
     context_sizes = tuple(sorted(parse_context_sizes(args.context)))
     inputs = {
         "nerfvae": (args.run, args.eval_json, "--run", "--eval-json"),
@@ -263,7 +239,7 @@ def run(argv: list[str], prog: str) -> int:
             "views, which this experiment compares against"
         )
     results = compare_cameras(evaluations, context_sizes)
-    report = result_header(
+    report = common.result_header(
         "cameras",
         "PSNR, SSIM and object-pixel PSNR on ID and OOD target views, per model and K, and the "
         "drop ID - OOD, beside the trivial predictors",
@@ -274,13 +250,5 @@ def run(argv: list[str], prog: str) -> int:
         headline=headline_rows(results, context_sizes),
     )
     figure = {"cameras.png": lambda path: cameras_figure(report, path)}
-    return finish(
-        prog,
-        argv,
-        [d for d in directories.values() if d is not None],
-        args.out,
-        "cameras",
-        report,
-        markdown_report,
-        figure,
-    )
+    runs = [d for d in directories.values() if d is not None]
+    return common.finish(prog, argv, runs, args.out, "cameras", report, markdown_report, figure)

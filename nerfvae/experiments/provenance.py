@@ -19,14 +19,15 @@ import torch
 def git_commit(root: Path | None = None) -> str | None:
     """The repository's HEAD commit (with ``-dirty`` for uncommitted changes), or None."""
     git = ["git", "-C", str(root or Path(__file__).resolve().parents[2])]
+
+    def output(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*git, *command], capture_output=True, text=True, timeout=10)
+
     try:
-        commit = subprocess.run(
-            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
+        commit = output("rev-parse", "HEAD")
         if commit.returncode != 0:
             return None
-        status = [*git, "status", "--porcelain", "--untracked-files=no"]
-        dirty = subprocess.run(status, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = output("status", "--porcelain", "--untracked-files=no").stdout.strip()
         return commit.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -72,12 +73,10 @@ def run_budget(run: str | Path) -> dict[str, Any]:
     config = json.loads((run / "config.json").read_text())
     budget: dict[str, Any] = {"run": str(run), "config": config}
     metrics = run / "metrics.csv"
-    if metrics.exists():
-        with metrics.open() as handle:
-            rows = list(csv.DictReader(handle))
-        if rows:
-            budget["steps"] = int(float(rows[-1]["step"]))
-            budget["wall_minutes"] = round(training_seconds(rows) / 60.0, 2)
+    rows = list(csv.DictReader(metrics.read_text().splitlines())) if metrics.exists() else []
+    if rows:
+        budget["steps"] = int(float(rows[-1]["step"]))
+        budget["wall_minutes"] = round(training_seconds(rows) / 60.0, 2)
     if (run / "device.txt").exists():
         budget["device"] = (run / "device.txt").read_text().strip()
     return budget
@@ -96,9 +95,6 @@ def experiment_provenance(
         "runs": [run_budget(run) for run in runs],
         **extra,
     }
-
-
-# --------------------------------------------------------------------------- as markdown
 
 
 def commit_text(block: Mapping[str, Any]) -> str:
@@ -139,8 +135,11 @@ def budget_text(budget: Mapping[str, Any]) -> str:
 def provenance_lines(block: Mapping[str, Any]) -> list[str]:
     """Markdown bullets of a provenance block (:func:`experiment_provenance`): commit, hardware,
     each run's training budget and, where recorded, the per-scene NeRF's budget."""
-    lines = [f"* {commit_text(block)}", f"* hardware: {hardware_text(block.get('hardware') or {})}"]
-    lines += [f"* run `{run.get('run')}`: {budget_text(run)}" for run in block.get("runs") or []]
+    hardware = block.get("hardware")
+    hardware = hardware_text(hardware if isinstance(hardware, Mapping) else {})
+    runs = [run for run in block.get("runs") or [] if isinstance(run, Mapping)]
+    lines = [f"* {commit_text(block)}", f"* hardware: {hardware}"]
+    lines += [f"* run `{run.get('run')}`: {budget_text(run)}" for run in runs]
     return lines + ([f"* per-scene NeRF: {block['nerf']}"] if block.get("nerf") else [])
 
 

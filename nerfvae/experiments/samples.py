@@ -1,11 +1,10 @@
 """``nerfvae experiment samples``: scenes sampled from the prior and a latent interpolation between
 two inferred scenes, rendered from the same cameras.
 
-Prior samples ``z ~ p(z)`` (a seeded generator) show what the model believes a scene can be; the
-interpolation ``z_t = (1 - t) z_a + t z_b`` between the posterior means of two test scenes (each
-inferred from its first K ID views) shows whether the latent space is smooth. Both are rendered
-from a few dataset cameras (held-out ID and OOD views of the first scene) or an orbit around them. The JSON
-records the settings and simple statistics of the renders, so the figure can be checked by numbers.
+Prior samples ``z ~ p(z)`` show what the model believes a scene can be; the interpolation
+``z_t = (1 - t) z_a + t z_b`` between the posterior means of two test scenes (each inferred from its
+first K ID views) shows whether the latent space is smooth. Both are rendered from held-out views of
+the first scene or an orbit around it; the JSON records statistics of the renders.
 """
 
 from __future__ import annotations
@@ -19,32 +18,25 @@ import torch
 from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError
 from nerfvae.evaluation.views import parse_index_list
-from nerfvae.experiments.common import (
-    RunArgs,
-    finish,
-    load_dataset,
-    load_run,
-    parse_args,
-    result_header,
-)
-from nerfvae.experiments.markdown import MISSING, format_number, markdown_header, markdown_row
+from nerfvae.experiments import common
+from nerfvae.experiments import markdown as md
+from nerfvae.experiments.figures import write_image_grid
 from nerfvae.experiments.provenance import provenance_section
 
 DESCRIPTION = "prior samples and a latent interpolation between two scenes, rendered as figures"
 
 
 @dataclass(kw_only=True)
-class SamplesArgs(RunArgs):
+class SamplesArgs(common.RunArgs):
     """Render `--num-prior` scenes drawn from the prior p(z), and the linear interpolation between
     the posterior means of two scenes (each inferred from its first `--context` ID views), from the
-    same cameras. Writes `prior_samples.png`, `interpolation.png`, `samples.json` and `samples.md`
-    under `--out`."""
+    same cameras. Writes prior_samples.png, interpolation.png, samples.json and samples.md."""
 
     num_prior: int = 6
     """Number of prior samples."""
     scenes: str = "0,1"
-    """The two scene indices to interpolate between, comma-separated, each at most once (`A,B`);
-    scene A's cameras are used for every render."""
+    """The two scene indices to interpolate between (`A,B`, distinct); scene A's cameras are used
+    for every render."""
     context: int = 3
     """Context views K: ID views 0..K-1 of each scene give its posterior mean."""
     steps: int = 6
@@ -52,11 +44,9 @@ class SamplesArgs(RunArgs):
     cameras: int = 3
     """Number of cameras every latent is rendered from."""
     camera_path: Literal["dataset", "orbit"] = "dataset"
-    """`dataset`: views of scene A that are not context views, spread evenly over its held-out ID
-    then OOD views; `orbit`: a circle around the scene at the ID cameras' mean distance and height
-    (`orbit_cameras`)."""
+    """`dataset`: non-context views of scene A spread over its held-out ID then OOD views; `orbit`:
+    a circle around the scene at the ID cameras' mean distance and height."""
     out: str = "docs/results/samples"
-    """Output directory."""
 
 
 def parse_scene_pair(text: str, num_scenes: int, split: str) -> tuple[int, int]:
@@ -83,52 +73,40 @@ def interpolate_latents(start: torch.Tensor, end: torch.Tensor, steps: int) -> t
     return (1.0 - t) * start + t * end
 
 
-def _mean_depth(depth: torch.Tensor) -> float:
-    """Mean of finite depth values (NaN for models without depth, such as the GQN baseline)."""
-    finite = depth[torch.isfinite(depth)]
-    return float(finite.mean()) if finite.numel() else math.nan
-
-
 def render_statistics(colour: torch.Tensor, depth: torch.Tensor) -> dict[str, Any]:
     """Per latent of renders ``colour [N, V, H, W, 3]``, ``depth [N, V, H, W]``: mean RGB colour
-    and mean depth over all its views and pixels."""
+    and mean finite depth (NaN for models without depth, such as GQN) over its views and pixels."""
+    finite = [row[torch.isfinite(row)] for row in depth]
     return {
         "mean_colour": [[round(float(c), 5) for c in row] for row in colour.mean((1, 2, 3))],
-        "mean_depth": [_mean_depth(row) for row in depth],
+        "mean_depth": [float(row.mean()) if row.numel() else math.nan for row in finite],
     }
 
 
 def _colour_text(colour: list[float]) -> str:
-    """A mean RGB colour as ``r, g, b`` with three decimals."""
     return ", ".join(f"{c:.3f}" for c in colour)
 
 
 def markdown_report(result: dict[str, Any]) -> str:
     """``samples.md``: settings, the statistics as tables, the command and provenance."""
     settings, prior, interp = result["settings"], result["prior"], result["interpolation"]
-    prior_rows = markdown_header(["sample", "mean colour (RGB)", "mean depth"])
-    for n, (colour, depth) in enumerate(zip(prior["mean_colour"], prior["mean_depth"])):
-        prior_rows.append(markdown_row([n, _colour_text(colour), format_number(depth, 3)]))
-    interp_rows = markdown_header(
-        ["t", "mean colour (RGB)", "mean depth", "mean abs. change from previous step"]
-    )
-    for i, t in enumerate(interp["t"]):
-        change = MISSING if i == 0 else format_number(interp["step_change"][i - 1], 4)
-        interp_rows.append(
-            markdown_row(
-                [
-                    f"{t:.2f}",
-                    _colour_text(interp["mean_colour"][i]),
-                    format_number(interp["mean_depth"][i], 3),
-                    change,
-                ]
-            )
+    scene_a, scene_b = settings["scenes"]
+    prior_rows = [
+        [n, _colour_text(colour), md.format_number(depth, 3)]
+        for n, (colour, depth) in enumerate(zip(prior["mean_colour"], prior["mean_depth"]))
+    ]
+    changes = [md.MISSING, *(md.format_number(change, 4) for change in interp["step_change"])]
+    interp_rows = [
+        [f"{t:.2f}", _colour_text(colour), md.format_number(depth, 3), change]
+        for t, colour, depth, change in zip(
+            interp["t"], interp["mean_colour"], interp["mean_depth"], changes
         )
+    ]
     cameras = settings["cameras"]
     camera_text = (
-        f"views {cameras['views']} of scene {settings['scenes'][0]}"
+        f"views {cameras['views']} of scene {scene_a}"
         if cameras["path"] == "dataset"
-        else f"{cameras['count']} cameras on an orbit around scene {settings['scenes'][0]}"
+        else f"{cameras['count']} cameras on an orbit around scene {scene_a}"
     )
     return "\n".join(
         [
@@ -141,22 +119,24 @@ def markdown_report(result: dict[str, Any]) -> str:
             f"camera; seed {settings['seed']})",
             "",
             f"Per-pixel colour std across the {settings['num_prior']} samples, averaged over "
-            f"pixels and cameras: {format_number(prior['image_std'], 4)} (0 would mean the prior "
-            "samples all look alike).",
+            f"pixels and cameras: {md.format_number(prior['image_std'], 4)} (0 would mean the "
+            "prior samples all look alike).",
             "",
-            *prior_rows,
+            *md.table(["sample", "mean colour (RGB)", "mean depth"], prior_rows),
             "",
             "## Interpolation (`interpolation.png`: top row the first context view of scene "
-            f"{settings['scenes'][0]} and of scene {settings['scenes'][1]}; then one row per "
-            "camera, one column per t)",
+            f"{scene_a} and of scene {scene_b}; then one row per camera, one column per t)",
             "",
             f"z_t = (1 − t) z_a + t z_b between the posterior means of scenes {settings['scenes']} "
             f"(context: ID views {settings['context_views']}); |z_b − z_a| = "
-            f"{format_number(interp['latent_distance'], 3)}. PSNR of the t = 0 render against "
-            f"scene {settings['scenes'][0]}'s ground truth at these cameras: "
-            f"{format_number(interp.get('start_psnr'))} dB.",
+            f"{md.format_number(interp['latent_distance'], 3)}. PSNR of the t = 0 render against "
+            f"scene {scene_a}'s ground truth at these cameras: "
+            f"{md.format_number(interp.get('start_psnr'))} dB.",
             "",
-            *interp_rows,
+            *md.table(
+                "t | mean colour (RGB) | mean depth | mean abs. change from previous step",
+                interp_rows,
+            ),
             "",
             *provenance_section(result["provenance"]),
             "",
@@ -164,20 +144,22 @@ def markdown_report(result: dict[str, Any]) -> str:
     )
 
 
+def _check_positive(value: int, option: str, minimum: int, what: str) -> None:
+    if value < minimum:
+        raise ConfigError(f"{option} {value}: need at least {what}")
+
+
 def run(argv: list[str], prog: str) -> int:
-    args = parse_args(SamplesArgs, argv, prog)
-    if args.num_prior < 1:
-        raise ConfigError(f"--num-prior {args.num_prior}: need at least one prior sample")
-    if args.steps < 2:
-        raise ConfigError(f"--steps {args.steps}: need at least 2 interpolation steps")
-    if args.cameras < 1:
-        raise ConfigError(f"--cameras {args.cameras}: need at least one camera")
+    args = common.parse_args(SamplesArgs, argv, prog)
+    _check_positive(args.num_prior, "--num-prior", 1, "one prior sample")
+    _check_positive(args.steps, "--steps", 2, "2 interpolation steps")
+    _check_positive(args.cameras, "--cameras", 1, "one camera")
 
     from nerfvae.geometry import orbit_cameras
     from nerfvae.metrics import psnr
 
-    model, _, record = load_run(args.run, args.checkpoint)
-    dataset = load_dataset(args.data, args.split)
+    model, _, record = common.load_run(args.run, args.checkpoint)
+    dataset = common.load_dataset(args.data, args.split)
     scene_a, scene_b = parse_scene_pair(args.scenes, len(dataset), args.split)
     num_id, num_views = dataset.num_id_views, dataset.num_id_views + dataset.num_ood_views
     if not 1 <= args.context <= num_id:
@@ -197,31 +179,26 @@ def run(argv: list[str], prog: str) -> int:
     if args.camera_path == "dataset":
         views = [args.context + v for v in spread_views(held_out, args.cameras)]
         K, c2w = first.K[views], first.c2w[views]
-        camera_info: dict[str, Any] = {
-            "path": "dataset",
-            "count": len(views),
-            "views": views,
-            "view_is_ood": [bool(first.view_is_ood[v]) for v in views],
-        }
+        view_is_ood = [bool(first.view_is_ood[v]) for v in views]
+        camera_info = {"path": "dataset", "count": len(views), "views": views}
+        camera_info["view_is_ood"] = view_is_ood
     else:
         views = []
         c2w = orbit_cameras(first.c2w[:num_id], args.cameras)
         K = first.K[0].expand(args.cameras, 3, 3)
         camera_info = {"path": "orbit", "count": args.cameras, "c2w": c2w.tolist()}
 
-    # Prior samples.
     generator = torch.Generator().manual_seed(args.seed)
     prior_latents = model.prior(args.num_prior).rsample(generator)  # [N, T, C]
     prior = vis.render_latents(model, prior_latents, K, c2w, height, width)
-    prior_stats: dict[str, Any] = render_statistics(prior["colour"], prior["depth"])
+    prior_stats = render_statistics(prior["colour"], prior["depth"])
+    prior_stats["image_std"] = math.nan  # a std needs two samples
     if args.num_prior > 1:
-        prior_stats["image_std"] = float(prior["colour"].std(0).mean())
-        prior_stats["image_std_per_camera"] = prior["colour"].std(0).mean((1, 2, 3)).tolist()
-    else:
-        prior_stats["image_std"] = math.nan
+        pixel_std = prior["colour"].std(0)  # [V, H, W, 3] across samples
+        prior_stats["image_std"] = float(pixel_std.mean())
+        prior_stats["image_std_per_camera"] = pixel_std.mean((1, 2, 3)).tolist()
     prior_stats["latent_norm"] = prior_latents.flatten(1).norm(dim=1).tolist()
 
-    # Interpolation between posterior means.
     context = list(range(args.context))
     with torch.no_grad():
         means = [
@@ -233,42 +210,33 @@ def run(argv: list[str], prog: str) -> int:
     latents = interpolate_latents(means[0], means[1], args.steps)  # [steps, T, C]
     interp = vis.render_latents(model, latents, K, c2w, height, width)
     colour = interp["colour"]  # [steps, V, H, W, 3]
-    t_values = torch.linspace(0.0, 1.0, args.steps).tolist()
-    interp_stats: dict[str, Any] = {"t": t_values}
-    interp_stats.update(render_statistics(colour, interp["depth"]))
-    interp_stats["step_change"] = (colour[1:] - colour[:-1]).abs().mean((1, 2, 3, 4)).tolist()
-    interp_stats["latent_distance"] = float((means[1] - means[0]).norm())
+    interp_stats = {
+        "t": torch.linspace(0.0, 1.0, args.steps).tolist(),
+        **render_statistics(colour, interp["depth"]),
+        "step_change": (colour[1:] - colour[:-1]).abs().mean((1, 2, 3, 4)).tolist(),
+        "latent_distance": float((means[1] - means[0]).norm()),
+    }
     if views:
         interp_stats["start_psnr"] = float(psnr(colour[0], images[0][views]))
 
-    far = dataset.far
+    cameras = range(len(K))
     prior_rows = [
-        [prior["colour"][n, j] for j in range(len(K))]
-        + [vis.depth_to_image(prior["depth"][n, j], far) for j in range(len(K))]
+        [prior["colour"][n, j] for j in cameras]
+        + [vis.depth_to_image(prior["depth"][n, j], dataset.far) for j in cameras]
         for n in range(args.num_prior)
     ]
-    blank = torch.ones(height, width, 3)
-    header = [images[0][0]] + [blank] * (args.steps - 2) + [images[1][0]]
-    interp_rows = [header] + [[colour[i, j] for i in range(args.steps)] for j in range(len(K))]
-    scale = max(1, 96 // height)
-
-    def grid_figure(rows: list[list[torch.Tensor]]):
-        grid = vis.image_grid(rows).repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-        return lambda path: vis.write_png(path, grid)
-
+    header = [images[0][0]] + [torch.ones(height, width, 3)] * (args.steps - 2) + [images[1][0]]
+    interp_rows = [header] + [[colour[i, j] for i in range(args.steps)] for j in cameras]
     figures = {
-        "prior_samples.png": grid_figure(prior_rows),
-        "interpolation.png": grid_figure(interp_rows),
+        name: lambda path, rows=rows: write_image_grid(path, rows, min_height=96)
+        for name, rows in (("prior_samples.png", prior_rows), ("interpolation.png", interp_rows))
     }
-    if views:
-        note = f"held-out cameras {views}"
-    else:
-        note = "orbit cameras"
+    note = f"held-out cameras {views}" if views else "orbit cameras"
     note += (
         f"; prior samples' per-pixel colour std {prior_stats['image_std']:.4f} over "
         f"{args.num_prior} samples"
     )
-    result = result_header(
+    result = common.result_header(
         "samples",
         "Prior samples z ~ p(z) and the linear interpolation between two scenes' posterior "
         "means, rendered from the same cameras.",
@@ -297,4 +265,6 @@ def run(argv: list[str], prog: str) -> int:
             }
         ],
     )
-    return finish(prog, argv, [args.run], args.out, "samples", result, markdown_report, figures)
+    return common.finish(
+        prog, argv, [args.run], args.out, "samples", result, markdown_report, figures
+    )

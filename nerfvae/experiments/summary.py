@@ -1,22 +1,13 @@
 """``nerfvae experiment summary``: collect every experiment's JSON under ``docs/results/*/`` into
 one ``docs/results/README.md``.
 
-For each experiment (views, cameras, ablation, cost, uncertainty, samples, then any other folder
-holding ``NAME/NAME.json``, or a variant of a known experiment written with ``--out``, such as
-``cost-long/cost.json``) it writes the command that produced it, the hardware and the training
-budget of its runs (all from the JSON's ``provenance`` block) and a link to the experiment's own
-markdown; missing experiments get a line "not run yet: <command>". The headline table copies key
-numbers — whole-image and object-pixel PSNR beside the trivial predictors' PSNR — from the JSONs
-and never computes or invents one:
-
-* a JSON with a ``headline`` list gives its rows as they are: each a dict with ``label`` and any of
-  ``psnr``, ``object_psnr``, ``baseline_mean_train_psnr``, ``baseline_mean_context_psnr`` and a
-  free-text ``note`` (the convention of the cameras and ablation experiments; other experiments
-  may adopt it);
-* otherwise every nested dict with a numeric ``psnr`` (e.g. the ``results[K][id|ood]`` entries of
-  an embedded ``nerfvae eval`` result) gives a row labelled by its path, up to
-  ``MAX_ROWS_PER_EXPERIMENT``;
-* a JSON with neither is listed with its command and link only.
+Each experiment (the known ones in report order, then any other folder holding ``NAME/NAME.json``
+or a variant of a known experiment such as ``cost-long/cost.json``) gets its command, hardware and
+training budget (from the JSON's ``provenance``) and a link to its own markdown; a missing one gets
+"not run yet: <command>". The headline table copies numbers from the JSONs, never computes one: a
+JSON's ``headline`` rows (``label``, ``psnr``, ``object_psnr``, ``baseline_mean_train_psnr``,
+``baseline_mean_context_psnr``, ``note``) as they are, else every nested dict with a numeric
+``psnr`` labelled by its path (up to ``MAX_ROWS_PER_EXPERIMENT``).
 """
 
 from __future__ import annotations
@@ -31,53 +22,46 @@ import tyro
 
 from nerfvae.errors import ConfigError, NerfVAEError
 from nerfvae.experiments.common import load_json
-from nerfvae.experiments.markdown import format_number, markdown_header, markdown_row
-from nerfvae.experiments.provenance import budget_text, command_block, commit_text, hardware_text
+from nerfvae.experiments.markdown import format_number, markdown_row, table
+from nerfvae.experiments.provenance import command_block, hardware_text, provenance_lines
 
 DESCRIPTION = "collect the experiments' JSONs under docs/results/ into docs/results/README.md"
 
 EXPERIMENTS: dict[str, str] = {
     "views": "nerfvae experiment views ...",
     "cameras": "nerfvae experiment cameras --run RUN --gqn-run GQN_RUN --data DIR",
-    "ablation": (
-        "nerfvae experiment ablation --runs concat=RUN ain=RUN attention=RUN "
-        "attention-global=RUN --data DIR"
-    ),
+    "ablation": "nerfvae experiment ablation --runs concat=RUN ain=RUN attention=RUN "
+    "attention-global=RUN --data DIR",
     "cost": "nerfvae experiment cost ...",
     "uncertainty": "nerfvae experiment uncertainty ...",
     "samples": "nerfvae experiment samples ...",
 }
-"""The paper's experiments in report order, with the command that produces each (options: the
-experiment's ``--help``)."""
+"""The paper's experiments in report order, with the command that produces each."""
 MAX_ROWS_PER_EXPERIMENT = 8
-HEADLINE_COLUMNS = (
-    ("psnr", "PSNR"),
-    ("object_psnr", "object PSNR"),
-    ("baseline_mean_train_psnr", "mean-train-image PSNR"),
-    ("baseline_mean_context_psnr", "mean-context-colour PSNR"),
-)
+HEADLINE_COLUMNS = {
+    "psnr": "PSNR",
+    "object_psnr": "object PSNR",
+    "baseline_mean_train_psnr": "mean-train-image PSNR",
+    "baseline_mean_context_psnr": "mean-context-colour PSNR",
+}
 SKIPPED_KEYS = {"provenance", "view_lists", "config", "history", "timing", "headline"}
+NOT_RECORDED = "not recorded"
 
 
 @dataclass
 class SummaryArgs:
-    """Collect every experiment JSON under the results directory (docs/results/NAME/NAME.json)
-    into one markdown summary: a headline table of key numbers copied from the JSONs (PSNR and
-    object-pixel PSNR beside the trivial predictors'), and for each experiment the command that
-    produced it, hardware and training budget, or "not run yet"."""
+    """Collect every experiment JSON under the results directory (NAME/NAME.json) into one
+    markdown summary: a headline table of numbers copied from the JSONs (PSNR and object-pixel
+    PSNR beside the trivial predictors'), and per experiment its command, hardware and training
+    budget, or "not run yet"."""
 
     results: str = "docs/results"
     """Directory holding one folder per experiment (NAME/NAME.json, NAME/NAME.md)."""
     out: str | None = None
     """Markdown file to write (default: RESULTS/README.md)."""
     findings: str | None = None
-    """Hand-written reading of the numbers (which of the paper's claims hold at this budget and
-    what would be needed), included verbatim after the headline table when the file exists
-    (default: RESULTS/findings.md)."""
-
-
-def _numeric(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """Hand-written reading of the numbers, included verbatim after the headline table when the
+    file exists (default: RESULTS/findings.md)."""
 
 
 def psnr_entries(data: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -85,25 +69,25 @@ def psnr_entries(data: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, d
     configs, histories and timings), depth first in the JSON's order."""
     if not isinstance(data, Mapping):
         return
-    if _numeric(data.get("psnr")) and path:
+    psnr = data.get("psnr")
+    if path and isinstance(psnr, int | float) and not isinstance(psnr, bool):
         yield " / ".join(path), dict(data)
     for key, value in data.items():
-        if key in SKIPPED_KEYS:
-            continue
-        if isinstance(value, Mapping):
+        if key not in SKIPPED_KEYS:
             yield from psnr_entries(value, (*path, str(key)))
 
 
 def headline_rows(data: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
-    """The rows an experiment JSON contributes to the headline table (copied, not computed) and
-    how many more there were than MAX_ROWS_PER_EXPERIMENT."""
-    rows: list[dict[str, Any]] = []
+    """The rows an experiment JSON gives the headline table (copied, not computed) and how many
+    more there were than MAX_ROWS_PER_EXPERIMENT."""
     headline = data.get("headline")
     if isinstance(headline, list) and headline:
         rows = [dict(row) for row in headline if isinstance(row, Mapping)]
     else:
-        for label, entry in psnr_entries(data):
-            rows.append({"label": label, **{key: entry.get(key) for key, _ in HEADLINE_COLUMNS}})
+        rows = [
+            {"label": label, **{key: entry.get(key) for key in HEADLINE_COLUMNS}}
+            for label, entry in psnr_entries(data)
+        ]
     return rows[:MAX_ROWS_PER_EXPERIMENT], max(0, len(rows) - MAX_ROWS_PER_EXPERIMENT)
 
 
@@ -116,45 +100,36 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _hardware(block: Mapping[str, Any]) -> str:
+    hardware = block.get("hardware")
+    return hardware_text(hardware) if isinstance(hardware, Mapping) else NOT_RECORDED
+
+
 def experiment_section(name: str, path: Path, data: Mapping[str, Any], out_dir: Path) -> list[str]:
     """Markdown lines of one experiment (its JSON at ``path``): links, command, commit, hardware,
     training budget."""
-    lines = [f"### {name}", ""]
-    links = []
-    for suffix, label in ((".md", "table"), (".png", "figure")):
-        target = path.with_suffix(suffix)
-        if target.exists():
-            links.append(f"[{label}]({_link(target, out_dir)})")
-    links.append(f"[JSON]({_link(path, out_dir)})")
-    lines.append(" · ".join(links))
-    lines.append("")
+    links = [
+        f"[{label}]({_link(path.with_suffix(suffix), out_dir)})"
+        for suffix, label in ((".md", "table"), (".png", "figure"))
+        if path.with_suffix(suffix).exists()
+    ]
+    lines = [f"### {name}", "", " · ".join([*links, f"[JSON]({_link(path, out_dir)})"]), ""]
     if data.get("description"):
         lines += [str(data["description"]), ""]
     block = data.get("provenance")
     if not isinstance(block, Mapping):
         return [*lines, "No provenance recorded in the JSON.", ""]
-    lines += [*command_block(str(block.get("command", "(command not recorded)"))), ""]
-    lines.append(f"* {commit_text(block)}")
-    hardware = block.get("hardware")
-    lines.append(
-        f"* hardware: {hardware_text(hardware) if isinstance(hardware, Mapping) else 'not recorded'}"
-    )
-    runs = [run for run in block.get("runs") or [] if isinstance(run, Mapping)]
-    if runs:
-        lines.append("* training budget:")
-        lines += [f"  * `{run.get('run')}`: {budget_text(run)}" for run in runs]
-    else:
-        lines.append("* training budget: no trained runs recorded")
-    return [*lines, ""]
+    command = command_block(str(block.get("command", "(command not recorded)")))
+    runs = ["* training budget: no trained runs recorded"] if not block.get("runs") else []
+    return [*lines, *command, "", *provenance_lines(block), *runs, ""]
 
 
-def glance_row(name: str, link: str, data: Mapping[str, Any]) -> str:
-    """One row of the provenance table: command, hardware and the runs' steps and minutes."""
+def glance_row(link: str, data: Mapping[str, Any]) -> str:
+    """One row of the provenance table (``link``: the experiment's name linked to its page):
+    command, hardware and the runs' steps and minutes."""
     block = data.get("provenance")
     if not isinstance(block, Mapping):
-        return f"| [{name}]({link}) | not recorded | not recorded | not recorded |"
-    hardware = block.get("hardware")
-    hardware_cell = hardware_text(hardware) if isinstance(hardware, Mapping) else "not recorded"
+        return markdown_row([link, *[NOT_RECORDED] * 3])
     budgets = []
     for budget in block.get("runs") or []:
         if not isinstance(budget, Mapping):
@@ -163,15 +138,9 @@ def glance_row(name: str, link: str, data: Mapping[str, Any]) -> str:
         if budget.get("wall_minutes") is not None:
             text += f", {budget['wall_minutes']} min"
         budgets.append(f"`{Path(str(budget.get('run', '?'))).name}`: {text}")
-    command = str(block.get("command", "not recorded")).replace("`", "'")
-    return markdown_row(
-        [
-            f"[{name}]({link})",
-            f"`{_cell(command)}`",
-            _cell(hardware_cell),
-            _cell("; ".join(budgets)) if budgets else "no trained runs",
-        ]
-    )
+    command = str(block.get("command", NOT_RECORDED)).replace("`", "'")
+    budget_cell = _cell("; ".join(budgets)) if budgets else "no trained runs"
+    return markdown_row([link, f"`{_cell(command)}`", _cell(_hardware(block)), budget_cell])
 
 
 def experiment_json(folder: Path) -> Path:
@@ -181,17 +150,15 @@ def experiment_json(folder: Path) -> Path:
     own = folder / f"{folder.name}.json"
     if own.is_file() or folder.name in EXPERIMENTS:
         return own
-    variants = [
-        folder / f"{name}.json" for name in EXPERIMENTS if (folder / f"{name}.json").is_file()
-    ]
+    variants = [folder / f"{name}.json" for name in EXPERIMENTS]
+    variants = [path for path in variants if path.is_file()]
     return variants[0] if len(variants) == 1 else own
 
 
 def collect(results: Path) -> tuple[list[str], list[Path]]:
     """Experiment names in report order (the known ones, then other folders holding an experiment
-    JSON, see :func:`experiment_json`) and the folders without one (hand-written results)."""
-    names = list(EXPERIMENTS)
-    others: list[Path] = []
+    JSON) and the folders without one that hold markdown (hand-written results)."""
+    names, others = list(EXPERIMENTS), []
     for folder in sorted(p for p in results.iterdir() if p.is_dir()):
         if folder.name in EXPERIMENTS:
             continue
@@ -207,15 +174,10 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
     hand-written markdown file placed after the headline table."""
     out_dir = out.parent
     names, others = collect(results)
-    table = markdown_header(
-        ["experiment", "result", *(title for _, title in HEADLINE_COLUMNS), "notes"]
-    )
-    sections: list[str] = []
-    missing: list[str] = []
-    glance: list[str] = []
+    rows: list[list[str]] = []
+    sections, missing, glance = [], [], []
     for name in names:
-        folder = results / name
-        path = experiment_json(folder)
+        path = experiment_json(results / name)
         if not path.is_file():
             command = EXPERIMENTS.get(name, f"nerfvae experiment {name}")
             missing.append(f"* {name}: not run yet: `{command}`")
@@ -225,30 +187,21 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
         except NerfVAEError as error:
             sections += [f"### {name}", "", f"Could not read `{path}`: {error}", ""]
             continue
-        rows, more = headline_rows(data)
+        headline, more = headline_rows(data)
         page = path.with_suffix(".md")
-        link = _link(page if page.exists() else path, out_dir)
-        glance.append(glance_row(name, link, data))
-        for row in rows:
-            cells = [_cell(row.get(key)) for key, _ in HEADLINE_COLUMNS]
-            table.append(
-                markdown_row(
-                    [
-                        f"[{name}]({link})",
-                        _cell(str(row.get("label", ""))),
-                        *cells,
-                        _cell(str(row.get("note", ""))),
-                    ]
-                )
-            )
+        link = f"[{name}]({_link(page if page.exists() else path, out_dir)})"
+        glance.append(glance_row(link, data))
+        for row in headline:
+            cells = [_cell(row.get(key)) for key in HEADLINE_COLUMNS]
+            label, note = (_cell(str(row.get(key, ""))) for key in ("label", "note"))
+            rows.append([link, label, *cells, note])
         if more:
-            table.append(f"| [{name}]({link}) | … {more} more rows, see its table | | | | | |")
-        if not rows:
-            table.append(
-                f"| [{name}]({link}) | no PSNR in the JSON, see its table | – | – | – | – | |"
-            )
+            rows.append([link, f"… {more} more rows, see its table", "", "", "", "", ""])
+        if not headline:
+            rows.append([link, "no PSNR in the JSON, see its table", *["–"] * 4, ""])
         sections += experiment_section(name, path, data, out_dir)
 
+    titles = ["experiment", "result", *HEADLINE_COLUMNS.values(), "notes"]
     lines = [
         "# Results",
         "",
@@ -258,23 +211,15 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
         "",
         "## Headline",
         "",
-        *(table if len(table) > 2 else ["No experiment has been run yet."]),
+        *(table(titles, rows) if rows else ["No experiment has been run yet."]),
         "",
     ]
     if findings is not None and findings.is_file():
         lines += [findings.read_text().strip(), ""]
     if glance:
-        lines += [
-            "## How each was produced",
-            "",
-            *markdown_header(["experiment", "command", "hardware", "training budget"]),
-            *glance,
-            "",
-        ]
-    lines += ["## Experiments", ""]
-    if missing:
-        lines += [*missing, ""]
-    lines += sections
+        titles = ["experiment", "command", "hardware", "training budget"]
+        lines += ["## How each was produced", "", *table(titles, []), *glance, ""]
+    lines += ["## Experiments", "", *([*missing, ""] if missing else []), *sections]
     if others:
         lines += ["## Other results", ""]
         for folder in others:

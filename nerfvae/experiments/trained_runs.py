@@ -5,7 +5,7 @@ reused, and the checks that the comparison is fair (same scenes, same targets, e
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,8 @@ def option_text(option: str, value: str | Path) -> str:
 
 
 def read_eval_json(path: str | Path, option: str) -> dict[str, Any]:
-    """A ``nerfvae eval`` JSON (docs/evaluation.md) given as ``option``.
-
-    Raises:
-        ConfigError: the file does not exist.
-        DataError: it is not JSON or not an evaluation (no ``results`` per K with ID/OOD entries).
-    """
+    """A ``nerfvae eval`` JSON given as ``option`` (ConfigError: no such file; DataError: not an
+    evaluation, i.e. no ``results`` per K with ID/OOD entries)."""
     given = option_text(option, path)
     result = load_json(path, given, DataError)
     results = result.get("results")
@@ -97,15 +93,18 @@ def run_directory_of(run: str | None, result: Mapping[str, Any] | None) -> Path 
     return path if (path / "config.json").is_file() else None
 
 
-def input_line(label: str, entry: Mapping[str, Any]) -> str:
-    """A markdown bullet of the report's inputs: the run, its checkpoint step and where its
-    evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
+def inputs_section(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The report's ``## Inputs``: per ``(label, entry)`` the run, its checkpoint step and where
+    its evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
     ``evaluated_here``)."""
-    source = "evaluated here, saved as" if entry["evaluated_here"] else "from"
-    return (
-        f"* {label}: run `{entry.get('run')}`, checkpoint step "
-        f"{entry.get('checkpoint_step')}; {source} `{entry['eval_json']}`"
-    )
+    lines = ["## Inputs", ""]
+    for label, entry in entries:
+        source = "evaluated here, saved as" if entry["evaluated_here"] else "from"
+        lines.append(
+            f"* {label}: run `{entry.get('run')}`, checkpoint step "
+            f"{entry.get('checkpoint_step')}; {source} `{entry['eval_json']}`"
+        )
+    return [*lines, ""]
 
 
 def evaluate_runs(
@@ -114,18 +113,11 @@ def evaluate_runs(
     inputs: Mapping[str, RunInput],
     check: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Each named run's evaluation at ``context_sizes``: its earlier eval JSON (checked to be of
-    its run when both are given) or, without one, the run evaluated here like ``nerfvae eval``
-    and saved as ``OUT/eval_NAME.json``. ``check(name, evaluation)`` runs after each.
-
-    Returns:
-        The evaluations by name (NaN as None) and, by name, where each came from:
-        ``checkpoint_step``, ``eval_json`` (its file) and ``evaluated_here``.
-
-    Raises:
-        ConfigError: an evaluation lacks a K asked for, is of another run, or the evaluations
-            scored different scenes or targets.
-    """
+    """Each named run's evaluation at ``context_sizes`` (NaN as None): its earlier eval JSON
+    (checked to be of its run when both are given) or the run evaluated here like ``nerfvae eval``
+    and saved as ``OUT/eval_NAME.json``; ``check(name, evaluation)`` runs after each. Also, by
+    name, where each came from (``checkpoint_step``, ``eval_json``, ``evaluated_here``).
+    ConfigError when one lacks a K, is of another run, or they scored different scenes/targets."""
     from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
     from nerfvae.evaluation.report import nan_to_null
     from nerfvae.training.loading import load_trained_model
@@ -151,20 +143,10 @@ def evaluate_runs(
             if dataset is None:
                 dataset = load_dataset(args.data, args.split)
                 train_mean = optional_mean_training_image(args.data)
-            result = nan_to_null(
-                evaluate_run(
-                    loaded,
-                    dataset,
-                    run=str(run),
-                    data=args.data,
-                    split=args.split,
-                    context_sizes=context_sizes,
-                    max_scenes=args.max_scenes,
-                    scenes_per_batch=args.scenes_per_batch,
-                    mean_train_image=train_mean,
-                    seed=args.seed,
-                )
-            )
+            options = dict(data=args.data, split=args.split, context_sizes=context_sizes)
+            options.update(max_scenes=args.max_scenes, scenes_per_batch=args.scenes_per_batch)
+            options.update(mean_train_image=train_mean, seed=args.seed)
+            result = nan_to_null(evaluate_run(loaded, dataset, run=str(run), **options))
             source = f"the evaluation of {option_text(run_option, str(run))}"
             path = Path(args.out) / f"eval_{name}.json"
             write_json(result, path)

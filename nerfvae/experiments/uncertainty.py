@@ -1,14 +1,12 @@
 """``nerfvae experiment uncertainty``: is the posterior more uncertain where the context did not
-see? Each scene is inferred from ONE ID view; the other ID views and every OOD view are rendered
-with N posterior samples, and each target pixel is labelled *seen* or *unseen* by the context view
-from ground-truth geometry (:func:`label_seen_pixels`). The report compares the per-pixel colour
-and depth standard deviation over seen and unseen pixels, per group of targets and per scene."""
+see? Each scene is inferred from ONE ID view, the other views rendered with posterior samples, and
+the per-pixel sample std compared over target pixels the context view saw and did not see
+(ground-truth geometry, :func:`label_seen_pixels`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,17 +14,9 @@ import torch
 from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.views import standard_view_lists
+from nerfvae.experiments import common
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments.common import (
-    RunArgs,
-    ScenesArgs,
-    finish,
-    load_dataset,
-    load_run,
-    parse_args,
-    result_header,
-    scene_count,
-)
+from nerfvae.experiments.figures import write_image_grid
 from nerfvae.experiments.provenance import provenance_section
 from nerfvae.geometry import image_rays, project_points
 from nerfvae.inference import RefinementConfig, infer_scene
@@ -39,24 +29,20 @@ GROUPS = ("id", "ood", "all")
 
 
 @dataclass(kw_only=True)
-class UncertaintyArgs(RunArgs, ScenesArgs):
-    """Infer each scene from ONE context view, render the other ID views and the OOD views with
-    posterior samples, and compare the per-pixel sample standard deviation over target pixels whose
-    surface the context view saw with those it did not (outside its frustum or occluded), labelled
-    from the dataset's ground-truth depth. Writes uncertainty.json, .md and .png under --out."""
+class UncertaintyArgs(common.RunArgs, common.ScenesArgs):
+    """Infer each scene from ONE context view, render the other views with posterior samples, and
+    compare the per-pixel sample std over target pixels whose surface the context view saw with
+    those it did not (ground-truth depth). Writes uncertainty.json, .md and .png under --out."""
 
     samples: int = 8
     """Posterior samples per scene (at least 2, for a standard deviation)."""
     context_view: int = 0
-    """Index of the single ID view used as context; every other ID view and every OOD view is a
-    target."""
+    """The single ID view used as context; every other view is a target."""
     tolerance: float = 0.03
-    """Relative tolerance of the occlusion test: a target pixel's surface point is seen by the
-    context view if its distance from the context camera is within this fraction of the context
-    view's ground-truth depth at the (nearest) pixel it projects to."""
+    """Occlusion test: a surface point is seen if its distance from the context camera is within
+    this fraction of the context depth where it projects."""
     figure_scenes: int = 3
-    """Scenes shown in the figure (one row for the first ID target and one for the first OOD target
-    of each)."""
+    """Scenes in the figure (a row for the first ID and one for the first OOD target of each)."""
     out: str = "docs/results/uncertainty"
     test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of each posterior on its context view (docs/evaluation.md)."""
@@ -71,23 +57,15 @@ def label_seen_pixels(
     context_c2w: torch.Tensor,
     relative_tolerance: float = 0.03,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which target pixels show a surface point that some context view saw (ground-truth geometry).
+    """Which target pixels show a surface point that some context view saw (ground-truth geometry):
+    ``seen [V, H, W]`` and ``valid [V, H, W]`` (pixels with a surface; unseen = ``valid & ~seen``).
 
-    The surface point of target pixel ``(v, row, col)`` is ``origin + depth * direction`` along its
-    unit pixel-centre ray. It is *seen* by a context view if it lies in front of that camera,
-    projects inside its image, and its distance from the context camera centre agrees with the
-    context depth at the pixel holding the projection within ``relative_tolerance × context
-    depth`` (nothing nearer occludes it).
-
-    Args:
-        target_depth, target_K, target_c2w: ``[V, H, W]`` ground-truth distance along each target
-            pixel's unit ray (0 or non-finite: no surface), ``[V, 3, 3]``, ``[V, 4, 4]`` (OpenCV).
-        context_depth, context_K, context_c2w: ``[C, H_c, W_c]``, ``[C, 3, 3]``, ``[C, 4, 4]``.
-
-    Returns:
-        ``seen [V, H, W]`` and ``valid [V, H, W]`` (bool, pixels with a surface); unseen pixels
-        are ``valid & ~seen``.
-    """
+    Target pixel ``(v, row, col)`` shows ``origin + depth * direction`` on its unit pixel-centre
+    ray; a context view sees it if it lies in front of that camera, projects inside its image and
+    its distance from the camera centre is within ``relative_tolerance ×`` the context depth at
+    that pixel (nothing nearer occludes it). Depths are distances along unit rays (0 or non-finite:
+    no surface): target ``[V, H, W]`` with ``K [V, 3, 3]``, ``c2w [V, 4, 4]`` (OpenCV), context
+    ``[C, H_c, W_c]`` with ``[C, 3, 3]``, ``[C, 4, 4]``."""
     if target_depth.dim() != 3 or context_depth.dim() != 3:
         raise ValueError(
             f"depths must be [views, H, W], got target {tuple(target_depth.shape)} and context "
@@ -199,28 +177,19 @@ def markdown_report(result: dict[str, Any]) -> str:
     for group in GROUPS:
         entry, name = result["results"][group], group.upper() if group != "all" else "all"
 
-        def cell(key: str, part: str, entry: dict[str, Any] = entry) -> str:
-            return md.format_number(entry.get(f"{key}_{part}"), 2 if part == "ratio" else 4)
+        def cells(key: str, entry: dict[str, Any] = entry) -> list[str]:
+            parts = (("seen", 4), ("unseen", 4), ("ratio", 2))
+            return [md.format_number(entry.get(f"{key}_{part}"), digits) for part, digits in parts]
 
-        higher = [
+        colour, depth = (
             md.format_percent(entry.get(f"{key}_scenes_unseen_higher"))
             for key in ("colour_std", "depth_std")
-        ]
-        rows.append(
-            [name, md.format_number(entry["fraction_seen"], 3)]
-            + [
-                cell(key, part)
-                for key in ("colour_std", "depth_std")
-                for part in ("seen", "unseen", "ratio")
-            ]
-            + [
-                f"{higher[0]} / {higher[1]} of {entry.get('colour_std_scenes_compared', 0)}",
-                entry["num_pixels"],
-            ]
         )
-        error_rows.append(
-            [name, *(cell("colour_error", part) for part in ("seen", "unseen", "ratio"))]
-        )
+        compared = f"{colour} / {depth} of {entry.get('colour_std_scenes_compared', 0)}"
+        seen = md.format_number(entry["fraction_seen"], 3)
+        rows.append([name, seen, *cells("colour_std"), *cells("depth_std"), compared])
+        rows[-1].append(entry["num_pixels"])
+        error_rows.append([name, *cells("colour_error")])
     settings, figure = result["settings"], result["figure"]
     return "\n".join(
         [
@@ -273,15 +242,15 @@ def refinement_clause(refinement: dict[str, Any] | None) -> str:
 
 
 def run(argv: list[str], prog: str) -> int:
-    args = parse_args(UncertaintyArgs, argv, prog)
+    args = common.parse_args(UncertaintyArgs, argv, prog)
     if args.samples < 2:
         raise ConfigError(f"--samples {args.samples}: need at least 2 posterior samples for a std")
     if args.figure_scenes < 0:
         raise ConfigError(f"--figure-scenes {args.figure_scenes}: must be 0 or more")
     if not args.tolerance > 0:
         raise ConfigError(f"--tolerance {args.tolerance}: must be positive")
-    model, _, record = load_run(args.run, args.checkpoint)
-    dataset = load_dataset(args.data, args.split)
+    model, _, record = common.load_run(args.run, args.checkpoint)
+    dataset = common.load_dataset(args.data, args.split)
     if not dataset.meta.has_depth:
         raise DataError(
             f"{args.data}: the dataset has no ground-truth depth, which the uncertainty experiment "
@@ -299,7 +268,7 @@ def run(argv: list[str], prog: str) -> int:
     targets = id_targets + ood_targets
     is_ood = torch.tensor([False] * len(id_targets) + [True] * len(ood_targets))
     height, width = dataset.image_height, dataset.image_width
-    num_scenes = scene_count(args.max_scenes, dataset)
+    num_scenes = common.scene_count(args.max_scenes, dataset)
 
     group_sums: dict[str, list[dict[str, float]]] = {group: [] for group in GROUPS}
     per_scene: list[dict[str, Any]] = []
@@ -313,25 +282,14 @@ def run(argv: list[str], prog: str) -> int:
         posterior = infer_scene(
             model, scene.images, scene.K, scene.c2w, context, args.test_time, generator
         )
+        K, c2w = scene.K[targets], scene.c2w[targets]
         rendered = vis.posterior_statistics(
-            model,
-            posterior,
-            scene.K[targets],
-            scene.c2w[targets],
-            height,
-            width,
-            args.samples,
-            generator,
+            model, posterior, K, c2w, height, width, args.samples, generator
         )
         seen, valid = label_seen_pixels(
-            scene.depth[targets],
-            scene.K[targets],
-            scene.c2w[targets],
-            scene.depth[context],
-            scene.K[context],
-            scene.c2w[context],
+            scene.depth[targets], K, c2w, *(x[context] for x in (scene.depth, scene.K, scene.c2w)),
             args.tolerance,
-        )
+        )  # fmt: skip
         quantities = {
             "colour_std": rendered["sample_std"],
             "depth_std": rendered["depth_std"],
@@ -341,11 +299,8 @@ def run(argv: list[str], prog: str) -> int:
         for group, select in (("id", ~is_ood), ("ood", is_ood), ("all", torch.ones_like(is_ood))):
             if not bool(select.any()):
                 continue
-            sums = region_sums(
-                {name: value[select] for name, value in quantities.items()},
-                seen[select],
-                valid[select],
-            )
+            selected = {name: value[select] for name, value in quantities.items()}
+            sums = region_sums(selected, seen[select], valid[select])
             group_sums[group].append(sums)
             entry[group] = summarise_sums([sums])
         per_scene.append(entry)
@@ -377,46 +332,31 @@ def run(argv: list[str], prog: str) -> int:
             vis.heat_image(depth_std.nan_to_num(0), vmax=depth_vmax),
         ]
 
-    result = result_header(
+    settings = dict(context_view=args.context_view, samples=args.samples)
+    settings.update(refinement=args.test_time.to_json(), tolerance=args.tolerance)
+    settings.update(seed=args.seed, max_scenes=args.max_scenes)
+    figure = dict(scenes=list(range(min(args.figure_scenes, num_scenes))))
+    figure.update(columns=["context", "target", "seen_mask", "colour_std", "depth_std"])
+    figure.update(colour_std_vmax=colour_vmax, depth_std_vmax=depth_vmax)
+    result = common.result_header(
         "uncertainty",
         "Posterior-sample standard deviation on target pixels whose surface the single context "
         "view saw vs did not see (ground-truth visibility).",
-        **{
-            "run": str(args.run),
-            "checkpoint_step": record.get("step"),
-            "dataset": str(args.data),
-            "split": args.split,
-            "num_scenes": num_scenes,
-            "image_size": [height, width],
-            "settings": {
-                "context_view": args.context_view,
-                "samples": args.samples,
-                "refinement": args.test_time.to_json(),
-                "tolerance": args.tolerance,
-                "seed": args.seed,
-                "max_scenes": args.max_scenes,
-            },
-            "view_lists": {
-                "context": context,
-                "id_targets": id_targets,
-                "ood_targets": ood_targets,
-            },
-            "results": results,
-            "per_scene": per_scene,
-            "figure": {
-                "scenes": list(range(min(args.figure_scenes, num_scenes))),
-                "columns": ["context", "target", "seen_mask", "colour_std", "depth_std"],
-                "colour_std_vmax": colour_vmax,
-                "depth_std_vmax": depth_vmax,
-            },
-            "headline": [headline_row(group, results[group]) for group in GROUPS],
-        },
+        run=str(args.run),
+        checkpoint_step=record.get("step"),
+        dataset=str(args.data),
+        split=args.split,
+        num_scenes=num_scenes,
+        image_size=[height, width],
+        settings=settings,
+        view_lists=dict(context=context, id_targets=id_targets, ood_targets=ood_targets),
+        results=results,
+        per_scene=per_scene,
+        figure=figure,
+        headline=[headline_row(group, results[group]) for group in GROUPS],
     )
-
-    def figure(path: Path) -> None:
-        grid = vis.image_grid(figure_rows)
-        scale = max(1, 128 // height)
-        vis.write_png(path, grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1))
-
-    figures = {"uncertainty.png": figure} if figure_rows else {}
-    return finish(prog, argv, [args.run], args.out, "uncertainty", result, markdown_report, figures)
+    draw = lambda path: write_image_grid(path, figure_rows, min_height=128)
+    figures = {"uncertainty.png": draw} if figure_rows else {}
+    return common.finish(
+        prog, argv, [args.run], args.out, "uncertainty", result, markdown_report, figures
+    )
