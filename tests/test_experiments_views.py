@@ -12,7 +12,7 @@ import pytest
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.per_scene_nerf import probe_view_count
-from nerfvae.experiments import context_views, cost
+from nerfvae.experiments import context_views
 
 # A per-scene NeRF small enough to take a second or two (the flags of `nerfvae baseline nerf`).
 TINY_NERF = [
@@ -177,12 +177,12 @@ def test_views_skip_nerf_and_cost_refuses_it(
     assert result["results"]["1"]["ood"]["nerf"] is None
     assert result["results"]["1"]["ood"]["nerfvae"]["psnr"] is not None
     with pytest.raises(ConfigError, match="no per-scene NeRF results"):
-        cost.run(["--views-json", str(tmp_path / "views.json")], "cost")
+        context_views.run_cost(["--views-json", str(tmp_path / "views.json")], "cost")
 
 
 def test_cost_from_views_json(views_output: Path, tmp_path: Path) -> None:
     argv = ["--views-json", str(views_output / "views.json"), "--out", str(tmp_path)]
-    assert cost.run(argv, "nerfvae experiment cost") == 0
+    assert context_views.run_cost(argv, "nerfvae experiment cost") == 0
     result = json.loads((tmp_path / "cost.json").read_text())
     assert result["experiment"] == "cost"
     assert list(result["results"]) == ["1", "2", "all"]
@@ -218,10 +218,10 @@ def test_cost_from_views_json(views_output: Path, tmp_path: Path) -> None:
     assert "nerfvae experiment cost --views-json" in markdown and "all (4)" in markdown
 
     # A subset of the K; a K the views results lack is refused.
-    assert cost.run([*argv, "--context", "2"], "cost") == 0
+    assert context_views.run_cost([*argv, "--context", "2"], "cost") == 0
     assert list(json.loads((tmp_path / "cost.json").read_text())["results"]) == ["2"]
     with pytest.raises(ConfigError, match="hold only K = 1, 2, all"):
-        cost.run([*argv, "--context", "3"], "cost")
+        context_views.run_cost([*argv, "--context", "3"], "cost")
 
 
 def test_cost_computes_afresh(tiny_run: Path, tiny_dataset: Path, tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_cost_computes_afresh(tiny_run: Path, tiny_dataset: Path, tmp_path: Path
         "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1",
         "--context", "1", "--out", str(tmp_path), *TINY_NERF,
     ]  # fmt: skip
-    assert cost.run(argv, "cost") == 0
+    assert context_views.run_cost(argv, "cost") == 0
     result = json.loads((tmp_path / "cost.json").read_text())
     assert result["source"] == "computed"
     assert result["view_lists"]["id_targets"] == [1, 2, 3, 4, 5]
@@ -240,17 +240,19 @@ def test_cost_computes_afresh(tiny_run: Path, tiny_dataset: Path, tmp_path: Path
 
 def test_cost_argument_errors(views_output: Path, tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="give --run and --data"):
-        cost.run(["--run", str(tiny_run)], "cost")
+        context_views.run_cost(["--run", str(tiny_run)], "cost")
     with pytest.raises(ConfigError, match="leave out --run"):
-        cost.run(["--views-json", str(views_output / "views.json"), "--run", "x"], "cost")
+        context_views.run_cost(
+            ["--views-json", str(views_output / "views.json"), "--run", "x"], "cost"
+        )
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(ConfigError, match="not a JSON file"):
-        cost.run(["--views-json", str(broken)], "cost")
+        context_views.run_cost(["--views-json", str(broken)], "cost")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"results": {}}))
     with pytest.raises(ConfigError, match=r"not the views\.json"):
-        cost.run(["--views-json", str(other)], "cost")
+        context_views.run_cost(["--views-json", str(other)], "cost")
 
 
 def test_context_parsing_and_resolution() -> None:
@@ -299,25 +301,25 @@ HISTORY = [
 
 def test_time_to_reach_interpolates() -> None:
     # 16 dB lies halfway between the probes at steps 10 (14 dB, 2 s) and 20 (18 dB, 6 s).
-    reach = cost.time_to_reach(HISTORY, 16.0)
+    reach = context_views.time_to_reach(HISTORY, 16.0)
     assert reach["reached"] is True
     assert reach["step"] == pytest.approx(15.0)
     assert reach["wall_s"] == pytest.approx(4.0)
     assert reach["cpu_s"] == pytest.approx(2.0)
     # The first crossing counts, even though the curve later dips below it again.
-    reach = cost.time_to_reach(list(reversed(HISTORY)), 17.5)
+    reach = context_views.time_to_reach(list(reversed(HISTORY)), 17.5)
     assert reach["step"] == pytest.approx(18.75) and reach["wall_s"] == pytest.approx(5.5)
     # Exactly on a probe; already reached at step 0.
-    assert cost.time_to_reach(HISTORY, 14.0)["wall_s"] == pytest.approx(2.0)
-    reach = cost.time_to_reach(HISTORY, 9.0)
+    assert context_views.time_to_reach(HISTORY, 14.0)["wall_s"] == pytest.approx(2.0)
+    reach = context_views.time_to_reach(HISTORY, 9.0)
     assert reach["reached"] and reach["step"] == 0 and reach["wall_s"] == 0
     # Never reached.
-    reach = cost.time_to_reach(HISTORY, 20.0)
+    reach = context_views.time_to_reach(HISTORY, 20.0)
     assert reach["reached"] is False and reach["wall_s"] is None and reach["step"] is None
     assert reach["note"] == "not reached within 40 steps (best 18.00 dB)"
     assert reach["best_psnr"] == 18.0 and reach["max_step"] == 40
     # No target; another probe key; no probe at all.
-    assert cost.time_to_reach(HISTORY, None)["reached"] is None
-    assert cost.time_to_reach(HISTORY, float("nan"))["reached"] is None
+    assert context_views.time_to_reach(HISTORY, None)["reached"] is None
+    assert context_views.time_to_reach(HISTORY, float("nan"))["reached"] is None
     with pytest.raises(DataError, match="probe_psnr_ood"):
-        cost.time_to_reach(HISTORY, 15.0, psnr_key="probe_psnr_ood")
+        context_views.time_to_reach(HISTORY, 15.0, psnr_key="probe_psnr_ood")

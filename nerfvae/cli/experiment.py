@@ -4,6 +4,7 @@ table under ``docs/results/NAME/`` (see docs/results/README.md)."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from nerfvae.cli.common import (
     TEST_TIME_FLAGS,
@@ -14,10 +15,11 @@ from nerfvae.cli.common import (
 
 DESCRIPTION = "the paper's experiments (views sweep, cameras, ablation, cost, uncertainty, samples)"
 
-# name -> module; each module has DESCRIPTION and run(argv, prog) like a command module.
+# name -> module, or MODULE:PART for a second experiment of a module: the module has DESCRIPTION
+# and run(argv, prog) like a command module, or PART_DESCRIPTION and run_PART(argv, prog).
 EXPERIMENTS: dict[str, str] = {
     "views": "nerfvae.experiments.context_views",
-    "cost": "nerfvae.experiments.cost",
+    "cost": "nerfvae.experiments.context_views:cost",
     "uncertainty": "nerfvae.experiments.uncertainty",
     "samples": "nerfvae.experiments.samples",
     "cameras": "nerfvae.experiments.ood_cameras",
@@ -26,11 +28,17 @@ EXPERIMENTS: dict[str, str] = {
 }
 
 
+def _experiment(name: str) -> tuple[str, Callable[..., int]]:
+    """The experiment's one-line description and its ``run(argv, prog)``."""
+    module_name, _, part = EXPERIMENTS[name].partition(":")
+    module = importlib.import_module(module_name)
+    if not part:
+        return module.DESCRIPTION, module.run
+    return getattr(module, f"{part.upper()}_DESCRIPTION"), getattr(module, f"run_{part}")
+
+
 def run(argv: list[str], prog: str) -> int:
-    descriptions = {
-        name: getattr(importlib.import_module(module), "DESCRIPTION", "")
-        for name, module in EXPERIMENTS.items()
-    }
+    descriptions = {name: _experiment(name)[0] for name in EXPERIMENTS}
     usage = subcommand_usage(
         prog,
         descriptions,
@@ -45,6 +53,5 @@ def run(argv: list[str], prog: str) -> int:
     if name not in EXPERIMENTS:
         print(f"{prog}: unknown experiment {name!r}\n\n{usage}")
         return 2
-    module = importlib.import_module(EXPERIMENTS[name])
     rest = replace_deprecated_flags(rest, TEST_TIME_FLAGS, f"{prog} {name}")
-    return int(module.run(rest, prog=f"{prog} {name}") or 0)
+    return int(_experiment(name)[1](rest, prog=f"{prog} {name}") or 0)

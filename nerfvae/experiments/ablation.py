@@ -145,15 +145,14 @@ def run_entry(
 def trivial_predictors(result: Mapping[str, Any], k: int) -> dict[str, Any]:
     """The trivial predictors' PSNRs on the same targets (they depend only on the data)."""
     per_k = result["results"][str(k)]
-    keys = [f"baseline_mean_{name}_{key}" for name in ("train", "context") for key in KEYS]
+    keys = [f"{prefix}_{key}" for prefix in md.TRIVIAL_PREDICTORS.values() for key in KEYS]
     return {kind: md.finite_values(per_k.get(kind), keys) for kind in md.KINDS}
 
 
 def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each run's ID PSNR beside the trivial predictors'."""
     ids = report["trivial"]["id"]
-    trivial = {"mean_train_image": ids["baseline_mean_train_psnr"]}
-    trivial["mean_context_colour"] = ids["baseline_mean_context_psnr"]
+    trivial = {name: ids[f"{prefix}_psnr"] for name, prefix in md.TRIVIAL_PREDICTORS.items()}
     rows = []
     for entry in report["runs"]:
         nelbo = md.format_number(entry["metrics"]["nelbo_bits_per_dim"], 3)
@@ -189,7 +188,7 @@ def _cells(entry: Mapping[str, Any]) -> list[str]:
 
 def markdown_report(report: Mapping[str, Any]) -> str:
     """ablation.md: the table, the figure, the inputs and the provenance."""
-    k, lists = report["context"], report["view_lists"]
+    k = report["context"]
 
     def trivial(name: str) -> str:
         return "; ".join(
@@ -209,9 +208,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         [
             "# Conditioning ablation",
             "",
-            f"Dataset `{report.get('dataset')}`, split `{report.get('split')}`, "
-            f"{report.get('num_scenes')} scenes, K = {k} context views (the first {k} ID views); "
-            f"ID targets {lists.get('id_targets')}, OOD targets {lists.get('ood_targets')}. −ELBO "
+            f"{md.scenes_sentence(report, f'the first {k} ID views (K = {k})')} −ELBO "
             "on the ID targets. Steps and minutes: each run's metrics.csv (training time, pauses "
             f"between resumed parts excluded). ⚠: parameter count more than {MATCHED_TOLERANCE:.0%} "
             "above the smallest run's (the paper compares at matched parameter count).",

@@ -11,6 +11,15 @@ MISSING = "–"
 """A table cell without a value (None, NaN or infinite)."""
 KINDS = ("id", "ood")
 """The two kinds of target view: in-distribution (held-out ID) and out-of-distribution cameras."""
+TRIVIAL_PREDICTORS = {
+    "mean_train_image": "baseline_mean_train",
+    "mean_context_colour": "baseline_mean_context",
+}
+"""The trivial predictors every evaluation scores beside the models -> their keys' prefix there."""
+TRIVIAL_SENTENCE = (
+    "Trivial predictors: the mean training image and a constant image of the context views' mean "
+    "colour."
+)
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -57,6 +66,17 @@ def scenes_text(count: int) -> str:
     return f"{count} scene" if count == 1 else f"{count} scenes"
 
 
+def scenes_sentence(result: Mapping[str, Any], context: str = "the first K ID views") -> str:
+    """What an experiment scored, in the words that open its markdown: the first N scenes of
+    ``result``'s dataset and split, the ``context`` and the ID and OOD target views."""
+    lists, (height, width) = result["view_lists"], result["image_size"]
+    return (
+        f"On the first {scenes_text(result['num_scenes'])} of `{result['dataset']}` "
+        f"({result['split']}, {height}×{width}): context = {context}; targets = ID views "
+        f"{lists['id_targets']} and OOD views {lists['ood_targets']} of every scene."
+    )
+
+
 def markdown_row(cells: Iterable[Any]) -> str:
     """One markdown table row: ``| a | b |``."""
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
@@ -77,6 +97,5 @@ def headline_row(
     predictors' on the same views (``trivial``: ``mean_train_image`` and ``mean_context_colour``
     PSNR), and an optional note."""
     row = {"label": label, "psnr": psnr, "object_psnr": object_psnr}
-    row["baseline_mean_train_psnr"] = trivial["mean_train_image"]
-    row["baseline_mean_context_psnr"] = trivial["mean_context_colour"]
+    row.update({f"{key}_psnr": trivial[name] for name, key in TRIVIAL_PREDICTORS.items()})
     return row if note is None else {**row, "note": note}

@@ -195,20 +195,19 @@ def markdown_report(result: dict[str, Any]) -> str:
         [
             "# Posterior uncertainty on seen vs unseen surfaces",
             "",
-            f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}) on "
-            f"`{result['dataset']}` ({result['split']}, {result['num_scenes']} scenes, "
-            f"{result['image_size'][0]}×{result['image_size'][1]}). Each scene is inferred from "
-            f"ID view {settings['context_view']} alone"
-            + refinement_clause(settings.get("refinement"))
-            + f"; {settings['samples']} posterior samples "
-            "render the other ID views and the OOD views. A target pixel is *seen* if its "
-            "ground-truth surface point projects inside the context image and its distance from "
-            "the context camera agrees with the context depth there within "
-            f"{settings['tolerance']:.0%} (not occluded); else *unseen*. Colour std is the "
-            "per-pixel standard deviation over samples (mean of the RGB channels, colour in "
-            "[0, 1]); depth std is in world units; means are over all pixels of the group; "
-            "ratio = unseen / seen. The last column but one is the share of scenes whose own "
-            "unseen mean exceeds their seen mean (of the scenes with both kinds of pixel).",
+            f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}). "
+            + md.scenes_sentence(
+                result,
+                f"ID view {settings['context_view']} alone"
+                + refinement_clause(settings.get("refinement")),
+            )
+            + f" {settings['samples']} posterior samples render the targets. A target pixel is "
+            "*seen* if its ground-truth surface point projects into the context image at the "
+            f"context depth there within {settings['tolerance']:.0%} (not occluded), else "
+            "*unseen*. Colour std: per-pixel std over samples (mean over RGB in [0, 1]); depth "
+            "std in world units; means over all pixels of the group; ratio = unseen / seen; "
+            "scenes unseen > seen: the share of scenes (with both kinds of pixel) whose unseen "
+            "mean exceeds their seen mean.",
             "",
             *md.table(
                 "targets | pixels seen | colour std seen | colour std unseen | ratio | "
@@ -217,15 +216,13 @@ def markdown_report(result: dict[str, Any]) -> str:
                 rows,
             ),
             "",
-            "For reference, the mean absolute colour error of the posterior-mean render on the "
-            "same pixels:",
+            "Mean absolute colour error of the posterior-mean render on the same pixels:",
             "",
             *md.table(["targets", "colour error seen", "colour error unseen", "ratio"], error_rows),
             "",
-            "Figure `uncertainty.png`, one row per (scene, target): context view | target ground "
-            "truth | seen mask (white seen, black unseen, red no surface) | colour std | depth std "
-            "(heat maps share a scale: colour std up to "
-            f"{md.format_number(figure['colour_std_vmax'], 3)}, depth std up to "
+            "`uncertainty.png`, a row per (scene, target): context | target | seen mask (white "
+            "seen, black unseen, red no surface) | colour std | depth std (shared scales: up to "
+            f"{md.format_number(figure['colour_std_vmax'], 3)} and "
             f"{md.format_number(figure['depth_std_vmax'], 3)}).",
             "",
             *provenance_section(result["provenance"]),
@@ -235,7 +232,8 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 
 def refinement_clause(refinement: dict[str, Any] | None) -> str:
-    """`` (then N refinement steps)`` for a result made with refinement, else nothing."""
+    """`` (then N test-time refinement steps on it)`` for a result made with refinement, else
+    nothing."""
     if not refinement or refinement["steps"] == 0:
         return ""
     return f" (then {refinement['steps']} test-time refinement steps on it)"
