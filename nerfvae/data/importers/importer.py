@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -84,40 +84,45 @@ CONVENTIONS = {
 
 @dataclass
 class ImportOptions:
-    """How to convert; the CLI's ``nerfvae data import`` fields mirror these."""
+    """How to convert (the options of ``nerfvae data import``; each docstring is its ``--help``)."""
 
     image_size: tuple[int, int] | None = None
-    """Output (height, width); None keeps the source size (which must then be the same for all)."""
+    """Resize every image to HEIGHT WIDTH (area filter; intrinsics are rescaled). Default: keep the
+    source size, which must then be the same for all images."""
     background: str = "white"
-    """Colour under transparent pixels: white, black, grey, #rrggbb or r,g,b in [0, 1]."""
-    split_by: str = "auto"
-    """auto, views or scenes (see the module docstring)."""
+    """Colour composited under transparent pixels: white, black, grey, #rrggbb or r,g,b in [0, 1]."""
+    split_by: Literal["auto", "views", "scenes"] = "auto"
+    """views: every scene in every split, the source's held-out views (test/val) stored as the
+    scene's OOD views after its training views; scenes: whole scenes per split (the format's split,
+    else split-fractions). auto: views for one blender/nerfstudio scene, scenes otherwise."""
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    """Train/val/test fractions for scenes the format puts in no split."""
+    """Train, val, test fractions for scenes the format does not assign to a split."""
     holdout_every: int = 8
-    """nerfstudio without filename lists: every N-th frame is a held-out test view (0: none)."""
+    """nerfstudio without train/val/test_filenames: every N-th frame is a held-out test view."""
     views: int | None = None
-    """ID views per scene (the first N); None uses the smallest count in each split."""
+    """ID views per scene (the first N). Default: the smallest view count in each split."""
     max_scenes: int | None = None
-    """Import at most this many scenes per split (the first ones)."""
+    """Import at most this many scenes per split (handy for the large GQN sets)."""
     val_scenes: int = 0
-    """When the source has no val split: move this many training scenes to val."""
+    """If the source has no val split (GQN): move this many training scenes to val."""
     scenes_per_shard: int = 0
-    """Scenes per shard file; 0 picks about 64 MiB per shard."""
+    """Scenes per shard file; 0 chooses about 64 MiB per shard."""
     near: float | None = None
+    """Override the near ray distance."""
     far: float | None = None
+    """Override the far ray distance."""
     scene_bounds: tuple[float, float, float, float, float, float] | None = None
-    """xmin ymin zmin xmax ymax zmax; None computes it."""
+    """Override the scene box: XMIN YMIN ZMIN XMAX YMAX ZMAX."""
     masks: bool = True
-    """Store alpha > 0.5 as an object mask when the images have an alpha channel."""
+    """Store alpha > 0.5 as the object mask when images have an alpha channel (--no-masks: don't)."""
     gqn_dataset: str | None = None
-    """GQN dataset name when the directory name does not say (e.g. rooms_ring_camera)."""
+    """GQN dataset name when the path does not contain it (e.g. rooms_ring_camera)."""
     gqn_fov_degrees: float = 50.0
-    """GQN field of view across the image (not published; 50° as tf-gqn uses)."""
+    """GQN horizontal = vertical field of view in degrees (unpublished; 50 as in tf-gqn)."""
     seed: int = 0
     """Seed of the scene split by fractions."""
     name: str | None = None
-    """Dataset name in dataset.json (default: the source directory's name)."""
+    """Dataset name written to dataset.json (default: the source directory's name)."""
 
 
 @dataclass
