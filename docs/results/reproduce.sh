@@ -80,3 +80,24 @@ nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small"
   --max-scenes 8 --samples 3
 nerfvae experiment samples --run "$RUNS/ship-attention" --data "$DATA/small"
 nerfvae experiment summary
+#    the scene-function comparison (docs/results/scene-function): `planes` against `small`'s
+#    attention at an equal 2-hour budget, side by side on one thread each; then both on 20 test
+#    scenes at K = 1, 3, encoder alone and with 50 test-time steps
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/cmp-planes" --threads 1 \
+  --steps 15000 --stop-at-step 11713 &
+nerfvae train --config small --data "$DATA/small" --run "$RUNS/cmp-attention" --threads 1 \
+  --steps 18000 --stop-at-step 12883 &
+wait
+for run in planes attention; do
+  nerfvae eval --run "$RUNS/cmp-$run" --data "$DATA/small" --context 1,3 --max-scenes 20 \
+    --out "docs/results/scene-function/eval/${run}_k13.json"
+  nerfvae eval --run "$RUNS/cmp-$run" --data "$DATA/small" --context 1,3 --max-scenes 20 \
+    --test-time.steps 50 --out "docs/results/scene-function/eval/${run}_k13_refined.json"
+done
+python -m nerfvae.evaluation.curves "$RUNS"/cmp-{planes,attention} \
+  --out docs/results/scene-function/curves.png --table docs/results/scene-function/curves.md
+python docs/results/scene-function/compare.py docs/results/scene-function/compare.md \
+  planes=docs/results/scene-function/eval/planes_k13.json \
+  attention=docs/results/scene-function/eval/attention_k13.json \
+  planes=docs/results/scene-function/eval/planes_k13_refined.json \
+  attention=docs/results/scene-function/eval/attention_k13_refined.json
