@@ -48,6 +48,17 @@ _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")
 
 
+def _frame_image_and_pose(path: Path, index: int, frame: Any) -> tuple[Path, str, np.ndarray]:
+    """Frame ``index`` of the transforms file ``path``: its image file, the place to name in
+    errors (file, frame and image) and its OpenCV camera-to-world."""
+    where = f"{path} frame {index}"
+    if not isinstance(frame, dict) or "transform_matrix" not in frame:
+        raise DataError(f"{where}: no transform_matrix")
+    image_path = _resolve_image(path.parent, frame.get("file_path"), where)
+    where = f"{where} ({image_path.name})"
+    return image_path, where, _opencv_pose(frame["transform_matrix"], where)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
@@ -99,12 +110,7 @@ def _read_blender_file(path: Path) -> list[SourceView]:
     angle_y = data.get("camera_angle_y")
     views = []
     for index, frame in enumerate(data["frames"]):
-        where = f"{path} frame {index}"
-        if not isinstance(frame, dict) or "transform_matrix" not in frame:
-            raise DataError(f"{where}: no transform_matrix")
-        image_path = _resolve_image(path.parent, frame.get("file_path"), where)
-        where = f"{where} ({image_path.name})"
-        c2w = _opencv_pose(frame["transform_matrix"], where)
+        image_path, where, c2w = _frame_image_and_pose(path, index, frame)
         height, width = image_file_size(image_path, str(image_path))
         fx = 0.5 * width / math.tan(0.5 * angle_x)
         fy = fx if angle_y is None else 0.5 * height / math.tan(0.5 * float(angle_y))
@@ -225,12 +231,7 @@ def _read_nerfstudio_file(
     has_lists = any(named.values())
     groups: dict[str, list[SourceView]] = {split: [] for split in BLENDER_SPLITS}
     for index, frame in enumerate(data["frames"]):
-        where = f"{path} frame {index}"
-        if not isinstance(frame, dict) or "transform_matrix" not in frame:
-            raise DataError(f"{where}: no transform_matrix")
-        image_path = _resolve_image(path.parent, frame.get("file_path"), where)
-        where = f"{where} ({image_path.name})"
-        c2w = _opencv_pose(frame["transform_matrix"], where)
+        image_path, where, c2w = _frame_image_and_pose(path, index, frame)
         K, size = _frame_intrinsics(data, frame, image_path, where, notes)
         actual = image_file_size(image_path, str(image_path))
         if actual != size:
