@@ -282,3 +282,45 @@ def test_resume_with_settings_records_then_resumes_only_the_same_settings(tmp_pa
     record.write_text("{not json")
     with pytest.raises(DataError, match=r"job\.json: unreadable \(.*\); delete it"):
         resume_with_settings(record, settings, **words)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"background": [1, 1, 1], "mask_source": "alpha"}, ((1.0, 1.0, 1.0), "alpha")),
+        ({"background": None, "mask_source": None}, (None, None)),
+        # written before the fields existed: the colour an import composited on, alpha masks
+        (
+            {"generator": {"importer": "x", "options": {"background": "grey"}}},
+            ((0.5,) * 3, "alpha"),
+        ),
+        ({"generator": {}}, (None, "generator")),  # a generated dataset: closed rooms
+    ],
+)
+def test_background_and_mask_source_are_read(dataset_root: Path, changes, expected) -> None:
+    path = dataset_root / "dataset.json"
+    data = json.loads(path.read_text())
+    data.pop("background", None), data.pop("mask_source", None)
+    data.update(changes)
+    path.write_text(json.dumps(data))
+    meta = MultiSceneDataset(dataset_root, "train").meta
+    assert (meta.background, meta.mask_source) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"background": [1, 1, 2]},
+        {"background": "white"},
+        {"background": [0, float("nan"), 0]},
+        {"background": [1, True, 1]},
+        {"mask_source": "magic"},
+    ],
+)
+def test_bad_background_or_mask_source_is_named(dataset_root: Path, changes) -> None:
+    path = dataset_root / "dataset.json"
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"dataset\.json.*(background|mask_source)"):
+        MultiSceneDataset(dataset_root, "train")

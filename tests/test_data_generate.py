@@ -112,6 +112,8 @@ def test_resume_renders_only_unfinished_shards(generated: Path, tmp_path: Path) 
 def test_dataset_description(generated: Path) -> None:
     meta = json.loads((generated / "dataset.json").read_text())
     assert meta["format_version"] == 1 and meta["world_up"] == "+z"
+    # closed rooms: no background shows; masks are the renderer's object ids
+    assert meta["background"] is None and meta["mask_source"] == "generator"
     assert meta["image_height"] == meta["image_width"] == 16
     assert meta["scene_bounds"] == [[-3.0, -3.0, 0.0], [3.0, 3.0, 2.5]]
     assert 0 < meta["near"] < meta["generator"]["measured_depth_range"][0]

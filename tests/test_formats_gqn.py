@@ -219,3 +219,21 @@ def test_image_size_mismatch_names_frame(tmp_path):
         r"describe 64x64",
     ):
         import_dataset("gqn", src, tmp_path / "out", progress=False)
+
+
+def test_val_split_carved_from_training_scenes_when_the_source_has_none(tmp_path):
+    """GQN has train and test only: 5% of >= 10 training scenes (seeded) become val, recorded."""
+    from nerfvae.data.importers.importer import carved_val_scenes
+    from nerfvae.errors import ConfigError
+
+    assert [carved_val_scenes(n, None) for n in (5, 9, 10, 100, 5000)] == [0, 0, 1, 5, 100]
+    assert carved_val_scenes(20, 3) == 3 and carved_val_scenes(20, 0) == 0
+    with pytest.raises(ConfigError, match="val_scenes"):
+        carved_val_scenes(20, -1)
+    src = write_gqn(tmp_path / "gqn", name="my_rooms", size=16, views=4, counts=(6, 1), seed=2)
+    summary = import_dataset("gqn", src, tmp_path / "out", ImportOptions(seed=3), progress=False)
+    splits = {name: split.num_scenes for name, split in summary.meta.splits.items()}
+    assert splits == {"train": 11, "val": 1, "test": 2}
+    assert summary.meta.generator["val_from_train"] == {"scenes": 1, "seed": 3}
+    # a closed scene (rooms): no background to render, no masks without alpha
+    assert summary.meta.background is None and summary.meta.mask_source is None

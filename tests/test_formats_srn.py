@@ -112,8 +112,18 @@ def test_srn_import_keeps_pixelnerf_split_and_poses(tmp_path):
     assert assert_marker_reprojects(tmp_path / "out") == 3 * 6 + 6 + 2 * 9
     # Known pixelNeRF near/far for cars; world up found from the cameras (+y here).
     assert (meta.near, meta.far) == (0.8, 1.8) and meta.world_up == "+y"
-    assert not meta.has_object_mask
+    # White background recorded, so training renders it; masks are the non-background pixels
+    # (here exactly the marker pixel of each view).
+    assert meta.background == (1.0, 1.0, 1.0)
+    assert meta.has_object_mask and meta.mask_source == "background"
     scene = read_shard_scenes(tmp_path / "out" / meta.splits["train"].shards[0].file)[0]
+    marker = scene.images[..., 1].flatten(1).argmin(-1)
+    expected = torch.zeros_like(scene.object_mask.flatten(1))
+    expected[torch.arange(len(marker)), marker] = 1
+    assert torch.equal(scene.object_mask.flatten(1), expected)
+    # trivial-predictor baselines are part of an import too (test views beyond the 3 context ones)
+    baselines = meta.baselines["test"]
+    assert 0 < baselines["context_mean_colour"]["id_targets"] < 100
     instance = tmp_path / "srn_cars" / "cars_train" / "train0000"
     stored = np.loadtxt(instance / "pose" / "000002.txt").reshape(4, 4)
     np.testing.assert_allclose(scene.c2w[2].numpy(), stored, atol=1e-6)  # used as stored

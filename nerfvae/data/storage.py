@@ -157,7 +157,13 @@ class DatasetMeta:
         has_depth, has_object_mask: whether shards hold ``depth`` / ``object_mask``.
         camera_distributions: how ID / OOD cameras were drawn (free-form JSON; ranges).
         generator: how the data was made (preset, seed, renderer settings; free-form JSON).
-        baselines: trivial-predictor PSNRs on the test split (free-form JSON).
+        baselines: trivial-predictor PSNRs on the val and test splits (free-form JSON).
+        background: the colour ``(r, g, b)`` in [0, 1] seen behind open scenes (objects
+            composited on white, say), which a model must render where rays leave the scene box;
+            None for closed scenes where every ray ends on a surface (the built-in rooms, GQN).
+        mask_source: how the object masks were made: ``"generator"`` (the renderer's object ids),
+            ``"alpha"`` (the source images' alpha > 0.5), ``"background"`` (pixels that differ
+            from the known background colour), or None when there are none.
         format_version: :data:`FORMAT_VERSION` of the writer.
     """
 
@@ -174,6 +180,8 @@ class DatasetMeta:
     camera_distributions: dict[str, Any] = field(default_factory=dict)
     generator: dict[str, Any] = field(default_factory=dict)
     baselines: dict[str, Any] = field(default_factory=dict)
+    background: tuple[float, float, float] | None = None
+    mask_source: str | None = None
     format_version: int = FORMAT_VERSION
 
     def split(self, name: str) -> SplitMeta:
@@ -223,12 +231,87 @@ class DatasetMeta:
                 camera_distributions=dict(data.get("camera_distributions", {})),
                 generator=dict(data.get("generator", {})),
                 baselines=dict(data.get("baselines", {})),
+                background=_read_background(data, where),
+                mask_source=_read_mask_source(data, where),
                 format_version=int(version),
             )
         except (KeyError, TypeError, ValueError, IndexError) as error:
             raise DataError(f"{where}: malformed dataset description ({error!r})") from None
         _check_meta(meta, where)
         return meta
+
+
+NAMED_COLOURS = {
+    "white": (1.0, 1.0, 1.0),
+    "black": (0.0, 0.0, 0.0),
+    "grey": (0.5, 0.5, 0.5),
+    "gray": (0.5, 0.5, 0.5),
+}
+MASK_SOURCES = ("generator", "alpha", "background")
+
+
+def parse_colour(text: str) -> tuple[float, float, float]:
+    """``white``/``black``/``grey``, ``#rrggbb`` or ``r,g,b`` in [0, 1] → RGB floats in [0, 1];
+    raises DataError for anything else."""
+    value = text.strip().lower()
+    if value in NAMED_COLOURS:
+        return NAMED_COLOURS[value]
+    try:
+        if value.startswith("#") and len(value) == 7:
+            return tuple(int(value[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
+        parts = [float(part) for part in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or not all(0.0 <= part <= 1.0 for part in parts):
+        raise DataError(
+            f"colour {text!r}: expected white, black, grey, #rrggbb or r,g,b with values in [0, 1]"
+        )
+    return parts[0], parts[1], parts[2]
+
+
+def check_colour(value: Any, what: str) -> tuple[float, float, float]:
+    """A JSON colour ``[r, g, b]`` of finite numbers in [0, 1] as a tuple; DataError naming
+    ``what`` otherwise."""
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+            for v in value
+        )
+    ):
+        raise DataError(f"{what} must be [r, g, b] with values in [0, 1], got {value!r}")
+    return float(value[0]), float(value[1]), float(value[2])
+
+
+def _read_background(data: dict[str, Any], where: str) -> tuple[float, float, float] | None:
+    """``background`` of dataset.json; a dataset written before the field existed takes the
+    colour its import composited on (``generator.options.background``), else None."""
+    if "background" in data:
+        value = data["background"]
+        return None if value is None else check_colour(value, f"{where}: background")
+    options = data.get("generator", {})
+    options = options.get("options", {}) if isinstance(options, dict) else {}
+    imported = options.get("background") if isinstance(options, dict) else None
+    if isinstance(imported, str):
+        return parse_colour(imported)
+    return None
+
+
+def _read_mask_source(data: dict[str, Any], where: str) -> str | None:
+    if "mask_source" in data:
+        value = data["mask_source"]
+        if value is not None and value not in MASK_SOURCES:
+            raise DataError(
+                f"{where}: mask_source must be null or one of {', '.join(MASK_SOURCES)}, "
+                f"got {value!r}"
+            )
+        return value
+    if not data.get("has_object_mask", True):
+        return None
+    # written before the field existed: the generator's ids, or an import's alpha channel
+    generator = data.get("generator", {})
+    return "alpha" if isinstance(generator, dict) and "importer" in generator else "generator"
 
 
 def _check_meta(meta: DatasetMeta, where: str) -> None:

@@ -50,15 +50,14 @@ from nerfvae.models.baselines.nerf import (
 
 def resolve_background(text: str, meta) -> tuple[float, float, float]:
     """The NeRFs' background colour from ``--background`` ``text`` (a colour name or ``r,g,b``):
-    ``auto`` is the background an import composited the images on (``meta.generator``, from
-    dataset.json), else black. Raises ConfigError for a colour that cannot be read."""
-    from nerfvae.data.importers.common import parse_background
+    ``auto`` is the dataset's own background (``dataset.json``'s ``background``, which the
+    trainer also reads), else black. Raises ConfigError for a colour that cannot be read."""
+    from nerfvae.data.storage import parse_colour
 
     if text.strip().lower() == "auto":
-        imported = meta.generator.get("options", {}).get("background")
-        text = imported if isinstance(imported, str) else "black"
+        return meta.background if meta.background is not None else (0.0, 0.0, 0.0)
     try:
-        return parse_background(text)
+        return parse_colour(text)
     except DataError as error:
         raise ConfigError(f"--background: {error}") from None
 

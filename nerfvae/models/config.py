@@ -120,8 +120,10 @@ class NeRFVAEConfig:
     up_axis: Literal["x", "y", "z"] = "z"
     """The scene's vertical axis; the spatial latent grid lies on the plane of the other two.
     Training copies it from the dataset's ``world_up``."""
-    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Colour seen where a ray leaves the box without hitting anything."""
+    background: tuple[float, float, float] | None = None
+    """Colour (r g b in [0, 1]) seen where a ray leaves the box without hitting anything. Default:
+    the dataset's own background (``dataset.json``), black for closed scenes; a colour given here
+    overrides it, with a warning when the data says otherwise."""
 
 
 def ground_plane_axes(up_axis: str) -> tuple[int, int, int]:

@@ -57,7 +57,8 @@ class NeRFVAE(RaySceneModel):
         self.config = config
         self.register_buffer("scene_min", torch.tensor(config.scene_min, dtype=torch.float32))
         self.register_buffer("scene_max", torch.tensor(config.scene_max, dtype=torch.float32))
-        self.register_buffer("background", torch.tensor(config.background, dtype=torch.float32))
+        background = config.background if config.background is not None else (0.0, 0.0, 0.0)
+        self.register_buffer("background", torch.tensor(background, dtype=torch.float32))
         self.encoder = ContextEncoder(
             config.encoder, config.latent, config.scene_min, config.scene_max, config.up_axis
         )

@@ -257,7 +257,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         current = getattr(defaults, name)
         if dataclasses.is_dataclass(current):
             values[name] = from_dict(type(current), value, f"{where}.{name}")
-        elif isinstance(current, tuple):
+        elif isinstance(current, tuple) or (
+            isinstance(value, list) and str(fields[name].type).startswith("tuple")
+        ):
+            # JSON has lists; an optional tuple field (default None) is a tuple when set
             values[name] = tuple(value)
         else:
             values[name] = value

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from nerfvae.training.checkpoint import (
 from nerfvae.training.config import TrainConfig
 from nerfvae.training.loading import build_model
 from nerfvae.training.run_directory import CsvLog, RunDirectory
-from nerfvae.training.validation import validate
+from nerfvae.training.validation import validate, validation_dataset
 from nerfvae.training.warm_start import load_init_weights, record_parent
 
 LOGGED_METRICS = (
@@ -62,22 +64,54 @@ def _distributed_setup() -> tuple[int, int]:
     return rank, world_size
 
 
-def resolve_data_settings(config: TrainConfig) -> tuple[TrainConfig, MultiSceneDataset]:
-    """Copy the dataset's scene box and up axis into the model config (the run then needs no
-    dataset to render)."""
+def resolve_data_settings(
+    config: TrainConfig,
+) -> tuple[TrainConfig, MultiSceneDataset, list[str]]:
+    """Copy the dataset's scene box, up axis and background into the model config (the run then
+    needs no dataset to render); returns the config, the training split and warnings to show."""
     if not config.data:
         raise ConfigError("no dataset given: pass --data DIR")
     if not config.run:
         raise ConfigError("no run directory given: pass --run DIR")
     dataset = MultiSceneDataset(config.data, "train")
-    scene_min, scene_max = dataset.meta.scene_bounds
+    meta = dataset.meta
+    warnings = []
+    scene_min, scene_max = meta.scene_bounds
+    background = config.nerfvae.background
+    data_background = meta.background if meta.background is not None else (0.0, 0.0, 0.0)
+    if background is None:
+        background = data_background
+    elif meta.background is not None and not _same_colour(background, meta.background):
+        warnings.append(
+            f"--nerfvae.background {_colour_text(background)} contradicts the dataset's "
+            f"background {_colour_text(meta.background)} ({config.data}/dataset.json); "
+            "training against the one given"
+        )
+    sampling = config.nerfvae.sampling
+    if meta.background is not None and sampling.opaque_far:
+        # opaque_far ends every ray on the box's far face: the background could never show
+        warnings.append(
+            f"{config.data} is an open scene before a background: turning "
+            "--nerfvae.sampling.opaque-far off"
+        )
+        sampling = replace(sampling, opaque_far=False)
     nerfvae = replace(
         config.nerfvae,
         scene_min=tuple(float(v) for v in scene_min),
         scene_max=tuple(float(v) for v in scene_max),
-        up_axis=dataset.meta.world_up[-1],
+        up_axis=meta.world_up[-1],
+        background=tuple(float(v) for v in background),
+        sampling=sampling,
     )
-    return replace(config, nerfvae=nerfvae), dataset
+    return replace(config, nerfvae=nerfvae), dataset, warnings
+
+
+def _same_colour(first: Sequence[float], second: Sequence[float]) -> bool:
+    return all(abs(a - b) < 1.0 / 255.0 for a, b in zip(first, second))
+
+
+def _colour_text(colour: Sequence[float]) -> str:
+    return ",".join(f"{value:.3g}" for value in colour)
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
@@ -91,7 +125,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     rank, world_size = _distributed_setup()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    config, dataset = resolve_data_settings(config)
+    config, dataset, warnings = resolve_data_settings(config)
     run = RunDirectory(Path(config.run))
 
     torch.manual_seed(config.seed)
@@ -130,8 +164,17 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 f"config changes: {changes}"
             )
         run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
+    validation_data = validation_dataset(config.data) if rank == 0 else None
+    if validation_data is None and rank == 0:
+        warnings.append(
+            f"{config.data} has no val split: validation is off (import with --val-scenes N to "
+            "carve one from the training scenes)"
+        )
     if rank == 0:
         run.log_event(f"precision {config.precision}: {precision} on {device}")
+        for warning in warnings:
+            run.log_event(f"warning: {warning}")
+            print(f"warning: {warning}", file=sys.stderr)
     if start_step >= config.steps:
         if rank == 0:
             print(
@@ -273,9 +316,14 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                     writer.add_scalar(f"train/{key}", float(value), done)
             sums, window_steps, window_start = {}, 0, time.perf_counter()
         should_validate = config.validate_every > 0 and done % config.validate_every == 0
-        if is_main and (should_validate or done == config.steps or stopping):
+        if (
+            is_main
+            and validation_data is not None
+            and (should_validate or done == config.steps or stopping)
+        ):
             model.eval()
-            results = validate(model, config, run.renders / f"step_{done:08d}.png")
+            image_path = run.renders / f"step_{done:08d}.png"
+            results = validate(model, validation_data, config, image_path)
             model.train()
             validation_log.write({"step": done, **{k: f"{v:.5g}" for k, v in results.items()}})
             for key, value in results.items():

@@ -17,24 +17,23 @@ from nerfvae.visualise import depth_to_image, to_uint8
 CONTEXT_VIEWS = 3
 
 
-def _validation_split(data: str) -> MultiSceneDataset:
-    for split in ("val", "test", "train"):
-        try:
-            dataset = MultiSceneDataset(data, split)
-        except Exception:
-            continue
-        if len(dataset) > 0:
-            return dataset
-    raise RuntimeError(f"dataset {data} has no scenes to validate on")
+def validation_dataset(data: str) -> MultiSceneDataset | None:
+    """The dataset's ``val`` split, or None when it has none (or it is empty): training never
+    validates on the test split, which is kept for the final evaluation."""
+    dataset = MultiSceneDataset(data, "train")
+    if "val" not in dataset.meta.splits or dataset.meta.splits["val"].num_scenes == 0:
+        return None
+    return MultiSceneDataset(data, "val")
 
 
 @torch.no_grad()
-def validate(model: SceneModel, config: TrainConfig, image_path: Path) -> dict[str, float]:
+def validate(
+    model: SceneModel, dataset: MultiSceneDataset, config: TrainConfig, image_path: Path
+) -> dict[str, float]:
     """Infer each validation scene from its first ID views (posterior mean), render one held-out ID
     view and one OOD view (if any), return PSNR / object-pixel PSNR, mean opacity and depth MAE
     (where the data has depth), and write a PNG sheet (per row: context views | target | render |
     rendered depth, for ID then OOD)."""
-    dataset = _validation_split(config.data)
     count = min(config.validation_scenes, len(dataset))
     scenes = [dataset.load_scene(index) for index in range(count)]
     height, width = dataset.meta.image_height, dataset.meta.image_width

@@ -21,13 +21,6 @@ import torch
 from nerfvae.errors import DataError
 from nerfvae.geometry import check_intrinsics, check_pose, optical_axes_point
 
-NAMED_BACKGROUNDS = {
-    "white": (1.0, 1.0, 1.0),
-    "black": (0.0, 0.0, 0.0),
-    "grey": (0.5, 0.5, 0.5),
-    "gray": (0.5, 0.5, 0.5),
-}
-
 
 @dataclass
 class SourceView:
@@ -68,24 +61,6 @@ class SourceScene:
 
     def all_views(self) -> list[SourceView]:
         return [view for group in self.view_groups.values() for view in group]
-
-
-def parse_background(text: str) -> tuple[float, float, float]:
-    """``white``/``black``/``grey``, ``#rrggbb`` or ``r,g,b`` in [0, 1] → RGB floats in [0, 1]."""
-    value = text.strip().lower()
-    if value in NAMED_BACKGROUNDS:
-        return NAMED_BACKGROUNDS[value]
-    try:
-        if value.startswith("#") and len(value) == 7:
-            return tuple(int(value[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
-        parts = [float(part) for part in value.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 3 or not all(0.0 <= part <= 1.0 for part in parts):
-        raise DataError(
-            f"background {text!r}: expected white, black, grey, #rrggbb or r,g,b with values in [0, 1]"
-        )
-    return parts[0], parts[1], parts[2]
 
 
 def decode_image(data: bytes | Path, where: str) -> np.ndarray:

@@ -40,13 +40,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from nerfvae.data.baselines import trivial_baselines
 from nerfvae.data.importers.blender import looks_like_nerf_synthetic, read_blender, read_nerfstudio
 from nerfvae.data.importers.common import (
     Bounds,
     SourceScene,
     SourceView,
     estimate_bounds,
-    parse_background,
     prepare_image,
     scale_intrinsics,
 )
@@ -60,6 +60,7 @@ from nerfvae.data.storage import (
     SceneRecord,
     ShardReader,
     SplitMeta,
+    parse_colour,
 )
 from nerfvae.errors import ConfigError, DataError
 
@@ -103,8 +104,10 @@ class ImportOptions:
     """ID views per scene (the first N). Default: the smallest view count in each split."""
     max_scenes: int | None = None
     """Import at most this many scenes per split (handy for the large GQN sets)."""
-    val_scenes: int = 0
-    """If the source has no val split (GQN): move this many training scenes to val."""
+    val_scenes: int | None = None
+    """If the source has no val split: move this many training scenes, drawn with --seed, to val
+    (recorded in dataset.json). Default: 5% of them (1 to 100) when there are at least 10; 0: none
+    (training then runs without validation and says so)."""
     scenes_per_shard: int = 0
     """Scenes per shard file; 0 chooses about 64 MiB per shard."""
     near: float | None = None
@@ -114,7 +117,10 @@ class ImportOptions:
     scene_bounds: tuple[float, float, float, float, float, float] | None = None
     """Override the scene box: XMIN YMIN ZMIN XMAX YMAX ZMAX."""
     masks: bool = True
-    """Store alpha > 0.5 as the object mask when images have an alpha channel (--no-masks: don't)."""
+    """Make object masks (--no-masks: don't): alpha > 0.5 where the images have an alpha channel;
+    otherwise, for object datasets (blender, srn), the pixels whose colour differs from the
+    background by more than 6% in some channel (so an object coloured like the background loses
+    those pixels from its mask)."""
     gqn_dataset: str | None = None
     """GQN dataset name when the path does not contain it (e.g. rooms_ring_camera)."""
     gqn_fov_degrees: float = 50.0
@@ -157,9 +163,10 @@ def _load(source: Any) -> SourceScene:
 
 
 def _assign_splits(
-    scenes: Sequence[Any], options: ImportOptions, notes: list[str]
+    scenes: Sequence[Any], options: ImportOptions, notes: list[str], facts: dict[str, Any]
 ) -> dict[str, list[Any]]:
-    """Whole scenes to splits: the format's split where given, else by seeded fractions."""
+    """Whole scenes to splits: the format's split where given, else by seeded fractions; a val
+    split carved from training scenes is recorded in ``facts["val_from_train"]``."""
     assigned: dict[str, list[Any]] = {split: [] for split in SPLIT_ORDER}
     unassigned = []
     for scene in scenes:
@@ -185,17 +192,41 @@ def _assign_splits(
             assigned[split].append(unassigned[index])
         for split in SPLIT_ORDER:
             assigned[split].sort(key=lambda scene: scene.scene_id)
-    if options.val_scenes > 0 and not assigned["val"]:
-        moved = min(options.val_scenes, len(assigned["train"]) - 1)
+    if not assigned["val"]:
+        train_count = len(assigned["train"])
+        moved = min(carved_val_scenes(train_count, options.val_scenes), train_count - 1)
         if moved > 0:
-            assigned["val"] = assigned["train"][-moved:]
-            assigned["train"] = assigned["train"][:-moved]
-            notes.append(f"moved the last {moved} training scenes to val")
+            order = np.random.default_rng(options.seed).permutation(len(assigned["train"]))
+            chosen = set(order[:moved].tolist())
+            train = assigned["train"]
+            assigned["val"] = [scene for i, scene in enumerate(train) if i in chosen]
+            assigned["train"] = [scene for i, scene in enumerate(train) if i not in chosen]
+            notes.append(
+                f"the source has no val split: moved {moved} training scenes (drawn with seed "
+                f"{options.seed}) to val"
+            )
+            facts["val_from_train"] = {"scenes": moved, "seed": options.seed}
     return assigned
 
 
+def carved_val_scenes(train_scenes: int, requested: int | None) -> int:
+    """How many of ``train_scenes`` become val scenes when the source has no val split: the
+    ``requested`` number, or by default 5% (1 to 100) of at least 10 training scenes."""
+    if requested is not None:
+        if requested < 0:
+            raise ConfigError(f"val_scenes must be >= 0, got {requested}")
+        return requested
+    if train_scenes < 10:
+        return 0
+    return max(1, min(100, round(0.05 * train_scenes)))
+
+
 def _plan(
-    scenes: Sequence[Any], split_by: str, options: ImportOptions, notes: list[str]
+    scenes: Sequence[Any],
+    split_by: str,
+    options: ImportOptions,
+    notes: list[str],
+    facts: dict[str, Any],
 ) -> dict[str, _SplitPlan]:
     plans: dict[str, _SplitPlan] = {}
     if split_by == "views":
@@ -226,7 +257,7 @@ def _plan(
                     f"smallest ({plan.id_views} ID + {plan.ood_views} held-out)"
                 )
     else:
-        for split, members in _assign_splits(scenes, options, notes).items():
+        for split, members in _assign_splits(scenes, options, notes, facts).items():
             if options.max_scenes is not None:
                 members = members[: options.max_scenes]
             if not members:
@@ -278,7 +309,7 @@ def _materialize(
     plan: _SplitPlan,
     out_size: tuple[int, int],
     background: tuple[float, float, float],
-    with_mask: bool,
+    mask_source: str | None,
 ) -> SceneRecord:
     """Load, composite and resize a planned scene's images into a SceneRecord."""
     scene, id_views, ood_views = _select_views(planned, plan)
@@ -286,13 +317,15 @@ def _materialize(
     images, masks, Ks, poses = [], [], [], []
     for view in views:
         rgb, foreground = prepare_image(view.load(), view.where, view.size, out_size, background)
-        if with_mask:
+        if mask_source == "alpha":
             if foreground is None:
                 raise DataError(
                     f"{view.where}: image has no alpha channel but the dataset's first image has "
                     "one; pass --no-masks to import without object masks"
                 )
             masks.append(foreground.astype(np.uint8))
+        elif mask_source == "background":
+            masks.append(differs_from_background(rgb, background).astype(np.uint8))
         images.append(rgb)
         Ks.append(scale_intrinsics(view.K, view.size, out_size))
         poses.append(view.c2w)
@@ -306,11 +339,22 @@ def _materialize(
         K=torch.from_numpy(np.stack(Ks).astype(np.float32)),
         c2w=torch.from_numpy(np.stack(poses).astype(np.float32)),
         view_is_ood=ood,
-        object_mask=torch.from_numpy(np.stack(masks)) if with_mask else None,
-        objects=[{"shape": "unknown", "source": "alpha channel"}] if with_mask else [],
+        object_mask=torch.from_numpy(np.stack(masks)) if mask_source else None,
+        objects=[{"shape": "unknown", "mask_source": mask_source}] if mask_source else [],
         scene_id=planned.scene_id,
         info=info,
     )
+
+
+BACKGROUND_MASK_THRESHOLD = 0.06
+"""A pixel belongs to the object when some channel differs from the background by more than this
+(colours in [0, 1]): above JPEG-like noise and the anti-aliased fringe, below any real object."""
+
+
+def differs_from_background(rgb: np.ndarray, background: tuple[float, float, float]) -> np.ndarray:
+    """``[H, W]`` bool: the pixels of ``rgb [H, W, 3]`` uint8 that are not the background."""
+    difference = np.abs(rgb.astype(np.float32) / 255.0 - np.asarray(background, np.float32))
+    return difference.max(axis=-1) > BACKGROUND_MASK_THRESHOLD
 
 
 def _read_source(
@@ -453,7 +497,7 @@ def import_dataset(
         raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if options.split_by not in ("auto", "views", "scenes"):
         raise ConfigError(f"split_by must be auto, views or scenes, got {options.split_by!r}")
-    background = parse_background(options.background)
+    background = parse_colour(options.background)
     notes: list[str] = []
     scenes, facts = _read_source(format, src, options, notes)
     split_by = options.split_by
@@ -461,17 +505,23 @@ def import_dataset(
         split_by = "views" if format in ("blender", "nerfstudio") and len(scenes) == 1 else "scenes"
     if split_by == "views" and format not in ("blender", "nerfstudio"):
         raise ConfigError(f"--split-by views needs per-view splits; {format} splits whole scenes")
-    plans = _plan(scenes, split_by, options, notes)
+    plans = _plan(scenes, split_by, options, notes, facts)
     out_size = _output_size(scenes, plans, options)
     first_plan = next(iter(plans.values()))
     first_view = _select_views(first_plan.scenes[0], first_plan)[1][0]
-    with_mask = bool(
-        options.masks
-        and prepare_image(
+    has_alpha = (
+        prepare_image(
             first_view.load(), first_view.where, first_view.size, first_view.size, background
         )[1]
         is not None
     )
+    object_centric = format in ("blender", "srn")
+    mask_source = None
+    if options.masks:
+        mask_source = "alpha" if has_alpha else "background" if object_centric else None
+    # the background shows behind open scenes: objects, and any images composited from alpha
+    open_background = background if object_centric or has_alpha else None
+    with_mask = mask_source is not None
     per_shard = options.scenes_per_shard or _auto_scenes_per_shard(plans, out_size, with_mask)
 
     fingerprint = {
@@ -493,6 +543,8 @@ def import_dataset(
         splits={s: SplitMeta(id_views=p.id_views, ood_views=p.ood_views) for s, p in plans.items()},
         has_depth=False,
         has_object_mask=with_mask,
+        background=open_background,
+        mask_source=mask_source,
     )
     writer = DatasetWriter(out, meta)
     bounds: Bounds | None = None
@@ -511,7 +563,7 @@ def import_dataset(
             else:
                 records = []
                 for planned in chunk:
-                    records.append(_materialize(planned, plan, out_size, background, with_mask))
+                    records.append(_materialize(planned, plan, out_size, background, mask_source))
                     bar.update(1)
                 writer.write_shard(split, shard_index, first, records)
                 cameras = [(record.K, record.c2w) for record in records]
@@ -564,16 +616,17 @@ def import_dataset(
             "camera distribution as the source defines it, not out-of-distribution cameras)"
         ),
     }
+    writer.meta.scene_bounds = (
+        tuple(float(v) for v in bounds.box_min),  # type: ignore[assignment]
+        tuple(float(v) for v in bounds.box_max),
+    )
+    writer.meta.near, writer.meta.far = float(bounds.near), float(bounds.far)
+    baselines = trivial_baselines(out, writer.scan_shards())  # reads the shards just written
     meta = writer.finalize(
-        scene_bounds=(
-            tuple(float(v) for v in bounds.box_min),
-            tuple(float(v) for v in bounds.box_max),
-        ),
-        near=float(bounds.near),
-        far=float(bounds.far),
         world_up=world_up,
         generator=generator_info,
         camera_distributions=camera_distributions,
+        baselines=baselines,
     )
     for note in notes:
         log(f"note: {note}")
