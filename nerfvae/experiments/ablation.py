@@ -13,7 +13,7 @@ from typing import Any
 from nerfvae.errors import ConfigError
 from nerfvae.experiments import common, figures, trained_runs
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments.provenance import provenance_section, run_budget
+from nerfvae.experiments.provenance import run_budget
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
 
@@ -186,8 +186,8 @@ def _cells(entry: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def markdown_report(report: Mapping[str, Any]) -> str:
-    """ablation.md: the table, the figure, the inputs and the provenance."""
+def markdown_report(report: Mapping[str, Any]) -> list[str]:
+    """ablation.md: the table, the figure and the inputs."""
     k = report["context"]
 
     def trivial(name: str) -> str:
@@ -204,33 +204,23 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         f"{md.format_number(report['max_parameter_ratio'])}× the smallest's parameters; "
         "differences between these runs may come from model size, not conditioning."
     )
-    return "\n".join(
-        [
-            "# Conditioning ablation",
-            "",
-            f"{md.scenes_sentence(report, f'the first {k} ID views (K = {k})')} −ELBO "
-            "on the ID targets. Steps and minutes: each run's metrics.csv (training time, pauses "
-            f"between resumed parts excluded). ⚠: parameter count more than {MATCHED_TOLERANCE:.0%} "
-            "above the smallest run's (the paper compares at matched parameter count).",
-            "",
-            *md.table(
-                "run | conditioning | latent | parameters | scene function | matched | steps | "
-                "minutes | −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD | "
-                "final val. PSNR ID / OOD (step)",
-                map(_cells, report["runs"]),
-            ),
-            "",
-            matched,
-            "",
-            "Trivial predictors on the same targets (PSNR / object PSNR, ID; OOD): mean training "
-            f"image {trivial('train')} dB; mean context colour {trivial('context')} dB.",
-            "",
-            "![ablation](ablation.png)",
-            "",
-            *trained_runs.inputs_section((entry["name"], entry) for entry in report["runs"]),
-            *provenance_section(report["provenance"]),
-            "",
-        ]
+    return md.document(
+        "Conditioning ablation",
+        f"{md.scenes_sentence(report, f'the first {k} ID views (K = {k})')} −ELBO "
+        "on the ID targets. Steps and minutes: each run's metrics.csv (training time, pauses "
+        f"between resumed parts excluded). ⚠: parameter count more than {MATCHED_TOLERANCE:.0%} "
+        "above the smallest run's (the paper compares at matched parameter count).",
+        md.table(
+            "run | conditioning | latent | parameters | scene function | matched | steps | "
+            "minutes | −ELBO bits/dim | PSNR ID | object PSNR ID | PSNR OOD | object PSNR OOD | "
+            "final val. PSNR ID / OOD (step)",
+            map(_cells, report["runs"]),
+        ),
+        matched,
+        "Trivial predictors on the same targets (PSNR / object PSNR, ID; OOD): mean training "
+        f"image {trivial('train')} dB; mean context colour {trivial('context')} dB.",
+        "![ablation](ablation.png)",
+        trained_runs.inputs_section((entry["name"], entry) for entry in report["runs"]),
     )
 
 
@@ -318,7 +308,5 @@ def run(argv: list[str], prog: str) -> int:
         trivial=trivial_predictors(reference, args.context),
     )
     report["headline"] = headline_rows(report)
-    figure = {"ablation.png": lambda path: ablation_figure(report, path)}
-    return common.finish(
-        prog, argv, runs.values(), args.out, "ablation", report, markdown_report, figure
-    )
+    figure = {"ablation.png": ablation_figure}
+    return common.finish(prog, argv, args.out, report, markdown_report, figure, runs.values())

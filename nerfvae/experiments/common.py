@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.experiments.provenance import experiment_provenance
+from nerfvae.experiments.provenance import experiment_provenance, provenance_section
 
 SCHEMA_VERSION = 1
 """Version of the experiment JSONs this code writes and reads back."""
@@ -133,21 +133,25 @@ def write_json(data: Mapping[str, Any], path: Path) -> None:
 
 
 def finish(
-    prog: str, argv: list[str], runs: Iterable[str | Path], out: str | Path, name: str,
-    result: dict[str, Any], markdown: Callable[[dict[str, Any]], str],
-    figures: Mapping[str, Callable[[Path], Any]] | None = None, **provenance: Any,
+    prog: str, argv: list[str], out: str | Path, result: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], list[str]],
+    figures: Mapping[str, Callable[[dict[str, Any], Path], Any]] | None = None,
+    runs: Iterable[str | Path] = (), **provenance: Any,
 ) -> int:  # fmt: skip
     """Record the provenance of ``result`` (command, commit, hardware, the ``runs``' training
-    budgets, ``provenance`` extras), then write ``NAME.json``, each figure (file name -> drawing
-    function given its path) and ``NAME.md`` under ``out``; print the markdown and the paths."""
+    budgets, ``provenance`` extras), then write under ``out`` ``NAME.json`` (NAME: the result's
+    experiment), each figure (file name -> drawing function given the result and the figure's
+    path) and ``NAME.md`` (the lines ``markdown`` makes of the saved JSON, then the provenance
+    section); print the markdown and the paths."""
     result["provenance"] = experiment_provenance(prog, argv, runs, **provenance)
-    out = Path(out)
+    out, name = Path(out), result["experiment"]
     paths = [out / f"{name}.json"]
     write_json(result, paths[0])
     for file_name, draw in (figures or {}).items():
         paths.append(out / file_name)
-        draw(paths[-1])
-    text = markdown(json.loads(paths[0].read_text()))
+        draw(result, paths[-1])
+    saved = json.loads(paths[0].read_text())
+    text = "\n".join([*markdown(saved), "", *provenance_section(saved["provenance"]), ""])
     paths.append(out / f"{name}.md")
     paths[-1].write_text(text)
     print(text)

@@ -25,7 +25,7 @@ from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.views import parse_index_list
 from nerfvae.experiments import common, figures
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments.provenance import provenance_lines, provenance_section
+from nerfvae.experiments.provenance import provenance_lines
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
 
 DESCRIPTION = "PSNR/SSIM vs number of context views K: NeRF-VAE vs per-scene NeRF and trivial"
@@ -327,8 +327,8 @@ def nerf_budget(nerf: dict[str, Any] | None, source: str) -> str:
     )
 
 
-def views_markdown(result: dict[str, Any]) -> str:
-    """views.md: what was compared, the tables and the provenance."""
+def views_markdown(result: dict[str, Any]) -> list[str]:
+    """views.md: what was compared and the tables."""
     vae, context = result["models"]["nerfvae"], result["context"]
     all_note = (
         f" `all` = every ID view except the last {result['id_targets_for_all']} (= K "
@@ -355,44 +355,32 @@ def views_markdown(result: dict[str, Any]) -> str:
         [k, kind, *values(c, "psnr", names), *values(c, "ssim", names[:2], 3), c["num_views"]]
         for k, kind, c in cells
     ]
-    lines = [
-        "# Views: PSNR and SSIM against the number of context views K",
-        "",
+    return md.document(
+        "Views: PSNR and SSIM against the number of context views K",
         f"NeRF-VAE (`{vae['run']}`, step {vae['checkpoint_step']}) against a per-scene NeRF "
         "optimised from scratch on the same K context views. "
         f"{md.scenes_sentence(result, 'ID views 0..K-1')}{all_note} {md.TRIVIAL_SENTENCE} Means "
         "over target views (PSNR in dB; object PSNR over ground-truth object pixels).",
-        "",
         "![PSNR vs K](views.png)",
-        "",
         "## Whole image",
-        "",
-        *md.table(
+        md.table(
             "K | cameras | NeRF-VAE PSNR | NeRF PSNR | mean-train-image PSNR | "
             "mean-context-colour PSNR | NeRF-VAE SSIM | NeRF SSIM | views",
             psnr_rows,
         ),
-        "",
         "## Object pixels",
-        "",
-        *md.table(
+        md.table(
             "K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour",
             ([k, kind, *values(c, "object_psnr", names)] for k, kind, c in cells),
         ),
-        "",
         "## Time per scene",
-        "",
-        *md.table(
+        md.table(
             "K | NeRF-VAE inference s | NeRF-VAE render s per ID view | NeRF optimisation s | "
             "NeRF render s per ID view",
             times,
         ),
-        "",
         f"Per-scene NeRF: {nerf_budget(result['models']['nerf'], result['nerf_source'])}.",
-        "",
-        *provenance_section(result["provenance"]),
-    ]
-    return "\n".join(lines) + "\n"
+    )
 
 
 def views_figure(result: dict[str, Any], path: Path) -> None:
@@ -440,9 +428,9 @@ def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(ViewsArgs, argv, prog)
     result = compute_views(args)
     budget = nerf_budget(result["models"]["nerf"], result["nerf_source"])
-    figure = {"views.png": lambda path: views_figure(result, path)}
+    figure = {"views.png": views_figure}
     return common.finish(
-        prog, argv, [args.run], args.out, "views", result, views_markdown, figure, nerf=budget
+        prog, argv, args.out, result, views_markdown, figure, [args.run], nerf=budget
     )
 
 
@@ -597,8 +585,8 @@ def cost_analysis(views: dict[str, Any], context: dict[str, int]) -> dict[str, A
     return results
 
 
-def cost_markdown(result: dict[str, Any]) -> str:
-    """cost.md: what was compared, the table and the provenance."""
+def cost_markdown(result: dict[str, Any]) -> list[str]:
+    """cost.md: what was compared and the table."""
     rows, caveats = [], set()
     for label, entry in result["results"].items():
         for kind in md.KINDS:
@@ -626,34 +614,29 @@ def cost_markdown(result: dict[str, Any]) -> str:
                     "the reused NeRF results do not say how many target views were "
                     "probed: compare the NeRF's final probe and final PSNR in cost.json."
                 )
-    lines = [
-        "# Cost: amortised inference against per-scene optimisation",
-        "",
+    lines = md.document(
+        "Cost: amortised inference against per-scene optimisation",
         f"NeRF-VAE (`{result['run']}`) infers each scene from K context views in one forward "
         f"pass; the per-scene NeRF is optimised on the same views. {md.scenes_sentence(result)} "
         "*Time to reach*: the NeRF's optimisation wall time until its held-out PSNR first reaches "
         "NeRF-VAE's (interpolated between probes). *Speed-up* = (NeRF time to reach + one "
         "render) / (NeRF-VAE inference + one render), per scene.",
-        "",
         "![PSNR vs wall time](cost.png)",
-        "",
-        *md.table(
+        md.table(
             "K | cameras | NeRF-VAE PSNR | NeRF-VAE inference s | NeRF-VAE render s/view | "
             "NeRF time to reach s | at step | NeRF final PSNR (steps) | NeRF optimisation s | "
             "speed-up",
             rows,
         ),
-        "",
-        *(f"Note: {text}" for text in sorted(caveats)),
-        "",
+        [f"Note: {text}" for text in sorted(caveats)],
         f"Per-scene NeRF: {result['nerf_budget']}; its time per scene is the batch's wall time "
         "÷ scenes per batch (probe renders excluded).",
-    ]
+    )
     if views := result.get("views_provenance"):
         command = views.get("command", "?")
         lines += ["", f"Timings reused from `{result['source']}`, measured by `{command}` on:", ""]
         lines += provenance_lines(views)
-    return "\n".join([*lines, "", *provenance_section(result["provenance"]), ""])
+    return lines
 
 
 def cost_figure(result: dict[str, Any], path: Path) -> None:
@@ -759,5 +742,6 @@ def run_cost(argv: list[str], prog: str) -> int:
         views_provenance=views.get("provenance"),
     )
     runs = [run_dir] if (Path(run_dir) / "config.json").exists() else []
-    figure = {"cost.png": lambda path: cost_figure(result, path)}
-    return common.finish(prog, argv, runs, args.out, "cost", result, cost_markdown, figure)
+    return common.finish(
+        prog, argv, args.out, result, cost_markdown, {"cost.png": cost_figure}, runs
+    )

@@ -90,6 +90,15 @@ def table(titles: str | Iterable[str], rows: Iterable[Iterable[Any]]) -> list[st
     return [markdown_row(titles), rule, *(markdown_row(row) for row in rows)]
 
 
+def document(title: str, *blocks: str | Iterable[str]) -> list[str]:
+    """A markdown page's lines: ``# title``, then each block (a paragraph, or the lines of a table
+    or list) after a blank line."""
+    lines = [f"# {title}"]
+    for block in blocks:
+        lines += ["", *([block] if isinstance(block, str) else block)]
+    return lines
+
+
 def headline_row(
     label: str, psnr: Any, object_psnr: Any, trivial: Mapping[str, Any], note: str | None = None
 ) -> dict[str, Any]:

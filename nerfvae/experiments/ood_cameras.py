@@ -15,7 +15,6 @@ from nerfvae.evaluation.evaluate import MODEL_LABELS
 from nerfvae.evaluation.views import parse_context_sizes
 from nerfvae.experiments import common, figures, trained_runs
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments.provenance import provenance_section
 
 DESCRIPTION = "camera generalisation: NeRF-VAE vs the GQN-style baseline on ID and OOD views"
 
@@ -112,8 +111,8 @@ def _label(report: Mapping[str, Any], name: str, short: bool = False) -> str:
     return models[name]["label"] if name in models else TRIVIAL[name][1 if short else 0]
 
 
-def markdown_report(report: Mapping[str, Any]) -> str:
-    """cameras.md: the tables, the figure, the inputs and the provenance."""
+def markdown_report(report: Mapping[str, Any]) -> list[str]:
+    """cameras.md: the tables, the figure and the inputs."""
     names = [*report["models"], *TRIVIAL]
     rows = [
         [k, _label(report, name)]
@@ -136,30 +135,20 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         for name, model in report["models"].items()
     ]
     titles = ["K", "model", *(f"{t} {part}" for _, t in METRICS for part in ("ID", "OOD", "drop"))]
-    return "\n".join(
-        [
-            "# Camera generalisation: NeRF-VAE vs GQN-style baseline",
-            "",
-            f"{md.scenes_sentence(report)} Drop = ID − OOD (positive: worse on out-of-distribution "
-            f"cameras). {md.TRIVIAL_SENTENCE}",
-            "",
-            *md.table(titles, rows),
-            "",
-            "PSNR above the mean training image on the same views (model − trivial predictor; "
-            "whether OOD views are easier or harder in themselves cancels out):",
-            "",
-            *md.table(
-                "K | model | PSNR margin ID | PSNR margin OOD | object PSNR margin ID | "
-                "object PSNR margin OOD",
-                margins,
-            ),
-            "",
-            "![cameras](cameras.png)",
-            "",
-            *trained_runs.inputs_section((m["label"], m) for m in report["models"].values()),
-            *provenance_section(report["provenance"]),
-            "",
-        ]
+    return md.document(
+        "Camera generalisation: NeRF-VAE vs GQN-style baseline",
+        f"{md.scenes_sentence(report)} Drop = ID − OOD (positive: worse on out-of-distribution "
+        f"cameras). {md.TRIVIAL_SENTENCE}",
+        md.table(titles, rows),
+        "PSNR above the mean training image on the same views (model − trivial predictor; "
+        "whether OOD views are easier or harder in themselves cancels out):",
+        md.table(
+            "K | model | PSNR margin ID | PSNR margin OOD | object PSNR margin ID | "
+            "object PSNR margin OOD",
+            margins,
+        ),
+        "![cameras](cameras.png)",
+        trained_runs.inputs_section((m["label"], m) for m in report["models"].values()),
     )
 
 
@@ -244,6 +233,6 @@ def run(argv: list[str], prog: str) -> int:
         results=results,
         headline=headline_rows(results, context_sizes),
     )
-    figure = {"cameras.png": lambda path: cameras_figure(report, path)}
+    figure = {"cameras.png": cameras_figure}
     runs = [d for d in directories.values() if d is not None]
-    return common.finish(prog, argv, runs, args.out, "cameras", report, markdown_report, figure)
+    return common.finish(prog, argv, args.out, report, markdown_report, figure, runs)

@@ -21,7 +21,6 @@ from nerfvae.evaluation.views import parse_index_list
 from nerfvae.experiments import common
 from nerfvae.experiments import markdown as md
 from nerfvae.experiments.figures import write_image_grid
-from nerfvae.experiments.provenance import provenance_section
 
 DESCRIPTION = "prior samples and a latent interpolation between two scenes, rendered as figures"
 
@@ -87,8 +86,8 @@ def _colour_text(colour: list[float]) -> str:
     return ", ".join(f"{c:.3f}" for c in colour)
 
 
-def markdown_report(result: dict[str, Any]) -> str:
-    """``samples.md``: settings, the statistics as tables, the command and provenance."""
+def markdown_report(result: dict[str, Any]) -> list[str]:
+    """``samples.md``: settings and the statistics as tables."""
     settings, prior, interp = result["settings"], result["prior"], result["interpolation"]
     scene_a, scene_b = settings["scenes"]
     prior_rows = [
@@ -108,39 +107,27 @@ def markdown_report(result: dict[str, Any]) -> str:
         if cameras["path"] == "dataset"
         else f"{cameras['count']} cameras on an orbit around scene {scene_a}"
     )
-    return "\n".join(
-        [
-            "# Prior samples and latent interpolation",
-            "",
-            f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}) with "
-            f"cameras from `{result['dataset']}` ({result['split']}): {camera_text}.",
-            "",
-            f"## Prior samples (`prior_samples.png`: one row per sample, colour then depth per "
-            f"camera; seed {settings['seed']})",
-            "",
-            f"Per-pixel colour std across the {settings['num_prior']} samples, averaged over "
-            f"pixels and cameras: {md.format_number(prior['image_std'], 4)} (0 would mean the "
-            "prior samples all look alike).",
-            "",
-            *md.table(["sample", "mean colour (RGB)", "mean depth"], prior_rows),
-            "",
-            "## Interpolation (`interpolation.png`: top row the first context view of scene "
-            f"{scene_a} and of scene {scene_b}; then one row per camera, one column per t)",
-            "",
-            f"z_t = (1 − t) z_a + t z_b between the posterior means of scenes {settings['scenes']} "
-            f"(context: ID views {settings['context_views']}); |z_b − z_a| = "
-            f"{md.format_number(interp['latent_distance'], 3)}. PSNR of the t = 0 render against "
-            f"scene {scene_a}'s ground truth at these cameras: "
-            f"{md.format_number(interp.get('start_psnr'))} dB.",
-            "",
-            *md.table(
-                "t | mean colour (RGB) | mean depth | mean abs. change from previous step",
-                interp_rows,
-            ),
-            "",
-            *provenance_section(result["provenance"]),
-            "",
-        ]
+    return md.document(
+        "Prior samples and latent interpolation",
+        f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}) with "
+        f"cameras from `{result['dataset']}` ({result['split']}): {camera_text}.",
+        f"## Prior samples (`prior_samples.png`: one row per sample, colour then depth per "
+        f"camera; seed {settings['seed']})",
+        f"Per-pixel colour std across the {settings['num_prior']} samples, averaged over "
+        f"pixels and cameras: {md.format_number(prior['image_std'], 4)} (0 would mean the "
+        "prior samples all look alike).",
+        md.table(["sample", "mean colour (RGB)", "mean depth"], prior_rows),
+        "## Interpolation (`interpolation.png`: top row the first context view of scene "
+        f"{scene_a} and of scene {scene_b}; then one row per camera, one column per t)",
+        f"z_t = (1 − t) z_a + t z_b between the posterior means of scenes {settings['scenes']} "
+        f"(context: ID views {settings['context_views']}); |z_b − z_a| = "
+        f"{md.format_number(interp['latent_distance'], 3)}. PSNR of the t = 0 render against "
+        f"scene {scene_a}'s ground truth at these cameras: "
+        f"{md.format_number(interp.get('start_psnr'))} dB.",
+        md.table(
+            "t | mean colour (RGB) | mean depth | mean abs. change from previous step",
+            interp_rows,
+        ),
     )
 
 
@@ -228,7 +215,7 @@ def run(argv: list[str], prog: str) -> int:
     header = [images[0][0]] + [torch.ones(height, width, 3)] * (args.steps - 2) + [images[1][0]]
     interp_rows = [header] + [[colour[i, j] for i in range(args.steps)] for j in cameras]
     figures = {
-        name: lambda path, rows=rows: write_image_grid(path, rows, min_height=96)
+        name: lambda _, path, rows=rows: write_image_grid(path, rows, min_height=96)
         for name, rows in (("prior_samples.png", prior_rows), ("interpolation.png", interp_rows))
     }
     note = f"held-out cameras {views}" if views else "orbit cameras"
@@ -265,6 +252,4 @@ def run(argv: list[str], prog: str) -> int:
             }
         ],
     )
-    return common.finish(
-        prog, argv, [args.run], args.out, "samples", result, markdown_report, figures
-    )
+    return common.finish(prog, argv, args.out, result, markdown_report, figures, [args.run])

@@ -104,7 +104,7 @@ def inputs_section(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str
             f"* {label}: run `{entry.get('run')}`, checkpoint step "
             f"{entry.get('checkpoint_step')}; {source} `{entry['eval_json']}`"
         )
-    return [*lines, ""]
+    return lines
 
 
 def evaluate_runs(

@@ -17,7 +17,6 @@ from nerfvae.evaluation.views import standard_view_lists
 from nerfvae.experiments import common
 from nerfvae.experiments import markdown as md
 from nerfvae.experiments.figures import write_image_grid
-from nerfvae.experiments.provenance import provenance_section
 from nerfvae.geometry import image_rays, project_points
 from nerfvae.inference import RefinementConfig, infer_scene
 
@@ -171,8 +170,8 @@ def mask_image(seen: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return image
 
 
-def markdown_report(result: dict[str, Any]) -> str:
-    """``uncertainty.md``: the claim, a table per group and the provenance."""
+def markdown_report(result: dict[str, Any]) -> list[str]:
+    """``uncertainty.md``: the claim and a table per group."""
     rows, error_rows = [], []
     for group in GROUPS:
         entry, name = result["results"][group], group.upper() if group != "all" else "all"
@@ -191,43 +190,33 @@ def markdown_report(result: dict[str, Any]) -> str:
         rows[-1].append(entry["num_pixels"])
         error_rows.append([name, *cells("colour_error")])
     settings, figure = result["settings"], result["figure"]
-    return "\n".join(
-        [
-            "# Posterior uncertainty on seen vs unseen surfaces",
-            "",
-            f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}). "
-            + md.scenes_sentence(
-                result,
-                f"ID view {settings['context_view']} alone"
-                + refinement_clause(settings.get("refinement")),
-            )
-            + f" {settings['samples']} posterior samples render the targets. A target pixel is "
-            "*seen* if its ground-truth surface point projects into the context image at the "
-            f"context depth there within {settings['tolerance']:.0%} (not occluded), else "
-            "*unseen*. Colour std: per-pixel std over samples (mean over RGB in [0, 1]); depth "
-            "std in world units; means over all pixels of the group; ratio = unseen / seen; "
-            "scenes unseen > seen: the share of scenes (with both kinds of pixel) whose unseen "
-            "mean exceeds their seen mean.",
-            "",
-            *md.table(
-                "targets | pixels seen | colour std seen | colour std unseen | ratio | "
-                "depth std seen | depth std unseen | ratio | scenes unseen > seen (colour / "
-                "depth) | pixels",
-                rows,
-            ),
-            "",
-            "Mean absolute colour error of the posterior-mean render on the same pixels:",
-            "",
-            *md.table(["targets", "colour error seen", "colour error unseen", "ratio"], error_rows),
-            "",
-            "`uncertainty.png`, a row per (scene, target): context | target | seen mask (white "
-            "seen, black unseen, red no surface) | colour std | depth std (shared scales: up to "
-            f"{md.format_number(figure['colour_std_vmax'], 3)} and "
-            f"{md.format_number(figure['depth_std_vmax'], 3)}).",
-            "",
-            *provenance_section(result["provenance"]),
-            "",
-        ]
+    return md.document(
+        "Posterior uncertainty on seen vs unseen surfaces",
+        f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}). "
+        + md.scenes_sentence(
+            result,
+            f"ID view {settings['context_view']} alone"
+            + refinement_clause(settings.get("refinement")),
+        )
+        + f" {settings['samples']} posterior samples render the targets. A target pixel is "
+        "*seen* if its ground-truth surface point projects into the context image at the "
+        f"context depth there within {settings['tolerance']:.0%} (not occluded), else "
+        "*unseen*. Colour std: per-pixel std over samples (mean over RGB in [0, 1]); depth "
+        "std in world units; means over all pixels of the group; ratio = unseen / seen; "
+        "scenes unseen > seen: the share of scenes (with both kinds of pixel) whose unseen "
+        "mean exceeds their seen mean.",
+        md.table(
+            "targets | pixels seen | colour std seen | colour std unseen | ratio | "
+            "depth std seen | depth std unseen | ratio | scenes unseen > seen (colour / "
+            "depth) | pixels",
+            rows,
+        ),
+        "Mean absolute colour error of the posterior-mean render on the same pixels:",
+        md.table(["targets", "colour error seen", "colour error unseen", "ratio"], error_rows),
+        "`uncertainty.png`, a row per (scene, target): context | target | seen mask (white "
+        "seen, black unseen, red no surface) | colour std | depth std (shared scales: up to "
+        f"{md.format_number(figure['colour_std_vmax'], 3)} and "
+        f"{md.format_number(figure['depth_std_vmax'], 3)}).",
     )
 
 
@@ -353,8 +342,6 @@ def run(argv: list[str], prog: str) -> int:
         figure=figure,
         headline=[headline_row(group, results[group]) for group in GROUPS],
     )
-    draw = lambda path: write_image_grid(path, figure_rows, min_height=128)
+    draw = lambda _, path: write_image_grid(path, figure_rows, min_height=128)
     figures = {"uncertainty.png": draw} if figure_rows else {}
-    return common.finish(
-        prog, argv, [args.run], args.out, "uncertainty", result, markdown_report, figures
-    )
+    return common.finish(prog, argv, args.out, result, markdown_report, figures, [args.run])
