@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nerfvae.errors import ConfigError, DataError
+from nerfvae.errors import ConfigError, DataError, NerfVAEError
 from nerfvae.experiments import ablation, ood_cameras, summary
 
 GQN_OPTIONS = [
@@ -385,3 +385,240 @@ def test_eval_of_gqn_refuses_refinement_before_any_work(
     )
     assert not out.exists()
     assert main([*base, "--out", str(out)]) == 0  # without refinement GQN evaluates as before
+
+
+# --- intervals over scenes, paired differences and the claims' verdicts ------------------------
+
+STRONG = [20.0, 23.5, 18.0, 21.0, 25.0, 19.5]  # scenes differ by far more than the models
+WEAK = [19.6, 23.0, 17.7, 20.4, 24.6, 19.0]  # below STRONG on every scene
+
+
+def _contains(interval: dict, value: float) -> bool:
+    return interval["low"] - 1e-9 <= value <= interval["high"] + 1e-9
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def test_claim_helpers() -> None:
+    from nerfvae.experiments import claims
+
+    interval = claims.interval(STRONG)
+    assert interval["count"] == 6 and _contains(interval, _mean(STRONG))
+    assert claims.interval([None, None]) is None and claims.interval(None) is None
+    assert claims.interval([20.0, None, 22.0])["count"] == 2  # scenes without a value left out
+    record = claims.claim(STRONG, WEAK, "greater")
+    assert record["difference"]["mean"] == pytest.approx(
+        _mean([a - b for a, b in zip(STRONG, WEAK)])
+    )
+    assert record["verdict"] == "holds" and claims.claim(WEAK, STRONG, "greater")["verdict"] == (
+        "not shown"
+    )
+    assert claims.claim(WEAK, STRONG, "less")["verdict"] == "holds"
+    assert claims.claim(STRONG[:1], WEAK[:1], "greater")["verdict"] == claims.ONE_SCENE
+    assert claims.claim(STRONG, None, "greater", 0.5) == {
+        "mean": 0.5, "difference": None, "direction": "greater", "verdict": claims.NO_PER_SCENE,
+    }  # fmt: skip
+    with pytest.raises(NerfVAEError, match="same scenes"):
+        claims.paired(STRONG, WEAK[:3])
+    assert claims.cell(19.25, None) == "19.25" and claims.cell(None, None) == "–"
+    assert claims.cell(19.25, {"mean": 19.0, "low": 18.5, "high": 20.125}) == "19.25 [18.50, 20.12]"
+    # a verdict is recomputed from the interval: none is printed without one
+    assert claims.claim_cells({"mean": 1.0, "difference": None, "verdict": "holds"}) == [
+        "1.00",
+        claims.NO_PER_SCENE,
+    ]
+
+
+def _evaluation(psnr_id: list[float], psnr_ood: list[float]) -> dict:
+    """A hand-made `nerfvae eval` result at K = 3 with these per-scene PSNRs."""
+    results, per_scene = {}, {}
+    for kind, values in (("id", psnr_id), ("ood", psnr_ood)):
+        results[kind] = {"psnr": _mean(values), "baseline_mean_train_psnr": 15.0, "num_views": 6}
+        per_scene[kind] = {"psnr": values, "baseline_mean_train_psnr": [15.0] * len(values)}
+    return {"results": {"3": results}, "per_scene": {"3": per_scene}}
+
+
+def test_cameras_rows_carry_intervals_and_the_drop_claim(cameras_out: Path) -> None:
+    report = json.loads((cameras_out / "cameras.json").read_text())
+    for k, row in report["results"].items():
+        for name in ("nerfvae", "gqn", "mean_train_image"):
+            entry = row[name]
+            for part in ("id", "ood", "drop"):
+                interval = entry["intervals"][part]["psnr"]
+                assert interval["count"] == 1 and _contains(interval, entry[part]["psnr"])
+            scenes = entry["per_scene"]
+            assert scenes["drop"]["psnr"] == [
+                pytest.approx(a - b) for a, b in zip(scenes["id"]["psnr"], scenes["ood"]["psnr"])
+            ]
+        claim = report["drop_difference"][k]["psnr"]
+        gqn, vae = (
+            row["gqn"]["per_scene"]["drop"]["psnr"],
+            row["nerfvae"]["per_scene"]["drop"]["psnr"],
+        )
+        assert claim["difference"]["mean"] == pytest.approx(
+            _mean([a - b for a, b in zip(gqn, vae)])
+        )
+        assert claim["mean"] == pytest.approx(
+            row["gqn"]["drop"]["psnr"] - row["nerfvae"]["drop"]["psnr"]
+        )
+        # one scene: its interval has no width, and no verdict is read from it
+        assert claim["verdict"] == "not shown (one scene)" and claim["direction"] == "greater"
+    assert [row["comparison"] for row in report["claims"]] == [
+        "GQN drop − NeRF-VAE drop (ID → OOD), K=1", "GQN drop − NeRF-VAE drop (ID → OOD), K=3",
+    ]  # fmt: skip
+    assert all(row["psnr_interval"]["count"] == 1 for row in report["headline"])
+    text = (cameras_out / "cameras.md").read_text()
+    assert "GQN drop − NeRF-VAE drop (paired) | verdict" in text
+    interval = report["results"]["3"]["nerfvae"]["intervals"]["id"]["psnr"]
+    assert f"[{interval['low']:.2f}, {interval['high']:.2f}]" in text
+
+
+def test_cameras_drop_claim_flips_when_the_models_swap(cameras_out: Path) -> None:
+    """GQN loses 1 dB on OOD cameras on every scene, NeRF-VAE 0.1–0.3 dB: the claim holds; with
+    the models swapped it is not shown."""
+    vae = _evaluation(STRONG, [v - 0.1 - 0.04 * i for i, v in enumerate(STRONG)])
+    gqn = _evaluation(WEAK, [v - 1.0 for v in WEAK])
+    for evaluations, verdict in (({"nerfvae": vae, "gqn": gqn}, "holds"),
+                                 ({"nerfvae": gqn, "gqn": vae}, "not shown")):  # fmt: skip
+        results = ood_cameras.compare_cameras(evaluations, (3,))
+        claim = ood_cameras.drop_differences(results)["3"]["psnr"]
+        assert claim["verdict"] == verdict and claim["difference"]["count"] == 6
+        drops = {
+            name: [
+                a - b
+                for a, b in zip(
+                    e["per_scene"]["3"]["id"]["psnr"], e["per_scene"]["3"]["ood"]["psnr"]
+                )
+            ]
+            for name, e in evaluations.items()
+        }
+        assert claim["difference"]["mean"] == pytest.approx(
+            _mean([a - b for a, b in zip(drops["gqn"], drops["nerfvae"])])
+        )
+        report = json.loads((cameras_out / "cameras.json").read_text())
+        report.update(results=results, drop_difference=ood_cameras.drop_differences(results))
+        text = "\n".join(ood_cameras.markdown_report(report))
+        row = next(line for line in text.splitlines() if line.startswith("| 3 | PSNR |"))
+        assert row.endswith(f"| {verdict} |")
+
+
+def _strip_per_scene(data: Any) -> Any:
+    """``data`` as saved before the per-scene values: no per_scene, intervals or claims."""
+    dropped = {
+        "per_scene",
+        "intervals",
+        "drop_difference",
+        "comparisons",
+        "claims",
+        "psnr_interval",
+    }
+    if isinstance(data, dict):
+        return {key: _strip_per_scene(value) for key, value in data.items() if key not in dropped}
+    if isinstance(data, list):
+        return [_strip_per_scene(value) for value in data]
+    return data
+
+
+def test_cameras_json_without_per_scene_values_reads_as_not_shown(cameras_out: Path) -> None:
+    from nerfvae.experiments.claims import NO_PER_SCENE
+
+    report = _strip_per_scene(json.loads((cameras_out / "cameras.json").read_text()))
+    text = "\n".join(ood_cameras.markdown_report(report))
+    rows = [line for line in text.splitlines() if line.startswith("| 3 | PSNR |")]
+    assert len(rows) == 1 and NO_PER_SCENE in rows[0] and "[" not in rows[0]
+    assert "| holds |" not in text and "| not shown |" not in text
+    claims = ood_cameras.cameras_claims(report)
+    assert [claim["verdict"] for claim in claims] == [NO_PER_SCENE] * 2
+
+
+def _ablation_with(report: dict, attention: list[float], concat: list[float]) -> dict:
+    """The tiny ablation report with its second run made a concat run, both runs given these
+    per-scene PSNRs (ID and OOD) and −ELBOs of 30 − PSNR / 10, and the comparisons recomputed."""
+    report = json.loads(json.dumps(report))
+    report["runs"][1]["conditioning"] = "concat"
+    for entry, values in zip(report["runs"], (attention, concat)):
+        nelbo = [30 - value / 10 for value in values]
+        entry["per_scene"] = {
+            "nelbo_bits_per_dim": nelbo, "id": {"psnr": values}, "ood": {"psnr": values},
+        }  # fmt: skip
+        entry["metrics"]["nelbo_bits_per_dim"] = _mean(nelbo)
+        for kind in ("id", "ood"):
+            entry["metrics"][kind]["psnr"] = _mean(values)
+        entry["intervals"] = {}
+    report["comparisons"] = ablation.compare_runs(report["runs"])
+    return report
+
+
+def test_ablation_rows_carry_intervals_and_the_claim_flips_when_the_runs_swap(
+    ablation_out: Path,
+) -> None:
+    report = json.loads((ablation_out / "ablation.json").read_text())
+    for entry in report["runs"]:
+        for kind in ("id", "ood"):
+            interval = entry["intervals"][kind]["psnr"]
+            assert interval["count"] == 1 and _contains(interval, entry["metrics"][kind]["psnr"])
+        nelbo = entry["intervals"]["nelbo_bits_per_dim"]
+        assert _contains(nelbo, entry["metrics"]["nelbo_bits_per_dim"])
+    # attention and GQN: no concat or AIN run, no claim
+    assert report["comparisons"] == [] and report["claims"] == []
+    assert "no claim to read" in (ablation_out / "ablation.md").read_text()
+
+    better = _ablation_with(report, STRONG, WEAK)
+    rows = better["comparisons"]
+    assert [(row["reference"], row["other"], row["title"]) for row in rows] == [
+        ("attention", "gqn", "PSNR ID (dB)"), ("attention", "gqn", "PSNR OOD (dB)"),
+        ("attention", "gqn", "−ELBO bits/dim"),
+    ]  # fmt: skip
+    assert [row["direction"] for row in rows] == ["greater", "greater", "less"]
+    assert [row["verdict"] for row in rows] == ["holds"] * 3
+    assert rows[0]["difference"]["mean"] == pytest.approx(
+        _mean([a - b for a, b in zip(STRONG, WEAK)])
+    )
+    text = "\n".join(ablation.markdown_report(better))
+    assert "| attention − gqn | PSNR ID (dB) |" in text and text.count("| holds |") == 3
+    worse = _ablation_with(report, WEAK, STRONG)
+    assert [row["verdict"] for row in worse["comparisons"]] == ["not shown"] * 3
+    assert [row["verdict"] for row in ablation.ablation_claims(worse)] == ["not shown"] * 3
+
+
+def test_ablation_json_without_per_scene_values_reads_as_not_shown(ablation_out: Path) -> None:
+    from nerfvae.experiments.claims import NO_PER_SCENE
+
+    report = _ablation_with(json.loads((ablation_out / "ablation.json").read_text()), STRONG, WEAK)
+    old = _strip_per_scene(report)
+    rows = ablation.comparisons_of(old)
+    assert [row["verdict"] for row in rows] == [NO_PER_SCENE] * 3
+    assert rows[0]["mean"] == pytest.approx(_mean(STRONG) - _mean(WEAK))
+    text = "\n".join(ablation.markdown_report(old))
+    assert text.count(f"| {NO_PER_SCENE} |") == 3 and "| holds |" not in text
+
+
+def test_summary_states_each_claims_verdict_with_its_interval(
+    cameras_out: Path, ablation_out: Path, tmp_path: Path
+) -> None:
+    from nerfvae.experiments.claims import NO_PER_SCENE
+
+    results = tmp_path / "results"
+    cameras = json.loads((cameras_out / "cameras.json").read_text())
+    _write(results / "cameras" / "cameras.json", cameras)
+    ablation_report = _ablation_with(
+        json.loads((ablation_out / "ablation.json").read_text()), STRONG, WEAK
+    )
+    ablation_report["claims"] = ablation.ablation_claims(ablation_report)
+    _write(results / "ablation" / "ablation.json", _strip_per_scene(ablation_report))  # older
+    out = tmp_path / "README.md"
+    assert summary.run(["--results", str(results), "--out", str(out)], "s") == 0
+    text = out.read_text()
+    assert "## Claims" in text and "95% bootstrap interval over scenes" in text
+    claim = cameras["claims"][0]
+    interval = claim["difference"]
+    row = next(line for line in text.splitlines() if claim["comparison"] in line)
+    assert f"[{interval['low']:.2f}, {interval['high']:.2f}]" in row
+    assert row.endswith(f"| {claim['verdict']} |")
+    headline = next(line for line in text.splitlines() if "NeRF-VAE, K=3, ID views" in line)
+    assert f"{cameras['headline'][0]['psnr']:.2f} [" in headline
+    # the older ablation JSON: margins of the means, no interval and no verdict
+    rows = [line for line in text.splitlines() if "attention − gqn, K=3" in line]
+    assert len(rows) == 3 and all(line.endswith(f"| {NO_PER_SCENE} |") for line in rows)

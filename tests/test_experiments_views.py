@@ -323,3 +323,140 @@ def test_time_to_reach_interpolates() -> None:
     assert context_views.time_to_reach(HISTORY, float("nan"))["reached"] is None
     with pytest.raises(DataError, match="probe_psnr_ood"):
         context_views.time_to_reach(HISTORY, 15.0, psnr_key="probe_psnr_ood")
+
+
+# --- intervals over scenes and the claim NeRF-VAE − per-scene NeRF ---------------------------
+
+
+def _contains(interval: dict, value: float) -> bool:
+    return interval["low"] - 1e-9 <= value <= interval["high"] + 1e-9
+
+
+def test_views_rows_carry_intervals_over_scenes(views_output: Path) -> None:
+    from nerfvae.experiments.claims import NO_PER_SCENE
+
+    result = json.loads((views_output / "views.json").read_text())
+    nerf_has_scenes = "per_scene" in result["models"]["nerf"]
+    for entry in result["results"].values():
+        for kind in ("id", "ood"):
+            cell = entry[kind]
+            for model in ("nerfvae", "mean_train_image", "mean_context_colour"):
+                values = cell["per_scene"][model]["psnr"]
+                assert len(values) == result["num_scenes"] == 1
+                interval = cell["intervals"][model]["psnr"]
+                assert set(interval) == {"mean", "low", "high", "count", "confidence"}
+                assert interval["count"] == 1 and interval["confidence"] == 0.95
+                assert _contains(interval, interval["mean"])
+                assert interval["mean"] == pytest.approx(cell[model]["psnr"], abs=1e-6)
+            claim = cell["nerfvae_minus_nerf"]["psnr"]
+            assert claim["direction"] == "greater"
+            assert claim["mean"] == pytest.approx(cell["nerfvae"]["psnr"] - cell["nerf"]["psnr"])
+            if nerf_has_scenes:
+                differences = [
+                    a - b
+                    for a, b in zip(
+                        cell["per_scene"]["nerfvae"]["psnr"], cell["per_scene"]["nerf"]["psnr"]
+                    )
+                ]
+                assert claim["difference"]["mean"] == pytest.approx(sum(differences) / 1)
+            else:  # the per-scene NeRF's evaluation records no per-scene values
+                assert claim["difference"] is None and claim["verdict"] == NO_PER_SCENE
+    assert len(result["claims"]) == 3 * 2
+    assert result["claims"][0]["comparison"] == "NeRF-VAE − per-scene NeRF, K=1, ID views"
+    markdown = (views_output / "views.md").read_text()
+    assert "NeRF-VAE − NeRF PSNR (paired) | verdict" in markdown
+    assert "95% bootstrap interval over scenes" in markdown
+    vae = result["results"]["1"]["id"]["intervals"]["nerfvae"]["psnr"]
+    assert f"[{vae['low']:.2f}, {vae['high']:.2f}]" in markdown
+
+
+def _evaluation(psnr: dict[str, list[float]], k: int = 1) -> dict:
+    """A hand-made `nerfvae eval` result at one K: per kind the per-scene PSNRs (SSIM = PSNR/100)
+    and their means."""
+    results, per_scene = {}, {}
+    for kind, values in psnr.items():
+        ssim = [value / 100 for value in values]
+        results[kind] = {
+            "psnr": sum(values) / len(values), "ssim": sum(ssim) / len(ssim),
+            "baseline_mean_train_psnr": 15.0, "num_views": 2 * len(values),
+        }  # fmt: skip
+        per_scene[kind] = {"psnr": values, "ssim": ssim, "baseline_mean_train_psnr": [15.0] * 6}
+    return {
+        "view_lists": {"context": {str(k): list(range(k))}},
+        "results": {str(k): results},
+        "per_scene": {str(k): per_scene},
+    }
+
+
+STRONG = [20.0, 23.5, 18.0, 21.0, 25.0, 19.5]  # scenes differ by far more than the models
+WEAK = [19.6, 23.0, 17.7, 20.4, 24.6, 19.0]  # below STRONG on every scene
+
+
+def test_views_paired_difference_and_its_verdict_flips_when_the_models_swap(
+    views_output: Path,
+) -> None:
+    from nerfvae.experiments.claims import NO_PER_SCENE
+
+    vae, nerf = _evaluation({"id": STRONG}), _evaluation({"id": WEAK})
+    cell = context_views.summarise({"1": 1}, vae, nerf)["1"]["id"]
+    claim = cell["nerfvae_minus_nerf"]["psnr"]
+    differences = [a - b for a, b in zip(STRONG, WEAK)]
+    assert claim["difference"]["mean"] == pytest.approx(sum(differences) / len(differences))
+    assert claim["mean"] == pytest.approx(claim["difference"]["mean"])
+    assert claim["difference"]["count"] == 6 and claim["verdict"] == "holds"
+    # the rows' own intervals overlap widely: only the paired difference shows it
+    assert cell["intervals"]["nerf"]["psnr"]["high"] > cell["intervals"]["nerfvae"]["psnr"]["low"]
+    assert cell["intervals"]["mean_train_image"]["psnr"]["mean"] == 15.0
+    swapped = context_views.summarise({"1": 1}, nerf, vae)["1"]["id"]["nerfvae_minus_nerf"]
+    assert swapped["psnr"]["verdict"] == "not shown"
+    assert swapped["psnr"]["difference"]["mean"] == pytest.approx(-claim["difference"]["mean"])
+
+    # the markdown of a result holding them: mean [low, high] per row, the paired column, verdict
+    result = json.loads((views_output / "views.json").read_text())
+    for first, second, verdict in ((vae, nerf, "| holds |"), (nerf, vae, "| not shown |")):
+        result["results"] = context_views.summarise({"1": 1}, first, second)
+        result["claims"] = context_views.views_claims(result)
+        markdown = "\n".join(context_views.views_markdown(result))
+        row = next(line for line in markdown.splitlines() if line.startswith("| 1 | ID |"))
+        assert verdict in row and NO_PER_SCENE not in row
+        strong = cell["intervals"]["nerfvae"]["psnr"]  # in the NeRF-VAE or, swapped, NeRF column
+        assert f"[{strong['low']:.2f}, {strong['high']:.2f}]" in row
+        assert result["claims"][0]["verdict"] == verdict.strip("| ")
+
+
+def test_views_json_without_per_scene_values_reads_as_not_shown(views_output: Path) -> None:
+    """A views.json saved before the per-scene values: means without intervals, no verdict."""
+    from nerfvae.experiments.claims import NO_PER_SCENE
+
+    result = json.loads((views_output / "views.json").read_text())
+    result.pop("claims")
+    for entry in result["results"].values():
+        for kind in ("id", "ood"):
+            for key in ("per_scene", "intervals", "nerfvae_minus_nerf"):
+                entry[kind].pop(key)
+    markdown = "\n".join(context_views.views_markdown(result))
+    rows = [line for line in markdown.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert rows and all(NO_PER_SCENE in row for row in rows[:4])
+    assert all("[" not in row for row in rows)
+    claims = context_views.views_claims(result)
+    assert [claim["verdict"] for claim in claims] == [NO_PER_SCENE] * 6
+    assert all(claim["difference"] is None for claim in claims)
+    cell = result["results"]["1"]["id"]
+    assert claims[0]["mean"] == pytest.approx(cell["nerfvae"]["psnr"] - cell["nerf"]["psnr"])
+
+
+def test_merged_nerf_results_keep_their_per_scene_values(views_output: Path) -> None:
+    nerf = json.loads((views_output / "views.json").read_text())["models"]["nerf"]
+    nerf["per_scene"] = {k: {"id": {"psnr": [float(k)]}} for k in ("1", "2", "4")}
+    parts = []
+    for ks in (["1"], ["2", "4"]):
+        part = json.loads(json.dumps(nerf))
+        for key in ("results", "timing", "history", "per_scene"):
+            part[key] = {k: v for k, v in part[key].items() if k in ks}
+        part["view_lists"]["context"] = {k: nerf["view_lists"]["context"][k] for k in ks}
+        parts.append((Path(f"{ks[0]}.json"), part))
+    merged = context_views.merge_nerf_results(parts)
+    assert merged["per_scene"] == nerf["per_scene"]
+    for _, part in parts:
+        part.pop("per_scene")  # older baseline JSONs: none recorded, none claimed
+    assert "per_scene" not in context_views.merge_nerf_results(parts)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.evaluate import (
     SCHEMA_VERSION,
+    per_scene_metrics,
     render_seconds_per_view,
     scene_batches,
     scenes_to_tensors,
@@ -254,6 +255,7 @@ def evaluate_per_scene_nerf(
         "image_size": [height, width],
         "view_lists": views.to_json(),
         "results": mean_view_metrics(per_view),
+        "per_scene": per_scene_metrics(per_view, num_scenes),
         "timing": timings,
         "history": {str(k): _mean_history(rows) for k, rows in histories.items()},
         "config": asdict(config),

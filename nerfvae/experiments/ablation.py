@@ -1,6 +1,9 @@
 """``nerfvae experiment ablation``: trained runs (e.g. concat, AIN, attention) compared on the same
 test scenes by parameters, training budget, negative ELBO, PSNR at one K and validation curves. The
-paper compares conditioning at matched parameter count: runs >10% above the smallest are flagged."""
+paper compares conditioning at matched parameter count: runs >10% above the smallest are flagged.
+Its claim, attention beats concat and AIN, is read as the attention run − each concat / AIN run,
+paired per scene, on PSNR and −ELBO bits/dim, with 95% bootstrap intervals over scenes
+(:mod:`nerfvae.experiments.claims`)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError
-from nerfvae.experiments import common, figures, trained_runs
+from nerfvae.experiments import claims, common, figures, trained_runs
 from nerfvae.experiments import markdown as md
 from nerfvae.experiments.provenance import run_budget
 
@@ -20,6 +23,19 @@ DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of seve
 MATCHED_TOLERANCE = 0.10
 """Parameter counts more than this fraction above the smallest run's are flagged."""
 KEYS = ("psnr", "object_psnr")
+SCENE_METRICS = ("psnr", "object_psnr", "ssim")
+"""Metrics of each run kept per scene (with −ELBO bits/dim of the ID targets)."""
+CLAIM = "attention conditioning beats concat and AIN"
+REFERENCE = "attention"
+"""The conditioning whose run every concat and AIN run is compared with."""
+COMPARED = ("concat", "ain")
+CLAIM_METRICS = (
+    ("psnr", "id", "PSNR ID (dB)", "greater", 2),
+    ("psnr", "ood", "PSNR OOD (dB)", "greater", 2),
+    ("nelbo_bits_per_dim", "id", "−ELBO bits/dim", "less", 3),
+)
+"""The claim's metrics: (key, kind of target, title, claimed direction of attention − other,
+digits)."""
 VALIDATION_KEYS = ("psnr_id", "object_psnr_id", "psnr_ood", "object_psnr_ood")
 
 
@@ -115,16 +131,22 @@ def flag_unmatched(entries: list[dict[str, Any]]) -> tuple[bool, float | None]:
 def run_entry(
     name: str, run: Path, result: Mapping[str, Any], k: int, source: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """One run's row of ablation.json (``source``: where its evaluation came from)."""
+    """One run's row of ablation.json (``source``: where its evaluation came from): its
+    ``metrics``, with their ``per_scene`` values (None where the evaluation has none) and
+    ``intervals`` over scenes."""
     config = json.loads((run / "config.json").read_text())
     nerfvae_config = config.get("nerfvae") or {}
     per_k = result["results"][str(k)]
     nelbo = md.finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
     metrics: dict[str, Any] = {"nelbo_bits_per_dim": nelbo}
+    per_scene: dict[str, Any] = {
+        "nelbo_bits_per_dim": claims.scene_values(result, k, "id", "nelbo_bits_per_dim")
+    }
     for kind in md.KINDS:
         scored = per_k.get(kind) or {}
-        metrics[kind] = md.finite_values(scored, ("psnr", "object_psnr", "ssim"))
+        metrics[kind] = md.finite_values(scored, SCENE_METRICS)
         metrics[kind]["num_views"] = scored.get("num_views")
+        per_scene[kind] = {key: claims.scene_values(result, k, kind, key) for key in SCENE_METRICS}
     history = validation_history(run)
     nerfvae = config.get("model") == "nerfvae"
     return {
@@ -138,6 +160,8 @@ def run_entry(
         **source,
         "parameters": parameter_counts(run),
         "metrics": metrics,
+        "per_scene": per_scene,
+        "intervals": claims.intervals_of(per_scene),
         "validation": {"final": history[-1] if history else None, "history": history},
     }
 
@@ -149,8 +173,74 @@ def trivial_predictors(result: Mapping[str, Any], k: int) -> dict[str, Any]:
     return {kind: md.finite_values(per_k.get(kind), keys) for kind in md.KINDS}
 
 
+def claim_pairs(entries: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping, Mapping]]:
+    """``(attention run, other run)`` for every run with concat or AIN conditioning, in --runs
+    order: the run named ``attention`` (else the first with attention conditioning) against each;
+    none without an attention run."""
+    attention = [entry for entry in entries if entry.get("conditioning") == REFERENCE]
+    if not attention:
+        return []
+    reference = next((entry for entry in attention if entry["name"] == REFERENCE), attention[0])
+    return [(reference, entry) for entry in entries if entry.get("conditioning") in COMPARED]
+
+
+def _mean_and_scenes(entry: Mapping[str, Any], key: str, kind: str) -> tuple[Any, Any]:
+    """A run's mean of ``key`` on ``kind`` targets and its per-scene values (None without)."""
+    per_scene = entry.get("per_scene") or {}
+    if key == "nelbo_bits_per_dim":
+        return entry["metrics"].get(key), per_scene.get(key)
+    return entry["metrics"][kind].get(key), (per_scene.get(kind) or {}).get(key)
+
+
+def compare_runs(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The paper's claim (3): per :func:`claim_pairs` pair and :data:`CLAIM_METRICS` metric the
+    paired difference attention − other per scene (PSNR "greater", −ELBO "less"); rows with
+    ``reference``, ``other``, ``metric``, ``kind``, ``title``, ``digits`` and the claim record
+    (no interval, verdict not shown, where the runs have no per-scene values)."""
+    rows = []
+    for reference, other in claim_pairs(entries):
+        for key, kind, title, direction, digits in CLAIM_METRICS:
+            (first_mean, first), (second_mean, second) = (
+                _mean_and_scenes(entry, key, kind) for entry in (reference, other)
+            )
+            record = claims.claim(first, second, direction, md.difference(first_mean, second_mean))
+            rows.append(
+                {
+                    "reference": reference["name"],
+                    "other": other["name"],
+                    "metric": key,
+                    "kind": kind,
+                    "title": title,
+                    "digits": digits,
+                    **record,
+                }
+            )
+    return rows
+
+
+def comparisons_of(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report's recorded comparisons, or (an older ablation.json) those of its runs."""
+    stored = report.get("comparisons")
+    return list(stored) if isinstance(stored, list) else compare_runs(report["runs"])
+
+
+def ablation_claims(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The claim's rows for the results summary: one per comparison."""
+    return [
+        claims.claim_row(
+            CLAIM,
+            f"{row['reference']} − {row['other']}, K={report['context']}",
+            row["title"],
+            {key: row.get(key) for key in ("mean", "difference", "direction", "verdict")},
+            row["digits"],
+        )
+        for row in comparisons_of(report)
+    ]
+
+
 def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each run's ID PSNR beside the trivial predictors'."""
+    """Each run's ID PSNR (``psnr_interval``: its interval over scenes, None without per-scene
+    values) beside the trivial predictors'."""
     ids = report["trivial"]["id"]
     trivial = {name: ids[f"{prefix}_psnr"] for name, prefix in md.TRIVIAL_PREDICTORS.items()}
     rows = []
@@ -160,14 +250,16 @@ def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         note += f" (⚠ {entry['parameter_flag']})" if entry["parameter_flag"] else ""
         scored = entry["metrics"]["id"]
         row = md.headline_row(entry["name"], scored["psnr"], scored["object_psnr"], trivial, note)
+        row["psnr_interval"] = ((entry.get("intervals") or {}).get("id") or {}).get("psnr")
         rows.append(row)
     return rows
 
 
 def _cells(entry: Mapping[str, Any]) -> list[str]:
-    """One run's row of ablation.md."""
+    """One run's row of ablation.md (means with their intervals where the JSON has them)."""
     parameters, final, metrics = entry["parameters"], entry["validation"]["final"], entry["metrics"]
     scene_function = parameters["scene_function"]
+    intervals = entry.get("intervals") or {}
     return [
         entry["name"],
         entry.get("conditioning") or entry.get("model") or md.MISSING,
@@ -177,8 +269,12 @@ def _cells(entry: Mapping[str, Any]) -> list[str]:
         f"⚠ {entry['parameter_flag']}" if entry["parameter_flag"] else "✓",
         str(entry.get("steps", md.MISSING)),
         md.format_number(entry.get("wall_minutes"), 1),
-        md.format_number(metrics["nelbo_bits_per_dim"], 3),
-        *(md.format_number(metrics[kind][key]) for kind in md.KINDS for key in KEYS),
+        claims.cell(metrics["nelbo_bits_per_dim"], intervals.get("nelbo_bits_per_dim"), 3),
+        *(
+            claims.cell(metrics[kind][key], (intervals.get(kind) or {}).get(key))
+            for kind in md.KINDS
+            for key in KEYS
+        ),
         md.MISSING
         if not final
         else f"{md.format_number(final.get('psnr_id'))} / "
@@ -204,6 +300,39 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
         f"{md.format_number(report['max_parameter_ratio'])}× the smallest's parameters; "
         "differences between these runs may come from model size, not conditioning."
     )
+    runs = {entry["name"]: entry for entry in report["runs"]}
+
+    def run_cell(name: str, row: Mapping[str, Any]) -> str:
+        entry = runs.get(name) or {}
+        intervals = entry.get("intervals") or {}
+        if row["metric"] == "nelbo_bits_per_dim":
+            value, interval = (
+                entry.get("metrics", {}).get(row["metric"]),
+                intervals.get(row["metric"]),
+            )
+        else:
+            value = entry.get("metrics", {}).get(row["kind"], {}).get(row["metric"])
+            interval = (intervals.get(row["kind"]) or {}).get(row["metric"])
+        return claims.cell(value, interval, row["digits"])
+
+    comparisons = [
+        [
+            f"{row['reference']} − {row['other']}",
+            row["title"],
+            run_cell(row["reference"], row),
+            run_cell(row["other"], row),
+            *claims.claim_cells(row, row["digits"]),
+        ]
+        for row in comparisons_of(report)
+    ]
+    claim_block: str | list[str] = (
+        md.table(
+            "comparison | metric | attention run | other run | difference (paired) | verdict",
+            comparisons,
+        )
+        if comparisons
+        else "No run with attention conditioning beside one with concat or AIN: no claim to read."
+    )
     return md.document(
         "Conditioning ablation",
         f"{md.scenes_sentence(report, f'the first {k} ID views (K = {k})')} −ELBO "
@@ -217,6 +346,9 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
             map(_cells, report["runs"]),
         ),
         matched,
+        f"{claims.READING} The claim: attention − concat and attention − AIN above zero in PSNR, "
+        "below zero in −ELBO bits/dim.",
+        claim_block,
         "Trivial predictors on the same targets (PSNR / object PSNR, ID; OOD): mean training "
         f"image {trivial('train')} dB; mean context colour {trivial('context')} dB.",
         "![ablation](ablation.png)",
@@ -306,7 +438,9 @@ def run(argv: list[str], prog: str) -> int:
         max_parameter_ratio=largest_ratio,
         runs=entries,
         trivial=trivial_predictors(reference, args.context),
+        comparisons=compare_runs(entries),
     )
+    report["claims"] = ablation_claims(report)
     report["headline"] = headline_rows(report)
     figure = {"ablation.png": ablation_figure}
     return common.finish(prog, argv, args.out, report, markdown_report, figure, runs.values())

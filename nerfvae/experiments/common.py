@@ -1,7 +1,8 @@
 """The skeleton every experiment shares: common options, one setup (threads, model, dataset, scene
 limit), one result header, one reader of saved results and one writer of the outputs. An experiment
 module keeps its own options, computation, markdown and figures (built from
-:mod:`nerfvae.experiments.markdown` and :mod:`nerfvae.experiments.figures`)."""
+:mod:`nerfvae.experiments.markdown` and :mod:`nerfvae.experiments.figures`), and the intervals and
+verdicts of its claims (:mod:`nerfvae.experiments.claims`)."""
 
 from __future__ import annotations
 

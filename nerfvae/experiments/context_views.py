@@ -3,7 +3,9 @@
 ``nerfvae experiment views``: PSNR / SSIM against the number of context views K for NeRF-VAE and a
 per-scene NeRF optimised on the same K views, beside the trivial predictors, on the held-out views
 of ``nerfvae eval`` (ID targets = ID views ``K_max..``). ``all`` is ``K_all = num_id_views -
-id_targets``: the largest K, so it fixes the ID targets of every K.
+id_targets``: the largest K, so it fixes the ID targets of every K. Each row keeps its per-scene
+values and a 95% bootstrap interval over scenes; the claim at each K is NeRF-VAE − per-scene NeRF,
+paired per scene (:mod:`nerfvae.experiments.claims`).
 
 ``nerfvae experiment cost``: per K and kind of target view, NeRF-VAE's inference + render time per
 scene beside the per-scene NeRF's time to reach NeRF-VAE's PSNR on the same views (first crossing
@@ -23,7 +25,7 @@ import tyro
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.views import parse_index_list
-from nerfvae.experiments import common, figures
+from nerfvae.experiments import claims, common, figures
 from nerfvae.experiments import markdown as md
 from nerfvae.experiments.provenance import provenance_lines
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
@@ -35,6 +37,9 @@ COST_DESCRIPTION = (
 
 # Metrics copied per model into the summary (null where the evaluation has no value).
 MODEL_METRICS = ("psnr", "ssim", "mse", "object_psnr", "depth_mae")
+# Metrics whose per-scene values and intervals the results keep (the trivial predictors: PSNRs).
+INTERVAL_METRICS = ("psnr", "object_psnr", "ssim")
+CLAIM = "NeRF-VAE beats a per-scene NeRF from few context views"
 
 
 @dataclass
@@ -153,7 +158,7 @@ def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, An
     files and the field); ``sources`` lists the files."""
     first_path, merged = parts[0]
     merged = json.loads(json.dumps(merged))  # a deep copy: parts stay untouched
-    per_k = {key: merged.get(key) or {} for key in ("results", "timing", "history")}
+    per_k = {key: merged.get(key) or {} for key in ("results", "timing", "history", "per_scene")}
     per_k["context"] = merged["view_lists"].get("context", {})
     origin = dict.fromkeys(merged["results"], first_path)
     for path, part in parts[1:]:
@@ -179,6 +184,11 @@ def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, An
                 source = part["view_lists"] if key == "context" else part
                 entries[k] = (source.get(key) or {}).get(k)
     merged.update({key: _by_k(per_k[key]) for key in ("results", "timing", "history")})
+    # per-scene values (older baseline JSONs have none): kept for the K whose part has them
+    per_scene = {k: values for k, values in per_k["per_scene"].items() if values}
+    merged.pop("per_scene", None)
+    if per_scene:
+        merged["per_scene"] = _by_k(per_scene)
     merged["view_lists"]["context"] = _by_k(per_k["context"])
     # how many targets were probed is one number per file: kept only where every part agrees
     probed = {part.get("probe_views") for _, part in parts}
@@ -225,11 +235,31 @@ def load_nerf_json(
     return loaded
 
 
+def scene_rows(
+    nerfvae: dict[str, Any], nerf: dict[str, Any] | None, k: int, kind: str
+) -> dict[str, Any]:
+    """Per row (both models, the trivial predictors) and metric of :data:`INTERVAL_METRICS` the
+    per-scene values at K and ``kind`` (None where that evaluation has none: an older JSON, or
+    the per-scene NeRF's evaluation before it recorded them)."""
+    rows: dict[str, Any] = {
+        name: {metric: claims.scene_values(model, k, kind, metric) for metric in INTERVAL_METRICS}
+        for name, model in (("nerfvae", nerfvae), ("nerf", nerf))
+    }
+    for name, prefix in md.TRIVIAL_PREDICTORS.items():
+        rows[name] = {
+            metric: claims.scene_values(nerfvae, k, kind, f"{prefix}_{metric}")
+            for metric in ("psnr", "object_psnr")
+        }
+    return rows
+
+
 def summarise(
     context: dict[str, int], nerfvae: dict[str, Any], nerf: dict[str, Any] | None
 ) -> dict[str, Any]:
     """``results[label][id|ood]``: both models' metrics, the trivial predictors' PSNRs and the
-    number of views, from the two evaluation JSONs."""
+    number of views, from the two evaluation JSONs; with each row's ``per_scene`` values and
+    ``intervals`` (PSNR, object PSNR, SSIM) and the claim ``nerfvae_minus_nerf`` per metric (the
+    paired difference per scene, "greater")."""
     summary: dict[str, Any] = {}
     for label, k in context.items():
         entry: dict[str, Any] = {"k": k, "context_views": nerfvae["view_lists"]["context"][str(k)]}
@@ -237,6 +267,7 @@ def summarise(
             if (vae := nerfvae["results"][str(k)].get(kind)) is None:
                 continue
             other = nerf["results"][str(k)].get(kind) if nerf is not None else None
+            per_scene = scene_rows(nerfvae, nerf if other is not None else None, k, kind)
             entry[kind] = {
                 "nerfvae": md.finite_values(vae, (*MODEL_METRICS, "nelbo_bits_per_dim")),
                 "nerf": None if other is None else md.finite_values(other, MODEL_METRICS),
@@ -245,9 +276,49 @@ def summarise(
                     for name, prefix in md.TRIVIAL_PREDICTORS.items()
                 },
                 "num_views": vae["num_views"],
+                "per_scene": per_scene,
+                "intervals": claims.intervals_of(per_scene),
             }
+            if other is not None:
+                entry[kind]["nerfvae_minus_nerf"] = {
+                    metric: claims.claim(
+                        per_scene["nerfvae"][metric],
+                        per_scene["nerf"][metric],
+                        "greater",
+                        md.difference(entry[kind]["nerfvae"][metric], entry[kind]["nerf"][metric]),
+                    )
+                    for metric in INTERVAL_METRICS
+                }
         summary[label] = entry
     return summary
+
+
+def comparison(cell: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The claim NeRF-VAE − per-scene NeRF on ``metric`` of a results cell: as recorded, or for an
+    older views.json the difference of the means without an interval (verdict not shown)."""
+    stored = (cell.get("nerfvae_minus_nerf") or {}).get(metric)
+    means = ((cell.get(name) or {}).get(metric) for name in ("nerfvae", "nerf"))
+    return claims.stored_or_means(stored, *means, "greater")
+
+
+def views_claims(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's claim (1) per K and kind of target: NeRF-VAE − per-scene NeRF PSNR, paired
+    per scene (none where the per-scene NeRF was skipped)."""
+    rows = []
+    for label, entry in result["results"].items():
+        for kind in md.KINDS:
+            if (cell := entry.get(kind)) is None or cell.get("nerf") is None:
+                continue
+            where = f"K={context_label(label, entry['k'])}, {kind.upper()} views"
+            rows.append(
+                claims.claim_row(
+                    CLAIM,
+                    f"NeRF-VAE − per-scene NeRF, {where}",
+                    "PSNR (dB)",
+                    comparison(cell, "psnr"),
+                )
+            )
+    return rows
 
 
 def compute_views(args: ViewsArgs) -> dict[str, Any]:
@@ -292,7 +363,7 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         }
         for label, k in context.items()
     }
-    return common.result_header(
+    result = common.result_header(
         "views",
         dataset=str(args.data),
         split=args.split,
@@ -306,6 +377,8 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         timing=timing,
         models=models,
     )
+    result["claims"] = views_claims(result)
+    return result
 
 
 def context_label(label: str, k: int) -> str:
@@ -343,7 +416,18 @@ def views_markdown(result: dict[str, Any]) -> list[str]:
     ]
 
     def values(cell: dict[str, Any], key: str, models: tuple[str, ...], digits: int = 2) -> list:
-        return [md.format_number((cell[name] or {}).get(key), digits) for name in models]
+        """Each row's mean [interval] (the mean alone where the JSON has no per-scene values)."""
+        intervals = cell.get("intervals") or {}
+        return [
+            claims.cell((cell[name] or {}).get(key), (intervals.get(name) or {}).get(key), digits)
+            for name in models
+        ]
+
+    def paired(cell: dict[str, Any], key: str) -> list[str]:
+        """NeRF-VAE − NeRF on ``key``, paired per scene, and the verdict."""
+        if cell.get("nerf") is None:
+            return [md.MISSING, "no NeRF (--skip-nerf)"]
+        return claims.claim_cells(comparison(cell, key))
 
     times = []
     for label, timing in result["timing"].items():
@@ -352,7 +436,10 @@ def views_markdown(result: dict[str, Any]) -> list[str]:
         seconds += [other.get("fit_s_per_scene"), other.get("render_s_per_id_view")]
         times.append([context_label(label, context[label]), *map(md.format_seconds, seconds)])
     psnr_rows = [
-        [k, kind, *values(c, "psnr", names), *values(c, "ssim", names[:2], 3), c["num_views"]]
+        [
+            *[k, kind, *values(c, "psnr", names), *paired(c, "psnr")],
+            *[*values(c, "ssim", names[:2], 3), c["num_views"]],
+        ]
         for k, kind, c in cells
     ]
     return md.document(
@@ -360,18 +447,24 @@ def views_markdown(result: dict[str, Any]) -> list[str]:
         f"NeRF-VAE (`{vae['run']}`, step {vae['checkpoint_step']}) against a per-scene NeRF "
         "optimised from scratch on the same K context views. "
         f"{md.scenes_sentence(result, 'ID views 0..K-1')}{all_note} {md.TRIVIAL_SENTENCE} Means "
-        "over target views (PSNR in dB; object PSNR over ground-truth object pixels).",
+        "over target views (PSNR in dB; object PSNR over ground-truth object pixels). "
+        f"{claims.READING} The claim: NeRF-VAE − NeRF above zero.",
         "![PSNR vs K](views.png)",
         "## Whole image",
         md.table(
             "K | cameras | NeRF-VAE PSNR | NeRF PSNR | mean-train-image PSNR | "
-            "mean-context-colour PSNR | NeRF-VAE SSIM | NeRF SSIM | views",
+            "mean-context-colour PSNR | NeRF-VAE − NeRF PSNR (paired) | verdict | NeRF-VAE SSIM | "
+            "NeRF SSIM | views",
             psnr_rows,
         ),
         "## Object pixels",
         md.table(
-            "K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour",
-            ([k, kind, *values(c, "object_psnr", names)] for k, kind, c in cells),
+            "K | cameras | NeRF-VAE | NeRF | mean train image | mean context colour | "
+            "NeRF-VAE − NeRF (paired) | verdict",
+            (
+                [k, kind, *values(c, "object_psnr", names), *paired(c, "object_psnr")]
+                for k, kind, c in cells
+            ),
         ),
         "## Time per scene",
         md.table(

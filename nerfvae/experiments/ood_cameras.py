@@ -1,6 +1,8 @@
 """``nerfvae experiment cameras``: NeRF-VAE against the GQN-style baseline on the same held-out ID
 views and OOD cameras. The paper's claim: a volumetric renderer generalises to cameras unlike the
-training ones, a convolutional one does not, so NeRF-VAE's drop ID → OOD should be smaller."""
+training ones, a convolutional one does not, so NeRF-VAE's drop ID → OOD should be smaller: read as
+each model's drop paired per scene and the GQN drop − NeRF-VAE drop per scene, with their 95%
+bootstrap intervals over scenes (:mod:`nerfvae.experiments.claims`)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ from typing import Any
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.evaluate import MODEL_LABELS
 from nerfvae.evaluation.views import parse_context_sizes
-from nerfvae.experiments import common, figures, trained_runs
+from nerfvae.experiments import claims, common, figures, trained_runs
 from nerfvae.experiments import markdown as md
 
 DESCRIPTION = "camera generalisation: NeRF-VAE vs the GQN-style baseline on ID and OOD views"
+CLAIM = "NeRF-VAE holds up on OOD cameras where the GQN-style model does not"
 
 METRICS = (("psnr", "PSNR"), ("object_psnr", "object PSNR"), ("ssim", "SSIM"))
 # trivial predictor -> (label, short label for the figure)
@@ -47,8 +50,16 @@ class CamerasArgs(trained_runs.TrainedRunsArgs):
     out: str = "docs/results/cameras"
 
 
-def _entry(per_k: Mapping[str, Any], keys: Mapping[str, str], views: bool) -> dict[str, Any]:
-    """ID / OOD values of ``keys`` (metric -> key in the evaluation), and the drop ID − OOD."""
+def _entry(
+    per_k: Mapping[str, Any],
+    keys: Mapping[str, str],
+    views: bool,
+    evaluation: Mapping[str, Any],
+    k: int,
+) -> dict[str, Any]:
+    """ID / OOD values of ``keys`` (metric -> key in the evaluation) and the drop ID − OOD, with
+    the ``per_scene`` values of ``evaluation`` at ``k`` (ID, OOD and drop per scene; None where it
+    has none) and the ``intervals`` of each (the drop's: paired per scene)."""
     entry: dict[str, Any] = {}
     for kind in md.KINDS:
         source = per_k.get(kind) or {}
@@ -58,6 +69,18 @@ def _entry(per_k: Mapping[str, Any], keys: Mapping[str, str], views: bool) -> di
     entry["drop"] = {
         metric: md.difference(entry["id"][metric], entry["ood"][metric]) for metric in keys
     }
+    per_scene: dict[str, Any] = {
+        kind: {
+            metric: claims.scene_values(evaluation, k, kind, key) for metric, key in keys.items()
+        }
+        for kind in md.KINDS
+    }
+    per_scene["drop"] = {
+        metric: claims.differences(per_scene["id"][metric], per_scene["ood"][metric])
+        for metric in keys
+    }
+    entry["per_scene"] = per_scene
+    entry["intervals"] = claims.intervals_of(per_scene)
     return entry
 
 
@@ -66,17 +89,18 @@ def compare_cameras(
 ) -> dict[str, Any]:
     """``results[K]``: per model ID / OOD metrics, drop (ID − OOD; positive = worse on OOD
     cameras) and margin over the mean training image (model − trivial predictor, per view kind),
-    and the trivial predictors (from the NeRF-VAE evaluation; they depend only on the data)."""
+    and the trivial predictors (from the NeRF-VAE evaluation; they depend only on the data); every
+    row with its per-scene values and intervals (see :func:`_entry`)."""
     results: dict[str, Any] = {}
     for k in context_sizes:
         per_model = {name: evaluations[name]["results"][str(k)] for name in evaluations}
         row = {
-            name: _entry(per_k, {key: key for key, _ in METRICS}, True)
+            name: _entry(per_k, {key: key for key, _ in METRICS}, True, evaluations[name], k)
             for name, per_k in per_model.items()
         }
         for trivial, prefix in md.TRIVIAL_PREDICTORS.items():
             keys = {key: f"{prefix}_{key}" for key in ("psnr", "object_psnr")}
-            row[trivial] = _entry(per_model["nerfvae"], keys, False)
+            row[trivial] = _entry(per_model["nerfvae"], keys, False, evaluations["nerfvae"], k)
         for name in evaluations:
             # above the mean training image on the same views: separates a model's own
             # generalisation from OOD views being easier or harder in themselves
@@ -91,17 +115,59 @@ def compare_cameras(
     return results
 
 
+def drop_differences(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The paper's claim (2) per K and metric: GQN's drop ID − OOD minus NeRF-VAE's, paired per
+    scene ("greater": the GQN-style model drops more on OOD cameras)."""
+    out: dict[str, Any] = {}
+    for k, row in results.items():
+        vae, gqn = row["nerfvae"], row["gqn"]
+        out[k] = {
+            metric: claims.claim(
+                gqn["per_scene"]["drop"][metric],
+                vae["per_scene"]["drop"][metric],
+                "greater",
+                md.difference(gqn["drop"][metric], vae["drop"][metric]),
+            )
+            for metric, _ in METRICS
+        }
+    return out
+
+
+def drop_difference(report: Mapping[str, Any], k: str, metric: str) -> dict[str, Any]:
+    """The claim GQN drop − NeRF-VAE drop at ``k`` on ``metric``: as recorded, or for an older
+    cameras.json the difference of the mean drops without an interval (verdict not shown)."""
+    stored = ((report.get("drop_difference") or {}).get(k) or {}).get(metric)
+    row = report["results"][k]
+    drops = ((row.get(name) or {}).get("drop", {}).get(metric) for name in ("gqn", "nerfvae"))
+    return claims.stored_or_means(stored, *drops, "greater")
+
+
+def cameras_claims(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The claim's rows for the results summary: GQN drop − NeRF-VAE drop in PSNR, per K."""
+    return [
+        claims.claim_row(
+            CLAIM, f"GQN drop − NeRF-VAE drop (ID → OOD), K={k}", "PSNR (dB)",
+            drop_difference(report, k, "psnr"),
+        )
+        for k in report["results"]
+    ]  # fmt: skip
+
+
 def headline_rows(results: Mapping[str, Any], context_sizes: tuple[int, ...]) -> list[dict]:
-    """Each model on ID and OOD views at the largest K, beside the trivial predictors."""
+    """Each model on ID and OOD views at the largest K, beside the trivial predictors (with the
+    PSNR's interval over scenes, ``psnr_interval``, None without per-scene values)."""
     k = str(max(context_sizes))
     rows = []
     for name in ("nerfvae", "gqn"):
         for kind in md.KINDS:
             entry = results[k][name]
+            intervals = entry.get("intervals") or {}
             trivial = {key: results[k][key][kind]["psnr"] for key in TRIVIAL}
-            note = f"drop ID→OOD {md.format_number(entry['drop']['psnr'])} dB PSNR"
+            drop = claims.cell(entry["drop"]["psnr"], (intervals.get("drop") or {}).get("psnr"))
+            note = f"drop ID→OOD {drop} dB PSNR"
             label = f"{MODEL_LABELS[name]}, K={k}, {kind.upper()} views"
             row = md.headline_row(label, entry[kind]["psnr"], entry[kind]["object_psnr"], trivial)
+            row["psnr_interval"] = (intervals.get(kind) or {}).get("psnr")
             rows.append({**row, "note": note} if kind == "ood" else row)
     return rows
 
@@ -114,15 +180,25 @@ def _label(report: Mapping[str, Any], name: str, short: bool = False) -> str:
 def markdown_report(report: Mapping[str, Any]) -> list[str]:
     """cameras.md: the tables, the figure and the inputs."""
     names = [*report["models"], *TRIVIAL]
+
+    def cell(entry: Mapping[str, Any], part: str, key: str) -> str:
+        interval = ((entry.get("intervals") or {}).get(part) or {}).get(key)
+        return claims.cell(entry[part].get(key), interval, 3 if key == "ssim" else 2)
+
     rows = [
         [k, _label(report, name)]
-        + [
-            md.format_number(row[name][part].get(key), 3 if key == "ssim" else 2)
-            for key, _ in METRICS
-            for part in ("id", "ood", "drop")
-        ]
+        + [cell(row[name], part, key) for key, _ in METRICS for part in ("id", "ood", "drop")]
         for k, row in report["results"].items()
         for name in names
+    ]
+    drops = [
+        [
+            *[k, title, cell(row["nerfvae"], "drop", key), cell(row["gqn"], "drop", key)],
+            *claims.claim_cells(drop_difference(report, k, key), 3 if key == "ssim" else 2),
+        ]
+        for k, row in report["results"].items()
+        for key, title in METRICS
+        if "gqn" in row and "nerfvae" in row
     ]
     margins = [
         [k, model["label"]]
@@ -138,8 +214,14 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
     return md.document(
         "Camera generalisation: NeRF-VAE vs GQN-style baseline",
         f"{md.scenes_sentence(report)} Drop = ID − OOD (positive: worse on out-of-distribution "
-        f"cameras). {md.TRIVIAL_SENTENCE}",
+        f"cameras), paired per scene. {md.TRIVIAL_SENTENCE} {claims.READING}",
         md.table(titles, rows),
+        "The claim: the GQN-style model drops more than NeRF-VAE from ID to OOD cameras (GQN drop "
+        "− NeRF-VAE drop, paired per scene, above zero):",
+        md.table(
+            "K | metric | NeRF-VAE drop | GQN drop | GQN drop − NeRF-VAE drop (paired) | verdict",
+            drops,
+        ),
         "PSNR above the mean training image on the same views (model − trivial predictor; "
         "whether OOD views are easier or harder in themselves cancels out):",
         md.table(
@@ -231,8 +313,10 @@ def run(argv: list[str], prog: str) -> int:
         context_sizes=list(context_sizes),
         models=models,
         results=results,
+        drop_difference=drop_differences(results),
         headline=headline_rows(results, context_sizes),
     )
+    report["claims"] = cameras_claims(report)
     figure = {"cameras.png": cameras_figure}
     runs = [d for d in directories.values() if d is not None]
     return common.finish(prog, argv, args.out, report, markdown_report, figure, runs)

@@ -6,8 +6,14 @@ or a variant of a known experiment such as ``cost-long/cost.json``) gets its com
 training budget (from the JSON's ``provenance``) and a link to its own markdown; a missing one gets
 "not run yet: <command>". The headline table copies numbers from the JSONs, never computes one: a
 JSON's ``headline`` rows (``label``, ``psnr``, ``object_psnr``, ``baseline_mean_train_psnr``,
-``baseline_mean_context_psnr``, ``note``) as they are, else every nested dict with a numeric
-``psnr`` labelled by its path (up to ``MAX_ROWS_PER_EXPERIMENT``).
+``baseline_mean_context_psnr``, ``note``; ``psnr_interval``, when there, printed beside the PSNR)
+as they are, else every nested dict with a numeric ``psnr`` labelled by its path (up to
+``MAX_ROWS_PER_EXPERIMENT``).
+
+The claims table states each paper claim's verdict with its margin and interval, copied from the
+JSON's ``claims`` rows (:mod:`nerfvae.experiments.claims`); for an older views, cameras or ablation
+JSON without them, the experiment's own reading of its saved results gives the margin of the means
+and the verdict "not shown (no per-scene values)". No verdict is printed without an interval.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, NerfVAEError
+from nerfvae.experiments import claims
 from nerfvae.experiments.common import load_json
 from nerfvae.experiments.markdown import format_number, markdown_row, table
 from nerfvae.experiments.provenance import command_block, hardware_text, provenance_lines
@@ -89,6 +96,32 @@ def headline_rows(data: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
             for label, entry in psnr_entries(data)
         ]
     return rows[:MAX_ROWS_PER_EXPERIMENT], max(0, len(rows) - MAX_ROWS_PER_EXPERIMENT)
+
+
+def claim_rows(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The claims an experiment JSON states: its ``claims`` rows, or for an older views, cameras
+    or ablation JSON the rows its experiment reads from the saved results (margins of the means,
+    no interval); [] for other experiments or a JSON whose results cannot be read."""
+    stored = data.get("claims")
+    if isinstance(stored, list):
+        return [dict(row) for row in stored if isinstance(row, Mapping)]
+    experiment = data.get("experiment")
+    try:
+        if experiment == "views":
+            from nerfvae.experiments.context_views import views_claims
+
+            return views_claims(dict(data))
+        if experiment == "cameras":
+            from nerfvae.experiments.ood_cameras import cameras_claims
+
+            return cameras_claims(data)
+        if experiment == "ablation":
+            from nerfvae.experiments.ablation import ablation_claims
+
+            return ablation_claims(data)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return []
+    return []
 
 
 def _link(target: Path, start: Path) -> str:
@@ -175,6 +208,7 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
     out_dir = out.parent
     names, others = collect(results)
     rows: list[list[str]] = []
+    claim_table: list[list[str]] = []
     sections, missing, glance = [], [], []
     for name in names:
         path = experiment_json(results / name)
@@ -193,12 +227,18 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
         glance.append(glance_row(link, data))
         for row in headline:
             cells = [_cell(row.get(key)) for key in HEADLINE_COLUMNS]
+            if isinstance(row.get("psnr_interval"), Mapping):
+                cells[0] = _cell(claims.cell(row.get("psnr"), row["psnr_interval"]))
             label, note = (_cell(str(row.get(key, ""))) for key in ("label", "note"))
             rows.append([link, label, *cells, note])
         if more:
             rows.append([link, f"… {more} more rows, see its table", "", "", "", "", ""])
         if not headline:
             rows.append([link, "no PSNR in the JSON, see its table", *["–"] * 4, ""])
+        for row in claim_rows(data):
+            digits = row.get("digits") if isinstance(row.get("digits"), int) else 2
+            texts = (_cell(str(row.get(key, ""))) for key in ("claim", "comparison", "metric"))
+            claim_table.append([link, *texts, *map(_cell, claims.claim_cells(row, digits))])
         sections += experiment_section(name, path, data, out_dir)
 
     titles = ["experiment", "result", *HEADLINE_COLUMNS.values(), "notes"]
@@ -207,13 +247,17 @@ def summary_markdown(results: Path, out: Path, findings: Path | None = None) -> 
         "",
         f"Collected by `nerfvae experiment summary` from the experiment JSONs under `{results}/`"
         " (every number is copied from them; regenerate with the same command after running an "
-        "experiment). Each experiment's own markdown has the full table, figure and provenance.",
+        "experiment). Each experiment's own markdown has the full table, figure and provenance. "
+        + claims.READING,
         "",
         "## Headline",
         "",
         *(table(titles, rows) if rows else ["No experiment has been run yet."]),
         "",
     ]
+    if claim_table:
+        titles = ["experiment", "claim", "comparison", "metric", "margin [95% interval]"]
+        lines += ["## Claims", "", *table([*titles, "verdict"], claim_table), ""]
     if findings is not None and findings.is_file():
         lines += [findings.read_text().strip(), ""]
     if glance:
