@@ -226,3 +226,33 @@ def test_show_writes_a_contact_sheet(generated: Path, tmp_path: Path) -> None:
     image = np.asarray(Image.open(out))
     assert image.shape[1] == 6 * (32 + 4) and image.shape[0] == 2 * (3 * 32 + 14 + 6)
     assert image.std() > 10  # not blank
+
+
+def test_objects_preset_renders_objects_before_a_white_background(tmp_path: Path) -> None:
+    """`--preset objects`: an open scene — white where rays miss, objects masked and with depth,
+    OOD cameras above the ID ones — whose dataset.json says so."""
+    from nerfvae.data.rooms import OBJECT_ID_CAMERAS, OBJECT_OOD_CAMERAS
+
+    settings = make_settings("objects", **OVERRIDES)  # type: ignore[arg-type]
+    generate(tmp_path / "objects", settings, workers=1, progress=False)
+    dataset = MultiSceneDataset(tmp_path / "objects", "test")
+    meta = dataset.meta
+    assert meta.name == "objects" and meta.background == (1.0, 1.0, 1.0)
+    assert meta.mask_source == "generator" and meta.scene_bounds == ((-1, -1, 0), (1, 1, 1.2))
+    assert meta.camera_distributions["ood"]["elevation_deg"] == list(
+        OBJECT_OOD_CAMERAS.elevation_deg
+    )
+    for index in range(len(dataset)):
+        scene = dataset.load_scene(index)
+        images, depth, mask = scene.images.float(), scene.depth, scene.object_mask
+        assert 1 <= len(scene.objects) <= 3 and int(mask.max()) <= len(scene.objects)
+        missed = depth == 0
+        assert missed.any() and (mask[missed] == 0).all() and (mask[~missed] > 0).all()
+        # the background is white (pixels whose centre misses may be partly covered at an edge)
+        assert images[missed].mean() > 245 and images[~missed].mean() < 200
+        assert (depth[~missed] > meta.near).all() and (depth < meta.far).all()
+        # cameras look down at their elevation: ID at most 40 degrees, OOD at least 55
+        elevation = torch.rad2deg(torch.asin(-scene.c2w[:, 2, 2]))
+        ood = scene.view_is_ood
+        assert (elevation[~ood] <= OBJECT_ID_CAMERAS.elevation_deg[1] + 1e-3).all()
+        assert (elevation[ood] >= OBJECT_OOD_CAMERAS.elevation_deg[0] - 1e-3).all()

@@ -31,9 +31,11 @@ class GenerateConfig:
 
     out: Path
     """Output dataset directory."""
-    preset: Literal["tiny", "small", "default"] = "default"
-    """tiny: 32x32, 64 scenes (tests); small: 64x64, ~1,000 scenes; default: 64x64, 5,000 training
-    scenes with 10 ID views and 100 val + 100 test scenes with 10 ID + 5 OOD views."""
+    preset: Literal["tiny", "small", "default", "objects"] = "default"
+    """Rooms — tiny: 32x32, 64 scenes (tests); small: 64x64, ~1,000 scenes; default: 64x64, 5,000
+    training scenes with 10 ID views and 100 val + 100 test scenes with 10 ID + 5 OOD views.
+    objects: 1-3 objects before a white background, cameras on a sphere (OOD: closer, from high
+    above), 64x64, 600 training scenes, 20 val + 50 test."""
     scenes: int | None = None
     """Override the number of training scenes."""
     eval_scenes: int | None = None

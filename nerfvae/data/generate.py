@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,15 @@ from nerfvae.data.baselines import trivial_baselines
 from nerfvae.data.resume import resume_with_settings
 from nerfvae.data.rooms import (
     ID_CAMERAS,
+    OBJECT_ID_CAMERAS,
+    OBJECT_OOD_CAMERAS,
+    OBJECTS_LAYOUT,
     OOD_CAMERAS,
+    CameraDistribution,
+    Room,
     RoomLayout,
     camera_distributions_json,
+    random_objects_scene,
     random_room,
     sample_cameras,
 )
@@ -44,6 +50,46 @@ from nerfvae.data.storage import (
 from nerfvae.errors import DataError
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class SceneKind:
+    """What a preset renders: how a scene is drawn, its cameras, box, far bound and background."""
+
+    draw: Callable[[np.random.Generator], Room]
+    layout: RoomLayout
+    id_cameras: CameraDistribution
+    ood_cameras: CameraDistribution
+    far: float
+    background: tuple[float, float, float] | None
+    """sRGB colour behind an open scene; None for closed rooms."""
+
+
+def _farthest_box_corner(layout: RoomLayout, cameras: Sequence[CameraDistribution]) -> float:
+    """An upper bound on the distance from any camera to any point of the scene box."""
+    low, high = np.array(layout.scene_bounds[0]), np.array(layout.scene_bounds[1])
+    reach = max(c.radius[1] + c.target_offset + np.linalg.norm(c.target) for c in cameras)
+    return float(reach + np.linalg.norm(high - low))
+
+
+SCENE_KINDS = {
+    "rooms": SceneKind(
+        lambda rng: random_room(rng, RoomLayout()),
+        RoomLayout(),
+        ID_CAMERAS,
+        OOD_CAMERAS,
+        RoomLayout().far,
+        None,
+    ),
+    "objects": SceneKind(
+        random_objects_scene,
+        OBJECTS_LAYOUT,
+        OBJECT_ID_CAMERAS,
+        OBJECT_OOD_CAMERAS,
+        _farthest_box_corner(OBJECTS_LAYOUT, (OBJECT_ID_CAMERAS, OBJECT_OOD_CAMERAS)),
+        (1.0, 1.0, 1.0),
+    ),
+}
 GENERATOR_VERSION = 1
 """Bumped whenever the rooms, cameras or rendering change, so an old directory is not resumed."""
 GENERATION_FILENAME = "generation.json"
@@ -69,6 +115,9 @@ class GeneratorSettings:
     spp: int
     shard_size: int
     splits: dict[str, SplitSettings]
+    scene_kind: str = "rooms"
+    """``rooms``: closed rooms (floor, walls, 2–5 objects); ``objects``: 1–3 objects in the open
+    before a white background, cameras on a sphere around them."""
 
     def to_json(self) -> dict[str, Any]:
         return {"generator_version": GENERATOR_VERSION, **dataclasses.asdict(self)}
@@ -102,6 +151,19 @@ PRESETS: dict[str, GeneratorSettings] = {
             "val": SplitSettings(50, 10, 5),
             "test": SplitSettings(100, 10, 5),
         },
+    ),
+    "objects": GeneratorSettings(
+        preset="objects",
+        seed=0,
+        resolution=64,
+        spp=9,
+        shard_size=100,
+        splits={
+            "train": SplitSettings(600, 10, 0),
+            "val": SplitSettings(20, 10, 5),
+            "test": SplitSettings(50, 10, 5),
+        },
+        scene_kind="objects",
     ),
     "default": GeneratorSettings(
         preset="default",
@@ -168,6 +230,7 @@ def make_settings(
         spp=base.spp if spp is None else spp,
         shard_size=base.shard_size if shard_size is None else shard_size,
         splits=splits,
+        scene_kind=base.scene_kind,
     )
 
 
@@ -199,11 +262,14 @@ def scene_cameras(
     split_settings = settings.splits[split]
     sequence = np.random.SeedSequence([settings.seed, SPLIT_CODES[split], index])
     room_rng, id_rng, ood_rng = (np.random.default_rng(child) for child in sequence.spawn(3))
-    room = random_room(room_rng, RoomLayout())
+    kind = SCENE_KINDS[settings.scene_kind]
+    room = kind.draw(room_rng)
     size = settings.resolution
-    K, c2w = sample_cameras(id_rng, ID_CAMERAS, split_settings.id_views, size, size)
+    K, c2w = sample_cameras(id_rng, kind.id_cameras, split_settings.id_views, size, size)
     if split_settings.ood_views > 0:
-        K_ood, c2w_ood = sample_cameras(ood_rng, OOD_CAMERAS, split_settings.ood_views, size, size)
+        K_ood, c2w_ood = sample_cameras(
+            ood_rng, kind.ood_cameras, split_settings.ood_views, size, size
+        )
         K, c2w = torch.cat([K, K_ood]), torch.cat([c2w, c2w_ood])
     view_is_ood = torch.arange(len(K)) >= split_settings.id_views
     return room, K, c2w, view_is_ood
@@ -219,13 +285,18 @@ def render_scene(
     on_view: Callable[[], None] | None = None,
 ) -> SceneRecord:
     """Render every view of one scene into a :class:`SceneRecord`."""
-    from nerfvae.data.mitsuba import RoomRenderer
+    from nerfvae.data.mitsuba import RoomRenderer, srgb_to_linear
 
-    key = (settings.resolution, settings.spp)
+    background = SCENE_KINDS[settings.scene_kind].background
+    key = (settings.resolution, settings.spp, background)
     if key not in _RENDERERS:
         _RENDERERS.clear()
         _RENDERERS[key] = RoomRenderer(
-            settings.resolution, settings.resolution, settings.spp, threads=1
+            settings.resolution,
+            settings.resolution,
+            settings.spp,
+            threads=1,
+            background=None if background is None else srgb_to_linear(background),
         )
     renderer = _RENDERERS[key]
     room, K, c2w, view_is_ood = scene_cameras(settings, split, index)
@@ -240,7 +311,11 @@ def render_scene(
             on_view()
     depth = torch.from_numpy(np.stack(depths))
     info = room.info()
-    info["depth_range"] = [round(float(depth.min()), 5), round(float(depth.max()), 5)]
+    if settings.scene_kind == "objects":
+        del info["floor"], info["walls"]  # not rendered
+    hits = depth[depth > 0]  # 0: the ray hit nothing (an open scene's background)
+    if len(hits):
+        info["depth_range"] = [round(float(hits.min()), 5), round(float(hits.max()), 5)]
     return SceneRecord(
         images=torch.from_numpy(np.stack(images)),
         K=K,
@@ -255,28 +330,32 @@ def render_scene(
 
 
 def dataset_meta(settings: GeneratorSettings) -> DatasetMeta:
-    layout = RoomLayout()
+    kind = SCENE_KINDS[settings.scene_kind]
+    layout = kind.layout
+    name = settings.preset
+    if not name.startswith(settings.scene_kind):
+        name = f"{settings.scene_kind}-{name}"
     return DatasetMeta(
-        name=f"rooms-{settings.preset}",
+        name=name,
         image_height=settings.resolution,
         image_width=settings.resolution,
         scene_bounds=layout.scene_bounds,
         near=NEAR,
-        far=round(layout.far, 4),
+        far=round(kind.far, 4),
         splits={
             name: SplitMeta(id_views=split.id_views, ood_views=split.ood_views)
             for name, split in settings.splits.items()
         },
         world_up="+z",
-        background=None,  # closed rooms: every ray ends on a wall, the floor or the ceiling
+        background=kind.background,  # rooms: None, every ray ends on a wall or the floor
         mask_source="generator",
-        camera_distributions=camera_distributions_json(ID_CAMERAS, OOD_CAMERAS),
+        camera_distributions=camera_distributions_json(kind.id_cameras, kind.ood_cameras),
         generator={
             **settings.to_json(),
             "renderer": "mitsuba3",
             "room_layout": dataclasses.asdict(layout),
             "depth": "distance from the camera centre along the unit pixel-centre ray",
-            "object_mask": "0 = floor, walls, sky and lights; k = objects[k-1]",
+            "object_mask": "0 = floor, walls, sky, lights or background; k = objects[k-1]",
         },
     )
 
@@ -453,8 +532,9 @@ def finalize_dataset(root: Path, settings: GeneratorSettings) -> DatasetMeta:
     for split, split_meta in meta.splits.items():
         for shard in split_meta.shards:
             for info in ShardReader(root / shard.file, meta, split).scene_infos:
-                depth_low = min(depth_low, info["depth_range"][0])
-                depth_high = max(depth_high, info["depth_range"][1])
+                if "depth_range" in info:  # absent: an open scene whose views hit nothing
+                    depth_low = min(depth_low, info["depth_range"][0])
+                    depth_high = max(depth_high, info["depth_range"][1])
     if depth_low < meta.near or depth_high > meta.far:
         raise DataError(
             f"{root}: rendered depths span [{depth_low}, {depth_high}], outside near/far "

@@ -127,6 +127,13 @@ def linear_to_srgb_uint8(linear: np.ndarray) -> np.ndarray:
     return np.round(srgb * 255.0).astype(np.uint8)
 
 
+def srgb_to_linear(colour: tuple[float, float, float]) -> tuple[float, float, float]:
+    """An sRGB colour in [0, 1] as linear radiance (the inverse of the sRGB transfer curve)."""
+    c = np.clip(np.asarray(colour, dtype=np.float64), 0.0, 1.0)
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return tuple(float(v) for v in linear)  # type: ignore[return-value]
+
+
 def unit_cube_mesh() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cube [-1, 1]^3 as ``vertices [24, 3]``, flat ``normals [24, 3]``, ``faces [12, 3]``.
 
@@ -199,6 +206,8 @@ def write_ply(path: str, vertices: np.ndarray, normals: np.ndarray, faces: np.nd
         handle.write(face_data.tobytes())
 
 
+OPEN_SKY_HEIGHT = 6.0
+"""Height of an open scene's overhead light: above the top of every camera's view."""
 SEAM_OVERLAP = 1e-4  # relative overlap of room surfaces at their edges (see set_room)
 
 
@@ -209,11 +218,23 @@ class RoomRenderer:
         height, width: image size.
         spp: colour samples per pixel.
         threads: Mitsuba render threads (None: all cores).
+        background: None renders the closed room. A linear RGB colour renders only the room's
+            objects (an open scene, ``--preset objects``): floor and walls are hidden, the sky
+            becomes a large light high overhead out of every camera's view, and each pixel is
+            composited over ``background`` by the fraction of its samples that hit nothing.
     """
 
-    def __init__(self, height: int, width: int, spp: int, threads: int | None = None):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        spp: int,
+        threads: int | None = None,
+        background: tuple[float, float, float] | None = None,
+    ):
         self.mi = mi = load_mitsuba(threads)
         self.height, self.width, self.spp = height, width, spp
+        self.background = background
         self.variant = mi.variant()
         # optimize=False: no merging of shapes that share a BSDF (walls, slots stay addressable)
         self._unit_meshes = {"cube": unit_cube_mesh(), "cylinder": unit_cylinder_mesh()}
@@ -237,7 +258,8 @@ class RoomRenderer:
                 "width": self.width,
                 "height": self.height,
                 "rfilter": {"type": "box"},
-                "pixel_format": "rgb",
+                # alpha (the covered fraction of a pixel) composites an open scene's background
+                "pixel_format": "rgb" if self.background is None else "rgba",
                 "component_format": "float32",
             }
 
@@ -360,6 +382,15 @@ class RoomRenderer:
         params["sky.to_world"] = (
             T().translate([0, 0, h]).rotate([1, 0, 0], 180.0).scale([ws, ws, 1.0])
         )
+        if self.background is not None:
+            # open scene: no floor or walls, and the sky far above every camera's field of view
+            hidden = T().translate([0, 0, _HIDDEN_Z]).scale(_HIDDEN_SCALE)
+            params["floor.to_world"] = hidden
+            for index in range(4):
+                params[f"wall_{index}.to_world"] = hidden
+            params["sky.to_world"] = (
+                T().translate([0, 0, OPEN_SKY_HEIGHT]).rotate([1, 0, 0], 180.0).scale(12.0)
+            )
         params["sky.emitter.radiance.value"] = mi.Color3f(list(light.sky_rgb))
         params["area_light.to_world"] = (
             T()
@@ -450,4 +481,9 @@ class RoomRenderer:
         depth = np.linalg.norm(position.astype(np.float64) - c2w[:3, 3], axis=-1)
         depth = np.where(hit, depth, 0.0).astype(np.float32)
         object_mask = object_ids_at(self.room_objects, position, hit)
-        return linear_to_srgb_uint8(linear[..., :3]), depth, object_mask
+        colour = linear[..., :3]
+        if self.background is not None:
+            # samples that miss everything carry no radiance: add the background in their share
+            uncovered = 1.0 - np.clip(linear[..., 3:4], 0.0, 1.0)
+            colour = colour + uncovered * np.asarray(self.background, dtype=colour.dtype)
+        return linear_to_srgb_uint8(colour), depth, object_mask

@@ -90,6 +90,25 @@ OOD_CAMERAS = CameraDistribution(
     radius=(1.3, 1.7), elevation_deg=(45.0, 60.0), fov_y_deg=(70.0, 78.0), target_offset=0.5
 )
 
+OBJECTS_LAYOUT = RoomLayout(
+    half_width=1.0, wall_height=1.2, placement_radius=0.45, objects_per_scene=(1, 3)
+)
+"""Object-centric scenes (``--preset objects``): one to three of the rooms' objects on an
+invisible ground near the origin, before a white background, inside the box
+``(-1, -1, 0) .. (1, 1, 1.2)``; no floor or walls are rendered."""
+OBJECT_ID_CAMERAS = CameraDistribution(
+    radius=(2.6, 3.0), elevation_deg=(15.0, 40.0), fov_y_deg=(40.0, 40.0), target_offset=0.0,
+    target=(0.0, 0.0, 0.3),
+)  # fmt: skip
+"""Cameras on a sphere around the objects (the usual object-dataset setup, as SRN)."""
+OBJECT_OOD_CAMERAS = CameraDistribution(
+    radius=(1.9, 2.2), elevation_deg=(55.0, 75.0), fov_y_deg=(50.0, 50.0), target_offset=0.2,
+    target=(0.0, 0.0, 0.3),
+)  # fmt: skip
+"""Closer, from high above, wider: views no training camera resembles."""
+OPEN_LIGHT_HEIGHT = 3.0
+"""Height of an object scene's key light: above every object camera (they reach z = 2.45)."""
+
 
 @dataclass
 class ObjectSpec:
@@ -335,6 +354,24 @@ def random_room(rng: np.random.Generator, layout: RoomLayout = RoomLayout()) -> 
     objects.sort(key=lambda obj: -obj.footprint_radius)
     objects = _place_objects(rng, layout, objects)
     return Room(layout=layout, floor=floor, walls=walls, lighting=lighting, objects=objects)
+
+
+def random_objects_scene(rng: np.random.Generator, layout: RoomLayout = OBJECTS_LAYOUT) -> Room:
+    """Draw an object-centric scene: 1–3 of the rooms' objects, non-intersecting, near the origin,
+    lit by a large dim overhead light and a smaller area light; the room's floor and walls are
+    drawn too (so a scene stays a :class:`Room`) but an open-scene renderer does not show them."""
+    room = random_room(rng, layout)
+    # overhead lighting suited to objects in the open: a bright sky above, a key light up to 1
+    # box-width off-centre, above the highest camera (out of every view)
+    half_size = float(rng.uniform(0.2, 0.6))
+    area_xy = rng.uniform(-layout.half_width, layout.half_width, size=2)
+    room.lighting = Lighting(
+        sky_rgb=_round3(rng.uniform(0.8, 1.1) * rng.uniform(0.9, 1.1, size=3)),  # type: ignore[arg-type]
+        area_centre=(round(float(area_xy[0]), 3), round(float(area_xy[1]), 3), OPEN_LIGHT_HEIGHT),
+        area_half_size=round(half_size, 3),
+        area_rgb=_round3(rng.uniform(2.5, 5.0) / half_size**2 * np.ones(3)),  # type: ignore[arg-type]
+    )
+    return room
 
 
 def sample_cameras(
