@@ -101,3 +101,23 @@ python docs/results/scene-function/compare.py docs/results/scene-function/compar
   attention=docs/results/scene-function/eval/attention_k13.json \
   planes=docs/results/scene-function/eval/planes_k13_refined.json \
   attention=docs/results/scene-function/eval/attention_k13_refined.json
+
+# The shipped model and the planes runs on 20 scenes of an unseen seed
+# (docs/results/scene-function/new-seed/README.md)
+NEW=docs/results/scene-function/new-seed
+nerfvae data generate --preset small --seed 20261206 --scenes 4 --eval-scenes 20 \
+  --out "$DATA/small-seed20261206" --workers 2
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/planes-continued" --threads 1 \
+  --scenes-per-batch 8 --rays-per-scene 384 --steps 11000 --stop-at-step 3000 \
+  --init-from assets/planes-2h --objective.kl-warmup-steps 0 --objective.pixel-std-start 0.1 \
+  --objective.pixel-std-anneal-steps 0 --optimizer.learning-rate 0.0007
+for pair in "assets/model attention_k3" "assets/planes-2h planes2h_k3" \
+  "$RUNS/planes-continued planes_cont_k3"; do
+  set -- $pair
+  nerfvae eval --run "$1" --data "$DATA/small-seed20261206" --split test --context 3 \
+    --max-scenes 20 --out "$NEW/$2.json"
+done
+python docs/results/scene-function/compare.py "$NEW/compare-2h.md" \
+  planes-2h="$NEW/planes2h_k3.json" attention="$NEW/attention_k3.json"
+python docs/results/scene-function/compare.py "$NEW/compare-continued.md" \
+  planes-continued="$NEW/planes_cont_k3.json" attention="$NEW/attention_k3.json"
