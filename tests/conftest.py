@@ -40,3 +40,12 @@ def tiny_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     code = main(["train", *TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(run)])
     assert code == 0
     return run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-cases",
+        type=int,
+        default=None,
+        help="tests/test_fuzz.py: run this many fuzz cases and print the counts per entry point",
+    )

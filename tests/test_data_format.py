@@ -324,3 +324,98 @@ def test_bad_background_or_mask_source_is_named(dataset_root: Path, changes) -> 
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match=r"dataset\.json.*(background|mask_source)"):
         MultiSceneDataset(dataset_root, "train")
+
+
+def _edit_meta(root: Path, edit) -> None:
+    path = root / "dataset.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda d: d.update(splits=[1, 2]), r"splits must be an object, got \[1, 2\]"),
+        (lambda d: d.update(image_height="6"), r"image_height must be an integer, got '6'"),
+        (lambda d: d.update(image_width=0), r"image size 6x0 \(HxW\) is out of range"),
+        (lambda d: d.update(image_width=10**9), r"image size 6x1000000000 \(HxW\) is out of"),
+        (
+            lambda d: d["scene_bounds"][0].__setitem__(1, float("nan")),
+            r"scene_bounds value must be a finite",
+        ),
+        (
+            lambda d: d["scene_bounds"][1].__setitem__(2, float("inf")),
+            r"scene_bounds value must be a finite",
+        ),
+        (lambda d: d.pop("world_up"), r"field 'world_up' is missing"),
+        (lambda d: d.update(near=float("nan")), r"near must be a finite number, got nan"),
+        (lambda d: d["splits"]["train"].update(id_views=True), r"id_views must be an integer"),
+        (
+            lambda d: d["splits"]["train"]["shards"][0].update(file="../../outside.safetensors"),
+            r"shards\[0\]\.file must be a \.safetensors path inside the dataset directory",
+        ),
+        (lambda d: d["splits"]["train"].update(shards={}), r"shards must be a list"),
+    ],
+)
+def test_malformed_dataset_json_names_file_and_field(dataset_root: Path, edit, problem) -> None:
+    _edit_meta(dataset_root, edit)
+    with pytest.raises(DataError, match=rf"dataset\.json: .*{problem}"):
+        MultiSceneDataset(dataset_root, "train")
+
+
+def test_deeply_nested_or_non_utf8_dataset_json_is_named(dataset_root: Path) -> None:
+    path = dataset_root / "dataset.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"dataset\.json: cannot read JSON \(nested too deeply\)"):
+        read_meta(dataset_root)
+    path.write_bytes(b'{"name": "\xff"}')
+    with pytest.raises(DataError, match=r"dataset\.json: cannot read JSON \(not UTF-8"):
+        read_meta(dataset_root)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(DataError, match=r"dataset\.json: not found"):
+        read_meta(dataset_root)
+
+
+def test_object_mask_ids_beyond_the_object_count_are_named(dataset_root: Path) -> None:
+    mask = make_scene(0).object_mask.clone()
+    mask[0, 0, 0] = 3  # the scene lists 2 objects
+    _rewrite_scene(dataset_root, object_mask=mask)
+    with pytest.raises(DataError, match=r"scene 0: object_mask holds object id 3 but the scene"):
+        MultiSceneDataset(dataset_root, "train").load_scene(0)
+
+
+def test_principal_point_far_outside_the_image_is_named(dataset_root: Path) -> None:
+    K = make_scene(0).K.clone()
+    K[1, 0, 2] = 1e5
+    _rewrite_scene(dataset_root, K=K)
+    with pytest.raises(DataError, match=r"scene 0: principal point \(100000, 3\) lies far outside"):
+        MultiSceneDataset(dataset_root, "train").load_scene(0)
+
+
+def test_wrong_bottom_row_of_intrinsics_is_named(dataset_root: Path) -> None:
+    K = make_scene(0).K.clone()
+    K[2, 2, :] = torch.tensor([0.0, 0.5, 1.0])
+    _rewrite_scene(dataset_root, K=K)
+    with pytest.raises(DataError, match=r"scene 0: intrinsics rows 2-3 must be"):
+        MultiSceneDataset(dataset_root, "train").load_scene(0)
+
+
+@pytest.mark.parametrize("scenes", [[1, 2], [{"objects": 5}]])
+def test_malformed_shard_header_is_named(dataset_root: Path, scenes) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = dataset_root / "test" / "shard-00000.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        header = json.loads(handle.metadata()["nerfvae"])
+    header["scenes"] = scenes
+    save_file(tensors, str(path), metadata={"nerfvae": json.dumps(header)})
+    _edit_meta(
+        dataset_root,
+        lambda d: d["splits"]["test"]["shards"][0].update(num_bytes=path.stat().st_size),
+    )
+    with pytest.raises(DataError, match=r"test/shard-00000\.safetensors: shard header scenes"):
+        MultiSceneDataset(dataset_root, "test").load_scene(0)

@@ -361,3 +361,110 @@ def test_real_lego_100(tmp_path):
     assert estimate.how == "object-centric"
     np.testing.assert_allclose(estimate.box_max, 1.5, rtol=0.1)
     np.testing.assert_allclose(estimate.box_min, -1.5, rtol=0.1)
+
+
+@pytest.mark.parametrize("angle", [0, 0.0, float("nan"), float("inf"), math.pi, "0.7", True])
+def test_bad_camera_angle_names_file(tmp_path, angle):
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    for key in ("camera_angle_x", "camera_angle_y"):
+        path = src / "transforms_train.json"
+        data = json.loads((src / "transforms_test.json").read_text())
+        data[key] = angle
+        path.write_text(json.dumps({**data, "frames": json.loads(path.read_text())["frames"]}))
+        with pytest.raises(DataError, match=rf"transforms_train\.json: {key} must be a field of"):
+            import_dataset("blender", src, tmp_path / f"out-{key}", progress=False)
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"w": 0}, r"image size 18x0 \(HxW\) is out of range"),
+        ({"h": float("inf")}, r"h must be a finite number"),
+        ({"w": "26"}, r"w must be a finite number"),
+        ({"w": 26.5}, r"w and h must be whole numbers"),
+        ({"camera_angle_x": 0.0, "fl_x": None}, r"camera_angle_x must be a field of view"),
+        ({"cx": 1e6}, r"principal point \(1e\+06, [0-9.]+\) lies far outside the 18x26 image"),
+        ({"fl_x": 1e9}, r"focal length fx=1e\+09"),
+        ({"train_filenames": 3}, r"train_filenames must be a list of file names"),
+    ],
+)
+def test_bad_nerfstudio_intrinsics_name_file(tmp_path, changes, problem):
+    src = write_nerfstudio_scene(tmp_path / "capture", count=3)
+    path = src / "transforms.json"
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+        for frame in data["frames"]:
+            frame.pop(key, None)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=rf"transforms\.json.*{problem}"):
+        import_dataset("nerfstudio", src, tmp_path / "out", progress=False)
+
+
+def set_frame_field(src: Path, index: int, key: str, value) -> None:
+    """Set ``key`` of frame ``index`` in ``src/transforms_train.json``."""
+    path = src / "transforms_train.json"
+    data = json.loads(path.read_text())
+    data["frames"][index][key] = value
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("file_path", ["./train/r\x000", "./train/" + "r" * 5000, "./loop"])
+def test_unusable_file_path_names_file(tmp_path, file_path):
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    (src / "loop").symlink_to("loop")
+    set_frame_field(src, 1, "file_path", file_path)
+    with pytest.raises(DataError, match=r"transforms_train\.json frame 1: "):
+        import_dataset("blender", src, tmp_path / "out", progress=False)
+
+
+def test_transform_matrix_of_strings_and_deep_json_name_file(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    strings = [[str(v) for v in row] for row in np.eye(4)]
+    set_frame_field(src, 0, "transform_matrix", strings)
+    path = src / "transforms_train.json"
+    with pytest.raises(DataError, match=r"frame 0 .*transform_matrix must be an array of numbers"):
+        import_dataset("blender", src, tmp_path / "out", progress=False)
+    path.write_text('{"frames": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(DataError, match=r"transforms_train\.json: cannot read JSON \(nested too"):
+        import_dataset("blender", src, tmp_path / "out2", progress=False)
+
+
+def test_missing_test_split_file_is_noted(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(3, 1, 1))
+    (src / "transforms_test.json").unlink()
+    messages = []
+    import_dataset("blender", src, tmp_path / "out", progress=False, log=messages.append)
+    assert any(
+        "transforms_test.json is missing: the scene has no test views" in m for m in messages
+    )
+
+
+def test_sixteen_bit_grey_png_is_scaled_to_eight_bits(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    grey = np.full((20, 24), 32768, np.uint16)  # mid-grey in 16 bits: 128 in 8 bits, not 255
+    Image.fromarray(grey).save(src / "train" / "r_1.png")
+    import_dataset("blender", src, tmp_path / "out", ImportOptions(masks=False), progress=False)
+    scenes = read_shard_scenes(tmp_path / "out" / "train" / "shard-00000.safetensors")
+    assert int(scenes[0].images[1].min()) == int(scenes[0].images[1].max()) == 128
+
+
+def test_absurd_image_header_is_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    (src / "train" / "r_1.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    )
+    with pytest.raises(DataError, match=r"r_1\.png: image size 100000x100000 \(HxW\) is out of"):
+        import_dataset("blender", src, tmp_path / "out", progress=False)

@@ -22,7 +22,7 @@ from test_formats_tfrecord import encode_example, frame_record
 from nerfvae.cli.data_import import run
 from nerfvae.data.importers import ImportOptions, gqn_cameras_to_c2w, import_dataset
 from nerfvae.data.storage import read_meta, read_shard_scenes
-from nerfvae.errors import DataError
+from nerfvae.errors import ConfigError, DataError
 from nerfvae.geometry import check_cameras, project_points
 
 POINT = np.array([0.3, -0.2, 0.4])
@@ -237,3 +237,23 @@ def test_val_split_carved_from_training_scenes_when_the_source_has_none(tmp_path
     assert summary.meta.generator["val_from_train"] == {"scenes": 1, "seed": 3}
     # a closed scene (rooms): no background to render, no masks without alpha
     assert summary.meta.background is None and summary.meta.mask_source is None
+
+
+def test_camera_position_near_float32_limit_names_record(tmp_path):
+    src = tmp_path / "gqn" / "shepard_metzler_5_parts" / "train"
+    src.mkdir(parents=True)
+    cameras = [0.0] * 5 * 15
+    cameras[5] = 3e38  # finite in float32, but no ray arithmetic survives it
+    frames = [marker_jpeg(64, 10.5, 10.5)] * 15
+    record = encode_example({"frames": ("bytes", frames), "cameras": ("float", cameras)})
+    (src / "1-of-1.tfrecord").write_bytes(frame_record(record))
+    with pytest.raises(DataError, match=r"1-of-1\.tfrecord: record 0 frame 1 camera: .*beyond"):
+        import_dataset("gqn", src.parent, tmp_path / "out", progress=False)
+
+
+def test_field_of_view_option_is_checked(tmp_path):
+    src = write_gqn(tmp_path / "gqn", counts=(1, 0))
+    with pytest.raises(ConfigError, match="gqn_fov_degrees must be in"):
+        import_dataset(
+            "gqn", src, tmp_path / "out", ImportOptions(gqn_fov_degrees=0.0), progress=False
+        )

@@ -177,3 +177,32 @@ def test_bad_intrinsics_names_file(tmp_path):
     intrinsics.write_text("not numbers\n")
     with pytest.raises(DataError, match=r"train0000/intrinsics\.txt: expected 'f cx cy"):
         import_dataset("srn", src, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (f"{FOCAL} {CX} {CY} 0.\n0 0\n", r"image size 0x0 \(HxW\) is out of range"),
+        (f"{FOCAL} {CX} {CY} 0.\ninf 24\n", r"image size infx24.0 must be whole numbers"),
+        (f"{FOCAL} {CX} {CY} 0.\n1e9 1e9\n", r"image size 1000000000x1000000000"),
+        (f"{FOCAL} {CX} {CY} 0.\n24.5 24\n", r"must be whole numbers"),
+        (f"0 {CX} {CY} 0.\n24 24\n", r"focal length must be positive"),
+        (f"nan {CX} {CY} 0.\n24 24\n", r"intrinsics contain NaN or inf"),
+        (f"{FOCAL} 1e7 {CY} 0.\n24 24\n", r"principal point .* far outside the 24x24 image"),
+    ],
+)
+def test_bad_intrinsics_values_name_file(tmp_path, text, problem):
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 2),))
+    (src / "cars_train" / "train0000" / "intrinsics.txt").write_text(text)
+    with pytest.raises(DataError, match=rf"train0000/intrinsics\.txt: .*{problem}"):
+        import_dataset("srn", src, tmp_path / "out", progress=False)
+
+
+def test_camera_near_float32_limit_names_file(tmp_path):
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 2),))
+    pose = src / "cars_train" / "train0000" / "pose" / "000001.txt"
+    values = pose.read_text().split()
+    values[3] = "3e38"
+    pose.write_text(" ".join(values))
+    with pytest.raises(DataError, match=r"pose/000001\.txt: camera position .* beyond 1e\+06"):
+        import_dataset("srn", src, tmp_path / "out", progress=False)

@@ -288,3 +288,123 @@ def trainer_initial_weights(run: Path) -> dict[str, torch.Tensor]:
     config = load_config(run / "config.json")
     torch.manual_seed(config.seed)
     return build_model(config).state_dict()
+
+
+def _small_run(root: Path) -> Path:
+    """A run directory with the tiny config and an untrained checkpoint (no data, no renderer)."""
+    from nerfvae.training.checkpoint import save_checkpoint
+    from nerfvae.training.loading import build_model
+    from nerfvae.training.run_directory import RunDirectory
+
+    config = preset("tiny")
+    root.mkdir(parents=True)
+    RunDirectory(root).write_config(config)
+    save_checkpoint(root / "checkpoints", 1, build_model(config), None, {})
+    return root
+
+
+@pytest.mark.parametrize(
+    "section, field, value, problem",
+    [
+        ("latent", "grid", 0, r"nerfvae\.latent\.grid must be in 1\.\.256, got 0"),
+        ("latent", "grid", "16", r"nerfvae\.latent\.grid must be an integer .*, got '16'"),
+        ("scene_function", "attention_heads", 0, r"attention_heads must be in 1\.\.64, got 0"),
+        ("scene_function", "width", 2**40, r"width must be in 1\.\.4096"),
+        ("scene_function", "plane_upsample", 3, r"scene_function\.plane_upsample must be a power"),
+        ("scene_function", "attention_heads", 5, r"width must be divisible by attention_heads"),
+        ("scene_function", "density_bias", float("nan"), r"density_bias must be a finite number"),
+        ("", "pixel_std", 0.0, r"nerfvae\.pixel_std must be > 0, got 0\.0"),
+        ("", "pixel_std", -0.1, r"nerfvae\.pixel_std must be > 0"),
+        ("", "background", [5, 5, 5], r"nerfvae\.background must be \[r, g, b\] with values in"),
+        ("", "scene_max", [1, -2, 1], r"nerfvae\.scene_max must be above scene_min"),
+        ("", "scene_min", [0, 0], r"nerfvae\.scene_min must be a list of 3 values"),
+        ("", "up_axis", "w", r"nerfvae\.up_axis must be one of 'x', 'y', 'z'"),
+        ("sampling", "num_coarse", 1.5, r"num_coarse must be an integer"),
+    ],
+)
+def test_invalid_config_values_name_file_and_field(tmp_path, section, field, value, problem):
+    run = _small_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (config["nerfvae"][section] if section else config["nerfvae"])[field] = value
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=rf"config\.json: .*{problem}"):
+        load_trained_model(run)
+
+
+def test_config_file_that_is_not_utf8_deep_or_a_directory_is_named(tmp_path):
+    run = _small_run(tmp_path / "run")
+    (run / "config.json").write_bytes(b'{"steps": "\xff"}')
+    with pytest.raises(ConfigError, match=r"config\.json: cannot read JSON \(not UTF-8"):
+        load_trained_model(run)
+    (run / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ConfigError, match=r"config\.json: cannot read JSON \(nested too deeply"):
+        load_trained_model(run)
+    (run / "config.json").unlink()
+    (run / "config.json").mkdir()
+    with pytest.raises(ConfigError, match=r"config\.json: file is not a regular file"):
+        load_trained_model(run)
+
+
+def test_presets_and_cli_configs_pass_their_checks():
+    for name in ("tiny", "small", "planes", "default"):
+        preset(name).check()
+    config = replace(preset("tiny"), optimizer=OptimizerConfig(learning_rate=float("nan")))
+    with pytest.raises(ConfigError, match=r"optimizer\.learning_rate must be a finite number"):
+        config.check()
+    with pytest.raises(ConfigError, match=r"objective\.pixel_std_end must be > 0"):
+        replace(preset("tiny"), objective=ObjectiveConfig(pixel_std_end=0.0)).check()
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        (None, r"tensors_file must name a \.safetensors file in"),
+        ("", r"tensors_file must name"),
+        ("../step_00000001.safetensors", r"tensors_file must name"),
+        ("/etc/passwd", r"tensors_file must name"),
+        ("model.pt", r"tensors_file must name"),
+        ("missing.safetensors", r"checkpoint tensors .*missing\.safetensors are missing"),
+        ("loop.safetensors", r"loop\.safetensors are not a plain file"),
+        ("folder.safetensors", r"folder\.safetensors are not a plain file"),
+    ],
+)
+def test_checkpoint_tensor_file_must_be_a_plain_file_beside_it(tmp_path, name, problem):
+    run = _small_run(tmp_path / "run")
+    (run / "checkpoints" / "loop.safetensors").symlink_to("loop.safetensors")
+    (run / "checkpoints" / "folder.safetensors").mkdir()
+    path = run / "checkpoints" / "step_00000001.json"
+    record = json.loads(path.read_text())
+    if name is None:
+        del record["tensors_file"]
+    else:
+        record["tensors_file"] = name
+    path.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=problem):
+        load_trained_model(run)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda t: t.double(), r"wrong dtype \['.* torch\.float64 vs torch\.float32'\]"),
+        (lambda t: t.fill_(float("nan")), r"holds NaN or inf weights"),
+        (lambda t: t.fill_(float("inf")), r"holds NaN or inf weights"),
+    ],
+)
+def test_checkpoint_tensors_of_wrong_dtype_or_not_finite_are_refused(tmp_path, change, problem):
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    run = _small_run(tmp_path / "run")
+    tensor_path = run / "checkpoints" / "step_00000001.safetensors"
+    tensors = load_file(str(tensor_path))
+    name = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+    tensors[name] = change(tensors[name].clone())
+    save_file(tensors, str(tensor_path))
+    record_path = run / "checkpoints" / "step_00000001.json"
+    record = json.loads(record_path.read_text())
+    record["sha256"] = hashlib.sha256(tensor_path.read_bytes()).hexdigest()
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=problem):
+        load_trained_model(run)

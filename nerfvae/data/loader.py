@@ -55,6 +55,11 @@ class MultiSceneDataset(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split
         self.meta: DatasetMeta = read_meta(self.root)
+        if split not in self.meta.splits:
+            raise DataError(
+                f"{self.root / 'dataset.json'}: the dataset has no split {split!r} (it has "
+                f"{', '.join(sorted(self.meta.splits)) or 'none'})"
+            )
         self.split_meta = self.meta.split(split)
         if self.split_meta.num_scenes == 0:
             raise DataError(f"{self.root / 'dataset.json'}: split {split!r} has no scenes")

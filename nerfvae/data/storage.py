@@ -67,8 +67,13 @@ from typing import Any
 
 import torch
 
-from nerfvae.errors import DataError
+from nerfvae.errors import DataError, check_colour, read_json_file
+from nerfvae.errors import short_repr as _short
 from nerfvae.geometry import check_cameras
+from nerfvae.geometry.cameras import MAX_COORDINATE
+
+MAX_DISTANCE = 4 * MAX_COORDINATE
+"""Largest ``far`` accepted: across the largest scene box from its farthest camera."""
 
 FORMAT_VERSION = 1
 META_FILENAME = "dataset.json"
@@ -194,51 +199,159 @@ class DatasetMeta:
 
     @staticmethod
     def from_json(data: dict[str, Any], where: str = META_FILENAME) -> DatasetMeta:
-        """Parse ``dataset.json`` contents, raising DataError naming ``where`` on any problem."""
+        """Parse ``dataset.json`` contents, raising DataError naming ``where`` and the field on any
+        problem: a missing field, a value of the wrong type, NaN/inf, out of range."""
         if not isinstance(data, dict):
             raise DataError(f"{where}: expected a JSON object")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION or isinstance(version, bool):
             raise DataError(
-                f"{where}: format_version is {version!r} but this nerfvae reads version "
+                f"{where}: format_version is {_short(version)} but this nerfvae reads version "
                 f"{FORMAT_VERSION}; regenerate or convert the dataset"
             )
-        try:
-            splits = {
-                name: SplitMeta(
-                    id_views=int(split["id_views"]),
-                    ood_views=int(split.get("ood_views", 0)),
-                    num_scenes=int(split["num_scenes"]),
-                    shards=[ShardMeta(**shard) for shard in split["shards"]],
-                )
-                for name, split in data["splits"].items()
-            }
-            bounds = data["scene_bounds"]
-            meta = DatasetMeta(
-                name=str(data["name"]),
-                image_height=int(data["image_height"]),
-                image_width=int(data["image_width"]),
-                scene_bounds=(
-                    tuple(float(v) for v in bounds[0]),  # type: ignore[arg-type]
-                    tuple(float(v) for v in bounds[1]),  # type: ignore[arg-type]
-                ),
-                near=float(data["near"]),
-                far=float(data["far"]),
-                splits=splits,
-                world_up=str(data.get("world_up", "+z")),
-                has_depth=bool(data.get("has_depth", True)),
-                has_object_mask=bool(data.get("has_object_mask", True)),
-                camera_distributions=dict(data.get("camera_distributions", {})),
-                generator=dict(data.get("generator", {})),
-                baselines=dict(data.get("baselines", {})),
-                background=_read_background(data, where),
-                mask_source=_read_mask_source(data, where),
-                format_version=int(version),
+        splits_data = _field(data, "splits", dict, where)
+        splits = {
+            str(name): _read_split(split, f"{where}: splits.{str(name)[:40]}")
+            for name, split in splits_data.items()
+        }
+        bounds = _field(data, "scene_bounds", list, where)
+        if len(bounds) != 2:
+            raise DataError(
+                f"{where}: scene_bounds must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]"
             )
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise DataError(f"{where}: malformed dataset description ({error!r})") from None
+        corners = tuple(
+            tuple(_number(v, f"{where}: scene_bounds value") for v in _sequence(corner, 3, where))
+            for corner in bounds
+        )
+        meta = DatasetMeta(
+            name=_field(data, "name", str, where),
+            image_height=_integer(
+                _field(data, "image_height", int, where), f"{where}: image_height"
+            ),
+            image_width=_integer(_field(data, "image_width", int, where), f"{where}: image_width"),
+            scene_bounds=corners,  # type: ignore[arg-type]
+            near=_number(_field(data, "near", float, where), f"{where}: near"),
+            far=_number(_field(data, "far", float, where), f"{where}: far"),
+            splits=splits,
+            world_up=_field(data, "world_up", str, where),
+            has_depth=_field(data, "has_depth", bool, where, True),
+            has_object_mask=_field(data, "has_object_mask", bool, where, True),
+            camera_distributions=_field(data, "camera_distributions", dict, where, {}),
+            generator=_field(data, "generator", dict, where, {}),
+            baselines=_field(data, "baselines", dict, where, {}),
+            background=_read_background(data, where),
+            mask_source=_read_mask_source(data, where),
+            format_version=FORMAT_VERSION,
+        )
         _check_meta(meta, where)
         return meta
+
+
+_REQUIRED = object()
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+               float: "a number", bool: "true or false"}  # fmt: skip
+
+
+def _field(data: dict[str, Any], key: str, kind: type, where: str, default: Any = _REQUIRED) -> Any:
+    """``data[key]`` checked to be of JSON type ``kind`` (float accepts integers; int and float
+    refuse booleans), or ``default`` when absent; DataError naming ``where`` and ``key``."""
+    if key not in data:
+        if default is _REQUIRED:
+            raise DataError(f"{where}: field {key!r} is missing")
+        return default
+    value = data[key]
+    accepted = (int, float) if kind is float else kind
+    if not isinstance(value, accepted) or (kind in (int, float) and isinstance(value, bool)):
+        raise DataError(f"{where}: {key} must be {_TYPE_NAMES[kind]}, got {_short(value)}")
+    return value
+
+
+def _integer(value: Any, what: str, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise DataError(f"{what} must be an integer >= {minimum}, got {_short(value)}")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(float(value))
+    ):
+        raise DataError(f"{what} must be a finite number, got {_short(value)}")
+    return float(value)
+
+
+def _sequence(value: Any, length: int, where: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) != length:
+        raise DataError(f"{where}: scene_bounds must be [[xmin, ymin, zmin], [xmax, ymax, zmax]]")
+    return value
+
+
+def _read_split(data: Any, where: str) -> SplitMeta:
+    if not isinstance(data, dict):
+        raise DataError(f"{where} must be an object")
+    shards = []
+    for index, shard in enumerate(_field(data, "shards", list, where)):
+        at = f"{where}.shards[{index}]"
+        if not isinstance(shard, dict) or set(shard) != {
+            f.name for f in dataclasses.fields(ShardMeta)
+        }:
+            raise DataError(f"{at} must be an object with file, first_scene, num_scenes, num_bytes")
+        shards.append(
+            ShardMeta(
+                file=_shard_file_name(shard["file"], at),
+                first_scene=_integer(shard["first_scene"], f"{at}.first_scene"),
+                num_scenes=_integer(shard["num_scenes"], f"{at}.num_scenes", 1),
+                num_bytes=_integer(shard["num_bytes"], f"{at}.num_bytes"),
+            )
+        )
+    return SplitMeta(
+        id_views=_integer(_field(data, "id_views", int, where), f"{where}.id_views", 1),
+        ood_views=_integer(_field(data, "ood_views", int, where, 0), f"{where}.ood_views"),
+        num_scenes=_integer(_field(data, "num_scenes", int, where), f"{where}.num_scenes"),
+        shards=shards,
+    )
+
+
+def _shard_file_name(value: Any, where: str) -> str:
+    """A shard's ``file``: a relative path inside the dataset directory (no ``..``, no NUL)."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > 1024
+        or "\0" in value
+        or Path(value).is_absolute()
+        or ".." in Path(value).parts
+        or not value.endswith(".safetensors")
+    ):
+        raise DataError(
+            f"{where}.file must be a .safetensors path inside the dataset directory, "
+            f"got {_short(value)}"
+        )
+    return value
+
+
+MAX_IMAGE_SIDE = 16384
+"""Largest image side (pixels) nerfvae reads or writes."""
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""Largest image (pixels) nerfvae reads or writes; image headers are checked before decoding."""
+
+
+def check_image_size(height: Any, width: Any, where: str) -> tuple[int, int]:
+    """``(height, width)`` as ints if both are integers in ``1..MAX_IMAGE_SIDE`` and the image is at
+    most :data:`MAX_IMAGE_PIXELS`; DataError naming ``where`` otherwise. The one check of image
+    sizes: dataset.json, source-format headers and declared sizes all go through it."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (height, width)):
+        raise DataError(f"{where}: image size must be integers, got {_short((height, width))}")
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE) or (
+        height * width > MAX_IMAGE_PIXELS
+    ):
+        raise DataError(
+            f"{where}: image size {height}x{width} (HxW) is out of range (sides 1..{MAX_IMAGE_SIDE}, "
+            f"at most {MAX_IMAGE_PIXELS} pixels)"
+        )
+    return height, width
 
 
 NAMED_COLOURS = {
@@ -269,21 +382,6 @@ def parse_colour(text: str) -> tuple[float, float, float]:
     return parts[0], parts[1], parts[2]
 
 
-def check_colour(value: Any, what: str) -> tuple[float, float, float]:
-    """A JSON colour ``[r, g, b]`` of finite numbers in [0, 1] as a tuple; DataError naming
-    ``what`` otherwise."""
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 3
-        or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
-            for v in value
-        )
-    ):
-        raise DataError(f"{what} must be [r, g, b] with values in [0, 1], got {value!r}")
-    return float(value[0]), float(value[1]), float(value[2])
-
-
 def _read_background(data: dict[str, Any], where: str) -> tuple[float, float, float] | None:
     """``background`` of dataset.json; a dataset written before the field existed takes the
     colour its import composited on (``generator.options.background``), else None."""
@@ -294,7 +392,10 @@ def _read_background(data: dict[str, Any], where: str) -> tuple[float, float, fl
     options = options.get("options", {}) if isinstance(options, dict) else {}
     imported = options.get("background") if isinstance(options, dict) else None
     if isinstance(imported, str):
-        return parse_colour(imported)
+        try:
+            return parse_colour(imported)
+        except DataError as error:
+            raise DataError(f"{where}: generator.options.background: {error}") from None
     return None
 
 
@@ -315,13 +416,23 @@ def _read_mask_source(data: dict[str, Any], where: str) -> str | None:
 
 
 def _check_meta(meta: DatasetMeta, where: str) -> None:
-    if meta.image_height <= 0 or meta.image_width <= 0:
-        raise DataError(f"{where}: image size must be positive")
+    check_image_size(meta.image_height, meta.image_width, where)
     lo, hi = meta.scene_bounds
-    if len(lo) != 3 or len(hi) != 3 or any(a >= b for a, b in zip(lo, hi)):
-        raise DataError(f"{where}: scene_bounds must be (min xyz, max xyz) with min < max")
-    if not (0 <= meta.near < meta.far) or not math.isfinite(meta.far):
-        raise DataError(f"{where}: need 0 <= near < far < inf, got {meta.near}, {meta.far}")
+    if (
+        len(lo) != 3
+        or len(hi) != 3
+        or not all(math.isfinite(v) for v in (*lo, *hi))
+        or not all(a < b for a, b in zip(lo, hi))
+        or max(abs(v) for v in (*lo, *hi)) > MAX_COORDINATE
+    ):
+        raise DataError(
+            f"{where}: scene_bounds must be (min xyz, max xyz) of finite numbers with min < max "
+            f"(within {MAX_COORDINATE:g}), got {_short(meta.scene_bounds)}"
+        )
+    if not (0 <= meta.near < meta.far <= MAX_DISTANCE):
+        raise DataError(
+            f"{where}: need 0 <= near < far <= {MAX_DISTANCE:g}, got {meta.near}, {meta.far}"
+        )
     if meta.world_up not in ("+x", "-x", "+y", "-y", "+z", "-z"):
         raise DataError(
             f"{where}: world_up must be one of +x -x +y -y +z -z, got {meta.world_up!r}"
@@ -356,10 +467,7 @@ def read_meta(root: str | Path, check_files: bool = True) -> DatasetMeta:
         if (root / "generation.json").is_file():
             hint = " (generation has not finished: re-run `nerfvae data generate` to resume)"
         raise DataError(f"{path}: not found; {root} is not a nerfvae dataset{hint}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: cannot read JSON ({error})") from None
+    data = read_json_file(path, DataError)
     meta = DatasetMeta.from_json(data, where=str(path))
     if check_files:
         for split in meta.splits.values():
@@ -369,9 +477,12 @@ def read_meta(root: str | Path, check_files: bool = True) -> DatasetMeta:
 
 
 def _check_shard_file(path: Path, num_bytes: int) -> None:
-    if not path.is_file():
-        raise DataError(f"{path}: shard file is missing")
-    size = path.stat().st_size
+    try:
+        if not path.is_file():
+            raise DataError(f"{path}: shard file is missing or not a regular file")
+        size = path.stat().st_size
+    except OSError as error:
+        raise DataError(f"{path}: cannot read shard file ({error})") from None
     if size != num_bytes:
         raise DataError(
             f"{path}: shard is {size} bytes but dataset.json records {num_bytes} "
@@ -437,9 +548,16 @@ def validate_scene(
     if record.depth is not None and bool((record.depth < 0).any()):
         raise fail("depth contains negative values")
     try:
-        check_cameras(record.K, record.c2w)  # also NaN or inf in K and c2w
+        check_cameras(record.K, record.c2w, image_size=(H, W))  # also NaN or inf in K and c2w
     except ValueError as error:
         raise fail(str(error)) from None
+    if record.object_mask is not None and record.object_mask.numel():
+        highest = int(record.object_mask.max())
+        if highest > len(record.objects):
+            raise fail(
+                f"object_mask holds object id {highest} but the scene lists "
+                f"{len(record.objects)} objects"
+            )
     ood = record.view_is_ood
     num_id = int((~ood).sum())
     if bool(ood[:num_id].any()) or not bool(ood[num_id:].all()):
@@ -589,15 +707,34 @@ def _read_shard_header(path: Path) -> dict[str, Any]:
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise DataError(f"{path}: not a readable safetensors shard (truncated? {error})") from None
     try:
-        header = json.loads(metadata[HEADER_KEY])
-        kind, version = header["format"], header["format_version"]
-        int(header["first_scene"]), int(header["num_scenes"]), list(header["scenes"])
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
-        raise DataError(f"{path}: not a nerfvae shard (missing or malformed header)") from None
+        text = metadata[HEADER_KEY]
+    except KeyError:
+        raise DataError(f"{path}: not a nerfvae shard (no {HEADER_KEY!r} header)") from None
+    try:
+        header = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{path}: shard header is nested too deeply") from None
+    except ValueError as error:
+        raise DataError(f"{path}: not a nerfvae shard (malformed header: {error})") from None
+    where = f"{path}: shard header"
+    if not isinstance(header, dict):
+        raise DataError(f"{where} must be a JSON object")
+    kind, version = header.get("format"), header.get("format_version")
     if kind != SHARD_FORMAT:
-        raise DataError(f"{path}: not a nerfvae shard (header format {kind!r})")
-    if version != FORMAT_VERSION:
-        raise DataError(f"{path}: shard format_version {version!r}, expected {FORMAT_VERSION}")
+        raise DataError(f"{path}: not a nerfvae shard (header format {_short(kind)})")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise DataError(
+            f"{path}: shard format_version {_short(version)}, expected {FORMAT_VERSION}"
+        )
+    _integer(_field(header, "first_scene", int, where), f"{where} first_scene")
+    _integer(_field(header, "num_scenes", int, where), f"{where} num_scenes")
+    for index, info in enumerate(_field(header, "scenes", list, where)):
+        at = f"{where} scenes[{index}]"
+        if not isinstance(info, dict):
+            raise DataError(f"{at} must be an object")
+        objects = _field(info, "objects", list, at, [])
+        if not all(isinstance(item, dict) for item in objects):
+            raise DataError(f"{at}: objects must be a list of objects")
     return header
 
 
@@ -640,7 +777,7 @@ class ShardReader:
         for name in ("images", "K", "c2w", "view_is_ood"):
             if values[name] is None:
                 raise DataError(f"{where}: {name} is missing")
-        info = dict(self.scene_infos[local])
+        info = dict(self.scene_infos[local])  # a dict with an objects list: see _read_shard_header
         record = SceneRecord(
             images=values["images"],
             K=values["K"],

@@ -89,24 +89,60 @@ def look_at(
     return c2w
 
 
-def check_intrinsics(K: torch.Tensor) -> None:
+MAX_COORDINATE = 1e6
+"""Largest camera coordinate (scene units) accepted: far beyond any scene, far below float32's
+limit, so ray arithmetic on it cannot overflow."""
+MAX_FOCAL_PER_PIXEL = 1e3
+"""Largest focal length accepted, in image widths (heights): a field of view above 0.06°."""
+
+
+def check_intrinsics(K: torch.Tensor, image_size: tuple[int, int] | None = None) -> None:
     """Raise ``ValueError`` naming the problem if intrinsics ``K [..., 3, 3]`` are invalid: the
-    shape, NaN or inf, or a focal length that is not positive (the first such camera's is named)."""
+    shape, NaN or inf, a focal length that is not positive (the first such camera's is named), a
+    row other than ``[0, fy, cy]`` / ``[0, 0, 1]`` below the first (skew is allowed) and, with
+    ``image_size`` ``(H, W)``, a principal point more than an image size outside the image or a
+    focal length above :data:`MAX_FOCAL_PER_PIXEL` image sizes."""
     if K.shape[-2:] != (3, 3):
         raise ValueError(f"intrinsics must have shape [..., 3, 3], got {tuple(K.shape)}")
     if not torch.isfinite(K).all():
         raise ValueError("intrinsics contain NaN or inf")
-    focal = K.reshape(-1, 3, 3)[:, [0, 1], [0, 1]]  # [cameras, 2]: fx, fy
+    cameras = K.reshape(-1, 3, 3).double()
+    focal = cameras[:, [0, 1], [0, 1]]  # [cameras, 2]: fx, fy
     bad = (focal <= 0).any(dim=-1)
     if bad.any():
         fx, fy = (float(value) for value in focal[bad][0])
         raise ValueError(f"focal length must be positive, got fx={fx}, fy={fy}")
+    lower = cameras[:, 1:, :].reshape(-1, 6)[:, [0, 3, 4, 5]]  # K10, K20, K21, K22
+    expected = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64, device=K.device)
+    off = (lower - expected).abs().amax(dim=-1) > 1e-6
+    if off.any():
+        rows = [[float(v) for v in row] for row in cameras[off][0, 1:]]
+        raise ValueError(f"intrinsics rows 2-3 must be [0, fy, cy] and [0, 0, 1], got {rows}")
+    if image_size is None:
+        return
+    height, width = image_size
+    size = torch.tensor([width, height], dtype=torch.float64, device=K.device)
+    centre = cameras[:, [0, 1], 2]  # [cameras, 2]: cx, cy
+    outside = ((centre < -size) | (centre > 2 * size)).any(dim=-1)
+    if outside.any():
+        cx, cy = (float(value) for value in centre[outside][0])
+        raise ValueError(
+            f"principal point ({cx:.6g}, {cy:.6g}) lies far outside the {height}x{width} image"
+        )
+    too_long = (focal > MAX_FOCAL_PER_PIXEL * size).any(dim=-1)
+    if too_long.any():
+        fx, fy = (float(value) for value in focal[too_long][0])
+        raise ValueError(
+            f"focal length fx={fx:.6g}, fy={fy:.6g} exceeds {MAX_FOCAL_PER_PIXEL:g} image sizes "
+            f"({height}x{width})"
+        )
 
 
 def check_pose(c2w: torch.Tensor, atol: float = 1e-3) -> None:
     """Raise ``ValueError`` naming the problem if camera-to-world ``c2w [..., 4, 4]`` is not a rigid
     transform: the shape, NaN or inf, a rotation that is not orthonormal (scaled or sheared) or is
-    a reflection, or a last row other than ``[0, 0, 0, 1]`` (within ``atol``; checked in float64)."""
+    a reflection, a last row other than ``[0, 0, 0, 1]`` (within ``atol``; checked in float64), or
+    a camera centre beyond :data:`MAX_COORDINATE`."""
     if c2w.shape[-2:] != (4, 4):
         raise ValueError(f"camera pose must have shape [..., 4, 4], got {tuple(c2w.shape)}")
     if not torch.isfinite(c2w).all():
@@ -116,7 +152,7 @@ def check_pose(c2w: torch.Tensor, atol: float = 1e-3) -> None:
     eye = torch.eye(3, dtype=torch.float64, device=rotation.device)
     deviation = (rotation.transpose(-1, -2) @ rotation - eye).abs()
     error = float(deviation.amax()) if deviation.numel() else 0.0
-    if error > atol:
+    if not error <= atol:
         raise ValueError(
             f"camera rotation is not orthonormal (max |R^T R - I| = {error:.2e}); "
             "scaled or sheared poses are not supported"
@@ -128,16 +164,27 @@ def check_pose(c2w: torch.Tensor, atol: float = 1e-3) -> None:
     if off.any():
         row = [float(value) for value in poses[off][0, 3]]
         raise ValueError(f"camera pose last row must be [0, 0, 0, 1], got {row}")
+    far = poses[:, :3, 3].abs().amax(dim=-1) > MAX_COORDINATE
+    if far.any():
+        centre = [float(value) for value in poses[far][0, :3, 3]]
+        raise ValueError(
+            f"camera position {centre} is beyond {MAX_COORDINATE:g} scene units from the origin"
+        )
 
 
-def check_cameras(K: torch.Tensor, c2w: torch.Tensor, atol: float = 1e-3) -> None:
-    """Raise ``ValueError`` naming the problem if ``K [..., 3, 3]`` (:func:`check_intrinsics`) or
-    ``c2w [..., 4, 4]`` (:func:`check_pose`) are invalid.
+def check_cameras(
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    atol: float = 1e-3,
+    image_size: tuple[int, int] | None = None,
+) -> None:
+    """Raise ``ValueError`` naming the problem if ``K [..., 3, 3]`` (:func:`check_intrinsics`, with
+    ``image_size`` ``(H, W)`` when given) or ``c2w [..., 4, 4]`` (:func:`check_pose`) are invalid.
 
     These are the only camera checks: the importers run them on each view they read
     (numpy arrays wrapped with ``torch.from_numpy``), the dataset reader on each scene it loads.
     """
-    check_intrinsics(K)
+    check_intrinsics(K, image_size)
     check_pose(c2w, atol)
 
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nerfvae.errors import (
+    ConfigError,
+    check_bounds,
+    check_colour,
+    check_config_fields,
+    check_range,
+    field_name,
+)
 from nerfvae.rendering import RaySamplingConfig
 
 
@@ -25,6 +33,15 @@ class EncoderConfig:
     then strided convolutions bring it to the latent grid, so small objects between cell centres
     are not missed."""
 
+    def check(self, where: str = "encoder") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
+        check_config_fields(self, where)
+        check_range(len(self.stage_channels) >= 1, where, "stage_channels", "non-empty", ())
+        bounds = {"stage_channels": (1, 4096), "blocks_per_stage": (1, 64)}
+        check_bounds(self, where, {**bounds, "lift_heights": (1, 256), "lift_oversample": (1, 16)})
+        factor = self.lift_oversample
+        check_range(not factor & (factor - 1), where, "lift_oversample", "a power of 2", factor)
+
 
 @dataclass
 class LatentConfig:
@@ -38,6 +55,11 @@ class LatentConfig:
     grid: int = 4
     """Tokens per side of the spatial latent grid (for the global layout, the grid over which the
     encoder lifts features before pooling them into one vector)."""
+
+    def check(self, where: str = "latent") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
+        check_config_fields(self, where)
+        check_bounds(self, where, {"channels": (1, 4096), "grid": (1, 256)})
 
     @property
     def num_tokens(self) -> int:
@@ -95,6 +117,25 @@ class SceneFunctionConfig:
     from a spatial latent's tokens × channels values is most of those modes' parameters; a narrow
     hidden layer lets them match attention's parameter count (the conditioning ablation)."""
 
+    def check(self, where: str = "scene_function") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range
+        (the ``planes`` settings are checked with the latent, by :meth:`NeRFVAEConfig.check`)."""
+        check_config_fields(self, where)
+        bounds = {"width": (1, 4096), "depth": (1, 64), "skip_layer": (-1, 64)}
+        bounds |= {"point_frequencies": (0, 32), "direction_frequencies": (0, 32)}
+        bounds |= {"attention_layers": (1, 64), "attention_heads": (1, 64)}
+        bounds |= {"plane_upsample": (1, 64), "plane_channels": (1, 1024)}
+        bounds |= {"plane_height_bins": (1, 1024), "plane_decoder_channels": (1, 4096)}
+        check_bounds(self, where, {**bounds, "latent_hidden": (0, 4096)})
+        heads = self.attention_heads
+        check_range(
+            self.conditioning != "attention" or self.width % heads == 0,
+            where,
+            "width",
+            f"divisible by attention_heads ({heads})",
+            self.width,
+        )
+
 
 @dataclass
 class NeRFVAEConfig:
@@ -124,6 +165,33 @@ class NeRFVAEConfig:
     """Colour (r g b in [0, 1]) seen where a ray leaves the box without hitting anything. Default:
     the dataset's own background (``dataset.json``), black for closed scenes; a colour given here
     overrides it, with a warning when the data says otherwise."""
+
+    def check(self, where: str = "nerfvae") -> None:
+        """Raise ConfigError naming the field (``where.section.field``) if a value has the wrong
+        type or is out of range; checks every section."""
+        from nerfvae.models.planes import _check_config
+
+        check_config_fields(self, where)
+        self.encoder.check(field_name(where, "encoder"))
+        self.latent.check(field_name(where, "latent"))
+        self.scene_function.check(field_name(where, "scene_function"))
+        self.sampling.check(field_name(where, "sampling"))
+        try:  # plane settings (with the latent's)
+            _check_config(self.scene_function, self.latent)
+        except ConfigError as error:
+            raise ConfigError(f"{field_name(where, str(error))}") from None
+        bounds = {"iterative_inference_steps": (0, 1000), "iterative_inference_rays": (1, 2**20)}
+        check_bounds(self, where, bounds)
+        check_range(self.pixel_std > 0, where, "pixel_std", "> 0", self.pixel_std)
+        check_range(
+            all(low < high for low, high in zip(self.scene_min, self.scene_max)),
+            where,
+            "scene_max",
+            f"above scene_min {self.scene_min} on every axis",
+            self.scene_max,
+        )
+        if self.background is not None:
+            check_colour(self.background, field_name(where, "background"), ConfigError)
 
 
 def ground_plane_axes(up_axis: str) -> tuple[int, int, int]:

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from nerfvae.errors import ConfigError
+from nerfvae.errors import ConfigError, check_bounds, check_config_fields, check_range
 from nerfvae.rendering.compositing import (
     CompositeResult,
     composite,
@@ -62,18 +62,19 @@ class RaySamplingConfig:
     field's weights. Needs a scene function with a proposal density (``planes`` conditioning)."""
 
     def __post_init__(self) -> None:
-        if self.num_coarse < 1:
-            raise ConfigError(f"num_coarse must be >= 1, got {self.num_coarse}")
-        if self.num_fine < 0:
-            raise ConfigError(
-                f"num_fine must be >= 0 (0 disables the fine pass), got {self.num_fine}"
-            )
-        if self.sampler not in ("hierarchical", "proposal"):
-            raise ConfigError(f"sampler must be 'hierarchical' or 'proposal', got {self.sampler!r}")
-        if self.sampler == "proposal" and self.num_fine < 1:
-            raise ConfigError(
-                "sampler 'proposal' needs num_fine >= 1 (the field's samples per ray)"
-            )
+        self.check("sampling")
+
+    def check(self, where: str = "sampling") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
+        check_config_fields(self, where)
+        check_bounds(self, where, {"num_coarse": (1, 4096), "num_fine": (0, 4096)})
+        check_range(
+            self.sampler != "proposal" or self.num_fine >= 1,
+            where,
+            "num_fine",
+            ">= 1 with sampler 'proposal' (the field's samples per ray)",
+            self.num_fine,
+        )
 
 
 @dataclass

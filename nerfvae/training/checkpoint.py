@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from nerfvae.errors import CheckpointError
+from nerfvae.errors import CheckpointError, read_json_file
 
 _NAME = re.compile(r"^step_(\d{8})\.json$")
 FORMAT_VERSION = 1
@@ -109,29 +109,78 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read and verify one checkpoint; returns (JSON record, tensors). Raises CheckpointError."""
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise CheckpointError(f"checkpoint {path} does not exist") from error
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"checkpoint {path} is corrupt (invalid JSON: {error})") from error
-    if not isinstance(record, dict) or record.get("format_version") != FORMAT_VERSION:
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_record(record: Any, path: Path) -> Path:
+    """The tensor file a checkpoint record names, after checking the record's fields; it must be
+    a plain file in the same folder as the record (no other path, no symlink)."""
+    if not isinstance(record, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt (expected a JSON object)")
+    version = record.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise CheckpointError(
-            f"checkpoint {path} has format version {record.get('format_version')!r}, "
-            f"expected {FORMAT_VERSION}"
+            f"checkpoint {path} has format version {version!r}, expected {FORMAT_VERSION}"
         )
-    tensor_path = path.with_name(record["tensors_file"])
-    if not tensor_path.exists():
-        raise CheckpointError(f"checkpoint tensors {tensor_path} are missing")
-    if _sha256(tensor_path) != record["sha256"]:
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"checkpoint {path}: step must be an integer >= 0, got {step!r}")
+    if not isinstance(record.get("sha256"), str) or not _SHA256.match(record["sha256"]):
+        raise CheckpointError(f"checkpoint {path}: sha256 must be 64 hexadecimal digits")
+    name = record.get("tensors_file")
+    if (
+        not isinstance(name, str)
+        or not name.endswith(".safetensors")
+        or "\0" in name
+        or len(name) > 255
+        or Path(name).name != name
+        or name in (".", "..")
+    ):
+        raise CheckpointError(
+            f"checkpoint {path}: tensors_file must name a .safetensors file in {path.parent}, "
+            f"got {str(name)[:80]!r}"
+        )
+    optimizer = record.get("optimizer")
+    if optimizer is not None and (
+        not isinstance(optimizer, dict)
+        or not isinstance(optimizer.get("param_groups"), list)
+        or not isinstance(optimizer.get("scalars", {}), dict)
+    ):
+        raise CheckpointError(f"checkpoint {path}: optimizer must be null or an object")
+    tensor_path = path.parent / name
+    if tensor_path.is_symlink() or not tensor_path.is_file():
+        exists = tensor_path.is_symlink() or tensor_path.exists()
+        problem = "are not a plain file" if exists else "are missing"
+        raise CheckpointError(f"checkpoint tensors {tensor_path} {problem}")
+    return tensor_path
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify one checkpoint; returns (JSON record, tensors). Raises CheckpointError.
+
+    Only safetensors is read (nothing is ever unpickled); the record's fields are checked and its
+    tensor file must be a plain file beside it whose SHA-256 matches the record."""
+    path = Path(path)
+    try:
+        record = read_json_file(path, CheckpointError)
+    except CheckpointError as error:
+        message = str(error)
+        if "file is missing" in message:
+            raise CheckpointError(f"checkpoint {path} does not exist") from None
+        reason = message.removeprefix(f"{path}: ")
+        raise CheckpointError(f"checkpoint {path} is corrupt (invalid JSON: {reason})") from None
+    tensor_path = _check_record(record, path)
+    try:
+        digest = _sha256(tensor_path)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint tensors {tensor_path} cannot be read: {error}") from None
+    if digest != record["sha256"]:
         raise CheckpointError(
             f"checkpoint tensors {tensor_path} are corrupt (SHA-256 differs from {path.name})"
         )
     try:
         tensors = load_file(str(tensor_path))
-    except (SafetensorError, OSError) as error:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(
             f"checkpoint tensors {tensor_path} cannot be read: {error}"
         ) from error
@@ -166,7 +215,12 @@ def load_model_weights(
         for k, v in expected.items()
         if k in weights and weights[k].shape != v.shape
     )
-    if missing or unexpected or wrong_shape:
+    wrong_dtype = sorted(
+        f"{k} {weights[k].dtype} vs {v.dtype}"
+        for k, v in expected.items()
+        if k in weights and weights[k].dtype != v.dtype
+    )
+    if missing or unexpected or wrong_shape or wrong_dtype:
         problems = []
         if missing:
             problems.append(f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}")
@@ -174,7 +228,19 @@ def load_model_weights(
             problems.append(f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
         if wrong_shape:
             problems.append(f"wrong shape {wrong_shape[:3]}")
+        if wrong_dtype:
+            problems.append(f"wrong dtype {wrong_dtype[:3]}")
         raise CheckpointError(
             f"checkpoint {where} does not match the model config ({'; '.join(problems)})"
+        )
+    not_finite = sorted(
+        name
+        for name, value in weights.items()
+        if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    )
+    if not_finite:
+        raise CheckpointError(
+            f"checkpoint {where} holds NaN or inf weights ({not_finite[:3]}"
+            f"{'…' if len(not_finite) > 3 else ''})"
         )
     model.load_state_dict(weights)

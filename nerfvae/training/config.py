@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from nerfvae.errors import ConfigError
+from nerfvae.errors import (
+    ConfigError,
+    check_bounds,
+    check_config_fields,
+    check_range,
+    field_name,
+    read_json_file,
+)
 from nerfvae.models.baselines.gqn import GQNConfig
 from nerfvae.models.config import (
     EncoderConfig,
@@ -37,6 +43,14 @@ class ObjectiveConfig:
     """Weight of object pixels (ground-truth mask) in the training likelihood; the logged ELBO is
     always unweighted."""
 
+    def check(self, where: str = "objective") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
+        check_config_fields(self, where)
+        for name in ("pixel_std_start", "pixel_std_end", "object_pixel_weight"):
+            check_range(getattr(self, name) > 0, where, name, "> 0", getattr(self, name))
+        for name in ("pixel_std_anneal_steps", "kl_warmup_steps", "beta"):
+            check_range(getattr(self, name) >= 0, where, name, ">= 0", getattr(self, name))
+
 
 @dataclass
 class OptimizerConfig:
@@ -50,6 +64,15 @@ class OptimizerConfig:
     """Learning rate at the last step as a fraction of the peak (cosine decay)."""
     grad_clip_norm: float = 1.0
     """Global gradient-norm clipping threshold; 0 disables clipping."""
+
+    def check(self, where: str = "optimizer") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
+        check_config_fields(self, where)
+        check_range(self.learning_rate > 0, where, "learning_rate", "> 0", self.learning_rate)
+        check_range(self.warmup_steps >= 0, where, "warmup_steps", ">= 0", self.warmup_steps)
+        fraction = self.final_lr_fraction
+        check_range(0 <= fraction <= 1, where, "final_lr_fraction", "in [0, 1]", fraction)
+        check_range(self.grad_clip_norm >= 0, where, "grad_clip_norm", ">= 0", self.grad_clip_norm)
 
 
 @dataclass
@@ -116,6 +139,31 @@ class TrainConfig:
     so the run directory keeps the whole training history. Every parameter must exist with the
     same shape, which holds for changes such as a finer latent grid (``--nerfvae.latent.grid``).
     Used only when the run starts; a resume continues from the run's own checkpoints."""
+
+    def check(self, where: str = "") -> None:
+        """Raise ConfigError naming the field (dotted, e.g. ``nerfvae.latent.grid``) if any value
+        of the config has the wrong type or is out of range. The one home of config validation:
+        :func:`load_config` and :meth:`RunDirectory.prepare` call it."""
+        check_config_fields(self, where)
+        self.nerfvae.check(field_name(where, "nerfvae"))
+        check_config_fields(self.gqn, field_name(where, "gqn"))
+        self.objective.check(field_name(where, "objective"))
+        self.optimizer.check(field_name(where, "optimizer"))
+        bounds = {"scenes_per_batch": (1, 4096), "max_context_views": (1, 1024)}
+        bounds |= {"rays_per_scene": (1, 2**24), "log_every": (1, 2**62)}
+        check_bounds(self, where, {**bounds, "checkpoint_every": (1, 2**62)})
+        for name in (
+            "steps",
+            "seed",
+            "num_workers",
+            "threads",
+            "keep_checkpoints",
+            "validate_every",
+            "validation_scenes",
+            "time_budget_minutes",
+            "stop_at_step",
+        ):
+            check_range(getattr(self, name) >= 0, where, name, ">= 0", getattr(self, name))
 
 
 # Fields that may change between the first run and a resume without changing the experiment.
@@ -242,40 +290,56 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build a (nested) config dataclass from a dict, rejecting unknown or mistyped fields."""
+    """Build a (nested) config dataclass from a dict, rejecting unknown or mistyped fields and,
+    for a config with a ``check`` method, out-of-range values (ConfigError naming ``where`` and
+    the field)."""
+    config = _build(cls, data, where, "")
+    check = getattr(config, "check", None)
+    try:
+        if check is not None:
+            check()
+        else:
+            check_config_fields(config)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return config
+
+
+def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
+    name_here = f"{where}.{prefix}" if prefix else where
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}"
+            f"{name_here}: expected an object for {cls.__name__}, got {type(data).__name__}"
         )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)} for {cls.__name__}")
+        names = sorted(str(name)[:40] for name in unknown)[:5]
+        raise ConfigError(f"{name_here}: unknown field(s) {names} for {cls.__name__}")
     defaults = cls()
     values: dict[str, Any] = {}
     for name, value in data.items():
         current = getattr(defaults, name)
         if dataclasses.is_dataclass(current):
-            values[name] = from_dict(type(current), value, f"{where}.{name}")
-        elif isinstance(current, tuple) or (
-            isinstance(value, list) and str(fields[name].type).startswith("tuple")
+            values[name] = _build(type(current), value, where, field_name(prefix, name))
+        elif isinstance(value, list) and (
+            isinstance(current, tuple) or str(fields[name].type).startswith("tuple")
         ):
             # JSON has lists; an optional tuple field (default None) is a tuple when set
             values[name] = tuple(value)
         else:
             values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as error:  # a config that checks itself on construction
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TrainConfig from a JSON file (a run's ``config.json`` or a hand-written one)."""
+    """Read a TrainConfig from a JSON file (a run's ``config.json`` or a hand-written one) and
+    check every value; ConfigError naming the file and field otherwise."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise ConfigError(f"config file {path} does not exist") from error
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid JSON: {error}") from error
+    data = read_json_file(path, ConfigError)
     if isinstance(data, dict):
         data = _translate_old_fields(data)
     return from_dict(TrainConfig, data, str(path))

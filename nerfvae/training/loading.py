@@ -17,7 +17,13 @@ from nerfvae.training.run_directory import RunDirectory
 
 
 def build_model(config: TrainConfig) -> SceneModel:
-    """The model a TrainConfig describes, freshly initialised."""
+    """The model a TrainConfig describes, freshly initialised; the config is checked first
+    (:meth:`TrainConfig.check`), so a bad value is a ConfigError naming the field, not a failure
+    deep inside model construction."""
+    try:
+        config.check()
+    except ConfigError as error:
+        raise ConfigError(f"model config: {error}") from None
     if config.model == "nerfvae":
         return NeRFVAE(config.nerfvae)
     if config.model == "gqn":

@@ -61,7 +61,13 @@ class RunDirectory:
 
     def prepare(self, config: TrainConfig) -> TrainConfig:
         """Create the run directory for ``config``, or check ``config`` against the one already
-        there (a resume). Fields in RESUMABLE_FIELDS may change; anything else is an error."""
+        there (a resume). Fields in RESUMABLE_FIELDS may change; anything else is an error.
+        ``config`` (from the command line or a file) is checked first: ConfigError naming the
+        field."""
+        try:
+            config.check()
+        except ConfigError as error:
+            raise ConfigError(f"training config: {error}") from None
         self.root.mkdir(parents=True, exist_ok=True)
         if self.config_path.exists():
             previous = self.load_config()

@@ -22,7 +22,6 @@ A root holding many scenes is read as ``ROOT/<scene>/transforms*.json``, one sce
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,13 @@ from nerfvae.data.importers.common import (
     checked_intrinsics,
     checked_pose,
     decode_image,
+    focal_from_angle,
     image_file_size,
     intrinsics,
+    number_matrix,
 )
-from nerfvae.errors import DataError
+from nerfvae.data.storage import check_image_size
+from nerfvae.errors import DataError, read_json_file
 from nerfvae.geometry import opengl_to_opencv
 
 BLENDER_SPLITS = ("train", "val", "test")
@@ -60,37 +62,45 @@ def _frame_image_and_pose(path: Path, index: int, frame: Any) -> tuple[Path, str
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: cannot read JSON ({error})") from None
+    data = read_json_file(path, DataError)
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise DataError(f"{path}: expected a JSON object with a 'frames' list")
     return data
+
+
+def _resolve(path: Path, where: str) -> Path:
+    """``path`` made absolute with symlinks resolved; DataError naming ``where`` for a name the
+    system refuses (NUL byte, too long) or a symlink loop."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError) as error:
+        raise DataError(f"{where}: cannot resolve {str(path)[:200]!r} ({error})"[:400]) from None
+
+
+def _is_file(path: Path, where: str) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError) as error:
+        raise DataError(f"{where}: cannot read {str(path)[:200]!r} ({error})"[:400]) from None
 
 
 def _resolve_image(base: Path, file_path: Any, where: str) -> Path:
     """The image file a frame's ``file_path`` names; NeRF-synthetic leaves out the extension."""
     if not isinstance(file_path, str) or not file_path:
         raise DataError(f"{where}: missing or empty file_path")
-    path = (base / file_path).resolve()
-    if path.is_file():
+    path = _resolve(base / file_path, where)
+    if _is_file(path, where):
         return path
     if not path.suffix or path.suffix not in IMAGE_SUFFIXES:
         for suffix in IMAGE_SUFFIXES:
             candidate = path.with_name(path.name + suffix)
-            if candidate.is_file():
+            if _is_file(candidate, where):
                 return candidate
-    raise DataError(f"{where}: image file {path} is missing")
+    raise DataError(f"{where}: image file {str(path)[:300]} is missing")
 
 
 def _opencv_pose(matrix: Any, where: str) -> np.ndarray:
-    try:
-        c2w_gl = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: transform_matrix is not a 4x4 array of numbers") from None
+    c2w_gl = number_matrix(matrix, where, "transform_matrix")
     if c2w_gl.shape == (3, 4):  # some exports drop the homogeneous row
         c2w_gl = np.concatenate([c2w_gl, [[0.0, 0.0, 0.0, 1.0]]])
     checked_pose(c2w_gl, where)
@@ -104,17 +114,19 @@ def _loader(path: Path, where: str):
 def _read_blender_file(path: Path) -> list[SourceView]:
     """The views of one NeRF-synthetic ``transforms_<split>.json``."""
     data = _read_json(path)
-    angle_x = data.get("camera_angle_x")
-    if not isinstance(angle_x, int | float) or not 0 < angle_x < math.pi:
-        raise DataError(f"{path}: camera_angle_x must be a field of view in (0, pi) radians")
-    angle_y = data.get("camera_angle_y")
+    angle_x, angle_y = data.get("camera_angle_x"), data.get("camera_angle_y")
     views = []
     for index, frame in enumerate(data["frames"]):
         image_path, where, c2w = _frame_image_and_pose(path, index, frame)
         height, width = image_file_size(image_path, str(image_path))
-        fx = 0.5 * width / math.tan(0.5 * angle_x)
-        fy = fx if angle_y is None else 0.5 * height / math.tan(0.5 * float(angle_y))
-        K = checked_intrinsics(intrinsics(fx, fy, 0.5 * width, 0.5 * height), where)
+        fx = focal_from_angle(angle_x, width, str(path), "camera_angle_x")
+        fy = (
+            fx
+            if angle_y is None
+            else focal_from_angle(angle_y, height, str(path), "camera_angle_y")
+        )
+        K = intrinsics(fx, fy, 0.5 * width, 0.5 * height)
+        K = checked_intrinsics(K, where, (height, width))
         views.append(
             SourceView(
                 K, c2w, (height, width), str(image_path), _loader(image_path, str(image_path))
@@ -124,11 +136,14 @@ def _read_blender_file(path: Path) -> list[SourceView]:
 
 
 def _blender_scene_dirs(src: Path, pattern: str) -> list[Path]:
-    if not src.is_dir():
-        raise DataError(f"{src}: not a directory")
-    if any(src.glob(pattern)):
-        return [src]
-    scenes = sorted(path for path in src.iterdir() if path.is_dir() and any(path.glob(pattern)))
+    try:
+        if not src.is_dir():
+            raise DataError(f"{src}: not a directory")
+        if any(src.glob(pattern)):
+            return [src]
+        scenes = sorted(p for p in src.iterdir() if p.is_dir() and any(p.glob(pattern)))
+    except (OSError, ValueError) as error:
+        raise DataError(f"{src}: cannot list the directory ({error})") from None
     if not scenes:
         raise DataError(
             f"{src}: no {pattern} here or in its subdirectories (expected a scene directory or a "
@@ -137,22 +152,24 @@ def _blender_scene_dirs(src: Path, pattern: str) -> list[Path]:
     return scenes
 
 
-def read_blender(src: str | Path) -> list[SourceScene]:
-    """NeRF-synthetic scenes under ``src`` (one scene directory, or a root of them)."""
+def read_blender(src: str | Path, notes: list[str] | None = None) -> list[SourceScene]:
+    """NeRF-synthetic scenes under ``src`` (one scene directory, or a root of them). A missing
+    ``transforms_val.json`` / ``transforms_test.json`` is no split, with a note in ``notes``."""
+    notes = [] if notes is None else notes
     src = Path(src)
     scenes = []
     for scene_dir in _blender_scene_dirs(src, "transforms_*.json"):
         groups = {}
         for split in BLENDER_SPLITS:
             path = scene_dir / f"transforms_{split}.json"
-            if path.is_file():
+            if not path.exists() and split != "train":
+                notes.append(f"{path} is missing: the scene has no {split} views")
+            if path.exists() or split == "train":
                 views = _read_blender_file(path)
                 if views:  # an empty val/test file is no split
                     groups[split] = views
                 elif split == "train":
                     raise DataError(f"{path}: has no frames")
-        if "train" not in groups:
-            raise DataError(f"{scene_dir / 'transforms_train.json'}: file is missing")
         scenes.append(
             SourceScene(
                 scene_dir.name, groups, None, {"source": str(scene_dir), "format": "blender"}
@@ -188,24 +205,31 @@ def _frame_intrinsics(
     merged.update(
         {key: frame[key] for key in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS) if key in frame}
     )
-    try:
-        values = {key: float(value) for key, value in merged.items()}
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: intrinsics must be numbers, got {merged}") from None
+    values = {}
+    for key, value in merged.items():
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise DataError(f"{where}: {key} must be a finite number, got {str(value)[:60]!r}")
+        values[key] = float(value)
     if "w" in values and "h" in values:
-        width, height = int(values["w"]), int(values["h"])
+        if not (values["w"].is_integer() and values["h"].is_integer()):
+            raise DataError(f"{where}: w and h must be whole numbers of pixels")
+        height, width = check_image_size(int(values["h"]), int(values["w"]), where)
     else:
         height, width = image_file_size(image_path, str(image_path))
     if "fl_x" in values:
         fx = values["fl_x"]
     elif "camera_angle_x" in values:
-        fx = 0.5 * width / math.tan(0.5 * values["camera_angle_x"])
+        fx = focal_from_angle(values["camera_angle_x"], width, where, "camera_angle_x")
     else:
         raise DataError(f"{where}: no focal length (fl_x or camera_angle_x)")
     if "fl_y" in values:
         fy = values["fl_y"]
     elif "camera_angle_y" in values:
-        fy = 0.5 * height / math.tan(0.5 * values["camera_angle_y"])
+        fy = focal_from_angle(values["camera_angle_y"], height, where, "camera_angle_y")
     else:
         fy = fx
     cx = values.get("cx", 0.5 * width)
@@ -214,20 +238,27 @@ def _frame_intrinsics(
         note = "lens distortion (k1..k4, p1, p2) is ignored: images are used as pinhole images"
         if note not in notes:
             notes.append(note)
-    return checked_intrinsics(intrinsics(fx, fy, cx, cy), where), (height, width)
+    K = checked_intrinsics(intrinsics(fx, fy, cx, cy), where, (height, width))
+    return K, (height, width)
 
 
 def _read_nerfstudio_file(
     path: Path, holdout_every: int, notes: list[str]
 ) -> dict[str, list[SourceView]]:
     data = _read_json(path)
-    model = str(data.get("camera_model", "OPENCV")).upper()
+    model = data.get("camera_model", "OPENCV")
+    model = model.upper() if isinstance(model, str) else model
     if model not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
-        raise DataError(f"{path}: camera_model {model!r} is not a pinhole model; not supported")
-    named = {
-        split: {str((path.parent / name).resolve()) for name in data.get(f"{split}_filenames", [])}
-        for split in BLENDER_SPLITS
-    }
+        raise DataError(
+            f"{path}: camera_model {str(model)[:40]!r} is not a pinhole model; not supported"
+        )
+    named = {}
+    for split in BLENDER_SPLITS:
+        names = data.get(f"{split}_filenames", [])
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise DataError(f"{path}: {split}_filenames must be a list of file names")
+        where = f"{path} {split}_filenames"
+        named[split] = {str(_resolve(path.parent / name, where)) for name in names}
     has_lists = any(named.values())
     groups: dict[str, list[SourceView]] = {split: [] for split in BLENDER_SPLITS}
     for index, frame in enumerate(data["frames"]):
@@ -262,7 +293,7 @@ def read_nerfstudio(
     """
     notes = [] if notes is None else notes
     src = Path(src)
-    if src.is_file():
+    if _is_file(src, str(src)):
         paths = [src]
     else:
         paths = [scene / "transforms.json" for scene in _blender_scene_dirs(src, "transforms.json")]

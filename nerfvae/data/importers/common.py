@@ -14,11 +14,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from nerfvae.errors import DataError
+from nerfvae.data.storage import check_image_size
+from nerfvae.errors import DataError, NerfVAEError
 from nerfvae.geometry import check_intrinsics, check_pose, optical_axes_point
 
 
@@ -63,41 +65,76 @@ class SourceScene:
         return [view for group in self.view_groups.values() for view in group]
 
 
-def decode_image(data: bytes | Path, where: str) -> np.ndarray:
-    """Decode PNG/JPEG bytes or a file into ``[H, W, 3|4]`` uint8 (grey → RGB, palettes expanded)."""
-    from PIL import Image, UnidentifiedImageError
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
+
+def _open_image(data: bytes | Path, where: str):
+    """PIL's image for ``data`` after checking the size in its header (nothing decoded yet)."""
+    import warnings
+
+    from PIL import Image
+
+    # PIL's own decompression-bomb check would raise from open(); ours (lower) runs right after,
+    # on the header alone, and names the file.
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    try:
+        check_image_size(image.height, image.width, where)
+    except DataError:
+        image.close()
+        raise
+    return image
+
+
+def _image_error(error: Exception, where: str, action: str) -> DataError:
+    if isinstance(error, FileNotFoundError):
+        return DataError(f"{where}: image file is missing")
+    reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return DataError(f"{where}: cannot {action} image ({reason[:200]})")
+
+
+def decode_image(data: bytes | Path, where: str) -> np.ndarray:
+    """Decode PNG/JPEG bytes or a file into ``[H, W, 3|4]`` uint8 (grey → RGB, palettes expanded).
+
+    The size in the header is checked (:func:`~nerfvae.data.storage.check_image_size`) before any
+    pixel is decoded; 16-bit images are scaled to 8 bits (``round(v * 255 / 65535)``), not
+    clipped. Anything that cannot be decoded raises DataError naming ``where``."""
+    try:
+        with _open_image(data, where) as image:
             image.load()
-            if image.mode in ("RGBA", "LA") or "transparency" in image.info:
-                image = image.convert("RGBA")
-            elif image.mode != "RGB":
-                image = image.convert("RGB")
-            pixels = np.asarray(image)
-    except FileNotFoundError:
-        raise DataError(f"{where}: image file is missing") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{where}: cannot decode image ({error})") from None
-    if pixels.dtype != np.uint8:
-        # 16-bit PNGs: keep the top 8 bits (images are stored as uint8 sRGB).
-        pixels = (pixels.astype(np.float64) / np.iinfo(pixels.dtype).max * 255.0 + 0.5).astype(
-            np.uint8
-        )
-    return pixels
+            if image.mode in _SIXTEEN_BIT_MODES:  # 16-bit grey (PIL has no 16-bit RGB mode)
+                grey = np.asarray(image).astype(np.float64).clip(0, 65535)
+                pixels = np.repeat(
+                    (grey * (255.0 / 65535.0) + 0.5).astype(np.uint8)[..., None], 3, axis=-1
+                )
+            elif image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                pixels = np.asarray(image.convert("RGBA"))
+            elif image.mode == "F":
+                raise DataError(f"{where}: floating-point images are not supported")
+            else:
+                pixels = np.asarray(image.convert("RGB"))
+    except NerfVAEError:
+        raise
+    except Exception as error:  # PIL's decoders raise many types on corrupt data
+        raise _image_error(error, where, "decode") from None
+    return np.ascontiguousarray(pixels)
 
 
 def image_file_size(path: Path, where: str) -> tuple[int, int]:
-    """``(H, W)`` of an image file, reading only its header."""
-    from PIL import Image, UnidentifiedImageError
-
+    """``(H, W)`` of an image file, reading only its header (checked to be a sane size)."""
     try:
-        with Image.open(path) as image:
+        with _open_image(path, where) as image:
             width, height = image.size
-    except FileNotFoundError:
-        raise DataError(f"{where}: image file is missing") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{where}: cannot read image ({error})") from None
+    except NerfVAEError:
+        raise
+    except Exception as error:  # PIL raises many types on corrupt headers
+        raise _image_error(error, where, "read") from None
     return height, width
 
 
@@ -179,15 +216,42 @@ def checked_pose(c2w: np.ndarray, where: str) -> np.ndarray:
     return c2w
 
 
-def checked_intrinsics(K: np.ndarray, where: str) -> np.ndarray:
+def checked_intrinsics(
+    K: np.ndarray, where: str, image_size: tuple[int, int] | None = None
+) -> np.ndarray:
     """One view's intrinsics as a ``[3, 3]`` float64 array, checked by
-    :func:`nerfvae.geometry.check_intrinsics`; raises DataError naming ``where`` otherwise."""
+    :func:`nerfvae.geometry.check_intrinsics` (with the image size when given: principal point
+    and focal length in range); raises DataError naming ``where`` otherwise."""
     K = np.asarray(K, dtype=np.float64)
     try:
-        check_intrinsics(torch.from_numpy(K))
+        check_intrinsics(torch.from_numpy(K), image_size)
     except ValueError as error:
         raise DataError(f"{where}: {error}") from None
     return K
+
+
+def focal_from_angle(angle: Any, size: int, where: str, key: str) -> float:
+    """Focal length (pixels) across ``size`` pixels for the full field of view ``angle`` (radians,
+    the ``camera_angle_x|y`` of transforms files), which must be a number in (0, pi)."""
+    if (
+        not isinstance(angle, int | float)
+        or isinstance(angle, bool)
+        or not 1e-6 < angle < math.pi - 1e-6
+    ):
+        raise DataError(f"{where}: {key} must be a field of view in (0, pi) radians, got {angle!r}")
+    return 0.5 * size / math.tan(0.5 * angle)
+
+
+def number_matrix(value: Any, where: str, what: str) -> np.ndarray:
+    """``value`` (nested JSON lists) as a float64 array if it holds only numbers (finiteness is
+    left to the check of what it describes, e.g. :func:`checked_pose`)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        array = np.asarray(None)
+    if array.dtype.kind not in "iuf":
+        raise DataError(f"{where}: {what} must be an array of numbers")
+    return array.astype(np.float64)
 
 
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:

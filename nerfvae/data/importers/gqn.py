@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfvae.data.importers import common
 from nerfvae.data.importers.common import SourceScene, SourceView, decode_image, intrinsics
 from nerfvae.data.importers.tfrecord import (
     ProtoError,
@@ -197,12 +198,16 @@ def read_gqn_record(
     if not np.isfinite(cameras).all():
         raise DataError(f"{where}: camera parameters contain NaN or inf")
     c2w = gqn_cameras_to_c2w(cameras)
+    for index in range(views_count):
+        common.checked_pose(c2w[index], f"{where} frame {index} camera")
     if image_size is None:
         height, width = decode_image(frames[0], f"{where} frame 0").shape[:2]
         if height != width:
             raise DataError(f"{where}: frames are {height}x{width}; GQN frames are square")
         image_size = height
-    K = gqn_intrinsics(image_size, fov_degrees)
+    K = common.checked_intrinsics(
+        gqn_intrinsics(image_size, fov_degrees), where, (image_size, image_size)
+    )
     views = [
         SourceView(
             K,

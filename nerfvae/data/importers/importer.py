@@ -363,13 +363,16 @@ def _read_source(
     """The source's scenes (loaded, or lazy references for GQN) and facts for dataset.json."""
     facts: dict[str, Any] = {}
     if format == "blender":
-        scenes: list[Any] = read_blender(src)
+        scenes: list[Any] = read_blender(src, notes)
     elif format == "nerfstudio":
         scenes = read_nerfstudio(src, options.holdout_every, notes)
     elif format == "srn":
         scenes = read_srn(src)
         facts["category"] = scenes[0].info.get("category") if scenes else None
     elif format == "gqn":
+        fov = options.gqn_fov_degrees
+        if not isinstance(fov, int | float) or not 0 < fov < 180:
+            raise ConfigError(f"gqn_fov_degrees must be in (0, 180), got {fov!r}")
         # Scanning stops early per split when --max-scenes is given (GQN sets are large).
         name, scenes = scan_gqn(
             src, options.gqn_dataset, options.gqn_fov_degrees, options.max_scenes
@@ -506,6 +509,11 @@ def import_dataset(
     if split_by == "views" and format not in ("blender", "nerfstudio"):
         raise ConfigError(f"--split-by views needs per-view splits; {format} splits whole scenes")
     plans = _plan(scenes, split_by, options, notes, facts)
+    if "train" not in plans:
+        raise DataError(
+            f"{src}: no training scenes (found only {', '.join(plans) or 'none'}); a dataset needs "
+            "a train split"
+        )
     out_size = _output_size(scenes, plans, options)
     first_plan = next(iter(plans.values()))
     first_view = _select_views(first_plan.scenes[0], first_plan)[1][0]

@@ -41,6 +41,7 @@ from nerfvae.data.importers.common import (
     decode_image,
     intrinsics,
 )
+from nerfvae.data.storage import check_image_size
 from nerfvae.errors import DataError
 
 SRN_SPLITS = ("train", "val", "test")
@@ -55,6 +56,13 @@ def _is_instance(path: Path) -> bool:
 
 def _instances(split_dir: Path) -> list[Path]:
     """Instance directories of a split directory, descending through one wrapper level."""
+    try:
+        return _find_instances(split_dir)
+    except OSError as error:
+        raise DataError(f"{error.filename or split_dir}: cannot read directory ({error})") from None
+
+
+def _find_instances(split_dir: Path) -> list[Path]:
     found = sorted(path for path in split_dir.iterdir() if path.is_dir() and _is_instance(path))
     if not found:
         subdirs = [path for path in split_dir.iterdir() if path.is_dir()]
@@ -66,6 +74,13 @@ def _instances(split_dir: Path) -> list[Path]:
 def find_splits(src: str | Path) -> dict[str | None, list[Path]]:
     """``{split: [instance dirs]}`` (split None when ``src`` is one directory of instances)."""
     src = Path(src)
+    try:
+        return _find_splits(src)
+    except OSError as error:
+        raise DataError(f"{error.filename or src}: cannot read directory ({error})") from None
+
+
+def _find_splits(src: Path) -> dict[str | None, list[Path]]:
     if not src.is_dir():
         prefixed = {s: src.parent / f"{src.name}_{s}" for s in SRN_SPLITS}
         if not any(path.is_dir() for path in prefixed.values()):
@@ -97,16 +112,17 @@ def read_intrinsics(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
     try:
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
         focal, cx, cy = (float(value) for value in lines[0][:3])
-        height, width = (int(float(value)) for value in lines[-1][:2])
+        height, width = (float(value) for value in lines[-1][:2])
     except FileNotFoundError:
         raise DataError(f"{path}: file is missing") from None
     except (OSError, ValueError, IndexError) as error:
         raise DataError(
             f"{path}: expected 'f cx cy ...' on the first line and 'H W' on the last ({error})"
         ) from None
-    if height <= 0 or width <= 0:
-        raise DataError(f"{path}: image size {height}x{width} must be positive")
-    return checked_intrinsics(intrinsics(focal, focal, cx, cy), str(path)), (height, width)
+    if not (height.is_integer() and width.is_integer()):
+        raise DataError(f"{path}: image size {height}x{width} must be whole numbers of pixels")
+    size = check_image_size(int(height), int(width), str(path))
+    return checked_intrinsics(intrinsics(focal, focal, cx, cy), str(path), size), size
 
 
 def read_pose(path: Path) -> np.ndarray:
@@ -125,12 +141,15 @@ def read_pose(path: Path) -> np.ndarray:
 def read_instance(instance: Path, split: str | None, category: str) -> SourceScene:
     K, size = read_intrinsics(instance / "intrinsics.txt")
     rgb_dir, pose_dir = instance / "rgb", instance / "pose"
-    if not rgb_dir.is_dir():
-        raise DataError(f"{rgb_dir}: directory is missing")
-    images = sorted(p for p in rgb_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    try:
+        if not rgb_dir.is_dir():
+            raise DataError(f"{rgb_dir}: directory is missing")
+        images = sorted(p for p in rgb_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        poses = sorted(pose_dir.glob("*.txt")) if pose_dir.is_dir() else []
+    except OSError as error:
+        raise DataError(f"{instance}: cannot read the instance directory ({error})") from None
     if not images:
         raise DataError(f"{rgb_dir}: no images")
-    poses = sorted(pose_dir.glob("*.txt")) if pose_dir.is_dir() else []
     pose_by_stem = {path.stem: path for path in poses}
     image_stems = {path.stem for path in images}
     views = []
