@@ -101,3 +101,28 @@ def test_training_without_a_val_split_says_validation_is_off(tmp_path, capsys):
     assert not validation.exists() or not list(csv.DictReader(validation.open()))
     assert (run / "checkpoints" / "step_00000002.json").is_file()
     assert not list((run / "renders").glob("*.png"))
+
+
+def test_objects_preset_trains_an_srn_import_with_no_other_flag(tmp_path):
+    """`--config objects` on an SRN import: the white background from the data, see-through box
+    faces, validation on the import's val split, and eval reports object-pixel PSNR."""
+    data = tmp_path / "data"
+    source = write_srn(tmp_path / "source")
+    assert main(["data", "import", str(source), "--format", "srn", "--out", str(data),
+                 "--no-progress"]) == 0  # fmt: skip
+    run = tmp_path / "run"
+    # only the size is cut for the test; nothing about the background or the box is given
+    assert main(["train", "--config", "objects", "--data", str(data), "--run", str(run),
+                 "--steps", "4", "--scenes-per-batch", "2", "--rays-per-scene", "32",
+                 "--log-every", "2", "--nerfvae.sampling.num-coarse", "16",
+                 "--nerfvae.sampling.num-fine", "8"]) == 0  # fmt: skip
+    config = json.loads((run / "config.json").read_text())
+    assert config["nerfvae"]["background"] == [1.0, 1.0, 1.0]
+    assert config["nerfvae"]["sampling"]["opaque_far"] is False
+    assert config["nerfvae"]["scene_function"]["conditioning"] == "planes"
+    assert list(csv.DictReader((run / "validation.csv").open()))  # validated on val
+    out = tmp_path / "metrics.json"
+    assert main(["eval", "--run", str(run), "--data", str(data), "--context", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    entry = json.loads(out.read_text())["results"]["1"]["id"]
+    assert math.isfinite(entry["object_psnr"]) and math.isfinite(entry["psnr"])

@@ -14,7 +14,7 @@ DESCRIPTION = "train NeRF-VAE on a dataset (resumes from the run directory)"
 
 
 def config_from_args(argv: list[str], prog: str) -> TrainConfig:
-    """``--config {tiny,small,default}|FILE`` picks the base config; every field can then be
+    """``--config {tiny,small,planes,objects,default}|FILE`` picks the base config; every field can then be
     overridden (``--steps 100 --model.latent.layout global``)."""
     argv = replace_deprecated_flags(argv, ITERATIVE_INFERENCE_FLAGS, prog)
     chooser = argparse.ArgumentParser(add_help=False)

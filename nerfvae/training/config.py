@@ -190,7 +190,8 @@ RESUMABLE_FIELDS = {
 
 def preset(name: str) -> TrainConfig:
     """The named config: ``tiny`` (tests, about a minute), ``small`` (everyday), ``planes`` (the
-    small data with the ``planes`` scene function and proposal sampler), ``default``."""
+    small data with the ``planes`` scene function and proposal sampler), ``objects`` (planes for
+    object-centric data before a background), ``default``."""
     if name == "tiny":
         return TrainConfig(
             nerfvae=NeRFVAEConfig(
@@ -264,6 +265,25 @@ def preset(name: str) -> TrainConfig:
             ),
             rays_per_scene=1024,
         )
+    if name == "objects":
+        # Object-centric data (built-in `--preset objects`, ShapeNet-SRN, NeRF-synthetic): the
+        # planes model with the box faces see-through, so rays that miss the object show the
+        # dataset's background; a spatial latent grid on the ground plane, which beat one global
+        # vector per scene by 2.6 dB in validation PSNR after 15 minutes
+        # (docs/results/objects-preset); more scenes and fewer rays per step (the object covers
+        # a small part of each view).
+        planes = preset("planes")
+        return replace(
+            planes,
+            nerfvae=replace(
+                planes.nerfvae,
+                sampling=replace(planes.nerfvae.sampling, opaque_far=False),
+            ),
+            scenes_per_batch=8,
+            rays_per_scene=512,
+            validate_every=250,
+            validation_scenes=8,
+        )
     if name == "default":
         return TrainConfig(
             nerfvae=NeRFVAEConfig(
@@ -282,7 +302,7 @@ def preset(name: str) -> TrainConfig:
     raise ConfigError(f"unknown config preset {name!r} (choose {', '.join(PRESETS)})")
 
 
-PRESETS = ("tiny", "small", "planes", "default")
+PRESETS = ("tiny", "small", "planes", "objects", "default")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
