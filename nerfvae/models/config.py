@@ -118,8 +118,9 @@ class SceneFunctionConfig:
     hidden layer lets them match attention's parameter count (the conditioning ablation)."""
 
     def check(self, where: str = "scene_function") -> None:
-        """Raise ConfigError naming the field if a value has the wrong type or is out of range
-        (the ``planes`` settings are checked with the latent, by :meth:`NeRFVAEConfig.check`)."""
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range.
+        The one home of these checks: :class:`NeRFVAEConfig` runs it, and so do the scene
+        functions when built on their own."""
         check_config_fields(self, where)
         bounds = {"width": (1, 4096), "depth": (1, 64), "skip_layer": (-1, 64)}
         bounds |= {"point_frequencies": (0, 32), "direction_frequencies": (0, 32)}
@@ -134,6 +135,14 @@ class SceneFunctionConfig:
             "width",
             f"divisible by attention_heads ({heads})",
             self.width,
+        )
+        factor = self.plane_upsample
+        check_range(
+            factor >= 4 and not factor & (factor - 1),  # checked whatever the conditioning
+            where,
+            "plane_upsample",
+            "a power of 2 and at least 4",
+            factor,
         )
 
 
@@ -169,17 +178,11 @@ class NeRFVAEConfig:
     def check(self, where: str = "nerfvae") -> None:
         """Raise ConfigError naming the field (``where.section.field``) if a value has the wrong
         type or is out of range; checks every section."""
-        from nerfvae.models.planes import _check_config
-
         check_config_fields(self, where)
         self.encoder.check(field_name(where, "encoder"))
         self.latent.check(field_name(where, "latent"))
         self.scene_function.check(field_name(where, "scene_function"))
         self.sampling.check(field_name(where, "sampling"))
-        try:  # plane settings (with the latent's)
-            _check_config(self.scene_function, self.latent)
-        except ConfigError as error:
-            raise ConfigError(f"{field_name(where, str(error))}") from None
         bounds = {"iterative_inference_steps": (0, 1000), "iterative_inference_rays": (1, 2**20)}
         check_bounds(self, where, bounds)
         check_range(self.pixel_std > 0, where, "pixel_std", "> 0", self.pixel_std)

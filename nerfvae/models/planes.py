@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfvae.errors import ConfigError
 from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
 
@@ -55,27 +54,6 @@ class PlaneCode:
     proposal: tuple[torch.Tensor, ...]
     first_up: torch.Tensor | None = None
     second_up: torch.Tensor | None = None
-
-
-def _check_config(config: SceneFunctionConfig, latent: LatentConfig) -> None:
-    factor = config.plane_upsample
-    if factor < 4 or factor & (factor - 1):
-        raise ConfigError(
-            f"scene_function.plane_upsample must be a power of 2 and at least 4, got {factor}"
-        )
-    for name in ("plane_channels", "plane_height_bins", "plane_decoder_channels", "width"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"scene_function.{name} must be >= 1, got {getattr(config, name)}")
-    if config.depth < 1:
-        raise ConfigError(f"scene_function.depth must be >= 1, got {config.depth}")
-    if config.plane_layout not in ("volume", "triplane"):
-        raise ConfigError(
-            f"scene_function.plane_layout must be 'volume' or 'triplane', got {config.plane_layout!r}"
-        )
-    if latent.grid < 1 or latent.channels < 1:
-        raise ConfigError(
-            f"latent.grid and latent.channels must be >= 1, got {latent.grid} and {latent.channels}"
-        )
 
 
 def _axis_corners(
@@ -153,7 +131,8 @@ class PlaneDecoder(nn.Module):
 
     def __init__(self, config: SceneFunctionConfig, latent: LatentConfig) -> None:
         super().__init__()
-        _check_config(config, latent)
+        config.check()
+        latent.check()
         self.layout = config.plane_layout
         self.spatial = latent.layout == "spatial"
         self.grid = latent.grid if self.spatial else GLOBAL_BASE_GRID

@@ -44,9 +44,7 @@ class CrossAttention(nn.Module):
         self, width: int, latent_channels: int, heads: int, cell_centres: torch.Tensor | None
     ) -> None:
         super().__init__()
-        if width % heads:
-            raise ValueError(f"width {width} must be divisible by attention heads {heads}")
-        self.heads = heads
+        self.heads = heads  # width % heads == 0: SceneFunctionConfig.check
         self.query_norm = nn.LayerNorm(width)
         self.token_norm = nn.LayerNorm(latent_channels)
         self.query = nn.Linear(width, width, bias=False)
@@ -154,6 +152,8 @@ class SceneFunction(nn.Module):
         up_axis: str = "z",
     ) -> None:
         super().__init__()
+        config.check()
+        latent.check()
         self.config = config
         self.mode = config.conditioning
         self.plane_axes = list(ground_plane_axes(up_axis)[:2])
@@ -172,10 +172,6 @@ class SceneFunction(nn.Module):
             if index == config.skip_layer and index > 0:
                 in_dim += input_dim
             self.layers.append(nn.Linear(in_dim, width))
-        if config.latent_hidden < 0:
-            raise ConfigError(
-                f"scene_function.latent_hidden must be >= 0, got {config.latent_hidden}"
-            )
         if self.mode in ("concat", "ain") and config.latent_hidden > 0:
             self.latent_mapping = nn.Sequential(
                 nn.Linear(latent_size, config.latent_hidden), nn.ReLU()
