@@ -311,8 +311,8 @@ def render_scene(
             on_view()
     depth = torch.from_numpy(np.stack(depths))
     info = room.info()
-    if settings.scene_kind == "objects":
-        del info["floor"], info["walls"]  # not rendered
+    if renderer.background is not None:  # an open scene: its floor and walls are not rendered
+        del info["floor"], info["walls"]
     hits = depth[depth > 0]  # 0: the ray hit nothing (an open scene's background)
     if len(hits):
         info["depth_range"] = [round(float(hits.min()), 5), round(float(hits.max()), 5)]

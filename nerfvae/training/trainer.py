@@ -164,7 +164,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 f"config changes: {changes}"
             )
         run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
-    validation_data = validation_dataset(config.data) if rank == 0 else None
+    validation_data = validation_dataset(dataset) if rank == 0 else None
     if validation_data is None and rank == 0:
         warnings.append(
             f"{config.data} has no val split: validation is off (import with --val-scenes N to "

@@ -17,13 +17,13 @@ from nerfvae.visualise import depth_to_image, to_uint8
 CONTEXT_VIEWS = 3
 
 
-def validation_dataset(data: str) -> MultiSceneDataset | None:
-    """The dataset's ``val`` split, or None when it has none (or it is empty): training never
-    validates on the test split, which is kept for the final evaluation."""
-    dataset = MultiSceneDataset(data, "train")
-    if "val" not in dataset.meta.splits or dataset.meta.splits["val"].num_scenes == 0:
+def validation_dataset(training: MultiSceneDataset) -> MultiSceneDataset | None:
+    """The ``val`` split of the dataset ``training`` was read from, or None when it has none (or
+    it is empty): training never validates on the test split, kept for the final evaluation."""
+    split = training.meta.splits.get("val")
+    if split is None or split.num_scenes == 0:
         return None
-    return MultiSceneDataset(data, "val")
+    return MultiSceneDataset(training.root, "val")
 
 
 @torch.no_grad()
