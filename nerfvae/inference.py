@@ -18,7 +18,8 @@ A posterior q(z | context) over a scene's latent is made in up to three stages:
    ``z`` that can be sampled and rendered from any camera. It runs an optimiser, which models
    never do, hence here and not in ``models/``.
 
-A latent that does not come from views is a prior sample (:func:`prior_sample`).
+A latent that does not come from views is a prior sample
+(:func:`nerfvae.evaluation.scene_priors.prior_sample`).
 """
 
 from __future__ import annotations
@@ -179,12 +180,3 @@ def check_scene_index(index: int, num_scenes: int, split: str) -> None:
         raise ConfigError(
             f"--scene {index}: split {split!r} has {num_scenes} scenes (0..{num_scenes - 1})"
         )
-
-
-def prior_sample(model: SceneModel, index: int, seed: int = 0) -> torch.Tensor:
-    """Latent ``[1, T, C]`` of prior sample ``index`` of ``seed``: the same scene as sample
-    ``index`` of ``nerfvae sample --seed SEED`` (one draw of ``index + 1`` latents, in order)."""
-    if index < 0:
-        raise ConfigError(f"--prior-sample must be >= 0, got {index}")
-    generator = torch.Generator(device=model.scene_min.device).manual_seed(seed)
-    return model.prior(index + 1).rsample(generator)[index : index + 1]

@@ -12,6 +12,7 @@ from torch import nn
 
 from nerfvae.cli.main import main as nerfvae_main
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation.scene_priors import StandardPrior, prior_sample
 from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.export import (
     MeshExtractionConfig,
@@ -28,7 +29,6 @@ from nerfvae.export import (
     write_mesh,
     write_mesh_preview,
 )
-from nerfvae.inference import prior_sample
 from nerfvae.models import DiagonalGaussian
 
 trimesh = pytest.importorskip("trimesh")  # the `viewer` extra
@@ -254,9 +254,9 @@ def test_parse_view_indices():
 def test_prior_sample_matches_the_sample_command():
     field = SphereField()
     all_three = field.prior(3).rsample(torch.Generator().manual_seed(7))
-    assert torch.equal(prior_sample(field, 2, seed=7), all_three[2:3])
+    assert torch.equal(prior_sample(StandardPrior(field), 2, seed=7), all_three[2:3])
     with pytest.raises(ConfigError):
-        prior_sample(field, -1)
+        prior_sample(StandardPrior(field), -1)
 
 
 # -- the command on a tiny trained run ---------------------------------------------------------
@@ -307,7 +307,7 @@ def test_export_mesh_command_writes_a_mesh_inside_the_scene_box(
     )
 
     obj = tmp_path / "prior.obj"
-    prior_latent = prior_sample(model, 1)
+    prior_latent = prior_sample(StandardPrior(model), 1)
     prior_density = density_grid(model, prior_latent, MeshExtractionConfig(resolution=16)).density
     prior_level = float(np.quantile(prior_density[1:-1, 1:-1, 1:-1], 0.5))
     code = _export("--run", str(run), "--prior-sample", "1", "--out", str(obj),

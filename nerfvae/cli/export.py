@@ -44,7 +44,11 @@ class MeshArgs:
     """Comma-separated view indices of the scene used as context, each at most once."""
     prior_sample: int | None = None
     """Export prior sample N instead of a dataset scene (the same scene as sample N of
-    `nerfvae sample --seed SEED`)."""
+    `nerfvae sample --seed SEED` with the same --prior)."""
+    prior: Literal["auto", "standard", "aggregate", "learned"] = "auto"
+    """With --prior-sample: the prior the scene is drawn from. `auto`: the run's learned prior
+    (`nerfvae prior fit`) if it has one for the checkpoint, else its aggregate prior, else the
+    model's N(0, I) (docs/evaluation.md)."""
     latent: Literal["mean", "sample"] = "mean"
     """With --scene: the posterior mean, or one posterior sample drawn with --seed."""
     seed: int = 0
@@ -119,6 +123,7 @@ def export_mesh(args: MeshArgs) -> int:
     import numpy as np
     import torch
 
+    from nerfvae.evaluation.scene_priors import prior_sample, scene_prior
     from nerfvae.evaluation.views import parse_view_indices
     from nerfvae.export import (
         MeshExtractionConfig,
@@ -128,7 +133,7 @@ def export_mesh(args: MeshArgs) -> int:
         sample_object_surfaces,
         write_mesh,
     )
-    from nerfvae.inference import check_scene_index, infer_scene, prior_sample
+    from nerfvae.inference import check_scene_index, infer_scene
     from nerfvae.training.loading import load_trained_model
 
     # Check what needs no model first, so typos fail fast.
@@ -144,7 +149,7 @@ def export_mesh(args: MeshArgs) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    model, _, _ = load_trained_model(args.run, args.checkpoint, args.precision, device=device)
+    model, _, record = load_trained_model(args.run, args.checkpoint, args.precision, device=device)
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if scene is not None:
@@ -154,8 +159,9 @@ def export_mesh(args: MeshArgs) -> int:
         latent = posterior.mean if args.latent == "mean" else posterior.rsample(generator)
         what = f"scene {args.scene} ({scene.scene_id or args.split}) from views {context}"
     else:
-        latent = prior_sample(model, args.prior_sample, args.seed)
-        what = f"prior sample {args.prior_sample} (seed {args.seed})"
+        prior = scene_prior(args.run, model, record, args.prior)
+        latent = prior_sample(prior, args.prior_sample, args.seed).to(device)
+        what = f"prior sample {args.prior_sample} (seed {args.seed}) of {prior.describe()}"
     config = MeshExtractionConfig(
         resolution=args.resolution,
         density_threshold=args.density_threshold,

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "eval": "nerfvae.cli.evaluate",
     "render": "nerfvae.cli.render",
     "sample": "nerfvae.cli.sample",
+    "prior": "nerfvae.cli.prior",
     "baseline": "nerfvae.cli.baseline",
     "experiment": "nerfvae.cli.experiment",
     "viewer": "nerfvae.cli.viewer",

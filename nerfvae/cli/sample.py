@@ -10,6 +10,7 @@ import torch
 import tyro
 
 from nerfvae.evaluation.aggregate_prior import AggregateFit
+from nerfvae.evaluation.learned_prior import LearnedPriorFit
 
 DESCRIPTION = "sample new scenes from the prior and render them (views and turntables)"
 
@@ -18,7 +19,8 @@ DESCRIPTION = "sample new scenes from the prior and render them (views and turnt
 class SampleArgs:
     """Draw scenes z ~ p(z) and render each from the cameras of a dataset scene (the scene's
     images are not used, only its cameras) and along a turntable. `--prior aggregate` draws from a
-    low-rank Gaussian fitted to the posteriors of training scenes instead (docs/evaluation.md)."""
+    low-rank Gaussian fitted to the posteriors of training scenes instead, `--prior learned` from a
+    diffusion model fitted to them (docs/evaluation.md)."""
 
     run: str
     """Run directory (from `nerfvae train`)."""
@@ -42,13 +44,19 @@ class SampleArgs:
     """Checkpoint JSON to load (default: the run's newest)."""
     seed: int = 0
     """Seed of the prior samples."""
-    prior: Literal["standard", "aggregate"] = "standard"
+    prior: Literal["standard", "aggregate", "learned"] = "standard"
     """`standard`: the model's prior N(0, I). `aggregate`: a Gaussian fitted to the posterior means
-    of the training scenes of --data (cached in RUN/aggregate_prior.safetensors)."""
+    of the training scenes of --data (cached in RUN/aggregate_prior.safetensors). `learned`: a
+    diffusion model fitted to their posteriors (cached in RUN/learned_prior.safetensors; `nerfvae
+    prior fit` fits it ahead)."""
     fit: AggregateFit = field(default_factory=AggregateFit)
     """How `--prior aggregate` is fitted when the run has no fit for its checkpoint yet."""
+    learned_fit: LearnedPriorFit = field(default_factory=LearnedPriorFit)
+    """How `--prior learned` is fitted when the run has no fit for its checkpoint yet (minutes of
+    CPU: see --learned-fit.time-budget-minutes)."""
     refit_prior: bool = False
-    """Fit the aggregate prior again (with --fit.*) even if the run has one for its checkpoint."""
+    """Fit the aggregate prior (with --fit.*) or the learned prior (with --learned-fit.*) again
+    even if the run has one for its checkpoint."""
     precision: Literal["auto", "fp32", "bf16"] | None = None
     """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
     `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
@@ -83,6 +91,24 @@ def run(argv: list[str], prog: str) -> int:
             f"aggregate prior {'fitted now' if fitted else 'read from the run'}: "
             f"{info['components']} components over {info['scenes']} training scenes keep "
             f"{100 * info['variance_kept']:.0f}% of their posterior means' variance"
+        )
+        latents = prior.rsample(args.num, generator)
+    elif args.prior == "learned":
+        from nerfvae.data.loader import MultiSceneDataset
+        from nerfvae.evaluation.learned_prior import describe_fit, learned_prior
+
+        def training_scenes() -> MultiSceneDataset:
+            print(
+                f"no learned prior for this checkpoint in {args.run}: fitting one to the training "
+                f"scenes of {args.data} (at most {args.learned_fit.time_budget_minutes:g} min)"
+            )
+            return MultiSceneDataset(args.data, "train")
+
+        prior, info, fitted = learned_prior(
+            Path(args.run), model, record, training_scenes, args.learned_fit, args.refit_prior
+        )
+        print(
+            f"learned prior {'fitted now' if fitted else 'read from the run'}: {describe_fit(info)}"
         )
         latents = prior.rsample(args.num, generator)
     else:

@@ -42,6 +42,9 @@ class ViewerArgs:
     """Latent samples behind the posterior standard deviation view."""
     seed: int = 0
     """Seed of posterior and prior samples."""
+    prior: Literal["auto", "standard", "aggregate", "learned"] = "auto"
+    """What the "new scene" button draws from. `auto`: the run's learned prior (`nerfvae prior
+    fit`) if it has one for the checkpoint, else its aggregate prior, else the model's N(0, I)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
     precision: Literal["auto", "fp32", "bf16"] | None = None
@@ -67,5 +70,6 @@ def run(argv: list[str], prog: str) -> int:
         settle_seconds=args.settle_seconds,
         std_samples=args.std_samples,
         seed=args.seed,
+        prior=args.prior,
     )
     return 0

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.models.base import SceneModel
-from nerfvae.models.latent import LowRankGaussian
+from nerfvae.models.latent import DiagonalGaussian, LowRankGaussian
 
 PRIOR_FILE = "aggregate_prior.safetensors"
 
@@ -53,20 +53,29 @@ class AggregateFit:
 
 
 @torch.no_grad()
-def posterior_means(
+def posteriors(
     model: SceneModel, dataset, scenes: int, context_views: int, batch: int = 8
-) -> torch.Tensor:
-    """The encoder's posterior means ``[scenes, T, C]`` of the first ``scenes`` scenes of
+) -> DiagonalGaussian:
+    """The encoder's posteriors over latents ``[scenes, T, C]`` of the first ``scenes`` scenes of
     ``dataset`` (a :class:`nerfvae.data.loader.MultiSceneDataset`), each from its first
-    ``context_views`` ID views."""
-    means = []
+    ``context_views`` ID views, encoded ``batch`` scenes at a time."""
+    means, log_stds = [], []
     for start in range(0, scenes, batch):
         records = [dataset.load_scene(i) for i in range(start, min(start + batch, scenes))]
         images = torch.stack([r.images[:context_views].float() / 255.0 for r in records])
         K = torch.stack([r.K[:context_views] for r in records])
         c2w = torch.stack([r.c2w[:context_views] for r in records])
-        means.append(model.infer(images, K, c2w).mean)
-    return torch.cat(means)
+        posterior = model.infer(images, K, c2w)
+        means.append(posterior.mean)
+        log_stds.append(posterior.log_std)
+    return DiagonalGaussian(torch.cat(means), torch.cat(log_stds))
+
+
+def posterior_means(
+    model: SceneModel, dataset, scenes: int, context_views: int, batch: int = 8
+) -> torch.Tensor:
+    """The posterior means ``[scenes, T, C]`` of :func:`posteriors`."""
+    return posteriors(model, dataset, scenes, context_views, batch).mean
 
 
 def fit_aggregate_prior(

@@ -105,7 +105,7 @@ class ViewerApp:
         self.posterior_button.on_click(
             lambda _: self._guard(self._changed, session.new_posterior_sample)
         )
-        self.prior_button = gui.add_button("New prior sample")
+        self.prior_button = gui.add_button(f"New prior sample ({session.prior.name} prior)")
         self.prior_button.on_click(lambda _: self._guard(self._changed, session.new_prior_sample))
         self.status = gui.add_markdown("")
         self.goto_dropdown = gui.add_dropdown("Go to camera", [FREE_CAMERA])

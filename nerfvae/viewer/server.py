@@ -22,12 +22,15 @@ def start_viewer(
     std_samples: int = 4,
     seed: int = 0,
     verbose: bool = True,
+    prior=None,
 ):
     """Serve the viewer for ``model`` on ``dataset`` (a MultiSceneDataset split) at
     ``http://host:port`` (``port=0``: any free port) and return the running
     :class:`~nerfvae.viewer.app.ViewerApp` (``app.server.get_port()``; ``app.stop()``).
 
-    ``render_height`` defaults to the dataset's image height."""
+    ``render_height`` defaults to the dataset's image height; ``prior`` (a
+    :class:`~nerfvae.evaluation.scene_priors.ScenePrior`) is what "new scene" draws from
+    (default: the model's N(0, I))."""
     try:
         import viser
     except ImportError:
@@ -42,7 +45,7 @@ def start_viewer(
     height = render_height or dataset.meta.image_height
     if not 4 <= height <= 2048:
         raise ConfigError(f"--render-height must lie in 4..2048, got {height}")
-    session = ViewerSession(model, dataset, split, std_samples=std_samples, seed=seed)
+    session = ViewerSession(model, dataset, split, std_samples=std_samples, seed=seed, prior=prior)
     server = viser.ViserServer(host=host, port=port, label="nerfvae viewer", verbose=verbose)
     lo, hi = dataset.meta.scene_bounds
     centre = [(a + b) / 2 for a, b in zip(lo, hi)]
@@ -66,24 +69,29 @@ def serve(
     checkpoint: str | Path | None = None,
     device: str = "auto",
     precision: str | None = None,
+    prior: str = "auto",
     **options,
 ) -> None:
-    """Load ``run`` and ``data`` and serve until interrupted (Ctrl-C)."""
+    """Load ``run`` and ``data`` and serve until interrupted (Ctrl-C); new scenes come from the
+    run's prior ``prior`` (:func:`nerfvae.evaluation.scene_priors.scene_prior`)."""
     import time
 
     import torch
 
     from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.evaluation.scene_priors import scene_prior
     from nerfvae.training.loading import load_trained_model
 
     dataset = MultiSceneDataset(data, split)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, _, _ = load_trained_model(run, checkpoint, precision, device=device)
+    model, _, record = load_trained_model(run, checkpoint, precision, device=device)
     model.to(torch.device(device))
-    app = start_viewer(model, dataset, split, host, port, verbose=False, **options)
+    chosen = scene_prior(run, model, record, prior)
+    app = start_viewer(model, dataset, split, host, port, verbose=False, prior=chosen, **options)
     url_host = f"[{host}]" if ":" in host else host
     print(f"nerfvae viewer: http://{url_host}:{app.server.get_port()} (Ctrl-C to stop)")
+    print(f"new scenes are drawn from {chosen.describe()}")
     if host not in LOCAL_HOSTS:
         print(f"warning: listening on {host}: anyone who can reach this address can use the viewer")
     try:

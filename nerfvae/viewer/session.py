@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.scene_priors import ScenePrior, StandardPrior
 from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.inference import check_scene_index, infer_scene
@@ -77,12 +78,14 @@ class ViewerSession:
         chunk_rays: int = 4096,
         default_context: int = 3,
         preview_samples: int = 16,
+        prior: ScenePrior | None = None,
     ) -> None:
         """``model``: a model that renders rays (:class:`RaySceneModel`; the viewer renders any
         camera ray by ray). ``dataset``: a :class:`nerfvae.data.loader.MultiSceneDataset`
         (``len``, ``meta``, ``load_scene``). ``std_samples`` latents are drawn for the
         standard-deviation mode. Preview frames take at most ``preview_samples`` samples per ray
-        and no fine pass."""
+        and no fine pass. ``prior``: where "new scene" draws from (default: the model's
+        N(0, I); :func:`nerfvae.evaluation.scene_priors.scene_prior` picks a run's fitted one)."""
         if not isinstance(model, RaySceneModel):
             raise ConfigError(
                 f"the viewer renders rays from any camera; {type(model).__name__} renders only "
@@ -99,6 +102,7 @@ class ViewerSession:
         self.chunk_rays = chunk_rays
         self.default_context = default_context
         self.preview_samples = preview_samples
+        self.prior = prior or ScenePrior("standard", StandardPrior(model), {})
         self.device = model.scene_min.device
         self._lock = threading.RLock()
         self._scene_cache: dict[int, object] = {}
@@ -160,6 +164,9 @@ class ViewerSession:
         )
         return expanded.rsample(generator)
 
+    def _draw_prior(self, count: int, seed: int) -> torch.Tensor:
+        return self.prior.rsample(count, torch.Generator().manual_seed(seed)).to(self.device)
+
     def show_posterior_mean(self) -> None:
         with self._lock:
             self.choice = LatentChoice("mean")
@@ -182,10 +189,9 @@ class ViewerSession:
         with self._lock:
             self._prior_samples += 1
             index = self._prior_samples
-            prior = self.model.prior(1)
             self.choice = LatentChoice("prior", index)
-            self.latent = self._draw(prior, 1, self.seed + 2000 + index)
-            self._spread = self._draw(prior, self.std_samples, self.seed + 2)
+            self.latent = self._draw_prior(1, self.seed + 2000 + index)
+            self._spread = self._draw_prior(self.std_samples, self.seed + 2)
             self._version += 1
 
     def set_mode(self, mode: str) -> None:
