@@ -4,7 +4,8 @@ Every number nerfvae reports over a set of test scenes is a mean over scenes, an
 far more than the models being compared, so a table row carries a 95% bootstrap interval over
 scenes and a comparison of two models is the *paired* difference per scene (same scenes, same
 views), whose interval is much narrower than the two rows' intervals suggest. A claim "holds" only
-when its interval excludes zero in the claimed direction. Imports only numpy.
+when its interval excludes zero in the claimed direction. The Fréchet distance between two feature
+sets (how far samples of a generative model lie from real data) lives here too. Imports only numpy.
 """
 
 from __future__ import annotations
@@ -97,3 +98,45 @@ def verdict(interval: Interval, direction: Literal["greater", "less"] = "greater
     if direction == "less":
         return "holds" if interval.high < 0 else "not shown"
     raise NerfVAEError(f"direction must be 'greater' or 'less', got {direction!r}")
+
+
+def _covariance_square_root(covariance: np.ndarray) -> np.ndarray:
+    """The symmetric positive semi-definite square root of a symmetric ``[D, D]`` matrix (its
+    negative eigenvalues, rounding noise of a singular covariance, are taken as zero)."""
+    values, vectors = np.linalg.eigh(covariance)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Fréchet distance between the Gaussians fitted to two feature sets ``[N, D]`` and
+    ``[M, D]`` (the FID formula): ``||μa − μb||² + Tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½)``.
+
+    Computed in float64 through symmetric eigendecompositions: ``Σa^½ Σb Σa^½`` is symmetric
+    positive semi-definite, so the trace of its square root is the sum of the square roots of its
+    (clipped) eigenvalues. This stays real and finite where ``scipy.linalg.sqrtm(Σa Σb)`` returns
+    complex noise, e.g. for singular covariances (fewer samples than dimensions, constant
+    features). The result is symmetric in its arguments up to rounding, and zero for two sets with
+    the same mean and covariance. Needs at least two samples per set (a covariance)."""
+    first = np.asarray(features_a, dtype=np.float64)
+    second = np.asarray(features_b, dtype=np.float64)
+    if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1]:
+        raise NerfVAEError(
+            f"Fréchet distance needs two feature sets [N, D] and [M, D], got {first.shape} and "
+            f"{second.shape}"
+        )
+    if min(first.shape[0], second.shape[0]) < 2:
+        raise NerfVAEError(
+            f"Fréchet distance needs at least 2 samples per set, got {first.shape[0]} and "
+            f"{second.shape[0]}"
+        )
+    if not (np.isfinite(first).all() and np.isfinite(second).all()):
+        raise NerfVAEError("Fréchet distance of non-finite features")
+    mean_gap = first.mean(axis=0) - second.mean(axis=0)
+    covariance_a = np.atleast_2d(np.cov(first, rowvar=False))
+    covariance_b = np.atleast_2d(np.cov(second, rowvar=False))
+    root_a = _covariance_square_root(covariance_a)
+    middle = root_a @ covariance_b @ root_a
+    middle = (middle + middle.T) / 2.0  # symmetric up to rounding; eigvalsh wants it exactly
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None)).sum()
+    distance = mean_gap @ mean_gap + np.trace(covariance_a) + np.trace(covariance_b) - 2.0 * cross
+    return float(max(distance, 0.0))

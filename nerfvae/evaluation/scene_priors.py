@@ -102,8 +102,8 @@ def scene_prior(
             return ScenePrior(name, *stored)
         if choice == name:
             raise ConfigError(
-                f"{run / file} is missing or was fitted to another checkpoint; fit it with "
-                f"`{fit_command.format(run=run)}`"
+                f"--prior {name}: {run / file} is missing or was fitted to another checkpoint; "
+                f"fit it with `{fit_command.format(run=run)}`"
             )
     return ScenePrior("standard", StandardPrior(model), {})
 

@@ -5,18 +5,37 @@ Prior samples ``z ~ p(z)`` show what the model believes a scene can be; the inte
 ``z_t = (1 - t) z_a + t z_b`` between the posterior means of two test scenes (each inferred from its
 first K ID views) shows whether the latent space is smooth. Both are rendered from held-out views of
 the first scene or an orbit around it; the JSON records statistics of the renders.
+
+With ``--quality`` it also measures how close samples of each prior the run has (N(0, I), the
+aggregate and the learned prior) are to real scenes (:mod:`nerfvae.evaluation.sample_quality`):
+the Fréchet distance of a feature network trained on the dataset's own labels, over several seeds,
+beside the distance between two sets of real views (the noise floor) and that of reconstructions;
+and the objects counted in the sampled fields beside the generator's counts and the counter's
+agreement with the truth on reconstructions of test scenes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.aggregate_prior import posterior_means
+from nerfvae.evaluation.sample_quality import (
+    COLOUR_NAMES,
+    COUNT_BINS,
+    FeatureNetworkConfig,
+    ObjectCounterConfig,
+    counter_axes,
+)
+from nerfvae.evaluation.scene_priors import scene_prior
 from nerfvae.evaluation.views import parse_index_list
 from nerfvae.experiments import common
 from nerfvae.experiments import markdown as md
@@ -29,7 +48,8 @@ DESCRIPTION = "prior samples and a latent interpolation between two scenes, rend
 class SamplesArgs(common.RunArgs):
     """Render `--num-prior` scenes drawn from the prior p(z), and the linear interpolation between
     the posterior means of two scenes (each inferred from its first `--context` ID views), from the
-    same cameras. Writes prior_samples.png, interpolation.png, samples.json and samples.md."""
+    same cameras. Writes prior_samples.png, interpolation.png, samples.json and samples.md. With
+    `--quality`, also scores samples of each prior the run has against real test scenes."""
 
     num_prior: int = 6
     """Number of prior samples."""
@@ -45,6 +65,29 @@ class SamplesArgs(common.RunArgs):
     camera_path: Literal["dataset", "orbit"] = "dataset"
     """`dataset`: non-context views of scene A spread over its held-out ID then OOD views; `orbit`:
     a circle around the scene at the ID cameras' mean distance and height."""
+    prior: Literal["standard", "aggregate", "learned"] = "standard"
+    """Prior of the prior-samples figure: `standard` N(0, I), `aggregate` (the run's
+    RUN/aggregate_prior.safetensors for its checkpoint) or `learned` (its learned prior)."""
+    quality: bool = False
+    """Measure the quality of samples of the priors in --quality-priors (minutes: a feature network
+    is trained once per run and dataset, and every sample is rendered and counted)."""
+    quality_priors: str = "standard,aggregate,learned"
+    """Priors whose samples --quality scores, comma-separated; those the run has no file for (for
+    its checkpoint) are skipped with a note."""
+    quality_seeds: int = 3
+    """Seeds of the quality measure: --seed, --seed + 1, ... (the spread over seeds is reported)."""
+    quality_samples: int = 50
+    """Latents per prior and seed; sample i is rendered from the held-out cameras of scene
+    i mod S, S = min(this, scenes in the split), and compared with those scenes' real views."""
+    quality_views: int = 3
+    """Cameras per sample: ID views K .. K + N - 1 of its scene (K = --context)."""
+    features: FeatureNetworkConfig = field(default_factory=FeatureNetworkConfig)
+    """How the feature network is trained (when RUN/sample_quality_features.safetensors does not
+    hold one for this dataset)."""
+    refit_features: bool = False
+    """Train the feature network again even if the run has one for this dataset."""
+    counter: ObjectCounterConfig = field(default_factory=ObjectCounterConfig)
+    """How objects are counted in a sampled field."""
     out: str = "docs/results/samples"
 
 
@@ -63,6 +106,37 @@ def spread_views(num_views: int, count: int) -> list[int]:
     if count == 1:
         return [0]
     return sorted({round(i * (num_views - 1) / (count - 1)) for i in range(count)})
+
+
+PRIOR_NAMES = ("standard", "aggregate", "learned")
+"""The priors a run may sample from: N(0, I), and the two fitted to training posteriors."""
+
+
+def parse_prior_names(text: str) -> list[str]:
+    """``"standard,aggregate"`` -> the distinct prior names, in order; ConfigError naming
+    --quality-priors for an unknown one or none."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in PRIOR_NAMES]
+    if unknown or not names:
+        raise ConfigError(
+            f"--quality-priors {text!r}: choose from {', '.join(PRIOR_NAMES)} (comma-separated)"
+        )
+    return names
+
+
+def prior_samplers(
+    run: str | Path, model, record: dict[str, Any], names: list[str]
+) -> tuple[dict[str, Callable[[int, torch.Generator], torch.Tensor]], list[str]]:
+    """The samplers ``(count, generator) -> latents [count, T, C]`` of the priors ``names`` that the
+    run has for its checkpoint (``standard`` always), and a sentence for each one it lacks."""
+    samplers: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {}
+    missing = []
+    for name in names:
+        try:
+            samplers[name] = scene_prior(run, model, record, name).rsample
+        except ConfigError as error:
+            missing.append(f"{name} prior skipped: {error}")
+    return samplers, missing
 
 
 def interpolate_latents(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
@@ -112,7 +186,7 @@ def markdown_report(result: dict[str, Any]) -> list[str]:
         f"Run `{result['run']}` (checkpoint step {result.get('checkpoint_step')}) with "
         f"cameras from `{result['dataset']}` ({result['split']}): {camera_text}.",
         f"## Prior samples (`prior_samples.png`: one row per sample, colour then depth per "
-        f"camera; seed {settings['seed']})",
+        f"camera; {settings.get('prior', 'standard')} prior, seed {settings['seed']})",
         f"Per-pixel colour std across the {settings['num_prior']} samples, averaged over "
         f"pixels and cameras: {md.format_number(prior['image_std'], 4)} (0 would mean the "
         "prior samples all look alike).",
@@ -128,7 +202,210 @@ def markdown_report(result: dict[str, Any]) -> list[str]:
             "t | mean colour (RGB) | mean depth | mean abs. change from previous step",
             interp_rows,
         ),
+        *(quality_report(result["quality"]) if result.get("quality") else []),
     )
+
+
+def check_quality_options(args: SamplesArgs, dataset) -> list[str]:
+    """ConfigError naming the option for a --quality setting the split cannot serve (checked
+    before anything is rendered); returns the prior names of --quality-priors."""
+    names = parse_prior_names(args.quality_priors)
+    _check_positive(args.quality_seeds, "--quality-seeds", 1, "one seed")
+    _check_positive(args.quality_samples, "--quality-samples", 2, "2 samples per seed")
+    _check_positive(args.quality_views, "--quality-views", 1, "one view per sample")
+    if args.context + args.quality_views > dataset.num_id_views:
+        raise ConfigError(
+            f"--quality-views {args.quality_views}: scenes of split {args.split!r} have "
+            f"{dataset.num_id_views} ID views, {args.context} of them context views"
+        )
+    args.features.check("--features")
+    args.counter.check("--counter")
+    counter_axes(*dataset.scene_bounds, args.counter)  # the margins leave room to count in
+    return names
+
+
+def measure_quality(args: SamplesArgs, model, record: dict[str, Any], dataset) -> dict[str, Any]:
+    """The ``quality`` section of samples.json (:mod:`nerfvae.evaluation.sample_quality`): the
+    feature network's record, per prior the Fréchet distance over seeds and the counted objects,
+    and beside them the real views' noise floor, the posterior means' scores with the counter's
+    calibration, and the generator's own statistics of the split."""
+    from nerfvae.evaluation import sample_quality as quality
+    from nerfvae.models import RaySceneModel
+
+    names = check_quality_options(args, dataset)
+    # the noise floor's real views: a split the feature network never saw, if there is one
+    others = [name for name in ("val", "test") if name != args.split]
+    floor_split = next((name for name in others if name in dataset.meta.splits), "train")
+    path = Path(args.run) / quality.FEATURES_FILE
+    network, feature_info, trained = quality.feature_network(
+        path, args.data, args.features, args.refit_features, log=print
+    )
+    accuracy = feature_info.get("held_out_accuracy") or {}
+    print(
+        f"feature network {'trained' if trained else 'read from'} {path}: object count right in "
+        f"{md.format_percent(accuracy.get('count_accuracy'))} of the held-out views (most "
+        f"frequent count: {md.format_percent(accuracy.get('count_majority'))})"
+    )
+    seeds = [args.seed + offset for offset in range(args.quality_seeds)]
+    scenes = min(args.quality_samples, len(dataset))
+    reference = quality.real_views(dataset, scenes, args.quality_views, first_view=args.context)
+    real_features = quality.reference_features(network, reference)
+    samplers, skipped = prior_samplers(args.run, model, record, names)
+    for line in skipped:
+        print(line)
+    counter = args.counter if isinstance(model, RaySceneModel) else None
+    priors = quality.score_priors(
+        model, samplers, reference, network, seeds, args.quality_samples, counter, log=print
+    )
+    renders = args.quality_samples * args.quality_views
+    floor_views = common.load_dataset(args.data, floor_split)
+    floor = quality.real_view_floor(network, reference, floor_views, seeds, renders, real_features)
+    if counter is not None:
+        posterior = quality.calibrate_counter(
+            model, dataset, reference, args.context, counter, network, real_features
+        )
+    else:  # reconstructions scored without counts
+        skipped.append("object counts skipped: the model renders no radiance field to count in")
+        means = posterior_means(model, dataset, scenes, args.context)
+        scored = quality.score_latents(model, means, reference, network, None, real_features)
+        posterior = {"scenes": scenes, "frechet_distance": scored["frechet_distance"]}
+    return {
+        "settings": {
+            "priors": names,
+            "split": args.split,
+            "seeds": seeds,
+            "samples_per_seed": args.quality_samples,
+            "views_per_sample": reference.view_indices,
+            "reference_scenes": scenes,
+            "reference_views": scenes * args.quality_views,
+            "renders_per_seed": renders,
+            "context_views": args.context,
+            "counter": dataclasses.asdict(args.counter),
+        },
+        "feature_network": {**feature_info, "file": str(path), "trained_now": trained},
+        "priors": priors,
+        "skipped": skipped,
+        "real_floor": floor,
+        "posterior": posterior,
+        "generator": quality.generator_statistics(dataset),
+    }
+
+
+def _fd_text(summary: dict[str, Any] | None) -> str:
+    """``mean ± std (min..max)`` of a Fréchet distance over seeds."""
+    if not summary:
+        return md.MISSING
+    text = md.format_number(summary.get("mean"))
+    if md.finite_or_none(summary.get("std")) is not None:
+        text += f" ± {md.format_number(summary['std'])}"
+    if len(summary.get("per_seed") or []) > 1:
+        text += f" ({md.format_number(summary['min'])}..{md.format_number(summary['max'])})"
+    return text
+
+
+def _histogram_text(histogram: dict[str, Any] | None, keys: tuple[str, ...]) -> list[str]:
+    return [md.format_percent((histogram or {}).get(key)) for key in keys]
+
+
+def quality_report(quality: dict[str, Any]) -> list[str | list[str]]:
+    """The markdown blocks (:func:`md.document`'s) of the ``quality`` section: the table of priors
+    beside the real floor, reconstructions and the generator, the calibration sentences and the
+    colour table."""
+    settings, features = quality["settings"], quality["feature_network"]
+    accuracy = features.get("held_out_accuracy") or {}
+    rows = []
+    for name, entry in quality["priors"].items():
+        rows.append(
+            [
+                f"{name} prior",
+                _fd_text(entry["frechet_distance"]),
+                md.format_percent(entry.get("empty_fraction")),
+                md.format_number(entry.get("mean_count")),
+                *_histogram_text(entry.get("count_histogram"), COUNT_BINS),
+            ]
+        )
+    posterior, generator = quality.get("posterior"), quality["generator"]
+    counted = (posterior or {}).get("counted")
+    if posterior is not None:
+        rows.append(
+            [
+                "posterior means (reconstructions)",
+                md.format_number(posterior.get("frechet_distance")),
+                md.format_percent((posterior.get("count_histogram") or {}).get("0")),
+                md.format_number(sum(counted) / len(counted) if counted else None),
+                *_histogram_text(posterior.get("count_histogram"), COUNT_BINS),
+            ]
+        )
+    rows.append(
+        [
+            f"real {quality['real_floor']['split']} views (noise floor)",
+            _fd_text(quality["real_floor"]["frechet_distance"]),
+            *[md.MISSING] * (2 + len(COUNT_BINS)),
+        ]
+    )
+    rows.append(
+        [
+            f"generator (true objects, {md.scenes_text(generator['scenes'])})",
+            md.MISSING,
+            md.format_percent(generator["empty_fraction"]),
+            md.format_number(generator["mean_count"]),
+            *_histogram_text(generator["count_histogram"], COUNT_BINS),
+        ]
+    )
+    colour_rows = [
+        [f"{name} prior", *_histogram_text(entry.get("colour_histogram"), COLOUR_NAMES)]
+        for name, entry in quality["priors"].items()
+        if entry.get("colour_histogram") is not None
+    ]
+    if counted:
+        colour_rows.append(
+            ["posterior means", *_histogram_text(posterior["colour_histogram"], COLOUR_NAMES)]
+        )
+    colour_rows.append(["generator", *_histogram_text(generator["colour_histogram"], COLOUR_NAMES)])
+    blocks: list[str | list[str]] = [
+        "## Sample quality",
+        f"Each prior draws {settings['samples_per_seed']} latents per seed (seeds "
+        f"{settings['seeds']}); sample i is rendered from ID views {settings['views_per_sample']} "
+        f"of {settings['split']} scene i mod {settings['reference_scenes']}, and the features of "
+        f"the {settings['renders_per_seed']} renders are compared with those of the "
+        f"{settings['reference_views']} real views from the same cameras (Fréchet distance, FD; "
+        "lower is closer to real scenes). The noise floor is the FD between those real views "
+        f"and as many real views of {quality['real_floor']['split']} scenes; the reconstructions "
+        f"are the posterior means of the {settings['split']} scenes from their first "
+        f"{settings['context_views']} ID views. Objects are counted "
+        "in the 3D field (density above the floor projected onto the ground plane); the columns "
+        f"{COUNT_BINS[0]}..{COUNT_BINS[-1]} are the shares of rooms with that many objects.",
+        md.table(
+            ["scenes", "FD mean ± std (min..max)", "empty rooms", "mean objects", *COUNT_BINS],
+            rows,
+        ),
+    ]
+    if counted:
+        blocks.append(
+            f"Counter calibration on the reconstructions of "
+            f"{md.scenes_text(posterior['scenes'])}: exact count "
+            f"{md.format_percent(posterior['exact_match'])}, mean absolute error "
+            f"{md.format_number(posterior['mean_absolute_error'])} objects (bias "
+            f"{md.format_number(posterior['mean_error'])}); colour recall "
+            f"{md.format_percent(posterior['colour_recall'])}, precision "
+            f"{md.format_percent(posterior['colour_precision'])}. Counts of samples are only as "
+            "trustworthy as this."
+        )
+    blocks.append(
+        f"Feature network ({features.get('steps')} steps on {features.get('training_views')} "
+        f"train views), on {accuracy.get('views', md.MISSING)} {features.get('held_out_split')} "
+        f"views: object count right {md.format_percent(accuracy.get('count_accuracy'))} (always "
+        f"the most frequent count: {md.format_percent(accuracy.get('count_majority'))}); each "
+        "palette colour present or absent right "
+        f"{md.format_percent(accuracy.get('colour_accuracy'))} (constant guess: "
+        f"{md.format_percent(accuracy.get('colour_majority'))}); each shape "
+        f"{md.format_percent(accuracy.get('shape_accuracy'))} "
+        f"({md.format_percent(accuracy.get('shape_majority'))})."
+    )
+    blocks.append(md.table(["colours of objects", *COLOUR_NAMES], colour_rows))
+    if quality["skipped"]:
+        blocks.append(" ".join(f"{line[0].upper()}{line[1:]}." for line in quality["skipped"]))
+    return blocks
 
 
 def _check_positive(value: int, option: str, minimum: int, what: str) -> None:
@@ -153,6 +430,8 @@ def run(argv: list[str], prog: str) -> int:
         raise ConfigError(
             f"--context {args.context}: scenes of split {args.split!r} have {num_id} ID views"
         )
+    if args.quality:
+        check_quality_options(args, dataset)
     held_out = num_views - args.context  # dataset cameras: views K.. (not context views)
     if args.camera_path == "dataset" and args.cameras > held_out:
         raise ConfigError(
@@ -176,7 +455,9 @@ def run(argv: list[str], prog: str) -> int:
         camera_info = {"path": "orbit", "count": args.cameras, "c2w": c2w.tolist()}
 
     generator = torch.Generator().manual_seed(args.seed)
-    prior_latents = model.prior(args.num_prior).rsample(generator)  # [N, T, C]
+    prior_latents = scene_prior(args.run, model, record, args.prior).rsample(
+        args.num_prior, generator
+    )  # [N, T, C]
     prior = vis.render_latents(model, prior_latents, K, c2w, height, width)
     prior_stats = render_statistics(prior["colour"], prior["depth"])
     prior_stats["image_std"] = math.nan  # a std needs two samples
@@ -234,6 +515,7 @@ def run(argv: list[str], prog: str) -> int:
         image_size=[height, width],
         settings={
             "num_prior": args.num_prior,
+            "prior": args.prior,
             "seed": args.seed,
             "scenes": [scene_a, scene_b],
             "scene_ids": [scene.scene_id for scene in scenes],
@@ -243,6 +525,7 @@ def run(argv: list[str], prog: str) -> int:
         },
         prior=prior_stats,
         interpolation=interp_stats,
+        quality=measure_quality(args, model, record, dataset) if args.quality else None,
         figures=list(figures),
         headline=[
             {
