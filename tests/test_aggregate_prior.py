@@ -152,6 +152,14 @@ def test_demo_section_names_the_fit():
     assert "52% of their variance" in text and "(aggregate_prior_samples.png)" in text
 
 
+def test_demo_section_names_the_learned_fit():
+    from nerfvae.demo import learned_prior_section
+
+    assert learned_prior_section(None) == []
+    text = "\n".join(learned_prior_section((None, {"scenes": 900})))
+    assert "900 training scenes" in text and "(learned_prior_samples.png)" in text
+
+
 def test_more_components_than_latent_values_is_refused_before_encoding():
     from types import SimpleNamespace
 
