@@ -78,7 +78,9 @@ python -m nerfvae.evaluation.curves \
   --out docs/results/conditioning-matched/curves.png --table docs/results/conditioning-matched/table.md
 nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small" \
   --max-scenes 8 --samples 3
-nerfvae experiment samples --run "$RUNS/ship-attention" --data "$DATA/small"
+nerfvae prior fit --run assets/model --data "$DATA/small" --threads 1   # cached in assets/model
+nerfvae experiment samples --run assets/model --data "$DATA/small" --prior learned --quality \
+  --features.time-budget-s 1500 --threads 1
 nerfvae experiment summary
 #    the scene-function comparison (docs/results/scene-function): `planes` against `small`'s
 #    attention at an equal 2-hour budget, side by side on one thread each; then both on 20 test
