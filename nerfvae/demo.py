@@ -262,7 +262,7 @@ def run_demo(
     if learned is not None:
         cameras = id_views[[0, len(id_views) // 3, 2 * len(id_views) // 3]]
         sampled = vis.render_latents(
-            model, learned[0].rsample(6, generator), scene.K[cameras], scene.c2w[cameras],
+            model, learned[0].rsample(4, generator), scene.K[cameras], scene.c2w[cameras],
             meta.image_height, meta.image_width,
         )  # fmt: skip
         rows = [

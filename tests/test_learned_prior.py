@@ -371,7 +371,7 @@ def test_new_scenes_come_from_the_best_prior_the_run_has(run_copy, tiny_dataset,
     assert code == 0 and mesh.is_file()
     assert "prior sample 1 (seed 0) of the learned prior" in capsys.readouterr().out
 
-    # the demo shows the learned prior's samples: 6 scenes (rows), each from 3 cameras then
+    # the demo shows the learned prior's samples: 4 scenes (rows), each from 3 cameras then
     # their depth (columns), rows differ from each other
     from nerfvae.data.generate import make_settings
     from nerfvae.demo import run_demo
@@ -381,6 +381,6 @@ def test_new_scenes_come_from_the_best_prior_the_run_has(run_copy, tiny_dataset,
     assert "(learned_prior_samples.png)" in report.read_text()
     figure = iio.imread(tmp_path / "demo" / "learned_prior_samples.png").astype(int)
     tile = settings.resolution + 2
-    assert figure.shape[:2] == (6 * tile + 2, 6 * tile + 2)
+    assert figure.shape[:2] == (4 * tile + 2, 6 * tile + 2)
     first_row, second_row = figure[2:tile, 2 : 3 * tile], figure[tile + 2 : 2 * tile]
     assert np.abs(first_row - second_row[:, 2 : 3 * tile]).max() > 0
