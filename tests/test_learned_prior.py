@@ -384,3 +384,53 @@ def test_new_scenes_come_from_the_best_prior_the_run_has(run_copy, tiny_dataset,
     assert figure.shape[:2] == (4 * tile + 2, 6 * tile + 2)
     first_row, second_row = figure[2:tile, 2 : 3 * tile], figure[tile + 2 : 2 * tile]
     assert np.abs(first_row - second_row[:, 2 : 3 * tile]).max() > 0
+
+
+def test_the_elbo_with_a_learned_prior_in_place_of_the_standard_normal(run_copy, tiny_dataset):
+    """eval's −ELBO takes a prior's bound on −log p(z) in the KL term: log q(z) + bound(z)."""
+    import math
+
+    from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.evaluation.evaluate import evaluate
+    from nerfvae.training.loading import load_trained_model
+
+    model, _, record = load_trained_model(run_copy)
+    test = MultiSceneDataset(tiny_dataset, "test")
+
+    class StandardNormalDensity:  # the exact −log N(z; 0, I), plus a constant
+        def __init__(self, extra):
+            self.extra = extra
+
+        def negative_log_likelihood_bound(self, latents, generator=None):
+            per_dim = 0.5 * (latents.square() + math.log(2 * math.pi))
+            return per_dim.flatten(1).sum(1) + self.extra
+
+    def nelbo(prior):
+        result = evaluate(model, test, context_sizes=(1,), progress=False, elbo_prior=prior)
+        assert result["elbo_prior"] == ("standard" if prior is None else "learned")
+        return result["per_scene"]["1"]["id"]["nelbo_bits_per_dim"]
+
+    exact, shifted, standard = (
+        nelbo(StandardNormalDensity(0.0)),
+        nelbo(StandardNormalDensity(1e3)),
+        nelbo(None),
+    )
+    dims = test.load_scene(0).images[0].numel() * (test.num_id_views - 1)
+    for a, b in zip(exact, shifted):
+        assert b - a == pytest.approx(1e3 / (dims * math.log(2)), rel=1e-4)
+    # the one-sample KL estimate with the exact N(0, I) density is close to the closed form
+    for a, b in zip(exact, standard):
+        assert a == pytest.approx(b, abs=0.05)
+
+    fit = LearnedPriorFit(
+        scenes=4, context_views=2, steps=5, batch_size=4, held_out_fraction=0.0,
+        diffusion=LatentDiffusionConfig(width=8, blocks=1, timesteps=20, sampling_steps=4),
+    )  # fmt: skip
+    train = MultiSceneDataset(tiny_dataset, "train")
+    learned_prior(run_copy, model, record, lambda: train, fit, progress=False)
+    out = run_copy / "eval_learned.json"
+    code = main(["eval", "--run", str(run_copy), "--data", str(tiny_dataset), "--context", "1",
+                 "--elbo-prior", "learned", "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert code == 0 and result["elbo_prior"] == "learned"
+    assert math.isfinite(result["results"]["1"]["id"]["nelbo_bits_per_dim"])

@@ -43,6 +43,10 @@ class EvalArgs:
     precision: Literal["auto", "fp32", "bf16"] | None = None
     """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
     `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
+    elbo_prior: Literal["standard", "learned"] = "standard"
+    """Prior of the −ELBO column's KL term: `standard` N(0, I) (the model's own, exact KL), or
+    `learned`: the run's learned prior (`nerfvae prior fit`), through its bound on −log p(z)
+    (docs/evaluation.md)."""
 
 
 def run(argv: list[str], prog: str) -> int:
@@ -55,6 +59,11 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.training.loading import load_trained_model
 
     loaded = load_trained_model(args.run, args.checkpoint, args.precision)
+    elbo_prior = None
+    if args.elbo_prior == "learned":
+        from nerfvae.evaluation.scene_priors import scene_prior
+
+        elbo_prior = scene_prior(args.run, loaded[0], loaded[2], "learned").sampler
     dataset = MultiSceneDataset(args.data, args.split)
     train_mean = mean_training_image(MultiSceneDataset(args.data, "train"))
     result = evaluate_run(
@@ -69,6 +78,7 @@ def run(argv: list[str], prog: str) -> int:
         mean_train_image=train_mean,
         seed=args.seed,
         refinement=args.test_time,
+        elbo_prior=elbo_prior,
     )
     paths = write_report(result, Path(args.out))
     print(inference_line(result) + markdown_table(result))

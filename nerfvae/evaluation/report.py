@@ -118,12 +118,18 @@ def inference_line(result: dict[str, Any]) -> str:
     refinement = result.get("refinement")
     if refinement is None:
         return ""
+    prior = ""
+    if result.get("elbo_prior") == "learned":
+        prior = (
+            " −ELBO with the run's learned prior in place of N(0, I): KL term log q(z) + the "
+            "prior's bound on −log p(z), one posterior sample."
+        )
     if refinement["steps"] == 0:
-        return "Posterior: the encoder's q(z | context), no test-time refinement.\n\n"
+        return f"Posterior: the encoder's q(z | context), no test-time refinement.{prior}\n\n"
     return (
         f"Posterior: the encoder's q(z | context), then {refinement['steps']} Adam steps on the "
         f"context views' ELBO ({refinement['rays_per_scene']} rays per scene and step, learning "
-        f"rate {refinement['learning_rate']}).\n\n"
+        f"rate {refinement['learning_rate']}).{prior}\n\n"
     )
 
 

@@ -7,6 +7,7 @@ either latent layout.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,13 @@ class DiagonalGaussian:
             self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
         )
         return self.mean + self.std * noise
+
+    def log_prob(self, latents: torch.Tensor) -> torch.Tensor:
+        """log q(latents) per scene, ``[scenes]``, in nats, of ``latents [scenes, tokens,
+        channels]``."""
+        standardised = (latents - self.mean) / self.std
+        per_dim = -0.5 * (standardised.square() + math.log(2.0 * math.pi)) - self.log_std
+        return per_dim.flatten(1).sum(dim=1)
 
     def kl_to_standard_normal(self) -> torch.Tensor:
         """KL(q ‖ N(0, I)) per scene, ``[scenes]``, in nats (closed form)."""
