@@ -25,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from nerfvae.errors import CheckpointError, ConfigError
+from nerfvae.evaluation.prior_cache import stored_fit, stored_or_fitted
 from nerfvae.models.base import SceneModel
 from nerfvae.models.latent import DiagonalGaussian, LowRankGaussian
 
@@ -161,13 +162,12 @@ def run_aggregate_prior(
 ) -> tuple[LowRankGaussian, dict[str, Any]] | None:
     """The prior and record in ``RUN/aggregate_prior.safetensors`` if it was fitted to this
     checkpoint's weights; None if there is none or it belongs to another checkpoint."""
-    path = Path(run) / PRIOR_FILE
-    if not path.exists():
-        return None
-    prior, info = load_aggregate_prior(path, tuple(model.prior(1).mean.shape[1:]))
-    if info.get("checkpoint_sha256") != checkpoint_record["sha256"]:
-        return None
-    return prior, info
+    latent_shape = tuple(model.prior(1).mean.shape[1:])
+    return stored_fit(
+        Path(run) / PRIOR_FILE,
+        lambda path: load_aggregate_prior(path, latent_shape),
+        checkpoint_record,
+    )
 
 
 def aggregate_prior(
@@ -185,25 +185,23 @@ def aggregate_prior(
     the checkpoint it belongs to, the variance kept) and whether it was fitted now."""
     fit.validate()
     path = Path(run) / PRIOR_FILE
+
+    def fit_and_save(dataset) -> tuple[LowRankGaussian, dict[str, Any]]:
+        prior, variance_kept = fit_aggregate_prior(model, dataset, fit)
+        info = {
+            "checkpoint_sha256": checkpoint_record["sha256"],
+            "checkpoint_step": checkpoint_record["step"],
+            "scenes": len(dataset) if fit.scenes is None else fit.scenes,
+            "context_views": fit.context_views,
+            "components": fit.components,
+            "dataset": str(dataset.root),
+            "split": dataset.split,
+            "variance_kept": variance_kept,
+        }
+        save_aggregate_prior(path, prior, info)
+        return prior, info
+
     stored = None if refit else run_aggregate_prior(run, model, checkpoint_record)
-    if stored is not None:
-        return *stored, False
-    if training_scenes is None:
-        raise ConfigError(
-            f"{path} is missing or belongs to another checkpoint; give a dataset to fit it "
-            f"(nerfvae sample --prior aggregate --data DIR)"
-        )
-    dataset = training_scenes()
-    prior, variance_kept = fit_aggregate_prior(model, dataset, fit)
-    info = {
-        "checkpoint_sha256": checkpoint_record["sha256"],
-        "checkpoint_step": checkpoint_record["step"],
-        "scenes": len(dataset) if fit.scenes is None else fit.scenes,
-        "context_views": fit.context_views,
-        "components": fit.components,
-        "dataset": str(dataset.root),
-        "split": dataset.split,
-        "variance_kept": variance_kept,
-    }
-    save_aggregate_prior(path, prior, info)
-    return prior, info, True
+    return stored_or_fitted(
+        path, stored, training_scenes, "nerfvae sample --prior aggregate --data DIR", fit_and_save
+    )

@@ -40,6 +40,7 @@ from nerfvae.errors import (
     check_range,
 )
 from nerfvae.evaluation.aggregate_prior import posteriors
+from nerfvae.evaluation.prior_cache import stored_fit, stored_or_fitted
 from nerfvae.models.base import SceneModel
 from nerfvae.models.latent_diffusion import LatentDiffusion, LatentDiffusionConfig
 
@@ -384,13 +385,12 @@ def run_learned_prior(
 ) -> tuple[LearnedPrior, dict[str, Any]] | None:
     """The prior and record in ``RUN/learned_prior.safetensors`` if it was fitted to this
     checkpoint's weights; None if there is none or it belongs to another checkpoint."""
-    path = Path(run) / PRIOR_FILE
-    if not path.exists():
-        return None
-    prior, info = load_learned_prior(path, _latent_shape(model))
-    if info.get("checkpoint_sha256") != checkpoint_record["sha256"]:
-        return None
-    return prior, info
+    latent_shape = _latent_shape(model)
+    return stored_fit(
+        Path(run) / PRIOR_FILE,
+        lambda path: load_learned_prior(path, latent_shape),
+        checkpoint_record,
+    )
 
 
 def learned_prior(
@@ -409,27 +409,25 @@ def learned_prior(
     checkpoint it belongs to, losses, NLL bounds) and whether it was fitted now."""
     fit.validate()
     path = Path(run) / PRIOR_FILE
+
+    def fit_and_save(dataset) -> tuple[LearnedPrior, dict[str, Any]]:
+        prior, info = fit_learned_prior(model, dataset, fit, progress)
+        info = {
+            "checkpoint_sha256": checkpoint_record["sha256"],
+            "checkpoint_step": checkpoint_record["step"],
+            "context_views": fit.context_views,
+            "dataset": str(dataset.root),
+            "split": dataset.split,
+            **info,
+            "fit": dataclasses.asdict(fit),
+        }
+        save_learned_prior(path, prior, info)
+        return prior, info
+
     stored = None if refit else run_learned_prior(run, model, checkpoint_record)
-    if stored is not None:
-        return *stored, False
-    if training_scenes is None:
-        raise ConfigError(
-            f"{path} is missing or belongs to another checkpoint; give a dataset to fit it "
-            f"(nerfvae prior fit --run RUN --data DIR)"
-        )
-    dataset = training_scenes()
-    prior, info = fit_learned_prior(model, dataset, fit, progress)
-    info = {
-        "checkpoint_sha256": checkpoint_record["sha256"],
-        "checkpoint_step": checkpoint_record["step"],
-        "context_views": fit.context_views,
-        "dataset": str(dataset.root),
-        "split": dataset.split,
-        **info,
-        "fit": dataclasses.asdict(fit),
-    }
-    save_learned_prior(path, prior, info)
-    return prior, info, True
+    return stored_or_fitted(
+        path, stored, training_scenes, "nerfvae prior fit --run RUN --data DIR", fit_and_save
+    )
 
 
 def describe_fit(info: dict[str, Any]) -> str:
