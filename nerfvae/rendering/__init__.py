@@ -12,6 +12,7 @@ from nerfvae.rendering.compositing import (
 from nerfvae.rendering.renderer import (
     DensityFn,
     FieldFn,
+    RaySamples,
     RaySamplingConfig,
     RenderOutput,
     interlevel_loss,
@@ -30,6 +31,7 @@ __all__ = [
     "CompositeResult",
     "DensityFn",
     "FieldFn",
+    "RaySamples",
     "RaySamplingConfig",
     "RenderOutput",
     "composite",

@@ -78,6 +78,24 @@ class RaySamplingConfig:
 
 
 @dataclass
+class RaySamples:
+    """The samples of a render's final pass: where the field ran and what it returned there.
+
+    Attributes:
+        t: ``[..., N]`` sorted sample distances.
+        deltas: ``[..., N]`` lengths of the intervals the samples stand for.
+        density: ``[..., N]`` and ``colour``: ``[..., N, 3]`` the field's values at the samples.
+        opaque_far: ``[...]`` bool, or one bool: rays whose last interval reaches to infinity.
+    """
+
+    t: torch.Tensor
+    deltas: torch.Tensor
+    density: torch.Tensor
+    colour: torch.Tensor
+    opaque_far: torch.Tensor | bool
+
+
+@dataclass
 class RenderOutput:
     """Both passes of :func:`render_rays`.
 
@@ -94,6 +112,8 @@ class RenderOutput:
     """``[...]`` per ray, with ``sampler proposal`` while gradients are on: how far the proposal's
     weights fall short of bounding the field's (mip-NeRF 360's interlevel loss; it trains only the
     proposal density). ``None`` otherwise."""
+    samples: RaySamples | None = None
+    """The final pass's samples and the field's values there (what :attr:`final` composites)."""
 
     @property
     def final(self) -> CompositeResult:
@@ -204,7 +224,10 @@ def render_rays(
         coarse_density, coarse_colour, t_coarse, far, background, opaque_far=opaque_far
     )
     if config.num_fine == 0:
-        return RenderOutput(coarse=coarse, fine=None)
+        samples = RaySamples(
+            t_coarse, sample_intervals(t_coarse, far), coarse_density, coarse_colour, opaque_far
+        )
+        return RenderOutput(coarse=coarse, fine=None, samples=samples)
 
     fine_options = {"deterministic": not perturb, "generator": generator}
     if fine_field is None or fine_field is coarse_field:
@@ -228,8 +251,10 @@ def render_rays(
             **fine_options,
         )
         density, colour = _query(fine_field, origins, directions, t_all)
-    fine = composite(density, colour, t_all, far, background, opaque_far=opaque_far)
-    return RenderOutput(coarse=coarse, fine=fine)
+    deltas = sample_intervals(t_all, far)
+    fine = composite(density, colour, t_all, far, background, opaque_far=opaque_far, deltas=deltas)
+    samples = RaySamples(t_all, deltas, density, colour, opaque_far)
+    return RenderOutput(coarse=coarse, fine=fine, samples=samples)
 
 
 def render_with_proposal(
@@ -300,7 +325,8 @@ def render_with_proposal(
     loss = None
     if torch.is_grad_enabled():
         loss = interlevel_loss(edges, final.weights.detach(), proposal_edges, proposal_weights)
-    return RenderOutput(coarse=None, fine=final, proposal_loss=loss)
+    samples = RaySamples(midpoints, deltas, field_density, colour, opaque_far)
+    return RenderOutput(coarse=None, fine=final, proposal_loss=loss, samples=samples)
 
 
 def interlevel_loss(

@@ -139,6 +139,13 @@ class TrainConfig:
     so the run directory keeps the whole training history. Every parameter must exist with the
     same shape, which holds for changes such as a finer latent grid (``--nerfvae.latent.grid``).
     Used only when the run starts; a resume continues from the run's own checkpoints."""
+    distill_from: str = ""
+    """Train by distillation from another run (its newest checkpoint): this run's scene function
+    learns to reproduce that model's density and colour along the training rays and its renders,
+    instead of the ELBO. The encoder is copied from it and frozen, so both share one posterior
+    (and the latent space fitted priors describe); encoder, latent, scene box and box faces must
+    match. Moves a trained model to a cheaper scene function (``--config planes --distill-from
+    RUN``) in a fraction of the time training it from the data takes (docs/training.md)."""
 
     def check(self, where: str = "") -> None:
         """Raise ConfigError naming the field (dotted, e.g. ``nerfvae.latent.grid``) if any value

@@ -1,4 +1,5 @@
-"""The training loop: ELBO optimisation over many scenes, resumable, optionally distributed."""
+"""The training loop: ELBO optimisation over many scenes (or distillation from a trained model),
+resumable, optionally distributed."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ from nerfvae.training.checkpoint import (
     save_checkpoint,
 )
 from nerfvae.training.config import TrainConfig
+from nerfvae.training.distillation import (
+    FieldDistillation,
+    adopt_teacher_encoder,
+    freeze_encoder,
+    load_teacher,
+)
 from nerfvae.training.loading import build_model
 from nerfvae.training.run_directory import CsvLog, RunDirectory
 from nerfvae.training.validation import validate, validation_dataset
@@ -38,6 +45,7 @@ LOGGED_METRICS = (
     "nelbo_bits_per_dim",
     "posterior_std",
     "auxiliary_loss",
+    "distill_psnr",
 )
 
 
@@ -140,12 +148,22 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     if latest is None and config.init_from:
         # before anything is written: a checkpoint that does not fit leaves no run directory behind
         init = load_init_weights(model, config.init_from)
+    teacher = None
+    if config.distill_from:
+        # loaded (and checked against this model) before anything is written, like init_from
+        teacher, teacher_record = load_teacher(config.distill_from, model, device)
+        if latest is None:
+            adopt_teacher_encoder(model, teacher, config.distill_from)
+        freeze_encoder(model)
     if rank == 0:
         run.prepare(config)
     if world_size > 1:
         dist.barrier()
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optimizer.learning_rate)
+    optimizer = torch.optim.Adam(
+        [parameter for parameter in model.parameters() if parameter.requires_grad],
+        lr=config.optimizer.learning_rate,
+    )
 
     start_step = 0
     if latest is not None:
@@ -164,6 +182,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 f"config changes: {changes}"
             )
         run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
+    if teacher is not None and rank == 0:
+        run.log_event(
+            f"distilling from {config.distill_from}: step {teacher_record['step']}, sha256 "
+            f"{teacher_record['sha256']} (encoder copied and frozen)"
+        )
     validation_data = validation_dataset(dataset) if rank == 0 else None
     if validation_data is None and rank == 0:
         warnings.append(
@@ -186,10 +209,10 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             print(f"run {run.root} is already at step {start_step} (--stop-at-step)")
         return latest
 
-    trained = model
+    trained = model if teacher is None else FieldDistillation(model, teacher)
     if world_size > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            trained, device_ids=[device.index] if device.type == "cuda" else None
         )
 
     meta = dataset.meta
