@@ -408,3 +408,102 @@ def test_checkpoint_tensors_of_wrong_dtype_or_not_finite_are_refused(tmp_path, c
     record_path.write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=problem):
         load_trained_model(run)
+
+
+def _adam_after_one_step():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+@pytest.mark.parametrize(
+    "corrupt, problem",
+    [
+        (lambda t, e: (t, None), r"has no optimiser state to resume from"),
+        (lambda t, e: (t, {**e, "param_groups": []}), r"does not fit this run \("),
+        (lambda t, e: (t, {**e, "param_groups": [{"params": "x"}]}), r"does not fit this run"),
+        (lambda t, e: (t, {"scalars": {}}), r"does not fit this run \('param_groups'\)"),
+        (lambda t, e: (t, {**e, "scalars": {"0": 5}}), r"scalars of parameter 0 are not an object"),
+        (
+            lambda t, e: ({**t, "optimizer/0/exp_avg": torch.full((4, 3), float("nan"))}, e),
+            r"optimizer/0/exp_avg holds NaN or infinity",
+        ),
+        (
+            lambda t, e: ({**t, "optimizer/0/exp_avg": torch.zeros(3, 4)}, e),
+            r"exp_avg has shape \(3, 4\) for a parameter of shape \(4, 3\)",
+        ),
+        (lambda t, e: ({**t, "optimizer/zero/exp_avg": torch.zeros(1)}, e), r"does not fit"),
+    ],
+)
+def test_optimizer_state_that_does_not_fit_is_a_one_line_checkpoint_error(corrupt, problem):
+    from nerfvae.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+
+    _, saved = _adam_after_one_step()
+    tensors, extra = optimizer_to_tensors(saved)
+    _, optimizer = _adam_after_one_step()
+    optimizer_from_tensors(optimizer, tensors, extra, Path("step_1.json"))  # the state fits
+    restored = optimizer.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(restored, saved.state_dict()["state"][0]["exp_avg"])
+    bad_tensors, bad_extra = corrupt(dict(tensors), json.loads(json.dumps(extra)))
+    with pytest.raises(CheckpointError, match=problem) as error:
+        optimizer_from_tensors(optimizer, bad_tensors, bad_extra, Path("step_1.json"))
+    assert "step_1.json" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_resuming_from_a_checkpoint_without_optimiser_state_says_so(
+    tiny_dataset: Path, tiny_run: Path, tmp_path: Path, capsys
+):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    latest = list_checkpoints(run / "checkpoints")[-1]
+    record = json.loads(latest.read_text())
+    record["optimizer"] = None
+    latest.write_text(json.dumps(record))
+    arguments = [*TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(run), "--steps", "12"]
+    assert main(["train", *arguments]) != 0
+    message = capsys.readouterr().err.strip()
+    assert "has no optimiser state to resume from" in message and latest.name in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "field, value, problem",
+    [
+        ("latent_grid", 0, r"gqn\.latent_grid must be in 1\.\.256, got 0"),
+        ("tower_channels", (32, 0), r"gqn\.tower_channels must be in 1\.\.4096"),
+        ("upsample_stages", 20, r"gqn\.upsample_stages must be in 0\.\.8"),
+        ("pixel_std", 0.0, r"gqn\.pixel_std must be a finite number > 0"),
+        ("pixel_std", float("nan"), r"gqn\.pixel_std must be a finite number"),
+        ("target_views_per_scene", 0, r"gqn\.target_views_per_scene must be in 1\.\.1024"),
+        ("representation_channels", "64", r"gqn\.representation_channels must be an integer"),
+    ],
+)
+def test_gqn_settings_out_of_range_are_config_errors(field, value, problem):
+    config = replace(preset("tiny"), model="gqn")
+    config = replace(config, gqn=replace(config.gqn, **{field: value}))
+    with pytest.raises(ConfigError, match=problem):
+        config.check()
+
+
+def test_widths_that_are_not_multiples_of_eight_build_and_run():
+    from nerfvae.models.baselines.gqn import GQN, GQNConfig
+    from nerfvae.models.config import EncoderConfig, LatentConfig
+    from nerfvae.models.encoder import ContextEncoder, group_norm
+
+    assert [group_norm(c).num_groups for c in (4, 6, 8, 12, 20, 64)] == [4, 6, 8, 4, 4, 8]
+    config = GQNConfig(tower_channels=(12, 20), representation_channels=12, generator_channels=36)
+    gqn = GQN(config, (-1.0, -1.0, 0.0), (1.0, 1.0, 1.0))
+    assert sum(p.numel() for p in gqn.parameters()) > 0
+    encoder = ContextEncoder(
+        EncoderConfig(stage_channels=(12, 20)), LatentConfig(channels=4, grid=2),
+        (-1.0, -1.0, 0.0), (1.0, 1.0, 1.0),
+    )  # fmt: skip
+    K = torch.tensor([[16.0, 0, 8], [0, 16.0, 8], [0, 0, 1]]).expand(1, 2, 3, 3)
+    c2w = torch.eye(4).expand(1, 2, 4, 4).clone()
+    c2w[..., 2, 3] = -3.0
+    posterior = encoder(torch.rand(1, 2, 16, 16, 3), K, c2w)
+    assert posterior.mean.shape == (1, 4, 4) and torch.isfinite(posterior.mean).all()

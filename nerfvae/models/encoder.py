@@ -33,14 +33,23 @@ from nerfvae.models.latent import DiagonalGaussian
 INPUT_CHANNELS = 3 + 6  # RGB + Plücker coordinates of each pixel's ray
 
 
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm over ``channels`` with up to 8 groups: ``min(8, channels)`` where that divides
+    the channels, else the largest divisor of 8 that does (any width builds, e.g. 12 -> 4)."""
+    groups = min(8, channels)
+    if channels % groups:
+        groups = math.gcd(8, channels)
+    return nn.GroupNorm(groups, channels)
+
+
 class ResidualBlock(nn.Module):
     """Pre-activation residual block; ``stride=2`` halves the resolution."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(min(8, in_channels), in_channels)
+        self.norm1 = group_norm(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
-        self.norm2 = nn.GroupNorm(min(8, out_channels), out_channels)
+        self.norm2 = group_norm(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut = (
             nn.Identity()
@@ -182,7 +191,7 @@ class ContextEncoder(nn.Module):
             grid_blocks.append(ResidualBlock(grid_width, grid_width, 2))
         grid_blocks.append(ResidualBlock(grid_width, grid_width, 1))
         self.grid_blocks = nn.Sequential(*grid_blocks)
-        self.out_norm = nn.GroupNorm(min(8, grid_width), grid_width)
+        self.out_norm = group_norm(grid_width)
         self.head = nn.Conv2d(grid_width, 2 * latent.channels, 1)
         # Start at the prior (mean 0, std 1) so early KL is small and decoding learns first.
         nn.init.zeros_(self.head.weight)

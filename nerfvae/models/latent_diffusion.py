@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfvae.errors import check_bounds, check_config_fields, check_range
+from nerfvae.models.encoder import group_norm
 
 
 @dataclass(frozen=True)
@@ -85,19 +86,15 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(embedding, (0, dim - 2 * half))
 
 
-def _groups(channels: int) -> int:
-    return math.gcd(channels, 8)
-
-
 class _ConvBlock(nn.Module):
     """Pre-activation residual block with the time embedding as FiLM between its convolutions."""
 
     def __init__(self, width: int, embedding: int) -> None:
         super().__init__()
-        self.norm_in = nn.GroupNorm(_groups(width), width)
+        self.norm_in = group_norm(width)
         self.conv_in = nn.Conv2d(width, width, 3, padding=1)
         self.film = nn.Linear(embedding, 2 * width)
-        self.norm_out = nn.GroupNorm(_groups(width), width)
+        self.norm_out = group_norm(width)
         self.conv_out = nn.Conv2d(width, width, 3, padding=1)
         # Zero-initialised residual: each block starts as the identity.
         nn.init.zeros_(self.conv_out.weight)
@@ -116,7 +113,7 @@ class _GridAttention(nn.Module):
     def __init__(self, width: int, heads: int = 4) -> None:
         super().__init__()
         self.heads = heads if width % heads == 0 else 1
-        self.norm = nn.GroupNorm(_groups(width), width)
+        self.norm = group_norm(width)
         self.qkv = nn.Conv2d(width, 3 * width, 1)
         self.out = nn.Conv2d(width, width, 1)
         nn.init.zeros_(self.out.weight)
@@ -150,7 +147,7 @@ class ConvDenoiser(nn.Module):
         self.blocks = nn.ModuleList(_ConvBlock(width, embedding) for _ in range(config.blocks))
         self.attention = _GridAttention(width) if config.attention else None
         self.attention_after = config.blocks // 2
-        self.norm = nn.GroupNorm(_groups(width), width)
+        self.norm = group_norm(width)
         self.output = nn.Conv2d(width, channels, 3, padding=1)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)

@@ -54,17 +54,48 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, to
 
 
 def optimizer_from_tensors(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], extra: dict
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    extra: dict | None,
+    path: Path,
 ) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if not name.startswith("optimizer/"):
-            continue
-        _, param_id, key = name.split("/", 2)
-        state.setdefault(int(param_id), {})[key] = value
-    for param_id, values in extra.get("scalars", {}).items():
-        state.setdefault(int(param_id), {}).update(values)
-    optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
+    """Restore the optimiser state that :func:`optimizer_to_tensors` split, from checkpoint
+    ``path``. Raises CheckpointError naming ``path`` when the checkpoint has no optimiser state or
+    its state does not fit ``optimizer`` (other parameter groups or shapes, malformed fields,
+    non-finite moments), so a resume fails with one line instead of at the first update."""
+    if extra is None:
+        raise CheckpointError(f"checkpoint {path} has no optimiser state to resume from")
+    try:
+        state: dict[int, dict[str, Any]] = {}
+        for name, value in tensors.items():
+            if not name.startswith("optimizer/"):
+                continue
+            _, param_id, key = name.split("/", 2)
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN or infinity")
+            state.setdefault(int(param_id), {})[key] = value
+        for param_id, values in extra.get("scalars", {}).items():
+            if not isinstance(values, dict):
+                raise ValueError(f"scalars of parameter {param_id} are not an object")
+            state.setdefault(int(param_id), {}).update(values)
+        optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                for key, value in optimizer.state.get(parameter, {}).items():
+                    if (
+                        torch.is_tensor(value)
+                        and value.dim() > 0
+                        and value.shape != parameter.shape
+                    ):
+                        raise ValueError(
+                            f"{key} has shape {tuple(value.shape)} for a parameter of shape "
+                            f"{tuple(parameter.shape)}"
+                        )
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {path}: its optimiser state does not fit this run ({reason})"
+        ) from None
 
 
 def save_checkpoint(

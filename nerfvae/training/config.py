@@ -153,7 +153,7 @@ class TrainConfig:
         :func:`load_config` and :meth:`RunDirectory.prepare` call it."""
         check_config_fields(self, where)
         self.nerfvae.check(field_name(where, "nerfvae"))
-        check_config_fields(self.gqn, field_name(where, "gqn"))
+        self.gqn.check(field_name(where, "gqn"))
         self.objective.check(field_name(where, "objective"))
         self.optimizer.check(field_name(where, "optimizer"))
         bounds = {"scenes_per_batch": (1, 4096), "max_context_views": (1, 1024)}

@@ -170,7 +170,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         record, tensors = load_checkpoint(latest)
         load_model_weights(model, tensors, latest)
         model.to(device)
-        optimizer_from_tensors(optimizer, tensors, record["optimizer"])
+        optimizer_from_tensors(optimizer, tensors, record["optimizer"], latest)
         start_step = int(record["step"])
         if rank == 0:
             run.log_event(f"resumed from {latest.name} at step {start_step}")

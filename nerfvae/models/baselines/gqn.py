@@ -41,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerfvae.errors import check_bounds, check_config_fields, check_range
 from nerfvae.models.base import Batch
-from nerfvae.models.encoder import ResidualBlock
+from nerfvae.models.encoder import ResidualBlock, group_norm
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.models.objective import GaussianELBOModel, TargetReconstruction
 
@@ -77,6 +78,29 @@ class GQNConfig:
     """Whole target views per scene per training step (GQN: one query per scene)."""
     max_views_per_decode: int = 64
     """Views decoded at once by render_views (bounds evaluation memory)."""
+
+    def check(self, where: str = "gqn") -> None:
+        """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
+        check_config_fields(self, where)
+        check_range(
+            len(self.tower_channels) == 2,
+            where,
+            "tower_channels",
+            "two numbers",
+            self.tower_channels,
+        )
+        sizes = {"tower_channels": (1, 4096), "representation_channels": (1, 4096)}
+        sizes |= {"latent_channels": (1, 4096), "latent_grid": (1, 256)}
+        sizes |= {"generator_channels": (1, 4096), "generator_blocks": (0, 64)}
+        sizes |= {"upsample_stages": (0, 8), "target_views_per_scene": (1, 1024)}
+        check_bounds(self, where, sizes | {"max_views_per_decode": (1, 65536)})
+        check_range(
+            math.isfinite(self.pixel_std) and self.pixel_std > 0,
+            where,
+            "pixel_std",
+            "a finite number > 0",
+            self.pixel_std,
+        )
 
 
 def camera_code(
@@ -146,7 +170,7 @@ class GenerationNetwork(nn.Module):
             self.merges.append(nn.Conv2d(channels + CAMERA_CODE_DIMS, narrower, 3, padding=1))
             self.refines.append(ResidualBlock(narrower, narrower, 1))
             channels = narrower
-        self.out_norm = nn.GroupNorm(min(8, channels), channels)
+        self.out_norm = group_norm(channels)
         self.out = nn.Conv2d(channels, 3, 3, padding=1)
 
     def forward(
@@ -182,7 +206,7 @@ class GQN(GaussianELBOModel):
         self.register_buffer("scene_max", torch.tensor(scene_max, dtype=torch.float32))
         self.representation = RepresentationNetwork(config)
         channels = config.representation_channels
-        self.posterior_norm = nn.GroupNorm(min(8, channels), channels)
+        self.posterior_norm = group_norm(channels)
         self.posterior_head = nn.Conv2d(channels, 2 * config.latent_channels, 3, padding=1)
         # Start at the prior (mean 0, std 1), as NeRF-VAE's encoder does.
         nn.init.zeros_(self.posterior_head.weight)
