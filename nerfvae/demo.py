@@ -21,7 +21,7 @@ from nerfvae.geometry import orbit_cameras
 from nerfvae.inference import RefinementConfig, check_refinable, refine_posterior
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.training.loading import load_trained_model
-from nerfvae.training.warm_start import lineage
+from nerfvae.training.warm_start import TEACHER_DIR, lineage
 
 DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
 CONTEXT = [0, 1, 2]
@@ -42,12 +42,25 @@ def _logged_steps_and_hours(run: Path) -> tuple[int, float]:
     return previous, seconds / 3600
 
 
+def training_stages(run: Path) -> list[Path]:
+    """The run directories (or the copies of their history) of every stage a run's training went
+    through, oldest first: its parents (``--init-from``), and before a distilled stage
+    (``--distill-from``) the stages of its teacher."""
+    stages: list[Path] = []
+    for stage in reversed(lineage(run)):
+        if (stage / TEACHER_DIR / "config.json").exists():
+            stages += training_stages(stage / TEACHER_DIR)
+        stages.append(stage)
+    return stages
+
+
 def training_summary(run: Path) -> dict[str, float | int | str]:
     """Steps, wall time and last validation numbers of a run, from its own logs. A run started
-    from another run's weights (``--init-from``) counts its parents' hours too, and lists the
-    steps of each stage, oldest first."""
+    from another run's weights (``--init-from``) or distilled from another run
+    (``--distill-from``) counts those runs' hours too, and lists the steps of each stage, oldest
+    first."""
     summary: dict[str, float | int | str] = {}
-    stages = [_logged_steps_and_hours(stage) for stage in reversed(lineage(run))]  # oldest first
+    stages = [_logged_steps_and_hours(stage) for stage in training_stages(run)]
     steps, _ = stages[-1]
     if steps > 0:
         summary["steps"] = steps
@@ -337,23 +350,36 @@ def train_from_scratch(out: Path, shipped_run: Path, minutes: float, workers: in
 
     A shipped run that was started from another run's weights is retrained stage by stage, oldest
     first, each stage from the last one's weights, with the configs recorded in its ``parent/``
-    folders. ``minutes`` bounds this whole call; re-running continues where it stopped. Returns the
-    final run, or None while a stage is unfinished."""
+    folders; a stage distilled from a teacher first retrains the teacher from the history in its
+    ``teacher/`` folder. ``minutes`` bounds this whole call; re-running continues where it
+    stopped. Returns the final run (``out/run``), or None while a stage is unfinished."""
+    data = out / "train-data"
+    generate(data, make_settings("small"), workers=workers)
+    deadline = time.perf_counter() + 60.0 * minutes
+    return _retrain(shipped_run, out, "run", data, deadline)
+
+
+def _retrain(history: Path, out: Path, name: str, data: Path, deadline: float) -> Path | None:
+    """Retrain the run whose history is ``history`` as ``out/name`` (its earlier stages as
+    ``out/name-stage-K``, a stage's teacher as ``out/<stage>-teacher``); None while unfinished."""
     from nerfvae.training.checkpoint import load_checkpoint
     from nerfvae.training.config import load_config
     from nerfvae.training.trainer import train
 
-    started = time.perf_counter()
-    data = out / "train-data"
-    generate(data, make_settings("small"), workers=workers)
-    stages = list(reversed(lineage(shipped_run)))  # oldest first
+    stages = list(reversed(lineage(history)))  # oldest first
     previous: Path | None = None
     for index, stage in enumerate(stages):
         config = load_config(stage / "config.json")
-        run = out / "run" if index == len(stages) - 1 else out / f"run-stage-{index + 1}"
-        left = minutes - (time.perf_counter() - started) / 60.0
+        run = out / name if index == len(stages) - 1 else out / f"{name}-stage-{index + 1}"
+        teacher = ""
+        if (stage / TEACHER_DIR / "config.json").exists():
+            retrained = _retrain(stage / TEACHER_DIR, out, f"{run.name}-teacher", data, deadline)
+            if retrained is None:
+                return None
+            teacher = str(retrained)
+        left = (deadline - time.perf_counter()) / 60.0
         if left <= 0:
-            print(f"[demo] out of training time before stage {index + 1}; re-run to continue")
+            print(f"[demo] out of training time before {run.name}; re-run to continue")
             return None
         last = train(
             replace(
@@ -362,14 +388,13 @@ def train_from_scratch(out: Path, shipped_run: Path, minutes: float, workers: in
                 run=str(run),
                 time_budget_minutes=left,
                 init_from=str(previous) if previous is not None else "",
+                distill_from=teacher,
             )
         )
         target = config.stop_at_step or config.steps
         reached = int(load_checkpoint(last)[0]["step"]) if last is not None else 0
         if reached < target:
-            print(
-                f"[demo] stage {index + 1} stopped at step {reached} of {target}; re-run to continue"
-            )
+            print(f"[demo] {run.name} stopped at step {reached} of {target}; re-run to continue")
             return None
         previous = run
     return previous

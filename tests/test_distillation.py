@@ -125,3 +125,39 @@ def test_a_teacher_that_is_not_a_ray_model_is_refused(monkeypatch):
     monkeypatch.setattr(distillation, "load_trained_model", lambda *a, **k: (gqn, None, {}))
     with pytest.raises(ConfigError, match="two ray-rendering models"):
         distillation.load_teacher("gqn-run", NeRFVAE(planes_config()), torch.device("cpu"))
+
+
+def test_a_distilled_run_keeps_its_teachers_history_and_the_demo_retrains_both(
+    tiny_dataset: Path, tiny_run: Path, tmp_path: Path, monkeypatch
+):
+    import json
+    import shutil
+
+    from nerfvae import demo
+    from nerfvae.training.config import load_config
+
+    shipped = tmp_path / "shipped"
+    arguments = [*TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(shipped)]
+    assert main(["train", *arguments, *PLANES_STUDENT, "--distill-from", str(tiny_run)]) == 0
+    record = json.loads((shipped / "teacher" / "teacher.json").read_text())
+    assert record["run"] == str(tiny_run) and record["step"] == 8 and len(record["sha256"]) == 64
+    assert (shipped / "teacher" / "metrics.csv").read_text() == (
+        tiny_run / "metrics.csv"
+    ).read_text()
+    assert demo.training_stages(shipped) == [shipped / "teacher", shipped]
+    assert demo.training_summary(shipped)["stage_steps"] == "8 + 8"
+
+    # the `small` training set is swapped for the tiny one: the stages are what is tested
+    monkeypatch.setattr(
+        demo, "generate", lambda data, settings, workers: shutil.copytree(tiny_dataset, data)
+    )
+    final = demo.train_from_scratch(tmp_path / "retrained", shipped, minutes=10.0, workers=1)
+    teacher = tmp_path / "retrained" / "run-teacher"
+    assert final == tmp_path / "retrained" / "run"
+    assert list_checkpoints(teacher / "checkpoints")[-1].name == "step_00000008.json"
+    assert load_config(final / "config.json").distill_from == str(teacher)
+    assert load_config(final / "config.json").nerfvae.scene_function.conditioning == "planes"
+    _, student = load_checkpoint(list_checkpoints(final / "checkpoints")[-1])
+    _, taught = load_checkpoint(list_checkpoints(teacher / "checkpoints")[-1])
+    encoder = [name for name in student if name.startswith("model/encoder.")]
+    assert all(torch.equal(student[name], taught[name]) for name in encoder)

@@ -28,6 +28,7 @@ scale)::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -37,6 +38,9 @@ from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.image_metrics import psnr_from_mse
 from nerfvae.models.ray_model import RaySceneModel
 from nerfvae.training.loading import load_trained_model
+from nerfvae.training.warm_start import TEACHER_DIR, copy_history
+
+TEACHER_RECORD = "teacher.json"
 
 SHARED_SETTINGS = ("encoder", "latent", "scene_min", "scene_max", "up_axis", "background")
 """Model settings the student must share with its teacher: the encoder is copied, and the
@@ -88,6 +92,16 @@ def adopt_teacher_encoder(student: RaySceneModel, teacher: RaySceneModel, source
         raise CheckpointError(
             f"--distill-from {source}: encoder weights do not fit: {first}"
         ) from None
+
+
+def record_teacher(run_root: Path, source: str, record: dict) -> None:
+    """Keep the teacher's history in the student's run directory, as ``--init-from`` keeps a
+    parent's: its config and logs (and its own history) in ``RUN/teacher/``, and
+    ``RUN/teacher/teacher.json`` naming the run as given, the checkpoint's step and SHA-256."""
+    destination = run_root / TEACHER_DIR
+    copy_history(Path(source), destination)
+    summary = {"run": str(source), "step": int(record["step"]), "sha256": record["sha256"]}
+    (destination / TEACHER_RECORD).write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def freeze_encoder(student: RaySceneModel) -> None:

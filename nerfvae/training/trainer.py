@@ -31,6 +31,7 @@ from nerfvae.training.distillation import (
     adopt_teacher_encoder,
     freeze_encoder,
     load_teacher,
+    record_teacher,
 )
 from nerfvae.training.loading import build_model
 from nerfvae.training.run_directory import CsvLog, RunDirectory
@@ -183,6 +184,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             )
         run.log_event(f"started run with {sum(p.numel() for p in model.parameters())} parameters")
     if teacher is not None and rank == 0:
+        if latest is None:
+            record_teacher(run.root, config.distill_from, teacher_record)
         run.log_event(
             f"distilling from {config.distill_from}: step {teacher_record['step']}, sha256 "
             f"{teacher_record['sha256']} (encoder copied and frozen)"

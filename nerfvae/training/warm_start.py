@@ -21,6 +21,9 @@ from nerfvae.training.config import TrainConfig, config_differences, load_config
 from nerfvae.training.run_directory import CONFIG_FILE, RunDirectory
 
 PARENT_DIR = "parent"
+TEACHER_DIR = "teacher"
+"""A distilled run's copy of its teacher's history (``--distill-from``; training/distillation.py)."""
+HISTORY_DIRS = (PARENT_DIR, TEACHER_DIR)
 INIT_RECORD = "init.json"
 # What a run directory's history is made of; checkpoints stay behind (the weights are in the run).
 PARENT_LOGS = (CONFIG_FILE, "metrics.csv", "validation.csv", "events.log")
@@ -73,20 +76,30 @@ def load_init_weights(model: torch.nn.Module, source: str | Path) -> InitSource:
     )
 
 
+def copy_history(source_run: Path | None, destination: Path) -> None:
+    """Make ``destination`` afresh and copy run ``source_run``'s config and logs into it, with the
+    history it keeps itself (its ``parent/`` and ``teacher/`` folders); ``None`` (weights from a
+    lone checkpoint file) leaves it empty."""
+    if destination.exists():
+        shutil.rmtree(destination)  # left by a start of this run that made no checkpoint
+    destination.mkdir(parents=True)
+    if source_run is None:
+        return
+    for name in PARENT_LOGS:
+        if (source_run / name).exists():
+            shutil.copy2(source_run / name, destination / name)
+    for folder in HISTORY_DIRS:
+        if (source_run / folder).is_dir():
+            shutil.copytree(source_run / folder, destination / folder)
+
+
 def record_parent(run: RunDirectory, init: InitSource, config: TrainConfig) -> list[str]:
     """Copy the parent run's config and logs to ``RUN/parent/`` and write ``init.json`` there;
     returns how ``config`` differs from the parent's (empty without a parent run directory)."""
     destination = run.root / PARENT_DIR
-    if destination.exists():
-        shutil.rmtree(destination)  # left by a start of this run that made no checkpoint
-    destination.mkdir(parents=True)
+    copy_history(init.parent_run, destination)
     differences: list[str] = []
     if init.parent_run is not None:
-        for name in PARENT_LOGS:
-            if (init.parent_run / name).exists():
-                shutil.copy2(init.parent_run / name, destination / name)
-        if (init.parent_run / PARENT_DIR).is_dir():
-            shutil.copytree(init.parent_run / PARENT_DIR, destination / PARENT_DIR)
         parent_config = load_config(init.parent_run / CONFIG_FILE)
         differences = config_differences(parent_config, config)
     record: dict[str, Any] = {
