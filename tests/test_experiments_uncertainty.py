@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from nerfvae.errors import ConfigError, DataError, NerfVAEError
+from nerfvae.evaluation.visibility import label_seen_pixels
 from nerfvae.experiments import samples, uncertainty
 from nerfvae.experiments.samples import interpolate_latents, spread_views
-from nerfvae.experiments.uncertainty import label_seen_pixels
 from nerfvae.geometry import image_rays, intrinsics_matrix
 
 # A hand-built scene: a wall (the plane z = 5) and a square occluder (z = 2, |x|, |y| <= 0.5),

@@ -18,9 +18,12 @@ the held-out views are the dataset's OOD views and there is no ID target).
 
 from __future__ import annotations
 
+import json
+import math
 import platform
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -338,8 +341,6 @@ def history_figure(result: dict[str, Any], path: Path) -> None:
 def write_baseline_report(result: dict[str, Any], json_path: Path) -> tuple[Path, Path, Path]:
     """Write ``json_path`` and, beside it, ``<stem>.md`` (metrics table like ``nerfvae eval``'s and
     the optimisation history) and ``<stem>_psnr_vs_steps.png``."""
-    import json
-
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(nan_to_null(result), indent=2, allow_nan=False))
     config = result["config"]
@@ -369,3 +370,87 @@ def write_baseline_report(result: dict[str, Any], json_path: Path) -> tuple[Path
     figure_path = json_path.with_name(json_path.stem + "_psnr_vs_steps.png")
     history_figure(result, figure_path)
     return json_path, table_path, figure_path
+
+
+def _by_k(entries: dict[str, Any]) -> dict[str, Any]:
+    """``entries`` ordered by K, numeric K first."""
+    return dict(sorted(entries.items(), key=lambda item: (not item[0].isdigit(), item[0].zfill(9))))
+
+
+def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """One per-scene NeRF result from several made for different K on the same scenes: the per-K
+    entries united (each K from one part only), everything else must agree (ConfigError naming the
+    files and the field); ``sources`` lists the files."""
+    first_path, merged = parts[0]
+    merged = json.loads(json.dumps(merged))  # a deep copy: parts stay untouched
+    per_k = {key: merged.get(key) or {} for key in ("results", "timing", "history", "per_scene")}
+    per_k["context"] = merged["view_lists"].get("context", {})
+    origin = dict.fromkeys(merged["results"], first_path)
+    for path, part in parts[1:]:
+        files = f"--nerf-json {first_path} and {path}"
+        for key in ("split", "num_scenes", "image_size", "config", "background"):
+            if part.get(key) != merged.get(key):
+                raise ConfigError(
+                    f"{files} differ in {key} ({merged.get(key)!r} vs {part.get(key)!r}): only "
+                    "results of the same per-scene NeRF on the same scenes can be merged"
+                )
+        for kind in ("id_targets", "ood_targets"):
+            ours, theirs = merged["view_lists"].get(kind), part["view_lists"].get(kind)
+            if ours != theirs:
+                raise ConfigError(
+                    f"{files} score different {kind} ({ours} vs {theirs}); make both with the "
+                    "same `nerfvae baseline nerf --id-targets N`"
+                )
+        for k in part["results"]:
+            if k in origin:
+                raise ConfigError(f"--nerf-json: K = {k} is in both {origin[k]} and {path}")
+            origin[k] = path
+            for key, entries in per_k.items():
+                source = part["view_lists"] if key == "context" else part
+                entries[k] = (source.get(key) or {}).get(k)
+    merged.update({key: _by_k(per_k[key]) for key in ("results", "timing", "history")})
+    # per-scene values (older baseline JSONs have none): kept for the K whose part has them
+    per_scene = {k: values for k, values in per_k["per_scene"].items() if values}
+    merged.pop("per_scene", None)
+    if per_scene:
+        merged["per_scene"] = _by_k(per_scene)
+    merged["view_lists"]["context"] = _by_k(per_k["context"])
+    # how many targets were probed is one number per file: kept only where every part agrees
+    probed = {part.get("probe_views") for _, part in parts}
+    merged["probe_views"] = probed.pop() if len(probed) == 1 else None
+    merged["sources"] = [str(path) for path, _ in parts]
+    return merged
+
+
+def time_to_reach(
+    history: Sequence[dict[str, float]],
+    target_psnr: float | None,
+    *,
+    psnr_key: str = "probe_psnr_id",
+    time_keys: tuple[str, ...] = ("wall_s", "cpu_s"),
+) -> dict[str, Any]:
+    """When an optimisation's PSNR first reaches ``target_psnr`` (None/NaN: nothing to reach),
+    from ``history`` rows with ``step``, ``time_keys`` and, on some rows, ``psnr_key``: ``reached``,
+    ``step`` and each time key interpolated linearly between the last probe below the target and
+    the first at or above it (None if never), ``max_step``, ``best_psnr``, ``note``. DataError when
+    no row has ``psnr_key``."""
+    probed = [row for row in history if row.get(psnr_key) is not None]
+    rows = [row for row in sorted(probed, key=lambda r: r["step"]) if math.isfinite(row[psnr_key])]
+    if not rows:
+        raise DataError(f"the optimisation history has no {psnr_key!r} values")
+    best, max_step = max(row[psnr_key] for row in rows), int(rows[-1]["step"])
+    result: dict[str, Any] = {"reached": None, "step": None, **dict.fromkeys(time_keys)}
+    result.update(max_step=max_step, best_psnr=best, target_psnr=target_psnr)
+    if target_psnr is None or not math.isfinite(target_psnr):
+        return {**result, "note": "no target PSNR"}
+    for index, row in enumerate(rows):
+        if row[psnr_key] >= target_psnr:
+            previous = rows[index - 1] if index else row
+            gain = row[psnr_key] - previous[psnr_key]
+            fraction = (target_psnr - previous[psnr_key]) / gain if index else 1.0
+            for key in ("step", *time_keys):
+                if key in row and key in previous:
+                    result[key] = previous[key] + fraction * (row[key] - previous[key])
+            return {**result, "reached": True, "note": f"reached at step {result['step']:.0f}"}
+    note = f"not reached within {max_step} steps (best {best:.2f} dB)"
+    return {**result, "reached": False, "note": note}

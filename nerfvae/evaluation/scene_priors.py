@@ -17,6 +17,7 @@ aggregate`` fit them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -116,3 +117,18 @@ def prior_sample(prior: LatentSampler, index: int, seed: int = 0) -> torch.Tenso
         raise ConfigError(f"--prior-sample must be >= 0, got {index}")
     generator = torch.Generator().manual_seed(seed)
     return prior.rsample(index + 1, generator)[index : index + 1]
+
+
+def prior_samplers(
+    run: str | Path, model, record: dict[str, Any], names: list[str]
+) -> tuple[dict[str, Callable[[int, torch.Generator], torch.Tensor]], list[str]]:
+    """The samplers ``(count, generator) -> latents [count, T, C]`` of the priors ``names`` that the
+    run has for its checkpoint (``standard`` always), and a sentence for each one it lacks."""
+    samplers: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {}
+    missing = []
+    for name in names:
+        try:
+            samplers[name] = scene_prior(run, model, record, name).rsample
+        except ConfigError as error:
+            missing.append(f"{name} prior skipped: {error}")
+    return samplers, missing

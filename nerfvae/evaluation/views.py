@@ -139,3 +139,37 @@ def parse_view_indices(text: str, num_views: int, flag: str = "--context") -> li
 def parse_context_sizes(text: str, flag: str = "--context") -> tuple[int, ...]:
     """Positive numbers of context views K (:func:`parse_index_list`), in the order given."""
     return tuple(int(k) for k in parse_index_list(text, flag, minimum=1))
+
+
+def parse_context_labels(text: str) -> list[str]:
+    """``"1,2,all"`` -> ``["1", "2", "all"]`` (ConfigError for anything but positive integers and
+    ``all``, each at most once)."""
+    return [str(k) for k in parse_index_list(text, "--context", minimum=1, keywords=("all",))]
+
+
+def resolve_context(labels: list[str], num_id_views: int, id_targets: int) -> dict[str, int]:
+    """Each label's number of context views, ordered by K (``all`` last among equals); a
+    ConfigError when ``all`` leaves no context or a K leaves no ID target / exceeds ``all``."""
+    resolved = {label: int(label) for label in labels if label != "all"}
+    largest = max(resolved.values(), default=0)
+    if "all" in labels:
+        if id_targets < 1:
+            raise ConfigError(f"--id-targets must be at least 1, got {id_targets}")
+        k_all = num_id_views - id_targets
+        if k_all < 1:
+            raise ConfigError(
+                f"`all` with --id-targets {id_targets}: the scenes have only {num_id_views} ID "
+                "views, so no context view would remain"
+            )
+        if largest > k_all:
+            raise ConfigError(
+                f"K = {largest} exceeds `all` = {k_all} (scenes have {num_id_views} ID views, the "
+                f"last {id_targets} are the targets); lower --id-targets or drop that K"
+            )
+        resolved["all"] = k_all
+    elif largest >= num_id_views:
+        raise ConfigError(
+            f"K = {largest}: scenes have {num_id_views} ID views, at most {num_id_views - 1} can "
+            "be context (one must remain as a target)"
+        )
+    return dict(sorted(resolved.items(), key=lambda item: (item[1], item[0] == "all")))

@@ -16,7 +16,7 @@ from typing import Any
 from nerfvae.errors import ConfigError
 from nerfvae.experiments import claims, common, figures, trained_runs
 from nerfvae.experiments import markdown as md
-from nerfvae.experiments.provenance import run_budget
+from nerfvae.experiments.provenance import conditioning_of, run_budget
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
 
@@ -135,7 +135,6 @@ def run_entry(
     ``metrics``, with their ``per_scene`` values (None where the evaluation has none) and
     ``intervals`` over scenes."""
     config = json.loads((run / "config.json").read_text())
-    nerfvae_config = config.get("nerfvae") or {}
     per_k = result["results"][str(k)]
     nelbo = md.finite_or_none((per_k.get("id") or {}).get("nelbo_bits_per_dim"))
     metrics: dict[str, Any] = {"nelbo_bits_per_dim": nelbo}
@@ -153,10 +152,8 @@ def run_entry(
         "name": name,
         "run": str(run),
         "model": config.get("model"),
-        "conditioning": (nerfvae_config.get("scene_function") or {}).get("conditioning")
-        if nerfvae
-        else None,
-        "latent_layout": (nerfvae_config.get("latent") or {}).get("layout") if nerfvae else None,
+        "conditioning": conditioning_of(config),
+        "latent_layout": md.at(config, "nerfvae", "latent", "layout") if nerfvae else None,
         **source,
         "parameters": parameter_counts(run),
         "metrics": metrics,
@@ -184,12 +181,15 @@ def claim_pairs(entries: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping, Map
     return [(reference, entry) for entry in entries if entry.get("conditioning") in COMPARED]
 
 
+def _keys(key: str, kind: str) -> tuple[str, ...]:
+    """Where a run's ``key`` on ``kind`` targets is in its metrics, per-scene values and intervals
+    (−ELBO: only on the ID targets, at the top)."""
+    return (key,) if key == "nelbo_bits_per_dim" else (kind, key)
+
+
 def _mean_and_scenes(entry: Mapping[str, Any], key: str, kind: str) -> tuple[Any, Any]:
     """A run's mean of ``key`` on ``kind`` targets and its per-scene values (None without)."""
-    per_scene = entry.get("per_scene") or {}
-    if key == "nelbo_bits_per_dim":
-        return entry["metrics"].get(key), per_scene.get(key)
-    return entry["metrics"][kind].get(key), (per_scene.get(kind) or {}).get(key)
+    return md.at(entry["metrics"], *_keys(key, kind)), md.at(entry, "per_scene", *_keys(key, kind))
 
 
 def compare_runs(entries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -250,7 +250,7 @@ def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         note += f" (⚠ {entry['parameter_flag']})" if entry["parameter_flag"] else ""
         scored = entry["metrics"]["id"]
         row = md.headline_row(entry["name"], scored["psnr"], scored["object_psnr"], trivial, note)
-        row["psnr_interval"] = ((entry.get("intervals") or {}).get("id") or {}).get("psnr")
+        row["psnr_interval"] = md.at(entry, "intervals", "id", "psnr")
         rows.append(row)
     return rows
 
@@ -259,7 +259,6 @@ def _cells(entry: Mapping[str, Any]) -> list[str]:
     """One run's row of ablation.md (means with their intervals where the JSON has them)."""
     parameters, final, metrics = entry["parameters"], entry["validation"]["final"], entry["metrics"]
     scene_function = parameters["scene_function"]
-    intervals = entry.get("intervals") or {}
     return [
         entry["name"],
         entry.get("conditioning") or entry.get("model") or md.MISSING,
@@ -269,12 +268,8 @@ def _cells(entry: Mapping[str, Any]) -> list[str]:
         f"⚠ {entry['parameter_flag']}" if entry["parameter_flag"] else "✓",
         str(entry.get("steps", md.MISSING)),
         md.format_number(entry.get("wall_minutes"), 1),
-        claims.cell(metrics["nelbo_bits_per_dim"], intervals.get("nelbo_bits_per_dim"), 3),
-        *(
-            claims.cell(metrics[kind][key], (intervals.get(kind) or {}).get(key))
-            for kind in md.KINDS
-            for key in KEYS
-        ),
+        claims.row_cell(entry, "nelbo_bits_per_dim", digits=3, values=metrics),
+        *(claims.row_cell(entry, kind, key, values=metrics) for kind in md.KINDS for key in KEYS),
         md.MISSING
         if not final
         else f"{md.format_number(final.get('psnr_id'))} / "
@@ -303,17 +298,8 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
     runs = {entry["name"]: entry for entry in report["runs"]}
 
     def run_cell(name: str, row: Mapping[str, Any]) -> str:
-        entry = runs.get(name) or {}
-        intervals = entry.get("intervals") or {}
-        if row["metric"] == "nelbo_bits_per_dim":
-            value, interval = (
-                entry.get("metrics", {}).get(row["metric"]),
-                intervals.get(row["metric"]),
-            )
-        else:
-            value = entry.get("metrics", {}).get(row["kind"], {}).get(row["metric"])
-            interval = (intervals.get(row["kind"]) or {}).get(row["metric"])
-        return claims.cell(value, interval, row["digits"])
+        entry, keys = runs.get(name) or {}, _keys(row["metric"], row["kind"])
+        return claims.row_cell(entry, *keys, digits=row["digits"], values=entry.get("metrics"))
 
     comparisons = [
         [

@@ -40,8 +40,7 @@ READING = (
 def scene_values(evaluation: Mapping[str, Any] | None, k: Any, kind: str, metric: str) -> list:
     """``evaluation["per_scene"][K][kind][metric]``: the metric's mean per scene (None where a
     scene has no value), or None when the evaluation has no per-scene values for it."""
-    per_scene = (evaluation or {}).get("per_scene") or {}
-    values = ((per_scene.get(str(k)) or {}).get(kind) or {}).get(metric)
+    values = md.at(evaluation, "per_scene", str(k), kind, metric)
     return list(values) if isinstance(values, list) and values else None
 
 
@@ -126,6 +125,13 @@ def cell(value: Any, interval_json: Any = None, digits: int = 2) -> str:
     shown = value if md.finite_or_none(value) is not None else interval_json.get("mean")
     low, high = (md.format_number(interval_json.get(key), digits) for key in ("low", "high"))
     return f"{md.format_number(float(shown), digits)} [{low}, {high}]"
+
+
+def row_cell(row: Mapping[str, Any], *keys: str, digits: int = 2, values: Any = None) -> str:
+    """The :func:`cell` of a results row at ``keys`` (e.g. ``"id", "psnr"``): the value there in
+    ``values`` (default: the row itself) beside the row's interval there (``intervals``)."""
+    value = md.at(row if values is None else values, *keys)
+    return cell(value, md.at(row, "intervals", *keys), digits)
 
 
 def claim_cells(record: Mapping[str, Any], digits: int = 2) -> list[str]:

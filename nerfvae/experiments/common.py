@@ -89,6 +89,30 @@ def load_run(run: str | Path, checkpoint: str | None = None):
     return load_trained_model(run, checkpoint)
 
 
+def setup_run(args: RunArgs) -> tuple[Any, dict[str, Any], Any]:
+    """``(model, checkpoint record, dataset)`` of an experiment on one trained run: ``--run``
+    (``--checkpoint``) and the ``--split`` of ``--data``."""
+    model, _, record = load_run(args.run, args.checkpoint)
+    return model, record, load_dataset(args.data, args.split)
+
+
+def run_fields(args: RunArgs, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The result header's entries of an experiment on one trained run: the run, its checkpoint
+    step, the dataset and the split."""
+    return dict(
+        run=str(args.run),
+        checkpoint_step=record.get("step"),
+        dataset=str(args.data),
+        split=args.split,
+    )
+
+
+def check_at_least(value: int, option: str, minimum: int, what: str) -> None:
+    """ConfigError ``OPTION VALUE: need at least WHAT`` when ``value`` is below ``minimum``."""
+    if value < minimum:
+        raise ConfigError(f"{option} {value}: need at least {what}")
+
+
 def scene_count(max_scenes: int | None, dataset) -> int:
     """How many scenes an experiment uses: the first ``max_scenes`` of the split, or all."""
     return len(dataset) if max_scenes is None else min(max_scenes, len(dataset))

@@ -14,9 +14,6 @@ experiment run here or reused with ``--views-json``."""
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,8 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
-from nerfvae.evaluation.views import parse_index_list
+from nerfvae.evaluation.per_scene_nerf import merge_nerf_results, time_to_reach
+from nerfvae.evaluation.views import parse_context_labels, resolve_context
 from nerfvae.experiments import claims, common, figures
 from nerfvae.experiments import markdown as md
 from nerfvae.experiments.provenance import provenance_lines
@@ -98,45 +96,11 @@ class ViewsArgs(NeRFComparisonArgs):
     out: str = "docs/results/views"
 
 
-def parse_context_labels(text: str) -> list[str]:
-    """``"1,2,all"`` -> ``["1", "2", "all"]`` (ConfigError for anything but positive integers and
-    ``all``, each at most once)."""
-    return [str(k) for k in parse_index_list(text, "--context", minimum=1, keywords=("all",))]
-
-
-def resolve_context(labels: list[str], num_id_views: int, id_targets: int) -> dict[str, int]:
-    """Each label's number of context views, ordered by K (``all`` last among equals); a
-    ConfigError when ``all`` leaves no context or a K leaves no ID target / exceeds ``all``."""
-    resolved = {label: int(label) for label in labels if label != "all"}
-    largest = max(resolved.values(), default=0)
-    if "all" in labels:
-        if id_targets < 1:
-            raise ConfigError(f"--id-targets must be at least 1, got {id_targets}")
-        k_all = num_id_views - id_targets
-        if k_all < 1:
-            raise ConfigError(
-                f"`all` with --id-targets {id_targets}: the scenes have only {num_id_views} ID "
-                "views, so no context view would remain"
-            )
-        if largest > k_all:
-            raise ConfigError(
-                f"K = {largest} exceeds `all` = {k_all} (scenes have {num_id_views} ID views, the "
-                f"last {id_targets} are the targets); lower --id-targets or drop that K"
-            )
-        resolved["all"] = k_all
-    elif largest >= num_id_views:
-        raise ConfigError(
-            f"K = {largest}: scenes have {num_id_views} ID views, at most {num_id_views - 1} can "
-            "be context (one must remain as a target)"
-        )
-    return dict(sorted(resolved.items(), key=lambda item: (item[1], item[0] == "all")))
-
-
 def _read_nerf_json(path: Path) -> dict[str, Any]:
     """One file's per-scene NeRF result (a views.json gives its ``models.nerf``)."""
     loaded = common.load_json(path, f"--nerf-json {path}")
     if loaded.get("experiment") == "views":
-        loaded = (loaded.get("models") or {}).get("nerf")
+        loaded = md.at(loaded, "models", "nerf")
         if loaded is None:
             raise ConfigError(f"--nerf-json {path}: this views.json has no per-scene NeRF results")
     if not all(isinstance(loaded.get(key), dict) for key in ("results", "view_lists", "history")):
@@ -145,56 +109,6 @@ def _read_nerf_json(path: Path) -> dict[str, Any]:
             "view_lists and history)"
         )
     return loaded
-
-
-def _by_k(entries: dict[str, Any]) -> dict[str, Any]:
-    """``entries`` ordered by K, numeric K first."""
-    return dict(sorted(entries.items(), key=lambda item: (not item[0].isdigit(), item[0].zfill(9))))
-
-
-def merge_nerf_results(parts: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
-    """One per-scene NeRF result from several made for different K on the same scenes: the per-K
-    entries united (each K from one part only), everything else must agree (ConfigError naming the
-    files and the field); ``sources`` lists the files."""
-    first_path, merged = parts[0]
-    merged = json.loads(json.dumps(merged))  # a deep copy: parts stay untouched
-    per_k = {key: merged.get(key) or {} for key in ("results", "timing", "history", "per_scene")}
-    per_k["context"] = merged["view_lists"].get("context", {})
-    origin = dict.fromkeys(merged["results"], first_path)
-    for path, part in parts[1:]:
-        files = f"--nerf-json {first_path} and {path}"
-        for key in ("split", "num_scenes", "image_size", "config", "background"):
-            if part.get(key) != merged.get(key):
-                raise ConfigError(
-                    f"{files} differ in {key} ({merged.get(key)!r} vs {part.get(key)!r}): only "
-                    "results of the same per-scene NeRF on the same scenes can be merged"
-                )
-        for kind in ("id_targets", "ood_targets"):
-            ours, theirs = merged["view_lists"].get(kind), part["view_lists"].get(kind)
-            if ours != theirs:
-                raise ConfigError(
-                    f"{files} score different {kind} ({ours} vs {theirs}); make both with the "
-                    "same `nerfvae baseline nerf --id-targets N`"
-                )
-        for k in part["results"]:
-            if k in origin:
-                raise ConfigError(f"--nerf-json: K = {k} is in both {origin[k]} and {path}")
-            origin[k] = path
-            for key, entries in per_k.items():
-                source = part["view_lists"] if key == "context" else part
-                entries[k] = (source.get(key) or {}).get(k)
-    merged.update({key: _by_k(per_k[key]) for key in ("results", "timing", "history")})
-    # per-scene values (older baseline JSONs have none): kept for the K whose part has them
-    per_scene = {k: values for k, values in per_k["per_scene"].items() if values}
-    merged.pop("per_scene", None)
-    if per_scene:
-        merged["per_scene"] = _by_k(per_scene)
-    merged["view_lists"]["context"] = _by_k(per_k["context"])
-    # how many targets were probed is one number per file: kept only where every part agrees
-    probed = {part.get("probe_views") for _, part in parts}
-    merged["probe_views"] = probed.pop() if len(probed) == 1 else None
-    merged["sources"] = [str(path) for path, _ in parts]
-    return merged
 
 
 def load_nerf_json(
@@ -296,8 +210,8 @@ def summarise(
 def comparison(cell: dict[str, Any], metric: str) -> dict[str, Any]:
     """The claim NeRF-VAE − per-scene NeRF on ``metric`` of a results cell: as recorded, or for an
     older views.json the difference of the means without an interval (verdict not shown)."""
-    stored = (cell.get("nerfvae_minus_nerf") or {}).get(metric)
-    means = ((cell.get(name) or {}).get(metric) for name in ("nerfvae", "nerf"))
+    stored = md.at(cell, "nerfvae_minus_nerf", metric)
+    means = (md.at(cell, name, metric) for name in ("nerfvae", "nerf"))
     return claims.stored_or_means(stored, *means, "greater")
 
 
@@ -417,11 +331,7 @@ def views_markdown(result: dict[str, Any]) -> list[str]:
 
     def values(cell: dict[str, Any], key: str, models: tuple[str, ...], digits: int = 2) -> list:
         """Each row's mean [interval] (the mean alone where the JSON has no per-scene values)."""
-        intervals = cell.get("intervals") or {}
-        return [
-            claims.cell((cell[name] or {}).get(key), (intervals.get(name) or {}).get(key), digits)
-            for name in models
-        ]
+        return [claims.row_cell(cell, name, key, digits=digits) for name in models]
 
     def paired(cell: dict[str, Any], key: str) -> list[str]:
         """NeRF-VAE − NeRF on ``key``, paired per scene, and the verdict."""
@@ -543,40 +453,6 @@ class CostArgs(NeRFComparisonArgs):
     """Context sizes K, comma-separated, each at most once (`all` as in the views experiment);
     default 1,3, or every K of --views-json."""
     out: str = "docs/results/cost"
-
-
-def time_to_reach(
-    history: Sequence[dict[str, float]],
-    target_psnr: float | None,
-    *,
-    psnr_key: str = "probe_psnr_id",
-    time_keys: tuple[str, ...] = ("wall_s", "cpu_s"),
-) -> dict[str, Any]:
-    """When an optimisation's PSNR first reaches ``target_psnr`` (None/NaN: nothing to reach),
-    from ``history`` rows with ``step``, ``time_keys`` and, on some rows, ``psnr_key``: ``reached``,
-    ``step`` and each time key interpolated linearly between the last probe below the target and
-    the first at or above it (None if never), ``max_step``, ``best_psnr``, ``note``. DataError when
-    no row has ``psnr_key``."""
-    probed = [row for row in history if row.get(psnr_key) is not None]
-    rows = [row for row in sorted(probed, key=lambda r: r["step"]) if math.isfinite(row[psnr_key])]
-    if not rows:
-        raise DataError(f"the optimisation history has no {psnr_key!r} values")
-    best, max_step = max(row[psnr_key] for row in rows), int(rows[-1]["step"])
-    result: dict[str, Any] = {"reached": None, "step": None, **dict.fromkeys(time_keys)}
-    result.update(max_step=max_step, best_psnr=best, target_psnr=target_psnr)
-    if target_psnr is None or not math.isfinite(target_psnr):
-        return {**result, "note": "no target PSNR"}
-    for index, row in enumerate(rows):
-        if row[psnr_key] >= target_psnr:
-            previous = rows[index - 1] if index else row
-            gain = row[psnr_key] - previous[psnr_key]
-            fraction = (target_psnr - previous[psnr_key]) / gain if index else 1.0
-            for key in ("step", *time_keys):
-                if key in row and key in previous:
-                    result[key] = previous[key] + fraction * (row[key] - previous[key])
-            return {**result, "reached": True, "note": f"reached at step {result['step']:.0f}"}
-    note = f"not reached within {max_step} steps (best {best:.2f} dB)"
-    return {**result, "reached": False, "note": note}
 
 
 def load_views_json(path: str | Path) -> dict[str, Any]:
@@ -793,7 +669,7 @@ def cost_headline(
                 seconds = md.format_seconds(reach["wall_s_per_scene"])
                 reached = f"reaches NeRF-VAE after {seconds} s (step {reach['step']})"
             note = f"optimisation {md.format_seconds(nerf['fit_s_per_scene'])} s; {reached}"
-            object_psnr = (scored.get("nerf") or {}).get("object_psnr")
+            object_psnr = md.at(scored, "nerf", "object_psnr")
             label_nerf = f"per-scene NeRF ({nerf['steps']} steps), {where}"
             rows.append(md.headline_row(label_nerf, nerf["final_psnr"], object_psnr, trivial, note))
     return rows

@@ -34,6 +34,13 @@ def finite_values(entry: Mapping[str, Any] | None, keys: Iterable[str], prefix: 
     return {key: finite_or_none((entry or {}).get(prefix + key)) for key in keys}
 
 
+def at(data: Any, *keys: Any) -> Any:
+    """``data[key][...]`` through nested mappings: None where a level is missing or None."""
+    for key in keys:
+        data = (data or {}).get(key)
+    return data
+
+
 def difference(first: Any, second: Any) -> float | None:
     """``first - second`` where both are finite numbers, else None."""
     a, b = finite_or_none(first), finite_or_none(second)

@@ -136,9 +136,8 @@ def drop_differences(results: Mapping[str, Any]) -> dict[str, Any]:
 def drop_difference(report: Mapping[str, Any], k: str, metric: str) -> dict[str, Any]:
     """The claim GQN drop − NeRF-VAE drop at ``k`` on ``metric``: as recorded, or for an older
     cameras.json the difference of the mean drops without an interval (verdict not shown)."""
-    stored = ((report.get("drop_difference") or {}).get(k) or {}).get(metric)
-    row = report["results"][k]
-    drops = ((row.get(name) or {}).get("drop", {}).get(metric) for name in ("gqn", "nerfvae"))
+    stored = md.at(report, "drop_difference", k, metric)
+    drops = (md.at(report["results"][k], name, "drop", metric) for name in ("gqn", "nerfvae"))
     return claims.stored_or_means(stored, *drops, "greater")
 
 
@@ -161,13 +160,11 @@ def headline_rows(results: Mapping[str, Any], context_sizes: tuple[int, ...]) ->
     for name in ("nerfvae", "gqn"):
         for kind in md.KINDS:
             entry = results[k][name]
-            intervals = entry.get("intervals") or {}
             trivial = {key: results[k][key][kind]["psnr"] for key in TRIVIAL}
-            drop = claims.cell(entry["drop"]["psnr"], (intervals.get("drop") or {}).get("psnr"))
-            note = f"drop ID→OOD {drop} dB PSNR"
+            note = f"drop ID→OOD {claims.row_cell(entry, 'drop', 'psnr')} dB PSNR"
             label = f"{MODEL_LABELS[name]}, K={k}, {kind.upper()} views"
             row = md.headline_row(label, entry[kind]["psnr"], entry[kind]["object_psnr"], trivial)
-            row["psnr_interval"] = (intervals.get(kind) or {}).get("psnr")
+            row["psnr_interval"] = md.at(entry, "intervals", kind, "psnr")
             rows.append({**row, "note": note} if kind == "ood" else row)
     return rows
 
@@ -182,8 +179,7 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
     names = [*report["models"], *TRIVIAL]
 
     def cell(entry: Mapping[str, Any], part: str, key: str) -> str:
-        interval = ((entry.get("intervals") or {}).get(part) or {}).get(key)
-        return claims.cell(entry[part].get(key), interval, 3 if key == "ssim" else 2)
+        return claims.row_cell(entry, part, key, digits=3 if key == "ssim" else 2)
 
     rows = [
         [k, _label(report, name)]

@@ -118,13 +118,19 @@ def hardware_text(hardware: Mapping[str, Any]) -> str:
     return text + (f", torch {hardware['torch']}" if hardware.get("torch") else "")
 
 
+def conditioning_of(config: Mapping[str, Any]) -> str | None:
+    """The scene function's conditioning of a NeRF-VAE run's config (None for other models)."""
+    if config.get("model") != "nerfvae":
+        return None
+    return ((config.get("nerfvae") or {}).get("scene_function") or {}).get("conditioning")
+
+
 def budget_text(budget: Mapping[str, Any]) -> str:
     """One line of a run's training budget from its provenance entry (:func:`run_budget`)."""
     config = budget.get("config") or {}
     parts = [f"model {config['model']}"] if config.get("model") else []
-    if config.get("model") == "nerfvae":
-        conditioning = (config.get("nerfvae") or {}).get("scene_function", {}).get("conditioning")
-        parts += [f"conditioning {conditioning}"] if conditioning else []
+    conditioning = conditioning_of(config)
+    parts += [f"conditioning {conditioning}"] if conditioning else []
     parts.append(f"{budget['steps']} steps" if "steps" in budget else "steps not logged")
     if budget.get("wall_minutes") is not None:
         parts.append(f"{budget['wall_minutes']} wall minutes of training")
@@ -132,13 +138,17 @@ def budget_text(budget: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def block_hardware_text(block: Mapping[str, Any]) -> str:
+    """:func:`hardware_text` of a provenance block's hardware (``not recorded`` without one)."""
+    hardware = block.get("hardware")
+    return hardware_text(hardware if isinstance(hardware, Mapping) else {})
+
+
 def provenance_lines(block: Mapping[str, Any]) -> list[str]:
     """Markdown bullets of a provenance block (:func:`experiment_provenance`): commit, hardware,
     each run's training budget and, where recorded, the per-scene NeRF's budget."""
-    hardware = block.get("hardware")
-    hardware = hardware_text(hardware if isinstance(hardware, Mapping) else {})
     runs = [run for run in block.get("runs") or [] if isinstance(run, Mapping)]
-    lines = [f"* {commit_text(block)}", f"* hardware: {hardware}"]
+    lines = [f"* {commit_text(block)}", f"* hardware: {block_hardware_text(block)}"]
     lines += [f"* run `{run.get('run')}`: {budget_text(run)}" for run in runs]
     return lines + ([f"* per-scene NeRF: {block['nerf']}"] if block.get("nerf") else [])
 

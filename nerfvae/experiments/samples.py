@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +34,7 @@ from nerfvae.evaluation.sample_quality import (
     ObjectCounterConfig,
     counter_axes,
 )
-from nerfvae.evaluation.scene_priors import scene_prior
+from nerfvae.evaluation.scene_priors import prior_samplers, scene_prior
 from nerfvae.evaluation.views import parse_index_list
 from nerfvae.experiments import common
 from nerfvae.experiments import markdown as md
@@ -124,21 +123,6 @@ def parse_prior_names(text: str) -> list[str]:
     return names
 
 
-def prior_samplers(
-    run: str | Path, model, record: dict[str, Any], names: list[str]
-) -> tuple[dict[str, Callable[[int, torch.Generator], torch.Tensor]], list[str]]:
-    """The samplers ``(count, generator) -> latents [count, T, C]`` of the priors ``names`` that the
-    run has for its checkpoint (``standard`` always), and a sentence for each one it lacks."""
-    samplers: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {}
-    missing = []
-    for name in names:
-        try:
-            samplers[name] = scene_prior(run, model, record, name).rsample
-        except ConfigError as error:
-            missing.append(f"{name} prior skipped: {error}")
-    return samplers, missing
-
-
 def interpolate_latents(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tensor:
     """Linear interpolation between latents ``start, end [T, C]``: ``[steps, T, C]`` with
     ``z_t = (1 - t) start + t end`` for ``t = linspace(0, 1, steps)``."""
@@ -210,9 +194,9 @@ def check_quality_options(args: SamplesArgs, dataset) -> list[str]:
     """ConfigError naming the option for a --quality setting the split cannot serve (checked
     before anything is rendered); returns the prior names of --quality-priors."""
     names = parse_prior_names(args.quality_priors)
-    _check_positive(args.quality_seeds, "--quality-seeds", 1, "one seed")
-    _check_positive(args.quality_samples, "--quality-samples", 2, "2 samples per seed")
-    _check_positive(args.quality_views, "--quality-views", 1, "one view per sample")
+    common.check_at_least(args.quality_seeds, "--quality-seeds", 1, "one seed")
+    common.check_at_least(args.quality_samples, "--quality-samples", 2, "2 samples per seed")
+    common.check_at_least(args.quality_views, "--quality-views", 1, "one view per sample")
     if args.context + args.quality_views > dataset.num_id_views:
         raise ConfigError(
             f"--quality-views {args.quality_views}: scenes of split {args.split!r} have "
@@ -408,22 +392,16 @@ def quality_report(quality: dict[str, Any]) -> list[str | list[str]]:
     return blocks
 
 
-def _check_positive(value: int, option: str, minimum: int, what: str) -> None:
-    if value < minimum:
-        raise ConfigError(f"{option} {value}: need at least {what}")
-
-
 def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(SamplesArgs, argv, prog)
-    _check_positive(args.num_prior, "--num-prior", 1, "one prior sample")
-    _check_positive(args.steps, "--steps", 2, "2 interpolation steps")
-    _check_positive(args.cameras, "--cameras", 1, "one camera")
+    common.check_at_least(args.num_prior, "--num-prior", 1, "one prior sample")
+    common.check_at_least(args.steps, "--steps", 2, "2 interpolation steps")
+    common.check_at_least(args.cameras, "--cameras", 1, "one camera")
 
     from nerfvae.geometry import orbit_cameras
     from nerfvae.metrics import psnr
 
-    model, _, record = common.load_run(args.run, args.checkpoint)
-    dataset = common.load_dataset(args.data, args.split)
+    model, record, dataset = common.setup_run(args)
     scene_a, scene_b = parse_scene_pair(args.scenes, len(dataset), args.split)
     num_id, num_views = dataset.num_id_views, dataset.num_id_views + dataset.num_ood_views
     if not 1 <= args.context <= num_id:
@@ -508,10 +486,7 @@ def run(argv: list[str], prog: str) -> int:
         "samples",
         "Prior samples z ~ p(z) and the linear interpolation between two scenes' posterior "
         "means, rendered from the same cameras.",
-        run=str(args.run),
-        checkpoint_step=record.get("step"),
-        dataset=str(args.data),
-        split=args.split,
+        **common.run_fields(args, record),
         image_size=[height, width],
         settings={
             "num_prior": args.num_prior,

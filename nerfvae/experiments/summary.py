@@ -30,7 +30,7 @@ from nerfvae.errors import ConfigError, NerfVAEError
 from nerfvae.experiments import claims
 from nerfvae.experiments.common import load_json
 from nerfvae.experiments.markdown import format_number, markdown_row, table
-from nerfvae.experiments.provenance import command_block, hardware_text, provenance_lines
+from nerfvae.experiments.provenance import block_hardware_text, command_block, provenance_lines
 
 DESCRIPTION = "collect the experiments' JSONs under docs/results/ into docs/results/README.md"
 
@@ -133,11 +133,6 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _hardware(block: Mapping[str, Any]) -> str:
-    hardware = block.get("hardware")
-    return hardware_text(hardware) if isinstance(hardware, Mapping) else NOT_RECORDED
-
-
 def experiment_section(name: str, path: Path, data: Mapping[str, Any], out_dir: Path) -> list[str]:
     """Markdown lines of one experiment (its JSON at ``path``): links, command, commit, hardware,
     training budget."""
@@ -173,7 +168,9 @@ def glance_row(link: str, data: Mapping[str, Any]) -> str:
         budgets.append(f"`{Path(str(budget.get('run', '?'))).name}`: {text}")
     command = str(block.get("command", NOT_RECORDED)).replace("`", "'")
     budget_cell = _cell("; ".join(budgets)) if budgets else "no trained runs"
-    return markdown_row([link, f"`{_cell(command)}`", _cell(_hardware(block)), budget_cell])
+    return markdown_row(
+        [link, f"`{_cell(command)}`", _cell(block_hardware_text(block)), budget_cell]
+    )
 
 
 def experiment_json(folder: Path) -> Path:
