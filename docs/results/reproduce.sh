@@ -123,3 +123,35 @@ python docs/results/scene-function/compare.py "$NEW/compare-2h.md" \
   planes-2h="$NEW/planes2h_k3.json" attention="$NEW/attention_k3.json"
 python docs/results/scene-function/compare.py "$NEW/compare-continued.md" \
   planes-continued="$NEW/planes_cont_k3.json" attention="$NEW/attention_k3.json"
+
+# The shipped attention model distilled into the planes scene function
+# (docs/results/scene-function/distill/README.md)
+DST=docs/results/scene-function/distill
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill" --distill-from assets/model \
+  --threads 1 --scenes-per-batch 8 --rays-per-scene 512 --steps 2600 --time-budget-minutes 80 \
+  --validate-every 250 --checkpoint-every 250
+nerfvae eval --run "$RUNS/distill" --data "$DATA/small-seed20261206" --split test --context 3 \
+  --max-scenes 20 --out "$DST/eval/distilled_k3.json"
+python docs/results/scene-function/compare.py "$DST/compare.md" \
+  distilled="$DST/eval/distilled_k3.json" attention="$NEW/attention_k3.json"
+python docs/results/scene-function/compare.py "$DST/compare-planes.md" \
+  distilled="$DST/eval/distilled_k3.json" planes-continued="$NEW/planes_cont_k3.json"
+
+# The objects preset: 2 hours from scratch against the per-scene NeRF
+# (docs/results/objects-preset/README.md)
+OBJ=docs/results/objects-preset
+nerfvae data generate --preset objects --out "$DATA/objects" --workers 1
+nerfvae train --config objects --data "$DATA/objects" --run "$RUNS/obj-2h" --threads 1 \
+  --time-budget-minutes 118
+for K in 1 2 3; do
+  nerfvae baseline nerf --data "$DATA/objects" --split test --context $K --max-scenes 8 \
+    --threads 1 --out "$RUNS/obj-nerf/nerf_k$K.json"
+  nerfvae experiment views --run "$RUNS/obj-2h" --data "$DATA/objects" --context $K \
+    --max-scenes 8 --threads 1 --nerf-json "$RUNS/obj-nerf/nerf_k$K.json" --out "$OBJ/k$K"
+done
+nerfvae baseline nerf --data "$DATA/objects" --split test --context 3 --max-scenes 20 \
+  --threads 1 --out "$RUNS/obj-nerf20/nerf_k3.json"
+nerfvae experiment views --run "$RUNS/obj-2h" --data "$DATA/objects" --context 3 \
+  --max-scenes 20 --threads 1 --nerf-json "$RUNS/obj-nerf20/nerf_k3.json" --out "$OBJ/k3-20"
+nerfvae eval --run "$RUNS/obj-2h" --data "$DATA/objects" --split test --context 1,2,3 \
+  --max-scenes 20 --out "$OBJ/objects_2h_k123.json"
