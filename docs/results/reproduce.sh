@@ -137,6 +137,17 @@ python docs/results/scene-function/compare.py "$DST/compare.md" \
 python docs/results/scene-function/compare.py "$DST/compare-planes.md" \
   distilled="$DST/eval/distilled_k3.json" planes-continued="$NEW/planes_cont_k3.json"
 
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill-wide" \
+  --distill-from assets/model --nerfvae.scene-function.width 128 \
+  --nerfvae.scene-function.plane-channels 32 --nerfvae.scene-function.point-frequencies 4 \
+  --threads 1 --scenes-per-batch 8 --rays-per-scene 512 --steps 2600 --time-budget-minutes 52 \
+  --validate-every 250 --checkpoint-every 250
+nerfvae eval --run "$RUNS/distill-wide" --data "$DATA/small-seed20261206" --split test \
+  --context 3 --max-scenes 20 --out "$DST/eval/distilled_wide_k3.json"
+python docs/results/scene-function/compare.py "$DST/compare-wide.md" \
+  distilled-wide="$DST/eval/distilled_wide_k3.json" attention="$NEW/attention_k3.json" \
+  distilled-wide="$DST/eval/distilled_wide_k3.json" distilled="$DST/eval/distilled_k3.json"
+
 # The objects preset: 2 hours from scratch against the per-scene NeRF
 # (docs/results/objects-preset/README.md)
 OBJ=docs/results/objects-preset
