@@ -21,7 +21,7 @@ from nerfvae.geometry import orbit_cameras
 from nerfvae.inference import RefinementConfig, check_refinable, refine_posterior
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.training.loading import load_trained_model
-from nerfvae.training.warm_start import TEACHER_DIR, lineage
+from nerfvae.training.warm_start import lineage, teacher_history
 
 DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
 CONTEXT = [0, 1, 2]
@@ -48,8 +48,9 @@ def training_stages(run: Path) -> list[Path]:
     (``--distill-from``) the stages of its teacher."""
     stages: list[Path] = []
     for stage in reversed(lineage(run)):
-        if (stage / TEACHER_DIR / "config.json").exists():
-            stages += training_stages(stage / TEACHER_DIR)
+        teacher = teacher_history(stage)
+        if teacher is not None:
+            stages += training_stages(teacher)
         stages.append(stage)
     return stages
 
@@ -371,9 +372,9 @@ def _retrain(history: Path, out: Path, name: str, data: Path, deadline: float) -
     for index, stage in enumerate(stages):
         config = load_config(stage / "config.json")
         run = out / name if index == len(stages) - 1 else out / f"{name}-stage-{index + 1}"
-        teacher = ""
-        if (stage / TEACHER_DIR / "config.json").exists():
-            retrained = _retrain(stage / TEACHER_DIR, out, f"{run.name}-teacher", data, deadline)
+        teacher, taught_by = "", teacher_history(stage)
+        if taught_by is not None:
+            retrained = _retrain(taught_by, out, f"{run.name}-teacher", data, deadline)
             if retrained is None:
                 return None
             teacher = str(retrained)

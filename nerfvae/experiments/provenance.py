@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from nerfvae.experiments.markdown import at
+
 
 def git_commit(root: Path | None = None) -> str | None:
     """The repository's HEAD commit (with ``-dirty`` for uncommitted changes), or None."""
@@ -122,7 +124,7 @@ def conditioning_of(config: Mapping[str, Any]) -> str | None:
     """The scene function's conditioning of a NeRF-VAE run's config (None for other models)."""
     if config.get("model") != "nerfvae":
         return None
-    return ((config.get("nerfvae") or {}).get("scene_function") or {}).get("conditioning")
+    return at(config, "nerfvae", "scene_function", "conditioning")
 
 
 def budget_text(budget: Mapping[str, Any]) -> str:

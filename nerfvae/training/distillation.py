@@ -34,17 +34,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nerfvae.errors import CheckpointError, ConfigError
+from nerfvae.errors import ConfigError
 from nerfvae.image_metrics import psnr_from_mse
 from nerfvae.models.ray_model import RaySceneModel
+from nerfvae.training.config import config_differences
 from nerfvae.training.loading import load_trained_model
 from nerfvae.training.warm_start import TEACHER_DIR, copy_history
 
 TEACHER_RECORD = "teacher.json"
 
-SHARED_SETTINGS = ("encoder", "latent", "scene_min", "scene_max", "up_axis", "background")
-"""Model settings the student must share with its teacher: the encoder is copied, and the
-latent and scene box must mean the same thing to both."""
+SHARED_SETTINGS = (
+    "encoder", "latent", "scene_min", "scene_max", "up_axis", "background", "sampling.opaque_far"
+)  # fmt: skip
+"""Model settings the student must share with its teacher: the encoder is copied, the latent and
+scene box must mean the same thing to both, and both must end rays alike at the box faces."""
 
 
 def load_teacher(
@@ -60,38 +63,29 @@ def load_teacher(
             f"--distill-from {source}: distillation needs two ray-rendering models (NeRF-VAE), "
             f"got a {type(teacher).__name__} teacher for a {type(student).__name__} student"
         )
-    for name in SHARED_SETTINGS:
-        theirs, ours = getattr(teacher_config.nerfvae, name), getattr(student.config, name)
-        if _as_lists(theirs) != _as_lists(ours):
-            raise ConfigError(
-                f"--distill-from {source}: the teacher's nerfvae.{name} is {theirs}, this run's "
-                f"is {ours}; the student must share the teacher's encoder, latent and scene box"
-            )
-    if teacher.sampling.opaque_far != student.sampling.opaque_far:
+    differences = [
+        difference
+        for difference in config_differences(teacher_config.nerfvae, student.config, "nerfvae.")
+        if _is_shared(difference.split(":")[0].removeprefix("nerfvae."))
+    ]
+    if differences:
         raise ConfigError(
-            f"--distill-from {source}: the teacher's sampling.opaque_far is "
-            f"{teacher.sampling.opaque_far}, this run's is {student.sampling.opaque_far}"
+            f"--distill-from {source}: the student must share the teacher's encoder, latent, "
+            f"scene box and box faces; teacher -> this run: {'; '.join(differences)}"
         )
     teacher.requires_grad_(False)
     return teacher.to(device), record
 
 
-def _as_lists(value):
-    """Config values compared as JSON would store them (tuples and lists alike)."""
-    if isinstance(value, tuple | list):
-        return [_as_lists(item) for item in value]
-    return value
+def _is_shared(name: str) -> bool:
+    """Whether the dotted model-config field ``name`` is one of :data:`SHARED_SETTINGS`."""
+    return any(name == shared or name.startswith(shared + ".") for shared in SHARED_SETTINGS)
 
 
-def adopt_teacher_encoder(student: RaySceneModel, teacher: RaySceneModel, source: str) -> None:
-    """Copy the teacher's encoder weights into the student's encoder (a new run's first step)."""
-    try:
-        student.encoder.load_state_dict(teacher.encoder.state_dict())
-    except RuntimeError as error:  # shapes differ although the configs matched
-        first = str(error).strip().splitlines()[-1].strip()
-        raise CheckpointError(
-            f"--distill-from {source}: encoder weights do not fit: {first}"
-        ) from None
+def adopt_teacher_encoder(student: RaySceneModel, teacher: RaySceneModel) -> None:
+    """Copy the teacher's encoder weights into the student's encoder (a new run's first step);
+    :func:`load_teacher` has checked that both encoders are built from the same settings."""
+    student.encoder.load_state_dict(teacher.encoder.state_dict())
 
 
 def record_teacher(run_root: Path, source: str, record: dict) -> None:

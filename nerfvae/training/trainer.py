@@ -154,7 +154,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         # loaded (and checked against this model) before anything is written, like init_from
         teacher, teacher_record = load_teacher(config.distill_from, model, device)
         if latest is None:
-            adopt_teacher_encoder(model, teacher, config.distill_from)
+            adopt_teacher_encoder(model, teacher)
         freeze_encoder(model)
     if rank == 0:
         run.prepare(config)

@@ -118,3 +118,10 @@ def lineage(run: str | Path) -> list[Path]:
     while (chain[-1] / PARENT_DIR / CONFIG_FILE).exists():
         chain.append(chain[-1] / PARENT_DIR)
     return chain
+
+
+def teacher_history(run: str | Path) -> Path | None:
+    """``RUN/teacher``, the copy of the history of the run that ``RUN`` was distilled from
+    (``--distill-from``), or None for a run trained from the data."""
+    history = Path(run) / TEACHER_DIR
+    return history if (history / CONFIG_FILE).exists() else None
