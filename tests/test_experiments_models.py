@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from nerfvae.errors import ConfigError, DataError, NerfVAEError
 from nerfvae.experiments import ablation, ood_cameras, summary
@@ -117,6 +118,35 @@ def test_cameras_end_to_end(cameras_out: Path, tiny_run: Path, gqn_run: Path) ->
     text = (cameras_out / "cameras.md").read_text()
     assert "NeRF-VAE" in text and "GQN" in text and "mean training image" in text
     assert "nerfvae experiment cameras --run" in text and "cameras.png" in text
+    assert "ood_views.png" in text and report["ood_views_figure"]["scenes"] == [0]
+
+
+def test_cameras_ood_views_figure(cameras_out: Path, tiny_run: Path, tiny_dataset: Path) -> None:
+    """ood_views.png: per scene the truth of the OOD targets, then each model's render of them."""
+    from PIL import Image
+
+    from nerfvae.experiments.common import load_dataset, load_run
+
+    report = json.loads((cameras_out / "cameras.json").read_text())
+    shown = report["ood_views_figure"]
+    evaluation = json.loads((cameras_out / "eval_nerfvae.json").read_text())
+    assert shown["rows_per_scene"] == ["truth", "NeRF-VAE", "GQN"] and shown["context_size"] == 3
+    assert shown["views"] == evaluation["view_lists"]["ood_targets"]
+    dataset = load_dataset(tiny_dataset, "test")
+    model = load_run(tiny_run)[0]
+    rows = ood_cameras.ood_view_rows({"nerfvae": model}, evaluation, dataset, 3, 1)
+    scene = dataset.load_scene(0)
+    truth = scene.images[shown["views"]].float() / 255.0
+    assert len(rows) == 2 and all(len(row) == len(shown["views"]) for row in rows)
+    assert torch.equal(torch.stack(rows[0]), truth)
+    rendered = torch.stack(rows[1])
+    assert rendered.shape == truth.shape and 0 <= rendered.min() and rendered.max() <= 1
+    assert not torch.allclose(rendered, truth, atol=1e-3)  # a render, not the truth again
+    # the PNG holds 3 rows (truth, NeRF-VAE, GQN) of the OOD views, pixels repeated to >= 96 high
+    height, width = truth.shape[1:3]
+    scale = max(1, 96 // height)
+    image = Image.open(cameras_out / "ood_views.png")
+    assert image.size[1] >= 3 * height * scale and image.size[0] >= len(truth) * width * scale
 
 
 def test_cameras_reuses_eval_json(cameras_out: Path, tmp_path: Path, monkeypatch) -> None:
@@ -138,9 +168,13 @@ def test_cameras_reuses_eval_json(cameras_out: Path, tmp_path: Path, monkeypatch
     assert not reused["models"]["nerfvae"]["evaluated_here"]
     assert len(reused["provenance"]["runs"]) == 2  # found from the eval JSONs' `run`
     assert (tmp_path / "cameras.png").exists() and (tmp_path / "cameras.md").exists()
+    assert not (tmp_path / "ood_views.png").exists()  # no --data: the figure is not drawn
+    assert "ood_views.png" not in (tmp_path / "cameras.md").read_text()
 
 
-def test_cameras_bad_inputs(cameras_out: Path, tiny_run: Path, tmp_path: Path) -> None:
+def test_cameras_bad_inputs(
+    cameras_out: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
     nerfvae_json = str(cameras_out / "eval_nerfvae.json")
     gqn_json = str(cameras_out / "eval_gqn.json")
     prog = "nerfvae experiment cameras"
@@ -170,6 +204,17 @@ def test_cameras_bad_inputs(cameras_out: Path, tiny_run: Path, tmp_path: Path) -
     other_path.write_text(json.dumps(other))
     with pytest.raises(ConfigError, match="differ in num_scenes"):
         ood_cameras.run(["--eval-json", nerfvae_json, "--gqn-eval-json", str(other_path)], prog)
+    with pytest.raises(ConfigError, match="--figure-scenes -1"):
+        ood_cameras.run(["--eval-json", nerfvae_json, "--figure-scenes", "-1"], prog)
+    pruned = json.loads(Path(nerfvae_json).read_text())
+    pruned["checkpoint_step"] = 999
+    pruned_path = tmp_path / "pruned.json"
+    pruned_path.write_text(json.dumps(pruned))
+    with pytest.raises(ConfigError, match="no checkpoint of step 999, the one evaluated"):
+        ood_cameras.run(
+            ["--eval-json", str(pruned_path), "--gqn-eval-json", gqn_json, "--data",
+             str(tiny_dataset), "--context", "3", "--out", str(tmp_path)], prog,
+        )  # fmt: skip
     with pytest.raises(ConfigError, match="--context"):
         ood_cameras.run(
             ["--eval-json", nerfvae_json, "--gqn-eval-json", gqn_json, "--context", "x"], prog

@@ -7,10 +7,13 @@ bootstrap intervals over scenes (:mod:`nerfvae.experiments.claims`)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.evaluate import MODEL_LABELS
@@ -47,6 +50,10 @@ class CamerasArgs(trained_runs.TrainedRunsArgs):
     run of this experiment), used instead of evaluating it again."""
     gqn_eval_json: str | None = None
     """A previous `nerfvae eval` JSON of the GQN run, used instead of evaluating it again."""
+    figure_scenes: int = 3
+    """Test scenes shown in ood_views.png: each one's OOD target views, the truth above the
+    NeRF-VAE and GQN renders from the largest K (encoder alone, posterior mean); 0 = no figure.
+    Drawn when --data and both run directories (holding the evaluated checkpoints) are known."""
     out: str = "docs/results/cameras"
 
 
@@ -226,8 +233,24 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
             margins,
         ),
         "![cameras](cameras.png)",
+        *ood_views_section(report),
         trained_runs.inputs_section((m["label"], m) for m in report["models"].values()),
     )
+
+
+def ood_views_section(report: Mapping[str, Any]) -> list[str]:
+    """The caption and link of ood_views.png, when the report drew it."""
+    shown = report.get("ood_views_figure")
+    if not shown:
+        return []
+    rows = ", ".join(shown["rows_per_scene"])
+    return [
+        f"The same OOD views (columns: target views {shown['views']}) of test scenes "
+        f"{shown['scenes']}, per scene a row each of: {rows}; both models from context views "
+        f"0..{shown['context_size'] - 1} (K = {shown['context_size']}), encoder alone, "
+        "posterior mean:",
+        "![OOD views](ood_views.png)",
+    ]
 
 
 def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
@@ -253,6 +276,51 @@ def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
         figure.suptitle(f"Camera generalisation ({report.get('num_scenes')} test scenes)")
 
 
+def ood_view_rows(
+    models: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    dataset: Any,
+    k: int,
+    num_scenes: int,
+) -> list[list[torch.Tensor]]:
+    """Rows of ood_views.png: per scene, its OOD target views ``[H, W, 3]`` in [0, 1], then each
+    of ``models`` (name -> model) rendering them from the posterior mean given context views
+    ``evaluation["view_lists"]["context"][k]`` (the views the evaluation scored)."""
+    from nerfvae.inference import infer_scene
+
+    lists = evaluation["view_lists"]
+    context, targets = lists["context"][str(k)], lists["ood_targets"]
+    rows: list[list[torch.Tensor]] = []
+    for index in range(num_scenes):
+        scene = dataset.load_scene(index)
+        rows.append(list(scene.images[targets].float() / 255.0))
+        K, c2w = scene.K[targets][None].float(), scene.c2w[targets][None].float()
+        for model in models.values():
+            generator = torch.Generator().manual_seed(index)
+            posterior = infer_scene(
+                model, scene.images, scene.K, scene.c2w, context, None, generator
+            )
+            with torch.no_grad():
+                views = model.render_views(posterior.mean, K, c2w, *scene.images.shape[1:3])
+            rows.append(list(views["colour"][0].float().clamp(0, 1)))
+    return rows
+
+
+def evaluated_model(directory: Path, evaluation: Mapping[str, Any], option: str) -> Any:
+    """The model of run ``directory`` at the checkpoint ``evaluation`` scored (ConfigError when the
+    run no longer keeps it)."""
+    from nerfvae.training.run_directory import RunDirectory
+
+    step = evaluation.get("checkpoint_step")
+    checkpoint = RunDirectory(directory).checkpoint_at(step) if isinstance(step, int) else None
+    if checkpoint is None:
+        raise ConfigError(
+            f"{option} {directory}: no checkpoint of step {step}, the one evaluated, for "
+            "ood_views.png (--figure-scenes 0 skips the figure)"
+        )
+    return common.load_run(directory, str(checkpoint))[0]
+
+
 def _model_kind(result: Mapping[str, Any], run_dir: Path | None) -> str | None:
     """``nerfvae``/``gqn`` from the run's config, else from the eval JSON's ``model`` label."""
     if run_dir is not None:
@@ -267,6 +335,7 @@ def _model_kind(result: Mapping[str, Any], run_dir: Path | None) -> str | None:
 def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(CamerasArgs, argv, prog)
     context_sizes = tuple(sorted(parse_context_sizes(args.context)))
+    common.check_at_least(args.figure_scenes, "--figure-scenes", 0, "0 (no figure)")
     inputs = {
         "nerfvae": (args.run, args.eval_json, "--run", "--eval-json"),
         "gqn": (args.gqn_run, args.gqn_eval_json, "--gqn-run", "--gqn-eval-json"),
@@ -313,6 +382,27 @@ def run(argv: list[str], prog: str) -> int:
         headline=headline_rows(results, context_sizes),
     )
     report["claims"] = cameras_claims(report)
-    figure = {"cameras.png": cameras_figure}
+    figure: dict[str, Any] = {"cameras.png": cameras_figure}
+    if args.figure_scenes > 0 and (args.data is None or None in directories.values()):
+        print(
+            "not drawing ood_views.png: it needs --data and both run directories (--run, "
+            "--gqn-run, or the runs the eval JSONs name)",
+            file=sys.stderr,
+        )
+    elif args.figure_scenes > 0:
+        dataset = common.load_dataset(args.data, args.split)
+        shown = min(args.figure_scenes, report["num_scenes"])
+        models = {
+            name: evaluated_model(directory, evaluations[name], inputs[name][2])
+            for name, directory in directories.items()
+        }
+        rows = ood_view_rows(models, evaluations["nerfvae"], dataset, context_sizes[-1], shown)
+        report["ood_views_figure"] = {
+            "scenes": list(range(shown)),
+            "context_size": context_sizes[-1],
+            "rows_per_scene": ["truth", *(MODEL_LABELS[name] for name in models)],
+            "views": evaluations["nerfvae"]["view_lists"]["ood_targets"],
+        }
+        figure["ood_views.png"] = lambda _, path: figures.write_image_grid(path, rows, 96)
     runs = [d for d in directories.values() if d is not None]
     return common.finish(prog, argv, args.out, report, markdown_report, figure, runs)

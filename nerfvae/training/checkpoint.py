@@ -98,6 +98,11 @@ def optimizer_from_tensors(
         ) from None
 
 
+def checkpoint_stem(directory: Path, step: int) -> Path:
+    """``directory/step_XXXXXXXX``: checkpoint ``step``'s files without their suffix."""
+    return directory / f"step_{step:08d}"
+
+
 def save_checkpoint(
     directory: Path,
     step: int,
@@ -108,7 +113,7 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``step`` atomically into ``directory``; prune all but the newest ``keep``."""
     directory.mkdir(parents=True, exist_ok=True)
-    stem = directory / f"step_{step:08d}"
+    stem = checkpoint_stem(directory, step)
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     optimizer_extra = None
     if optimizer is not None:

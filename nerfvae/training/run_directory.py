@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError
-from nerfvae.training.checkpoint import list_checkpoints
+from nerfvae.training.checkpoint import checkpoint_stem, list_checkpoints
 from nerfvae.training.config import (
     RESUMABLE_FIELDS,
     TrainConfig,
@@ -53,6 +53,11 @@ class RunDirectory:
     def latest_checkpoint(self) -> Path | None:
         found = list_checkpoints(self.checkpoints)
         return found[-1] if found else None
+
+    def checkpoint_at(self, step: int) -> Path | None:
+        """The record of checkpoint ``step``, or None when the run no longer keeps it."""
+        path = checkpoint_stem(self.checkpoints, step).with_suffix(".json")
+        return path if path.is_file() else None
 
     def load_config(self) -> TrainConfig:
         if not self.config_path.exists():
