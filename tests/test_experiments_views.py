@@ -460,3 +460,31 @@ def test_merged_nerf_results_keep_their_per_scene_values(views_output: Path) -> 
     for _, part in parts:
         part.pop("per_scene")  # older baseline JSONs: none recorded, none claimed
     assert "per_scene" not in context_views.merge_nerf_results(parts)
+
+
+def test_views_to_match_finds_the_fewest_nerf_views(views_output: Path) -> None:
+    """The NeRF 'matches' at the smallest K whose mean PSNR reaches NeRF-VAE's; none when no K
+    of the sweep does."""
+    result = json.loads((views_output / "views.json").read_text())
+    assert {(row["label"], row["kind"]) for row in result["views_to_match"]} == {
+        (label, kind) for label in ("1", "2", "all") for kind in ("id", "ood")
+    }
+    psnr = {"1": (20.0, 15.0), "2": (21.0, 19.0), "all": (22.0, 21.5)}  # label: (NeRF-VAE, NeRF)
+    for label, (vae, nerf) in psnr.items():
+        result["results"][label]["id"]["nerfvae"]["psnr"] = vae
+        result["results"][label]["id"]["nerf"]["psnr"] = nerf
+    rows = {
+        row["label"]: row for row in context_views.views_to_match(result) if row["kind"] == "id"
+    }
+    # K = 1: 20 dB is not reached by the NeRF at K = 1 or 2 (15, 19), first at `all` (21.5)
+    first = rows["1"]
+    assert (first["nerf_label"], first["nerf_k"], first["nerf_psnr"]) == ("all", 4, 21.5)
+    assert first["nerf_fit_s_per_scene"] == result["timing"]["all"]["nerf"]["fit_s_per_scene"]
+    assert rows["2"]["nerf_k"] == 4  # 21 dB: reached at `all` only
+    assert rows["all"]["nerf_k"] is None and rows["all"]["largest_k_tried"] == 4  # 22 > 21.5
+    result["results"]["1"]["id"]["nerf"]["psnr"] = 20.0  # equal counts as a match
+    assert context_views.views_to_match(result)[0]["nerf_k"] == 1
+    blocks = context_views.match_section(result | {"views_to_match": [rows["all"]]})
+    text = "\n".join(context_views.md.document("views", *blocks))
+    assert "not within K ≤ 4" in text
+    assert "Views the per-scene NeRF needs" in (views_output / "views.md").read_text()

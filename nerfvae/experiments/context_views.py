@@ -14,6 +14,7 @@ experiment run here or reused with ``--views-json``."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,35 @@ def views_claims(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def views_to_match(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per K and kind of target: the fewest context views from which the per-scene NeRF's mean
+    PSNR reaches NeRF-VAE's at K, among the K of the sweep (``nerf_label`` None: not reached),
+    with the NeRF's optimisation time per scene there. Means over the same scenes and targets."""
+    entries = sorted(result["results"].items(), key=lambda item: item[1]["k"])
+    rows = []
+    for label, entry in entries:
+        for kind in md.KINDS:
+            target = md.at(entry, kind, "nerfvae", "psnr")
+            if target is None or md.at(entry, kind, "nerf") is None:
+                continue
+            reached = [
+                (other_label, other)
+                for other_label, other in entries
+                if (md.at(other, kind, "nerf", "psnr") or -math.inf) >= target
+            ]
+            row = dict(label=label, k=entry["k"], kind=kind, nerfvae_psnr=target)
+            row.update(nerf_label=None, nerf_k=None, nerf_psnr=None, nerf_fit_s_per_scene=None)
+            row["largest_k_tried"] = entries[-1][1]["k"]
+            if reached:
+                other_label, other = reached[0]
+                row.update(nerf_label=other_label, nerf_k=other["k"])
+                row["nerf_psnr"] = other[kind]["nerf"]["psnr"]
+                timing = result["timing"].get(other_label, {}).get("nerf") or {}
+                row["nerf_fit_s_per_scene"] = timing.get("fit_s_per_scene")
+            rows.append(row)
+    return rows
+
+
 def compute_views(args: ViewsArgs) -> dict[str, Any]:
     """Evaluate NeRF-VAE and (unless skipped or reused) the per-scene NeRF on the views of
     ``args``; the views.json content without its provenance."""
@@ -292,6 +322,7 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         models=models,
     )
     result["claims"] = views_claims(result)
+    result["views_to_match"] = views_to_match(result)
     return result
 
 
@@ -383,7 +414,38 @@ def views_markdown(result: dict[str, Any]) -> list[str]:
             times,
         ),
         f"Per-scene NeRF: {nerf_budget(result['models']['nerf'], result['nerf_source'])}.",
+        *match_section(result),
     )
+
+
+def match_section(result: dict[str, Any]) -> list[str]:
+    """The table of :func:`views_to_match` (absent from an older views.json)."""
+    rows = [
+        [
+            context_label(row["label"], row["k"]),
+            row["kind"].upper(),
+            md.format_number(row["nerfvae_psnr"]),
+            f"not within K ≤ {row['largest_k_tried']}"
+            if row["nerf_k"] is None
+            else context_label(row["nerf_label"], row["nerf_k"]),
+            md.format_number(row["nerf_psnr"]),
+            md.format_seconds(row["nerf_fit_s_per_scene"]),
+        ]
+        for row in result.get("views_to_match") or []
+    ]
+    if not rows:
+        return []
+    return [
+        "## Views the per-scene NeRF needs to match NeRF-VAE",
+        "The fewest context views from which the NeRF's mean PSNR reaches NeRF-VAE's at K (among "
+        "the K of this sweep; means over the same scenes and targets), and its optimisation time "
+        "per scene there.",
+        md.table(
+            "NeRF-VAE K | cameras | NeRF-VAE PSNR | NeRF views needed | NeRF PSNR there | "
+            "NeRF optimisation s per scene",
+            rows,
+        ),
+    ]
 
 
 def views_figure(result: dict[str, Any], path: Path) -> None:
