@@ -105,6 +105,28 @@ def test_views_reuses_nerf_json(
         context_views.run([*base, "--skip-nerf", "--nerf-json", str(previous)], "views")
 
 
+def test_views_with_test_time_refinement(
+    views_output: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """--test-time.steps refines NeRF-VAE's posteriors (its scores change, the reused NeRF's do
+    not) and the report says how the posteriors were inferred."""
+    previous = views_output / "views.json"
+    argv = [
+        "--run", str(tiny_run), "--data", str(tiny_dataset), "--max-scenes", "1", "--context",
+        "1,2,all", "--id-targets", "2", "--nerf-json", str(previous), "--test-time.steps", "3",
+        "--test-time.learning-rate", "0.5", "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert context_views.run(argv, "nerfvae experiment views") == 0
+    refined, before = (json.loads(p.read_text()) for p in (tmp_path / "views.json", previous))
+    assert refined["models"]["nerfvae"]["refinement"]["steps"] == 3
+    assert before["models"]["nerfvae"]["refinement"]["steps"] == 0
+    cells = [(refined["results"][k]["id"], before["results"][k]["id"]) for k in ("1", "2")]
+    assert all(new["nerf"] == old["nerf"] for new, old in cells)
+    assert any(new["nerfvae"]["psnr"] != old["nerfvae"]["psnr"] for new, old in cells)
+    assert "then 3 Adam steps on the context views' ELBO" in (tmp_path / "views.md").read_text()
+    assert "no test-time refinement" in (views_output / "views.md").read_text()
+
+
 def test_views_merges_nerf_results_made_for_different_k(
     views_output: Path, tiny_run: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:

@@ -23,10 +23,12 @@ import tyro
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.per_scene_nerf import merge_nerf_results, time_to_reach
+from nerfvae.evaluation.report import inference_line
 from nerfvae.evaluation.views import parse_context_labels, resolve_context
 from nerfvae.experiments import claims, common, figures
 from nerfvae.experiments import markdown as md
 from nerfvae.experiments.provenance import provenance_lines
+from nerfvae.inference import RefinementConfig
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
 
 DESCRIPTION = "PSNR/SSIM vs number of context views K: NeRF-VAE vs per-scene NeRF and trivial"
@@ -94,6 +96,10 @@ class ViewsArgs(NeRFComparisonArgs):
     `all` = every ID view except the last --id-targets, then the ID targets of every K."""
     skip_nerf: bool = False
     """Do not optimise the per-scene NeRF (its columns are null)."""
+    test_time: RefinementConfig = field(default_factory=RefinementConfig)
+    """Test-time refinement of NeRF-VAE's posteriors on their context views, as `nerfvae eval`
+    (docs/evaluation.md); 0 steps = the encoder alone. The per-scene NeRF is unaffected, so a
+    refined sweep can reuse an encoder-alone sweep's NeRF with --nerf-json."""
     out: str = "docs/results/views"
 
 
@@ -284,8 +290,9 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
     shared.update(mean_train_image=optional_mean_training_image(args.data))
     loaded = common.load_run(args.run, args.checkpoint)
     nerfvae = evaluate_run(
-        loaded, dataset, run=args.run, data=args.data, split=args.split, **shared
-    )
+        loaded, dataset, run=args.run, data=args.data, split=args.split,
+        refinement=args.test_time, **shared,
+    )  # fmt: skip
     options = args.baseline
     if args.skip_nerf:
         nerf, source = None, "skipped"
@@ -390,6 +397,7 @@ def views_markdown(result: dict[str, Any]) -> list[str]:
         f"{md.scenes_sentence(result, 'ID views 0..K-1')}{all_note} {md.TRIVIAL_SENTENCE} Means "
         "over target views (PSNR in dB; object PSNR over ground-truth object pixels). "
         f"{claims.READING} The claim: NeRF-VAE − NeRF above zero.",
+        *filter(None, [inference_line(vae).strip()]),
         "![PSNR vs K](views.png)",
         "## Whole image",
         md.table(
