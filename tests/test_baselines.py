@@ -234,6 +234,56 @@ def test_baseline_nerf_cli_writes_eval_like_report(ball_dataset: Path, tmp_path:
         assert result["timing"][k]["fit_s_per_scene"] > 0
     assert (tmp_path / "nerf.md").read_text().count("| 1 | ID |") == 1
     assert (tmp_path / "nerf_psnr_vs_steps.png").stat().st_size > 0
+    assert not (tmp_path / "nerf.parts").exists()  # the finished run's saved batches are gone
+
+
+def test_per_scene_nerf_resumes_from_saved_batches(
+    ball_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A run stopped after its first batch of scenes fits only the second when started again,
+    with the same result as an uninterrupted run; other settings in the same folder: refused."""
+    import nerfvae.evaluation.per_scene_nerf as per_scene
+    from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.errors import DataError
+
+    dataset = MultiSceneDataset(ball_dataset, "test")
+    options = dict(context_sizes=(1, 2), scenes_per_batch=1, probe_views=1, probe_points=2)
+    config = tiny_nerf_config(steps=4, log_every=2)
+    whole = per_scene.evaluate_per_scene_nerf(dataset, config, progress=False, **options)
+
+    real_fit, calls = per_scene.fit_per_scene_nerf, []
+
+    def stop_in_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # batch 0 fits K = 1, 2; batch 1 stops at its first fit
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(per_scene, "fit_per_scene_nerf", stop_in_second_batch)
+    parts = tmp_path / "nerf.parts"
+    with pytest.raises(KeyboardInterrupt):
+        per_scene.evaluate_per_scene_nerf(dataset, config, progress=False, parts=parts, **options)
+    assert sorted(p.name for p in parts.iterdir()) == ["batch-00000.json", "settings.json"]
+
+    calls.clear()
+    monkeypatch.setattr(
+        per_scene, "fit_per_scene_nerf", lambda *a, **k: (calls.append(1), real_fit(*a, **k))[1]
+    )
+    resumed = per_scene.evaluate_per_scene_nerf(
+        dataset, config, progress=False, parts=parts, **options
+    )
+    assert len(calls) == 2  # the second batch only, K = 1 and 2
+    for key in ("results", "per_scene"):  # identical numbers (NaN included): each fit is seeded
+        assert json.dumps(resumed[key], sort_keys=True) == json.dumps(whole[key], sort_keys=True)
+    assert [row["step"] for row in resumed["history"]["2"]] == [
+        row["step"] for row in whole["history"]["2"]
+    ]
+    with pytest.raises(DataError, match="made with other settings"):
+        per_scene.evaluate_per_scene_nerf(
+            dataset, tiny_nerf_config(steps=5), progress=False, parts=parts, **options
+        )
+    per_scene.remove_parts(parts)
+    assert not parts.exists()
 
 
 def test_baseline_nerf_context_all_scores_held_out_views(ball_dataset: Path, tmp_path: Path):

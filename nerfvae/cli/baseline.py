@@ -39,7 +39,9 @@ class NeRFBaselineArgs:
     largest K). Runs made for different K with the same N score the same views, so `nerfvae
     experiment views --nerf-json` can merge them (the views sweep with `all` uses N = 3)."""
     out: str = "nerf_baseline.json"
-    """Output JSON; `<stem>.md` and `<stem>_psnr_vs_steps.png` are written beside it."""
+    """Output JSON; `<stem>.md` and `<stem>_psnr_vs_steps.png` are written beside it. Until then
+    each finished batch of scenes is kept in `<stem>.parts/`, so the same command run again after
+    a stop fits only the batches not yet done."""
     max_scenes: int | None = None
     """Evaluate only the first N scenes of the split (default: all)."""
     scenes_per_batch: int = 4
@@ -93,6 +95,7 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.evaluation.evaluate import optional_mean_training_image
     from nerfvae.evaluation.per_scene_nerf import (
         evaluate_per_scene_nerf,
+        remove_parts,
         resolve_background,
         write_baseline_report,
     )
@@ -102,6 +105,9 @@ def run(argv: list[str], prog: str) -> int:
         torch.set_num_threads(args.threads)
     dataset = MultiSceneDataset(args.data, args.split)
     background = resolve_background(args.background, dataset.meta)
+    # each finished batch of scenes is kept here until the report is written: a stopped run,
+    # started again with the same command, fits only the batches not yet done
+    parts = Path(args.out).with_suffix(".parts")
     result = evaluate_per_scene_nerf(
         dataset,
         args.nerf,
@@ -114,9 +120,11 @@ def run(argv: list[str], prog: str) -> int:
         probe_points=args.probe_points,
         id_targets=args.id_targets,
         device=args.device,
+        parts=parts,
     )
     result.update(dataset=str(args.data), split=args.split)
     paths = write_baseline_report(result, Path(args.out))
+    remove_parts(parts)
     print(markdown_table(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

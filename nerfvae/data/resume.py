@@ -1,8 +1,10 @@
-"""Resuming a dataset write: the settings a directory's job was started with, recorded once.
+"""Resuming a long job written in parts: the settings a directory's job was started with,
+recorded once.
 
 ``nerfvae data generate`` (``generation.json``) and ``nerfvae data import`` (``import.json``) write
-a dataset shard by shard and skip the finished shards when run again. The record of their settings
-makes a re-run continue the same job: shards written with other settings are never mixed in.
+a dataset shard by shard, and ``nerfvae baseline nerf`` (``<out>.parts/settings.json``) saves its
+per-scene NeRFs batch by batch; each skips the finished parts when run again. The record of their
+settings makes a re-run continue the same job: parts made with other settings are never mixed in.
 """
 
 from __future__ import annotations

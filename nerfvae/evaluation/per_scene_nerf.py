@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nerfvae.data.storage import write_json_atomic
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.evaluate import (
     SCHEMA_VERSION,
@@ -144,6 +145,87 @@ def _probe(
     return probe
 
 
+def _fit_batch(
+    records: list,
+    views: ViewLists,
+    config: PerSceneNeRFConfig,
+    scene_min: torch.Tensor,
+    scene_max: torch.Tensor,
+    background: tuple[float, float, float],
+    train_image: torch.Tensor | None,
+    probe_views: int,
+    probe_steps: Sequence[int],
+    chunk_rays: int,
+    device: str | torch.device,
+    progress: bool,
+) -> dict[str, Any]:
+    """Fit and score the NeRFs of one batch of scenes for every K: JSON-ready ``per_view``
+    (``"K/kind"`` -> metric -> values, scenes then views in order), ``timing`` (K -> sums) and
+    ``history`` (K -> the fit's rows)."""
+    height, width = records[0].images.shape[1:3]
+    batch = {key: value.to(device) for key, value in scenes_to_tensors(records).items()}
+    count = len(records)
+    targets_by_kind = {"id": views.id_targets, "ood": views.ood_targets}
+    probes = {kind: targets[:probe_views] for kind, targets in targets_by_kind.items()}
+    per_view: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    timing: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    history: dict[str, list[dict[str, float]]] = {}
+    for k, context in views.context.items():
+        fit = fit_per_scene_nerf(
+            batch["images"][:, context],
+            batch["K"][:, context],
+            batch["c2w"][:, context],
+            config,
+            scene_min,
+            scene_max,
+            background=background,
+            probe=_probe(batch, probes, height, width, chunk_rays, progress)
+            if probe_views > 0
+            else None,
+            probe_steps=probe_steps,
+        )
+        timing[str(k)]["fit_s"] += fit.wall_s
+        timing[str(k)]["fit_cpu_s"] += fit.cpu_s
+        timing[str(k)]["batches"] += 1
+        history[str(k)] = fit.history
+        context_colour = batch["images"][:, context].mean(dim=(1, 2, 3))  # [S, 3]
+        for kind, targets in targets_by_kind.items():
+            if not targets:
+                continue
+            started = time.perf_counter()
+            rendered = fit.model.render_views(
+                batch["K"][:, targets], batch["c2w"][:, targets], height, width, chunk_rays
+            )
+            timing[str(k)][f"render_{kind}_s"] += time.perf_counter() - started
+            timing[str(k)][f"render_{kind}_views"] += count * len(targets)
+            score_target_views(
+                per_view[f"{k}/{kind}"], rendered, batch, targets, context_colour, train_image
+            )
+        timing[str(k)]["scenes"] += count
+    return json.loads(json.dumps({"per_view": per_view, "timing": timing, "history": history}))
+
+
+def remove_parts(parts: Path) -> None:
+    """Delete the saved batches and settings record of a finished run (only those files)."""
+    for path in [*parts.glob("batch-*.json"), parts / "settings.json"]:
+        path.unlink(missing_ok=True)
+    if parts.is_dir() and not any(parts.iterdir()):
+        parts.rmdir()
+
+
+def _read_part(path: Path) -> dict[str, Any] | None:
+    """A saved batch, or None (it is fitted again) when the file is unreadable or incomplete."""
+    try:
+        part = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(part, dict) or not all(
+        isinstance(part.get(key), dict) for key in ("per_view", "timing", "history")
+    ):
+        return None
+    return part
+
+
 def evaluate_per_scene_nerf(
     dataset,
     config: PerSceneNeRFConfig,
@@ -159,6 +241,7 @@ def evaluate_per_scene_nerf(
     chunk_rays: int = 8192,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    parts: Path | None = None,
 ) -> dict[str, Any]:
     """Fit and evaluate per-scene NeRFs on ``dataset`` (a ``MultiSceneDataset`` split).
 
@@ -174,6 +257,10 @@ def evaluate_per_scene_nerf(
             included).
         id_targets: hold out the last N ID views as ID targets (default: every ID view after the
             largest K; see :mod:`nerfvae.evaluation.views`). Ignored for ``context_sizes=None``.
+        parts: a folder where each finished batch of scenes is saved, so that a run stopped
+            part-way and started again with the same settings fits only the batches not yet
+            saved (each fit is seeded on its own, so the result is the same). DataError when the
+            folder holds batches made with other settings.
 
     Returns:
         The JSON-serialisable result: ``nerfvae eval``'s layout (``results[K][id|ood]`` metric
@@ -200,46 +287,43 @@ def evaluate_per_scene_nerf(
     per_view: dict[tuple[int, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     timing: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     histories: dict[int, list[tuple[int, list[dict[str, float]]]]] = defaultdict(list)
-    bar = tqdm(total=num_scenes * len(views.context), disable=not progress, desc="per-scene NeRF")
-    for records in scene_batches(dataset, num_scenes, scenes_per_batch, first):
-        batch = {key: value.to(device) for key, value in scenes_to_tensors(records).items()}
-        count = len(records)
-        targets_by_kind = {"id": views.id_targets, "ood": views.ood_targets}
-        probes = {kind: targets[:probe_views] for kind, targets in targets_by_kind.items()}
+    if parts is not None:
+        from nerfvae.data.resume import resume_with_settings
 
-        for k, context in views.context.items():
-            fit = fit_per_scene_nerf(
-                batch["images"][:, context],
-                batch["K"][:, context],
-                batch["c2w"][:, context],
-                config,
-                scene_min,
-                scene_max,
-                background=background,
-                probe=_probe(batch, probes, height, width, chunk_rays, progress)
-                if probe_views > 0
-                else None,
-                probe_steps=probe_steps,
-            )
-            timing[k]["fit_s"] += fit.wall_s
-            timing[k]["fit_cpu_s"] += fit.cpu_s
-            timing[k]["batches"] += 1
-            histories[k].append((count, fit.history))
-            context_colour = batch["images"][:, context].mean(dim=(1, 2, 3))  # [S, 3]
-            for kind, targets in targets_by_kind.items():
-                if not targets:
-                    continue
-                started = time.perf_counter()
-                rendered = fit.model.render_views(
-                    batch["K"][:, targets], batch["c2w"][:, targets], height, width, chunk_rays
-                )
-                timing[k][f"render_{kind}_s"] += time.perf_counter() - started
-                timing[k][f"render_{kind}_views"] += count * len(targets)
-                score_target_views(
-                    per_view[(k, kind)], rendered, batch, targets, context_colour, train_image
-                )
-            timing[k]["scenes"] += count
-            bar.update(count)
+        settings = dict(config=asdict(config), view_lists=views.to_json(), num_scenes=num_scenes)
+        settings.update(scenes_per_batch=scenes_per_batch, background=list(background))
+        settings.update(probe_views=probe_views, probe_steps=list(probe_steps))
+        settings.update(mean_train_image=train_image is not None, device=str(device))
+        settings.update(dataset=str(Path(dataset.root).resolve()), split=dataset.split)
+        resume_with_settings(
+            parts / "settings.json",
+            settings,
+            mismatch="per-scene NeRF batches made with other settings are here; rerun with the "
+            "same options or delete this folder",
+            remedy="delete this folder to start over",
+        )
+    bar = tqdm(total=num_scenes * len(views.context), disable=not progress, desc="per-scene NeRF")
+    batches = scene_batches(dataset, num_scenes, scenes_per_batch, first)
+    for index, records in enumerate(batches):
+        saved = parts / f"batch-{index:05d}.json" if parts is not None else None
+        part = _read_part(saved) if saved is not None and saved.is_file() else None
+        if part is None:
+            part = _fit_batch(
+                records, views, config, scene_min, scene_max, background, train_image,
+                probe_views, probe_steps, chunk_rays, device, progress,
+            )  # fmt: skip
+            if saved is not None:
+                write_json_atomic(saved, part)
+        for key, metrics in part["per_view"].items():
+            k, kind = key.split("/")
+            for metric, values in metrics.items():
+                per_view[(int(k), kind)][metric] += values
+        for k, entry in part["timing"].items():
+            for key, value in entry.items():
+                timing[int(k)][key] += value
+        for k, history in part["history"].items():
+            histories[int(k)].append((len(records), history))
+        bar.update(len(records) * len(views.context))
     bar.close()
 
     timings = {}
