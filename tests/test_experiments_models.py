@@ -481,7 +481,9 @@ def _evaluation(psnr_id: list[float], psnr_ood: list[float]) -> dict:
     results, per_scene = {}, {}
     for kind, values in (("id", psnr_id), ("ood", psnr_ood)):
         results[kind] = {"psnr": _mean(values), "baseline_mean_train_psnr": 15.0, "num_views": 6}
+        results[kind]["baseline_mean_context_psnr"] = 16.0
         per_scene[kind] = {"psnr": values, "baseline_mean_train_psnr": [15.0] * len(values)}
+        per_scene[kind]["baseline_mean_context_psnr"] = [16.0] * len(values)
     return {"results": {"3": results}, "per_scene": {"3": per_scene}}
 
 
@@ -528,8 +530,9 @@ def test_cameras_drop_claim_flips_when_the_models_swap(cameras_out: Path) -> Non
     for evaluations, verdict in (({"nerfvae": vae, "gqn": gqn}, "holds"),
                                  ({"nerfvae": gqn, "gqn": vae}, "not shown")):  # fmt: skip
         results = ood_cameras.compare_cameras(evaluations, (3,))
-        claim = ood_cameras.drop_differences(results)["3"]["psnr"]
+        claim = ood_cameras.drop_differences(results, 3.0)["3"]["psnr"]
         assert claim["verdict"] == verdict and claim["difference"]["count"] == 6
+        assert claim["not_read"] is None  # both models 4.7-5.2 dB above the mean context colour
         drops = {
             name: [
                 a - b
@@ -543,10 +546,29 @@ def test_cameras_drop_claim_flips_when_the_models_swap(cameras_out: Path) -> Non
             _mean([a - b for a, b in zip(drops["gqn"], drops["nerfvae"])])
         )
         report = json.loads((cameras_out / "cameras.json").read_text())
-        report.update(results=results, drop_difference=ood_cameras.drop_differences(results))
+        report.update(results=results, drop_difference=ood_cameras.drop_differences(results, 3))
         text = "\n".join(ood_cameras.markdown_report(report))
         row = next(line for line in text.splitlines() if line.startswith("| 3 | PSNR |"))
         assert row.endswith(f"| {verdict} |")
+
+
+def test_cameras_claim_is_not_read_below_the_margin_over_trivial() -> None:
+    """The drop comparison is read only where both models clear the mean context colour on ID
+    views by --min-margin-db: below it the verdict says which model fell short, by how much."""
+    from nerfvae.experiments import claims
+
+    vae = _evaluation(STRONG, [v - 0.1 for v in STRONG])  # ID 21.17 dB: +5.17 over 16
+    gqn = _evaluation(WEAK, [v - 1.0 for v in WEAK])  # ID 20.72 dB: +4.72
+    results = ood_cameras.compare_cameras({"nerfvae": vae, "gqn": gqn}, (3,))
+    assert ood_cameras.drop_differences(results, 4.7)["3"]["psnr"]["not_read"] is None
+    claim = ood_cameras.drop_differences(results, 5.0)["3"]["psnr"]
+    assert claim["verdict"] == "holds"  # the interval alone would say so...
+    assert claim["not_read"] == "ID PSNR above the mean context colour: GQN +4.72 dB; needs 5"
+    assert (
+        claims.claim_cells(claim)[1] == f"not read ({claim['not_read']})"
+    )  # ...but it is not read
+    both = ood_cameras.drop_differences(results, 6.0)["3"]["psnr"]["not_read"]
+    assert both == "ID PSNR above the mean context colour: NeRF-VAE +5.17 dB, GQN +4.72 dB; needs 6"
 
 
 def _strip_per_scene(data: Any) -> Any:
@@ -643,7 +665,7 @@ def test_ablation_json_without_per_scene_values_reads_as_not_shown(ablation_out:
 def test_summary_states_each_claims_verdict_with_its_interval(
     cameras_out: Path, ablation_out: Path, tmp_path: Path
 ) -> None:
-    from nerfvae.experiments.claims import NO_PER_SCENE
+    from nerfvae.experiments.claims import NO_PER_SCENE, verdict_text
 
     results = tmp_path / "results"
     cameras = json.loads((cameras_out / "cameras.json").read_text())
@@ -661,7 +683,8 @@ def test_summary_states_each_claims_verdict_with_its_interval(
     interval = claim["difference"]
     row = next(line for line in text.splitlines() if claim["comparison"] in line)
     assert f"[{interval['low']:.2f}, {interval['high']:.2f}]" in row
-    assert row.endswith(f"| {claim['verdict']} |")
+    # the tiny runs are below the mean context colour: the comparison is not read
+    assert row.endswith(f"| {verdict_text(claim)} |") and "| not read (ID PSNR above" in row
     headline = next(line for line in text.splitlines() if "NeRF-VAE, K=3, ID views" in line)
     assert f"{cameras['headline'][0]['psnr']:.2f} [" in headline
     # the older ablation JSON: margins of the means, no interval and no verdict

@@ -134,14 +134,23 @@ def row_cell(row: Mapping[str, Any], *keys: str, digits: int = 2, values: Any = 
     return cell(value, md.at(row, "intervals", *keys), digits)
 
 
+def not_read(record: Mapping[str, Any], reason: str | None) -> dict[str, Any]:
+    """``record`` with the reason its comparison is not read (``not_read``; None: it is read),
+    e.g. a model too close to a trivial predictor for its difference to mean anything."""
+    return {**record, "not_read": reason}
+
+
+def verdict_text(record: Mapping[str, Any]) -> str:
+    """A claim's verdict as printed: ``not read (reason)`` where :func:`not_read` gave one, else
+    the verdict recomputed from the interval (so none is printed without one)."""
+    if record.get("not_read"):
+        return f"not read ({record['not_read']})"
+    return verdict_of(record.get("difference"), record.get("direction", "greater"))
+
+
 def claim_cells(record: Mapping[str, Any], digits: int = 2) -> list[str]:
-    """A claim's two table cells: the margin with its interval, and the verdict (recomputed from
-    the interval, so no verdict is ever printed without one)."""
-    difference = record.get("difference")
-    return [
-        cell(record.get("mean"), difference, digits),
-        verdict_of(difference, record.get("direction", "greater")),
-    ]
+    """A claim's two table cells: the margin with its interval, and the :func:`verdict_text`."""
+    return [cell(record.get("mean"), record.get("difference"), digits), verdict_text(record)]
 
 
 def intervals_of(per_scene: Mapping[str, Any]) -> dict[str, Any]:
