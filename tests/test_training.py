@@ -146,6 +146,28 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_dataset, tmp
     assert steps == [2, 4, 6, 8]  # one uninterrupted log
 
 
+def test_run_time_budget_counts_every_invocation(tiny_dataset, tmp_path, capsys):
+    """--run-time-budget-minutes stops a run once its training time over all invocations (kept
+    in each checkpoint) reaches the budget; a re-run then does nothing; a larger budget resumes."""
+    args = [*TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--validate-every", "0"]
+    budget = 1e-4  # 6 ms: reached within the first step (setup counts too)
+    config = config_from_args(
+        [*args, "--run", str(tmp_path / "run"), "--run-time-budget-minutes", str(budget)], "t"
+    )
+    first = train(config, progress=False)
+    record, _ = load_checkpoint(first)
+    assert record["step"] == 1 and record["training_seconds"] > 60 * budget
+    assert train(config, progress=False) == first  # the budget is spent: no step more
+    assert "nothing to do" in capsys.readouterr().out
+    assert list_checkpoints(tmp_path / "run" / "checkpoints")[-1] == first
+    last = train(replace(config, run_time_budget_minutes=0.0), progress=False)
+    final, _ = load_checkpoint(last)
+    assert final["step"] == config.steps
+    assert final["training_seconds"] > record["training_seconds"]  # the total goes on
+    with pytest.raises(ConfigError, match="run_time_budget_minutes"):
+        replace(config, run_time_budget_minutes=float("nan")).check()
+
+
 def test_mismatched_config_is_refused(tiny_run, tiny_dataset, capsys):
     code = main(
         ["train", *TINY_TRAIN_ARGS, "--data", str(tiny_dataset), "--run", str(tiny_run),

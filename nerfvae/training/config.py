@@ -128,6 +128,12 @@ class TrainConfig:
     time_budget_minutes: float = 0.0
     """Stop this invocation (with a checkpoint) after this many minutes; re-run to continue.
     0 = no limit. Lets a long run be built up in parts, or runs be compared at equal wall time."""
+    run_time_budget_minutes: float = 0.0
+    """Stop once the run's training time over all its invocations reaches this many minutes
+    (each checkpoint records the total so far; time after the last checkpoint of a killed
+    invocation is not counted, as its steps are redone). 0 = no limit. Compares runs at equal wall
+    time when each is built up in parts: re-run the same command until it says the budget is
+    reached."""
     stop_at_step: int = 0
     """Stop this invocation (with a checkpoint and a validation) once the run reaches this step; 0 =
     run to ``steps``. The schedules still follow ``steps``, so a run stopped here and resumed is
@@ -168,6 +174,7 @@ class TrainConfig:
             "validate_every",
             "validation_scenes",
             "time_budget_minutes",
+            "run_time_budget_minutes",
             "stop_at_step",
         ):
             check_range(getattr(self, name) >= 0, where, name, ">= 0", getattr(self, name))
@@ -187,6 +194,7 @@ RESUMABLE_FIELDS = {
     "validate_every",
     "validation_scenes",
     "time_budget_minutes",
+    "run_time_budget_minutes",
     "stop_at_step",
     # a property of the machine the run continues on, not of the experiment
     "precision",

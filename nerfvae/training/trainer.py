@@ -126,9 +126,10 @@ def _colour_text(colour: Sequence[float]) -> str:
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
     """Train (or resume) the run in ``config.run``; returns the last checkpoint's path.
 
-    Stops early, with a checkpoint, after ``config.time_budget_minutes`` of this call or at
-    ``config.stop_at_step``; the schedules still follow ``config.steps``, so re-running continues
-    exactly as if never stopped.
+    Stops early, with a checkpoint, after ``config.time_budget_minutes`` of this call, once the
+    run's training time over all calls reaches ``config.run_time_budget_minutes`` (each
+    checkpoint records ``training_seconds``), or at ``config.stop_at_step``; the schedules still
+    follow ``config.steps``, so re-running continues exactly as if never stopped.
     """
     started = time.perf_counter()
     rank, world_size = _distributed_setup()
@@ -167,8 +168,10 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     )
 
     start_step = 0
+    trained_before = 0.0  # seconds of training in earlier invocations, up to their last checkpoint
     if latest is not None:
         record, tensors = load_checkpoint(latest)
+        trained_before = float(record.get("training_seconds") or 0.0)
         load_model_weights(model, tensors, latest)
         model.to(device)
         optimizer_from_tensors(optimizer, tensors, record["optimizer"], latest)
@@ -210,6 +213,14 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     if 0 < config.stop_at_step <= start_step:
         if rank == 0:
             print(f"run {run.root} is already at step {start_step} (--stop-at-step)")
+        return latest
+    run_budget_s = 60.0 * config.run_time_budget_minutes
+    if 0 < run_budget_s <= trained_before:
+        if rank == 0:
+            print(
+                f"run {run.root} has trained {trained_before / 60:.1f} minutes, its "
+                f"--run-time-budget-minutes {config.run_time_budget_minutes:g}; nothing to do"
+            )
         return latest
 
     trained = model if teacher is None else FieldDistillation(model, teacher)
@@ -317,9 +328,10 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         done = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", psnr=f"{float(outputs['psnr']):.2f}")
-        out_of_time = config.time_budget_minutes > 0 and (
-            time.perf_counter() - started > 60.0 * config.time_budget_minutes
-        )
+        this_call = time.perf_counter() - started
+        out_of_time = (
+            config.time_budget_minutes > 0 and this_call > 60.0 * config.time_budget_minutes
+        ) or (run_budget_s > 0 and trained_before + this_call > run_budget_s)
         if world_size > 1:  # every rank stops at the same step
             flag = torch.tensor(float(out_of_time), device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -367,7 +379,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 {
                     "metrics": {
                         k: float(outputs[k].detach()) for k in LOGGED_METRICS if k in outputs
-                    }
+                    },
+                    "training_seconds": trained_before + time.perf_counter() - started,
                 },
                 keep=config.keep_checkpoints,
             )
