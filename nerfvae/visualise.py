@@ -50,7 +50,7 @@ def render_latents(
     c2w: torch.Tensor,
     height: int,
     width: int,
-    chunk_rays: int = 8192,
+    chunk_rays: int = 4096,
 ) -> dict[str, torch.Tensor]:
     """Render each of ``latents [N, T, C]`` from the same cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]``:
     ``colour [N, V, H, W, 3]``, ``depth`` and ``opacity [N, V, H, W]`` (batched over N)."""

@@ -624,6 +624,23 @@ def test_render_in_chunks_matches_full_render():
 
     from_dict = render_in_chunks(dict_fn, origins, directions, near, far, chunk_rays=7)
     assert set(from_dict) == {"colour", "normalised_depth"}
+
+    # chunk_rays bounds the rays of a call over all scenes: 2 scenes x 3 rays per call
+    calls = []
+
+    def counting_fn(o, d, n, f) -> RenderOutput:
+        calls.append(o.shape[:2])
+        return render_fn(o, d, n, f)
+
+    again = render_in_chunks(counting_fn, origins, directions, near, far, chunk_rays=7)
+    assert calls[0] == (scenes, 3) and all(s * r <= 7 for s, r in calls)
+    assert sum(r for _, r in calls) == rays
+    torch.testing.assert_close(again["colour"], full.colour)
+    assert render_in_chunks(counting_fn, origins, directions, near, far, 1)["colour"].shape == (
+        scenes,
+        rays,
+        3,
+    )  # fewer rays than scenes: one ray of each scene at a time
     torch.testing.assert_close(from_dict["colour"], full.colour)
     assert not from_dict["colour"].requires_grad
 

@@ -178,7 +178,7 @@ def evaluate(
     context_sizes: tuple[int, ...] = (1, 2, 3, 5),
     max_scenes: int | None = None,
     scenes_per_batch: int = 4,
-    chunk_rays: int = 8192,
+    chunk_rays: int = 4096,
     mean_train_image: torch.Tensor | None = None,
     pixel_std: float = 0.1,
     seed: int = 0,

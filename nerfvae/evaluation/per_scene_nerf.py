@@ -238,7 +238,7 @@ def evaluate_per_scene_nerf(
     probe_views: int = 2,
     probe_points: int = 8,
     id_targets: int | None = None,
-    chunk_rays: int = 8192,
+    chunk_rays: int = 4096,
     device: str | torch.device = "cpu",
     progress: bool = True,
     parts: Path | None = None,

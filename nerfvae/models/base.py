@@ -47,7 +47,7 @@ def render_whole_views(
 ) -> dict[str, torch.Tensor]:
     """Render whole views ray by ray: ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]`` ->
     ``colour [S, V, H, W, 3]``, ``depth [S, V, H, W]`` (expected distance along the ray),
-    ``opacity [S, V, H, W]``; ``chunk_rays`` rays per scene at a time, each clipped by
+    ``opacity [S, V, H, W]``; at most ``chunk_rays`` rays (over all scenes) at a time, each clipped by
     ``ray_bounds(origins, directions) -> (near, far)``."""
     scenes, views = c2w.shape[:2]
     origins, directions = image_rays(K, c2w, height, width)

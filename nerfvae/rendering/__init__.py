@@ -19,6 +19,7 @@ from nerfvae.rendering.renderer import (
     render_in_chunks,
     render_rays,
     render_with_proposal,
+    scene_chunk,
 )
 from nerfvae.rendering.sampling import (
     fine_samples,
@@ -44,5 +45,6 @@ __all__ = [
     "render_with_proposal",
     "sample_intervals",
     "sample_pdf",
+    "scene_chunk",
     "stratified_samples",
 ]

@@ -366,6 +366,12 @@ def interlevel_loss(
 RENDERED_KEYS = ("colour", "depth", "opacity")
 
 
+def scene_chunk(chunk_rays: int, scenes: int) -> int:
+    """Rays per scene in a chunk of at most ``chunk_rays`` rays over ``scenes`` scenes (at least
+    one): the memory of a chunk is bounded by its total rays, whatever the number of scenes."""
+    return max(1, chunk_rays // max(1, scenes))
+
+
 def render_in_chunks(
     render_fn: Callable[
         [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
@@ -387,7 +393,9 @@ def render_in_chunks(
             a :class:`RenderOutput` or a dict of tensors shaped ``[B, r, ...]``.
         origins, directions: ``[B, R, 3]``.
         near, far: ``[B, R]``.
-        chunk_rays: rays per chunk (per scene).
+        chunk_rays: rays per chunk, over all scenes (:func:`scene_chunk`: a batch of B scenes
+            renders ``chunk_rays // B`` rays of each at a time). Bounds memory; on a CPU, chunks
+            of a few thousand rays are also the fastest (benchmarks/render_chunks.py).
 
     Returns:
         ``dict`` with ``"colour" [B, R, 3]``, ``"depth" [B, R]``, ``"opacity" [B, R]`` taken from
@@ -396,11 +404,11 @@ def render_in_chunks(
     """
     if chunk_rays < 1:
         raise ValueError(f"render_in_chunks: chunk_rays must be >= 1, got {chunk_rays}")
-    num_rays = origins.shape[1]
+    num_rays, per_scene = origins.shape[1], scene_chunk(chunk_rays, origins.shape[0])
     pieces: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
-        for start in range(0, num_rays, chunk_rays):
-            chunk = slice(start, start + chunk_rays)
+        for start in range(0, num_rays, per_scene):
+            chunk = slice(start, start + per_scene)
             result = render_fn(
                 origins[:, chunk], directions[:, chunk], near[:, chunk], far[:, chunk]
             )

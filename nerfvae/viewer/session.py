@@ -20,6 +20,7 @@ from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.inference import check_scene_index, infer_scene
 from nerfvae.models import DiagonalGaussian, RaySceneModel
+from nerfvae.rendering import scene_chunk
 from nerfvae.viewer.camera_control import ViewCamera
 from nerfvae.visualise import depth_to_image, heat_image, to_uint8
 
@@ -230,7 +231,7 @@ class ViewerSession:
         origins = origins.reshape(1, -1, 3).expand(count, -1, 3)
         directions = directions.reshape(1, -1, 3).expand(count, -1, 3)
         near, far = self.model.ray_bounds(origins, directions)
-        chunk = max(1, self.chunk_rays // count)
+        chunk = scene_chunk(self.chunk_rays, count)
         parts: dict[str, list[torch.Tensor]] = {"colour": [], "depth": [], "opacity": []}
         for start in range(0, origins.shape[1], chunk):
             if should_abort is not None and should_abort():
