@@ -94,6 +94,16 @@ def test_views_reuses_nerf_json(
         assert result["results"][label]["id"]["nerf"] == before["results"][label]["id"]["nerf"]
     assert "results reused from" in (tmp_path / "views.md").read_text()
 
+    # One K at a time on the sweep's targets: --id-targets holds out the last 2 ID views for K = 1
+    one = tmp_path / "one"
+    argv = [*base, "--context", "1", "--id-targets", "2", "--nerf-json", str(previous)]
+    assert context_views.run([*argv, "--out", str(one)], "nerfvae experiment views") == 0
+    alone = json.loads((one / "views.json").read_text())
+    assert alone["view_lists"]["id_targets"] == [4, 5]
+    for model in ("nerfvae", "nerf"):  # the same scores as K = 1 of the whole sweep
+        cell, whole = alone["results"]["1"]["id"][model], before["results"]["1"]["id"][model]
+        assert cell["psnr"] == pytest.approx(whole["psnr"])
+
     # Other targets (no `all`: ID targets 2..5) than the reused results (4, 5): refused.
     with pytest.raises(ConfigError, match=r"does not match these views.*id_targets"):
         context_views.run([*base, "--context", "1,2", "--nerf-json", str(previous)], "views")

@@ -185,8 +185,12 @@ def evaluate(
     progress: bool = True,
     refinement: RefinementConfig | None = None,
     elbo_prior: LatentDensityBound | None = None,
+    id_targets: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``dataset`` (a :class:`nerfvae.data.loader.MultiSceneDataset`).
+
+    ``id_targets``: the last N ID views are the ID targets of every K (default: every ID view
+    after the largest K; :func:`nerfvae.evaluation.views.standard_view_lists`).
 
     ``elbo_prior`` replaces N(0, I) in the ELBO's KL term (module docstring); None keeps it.
 
@@ -200,7 +204,9 @@ def evaluate(
     height, width = meta.image_height, meta.image_width
     num_scenes = len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
     first = dataset.load_scene(0)
-    views: ViewLists = standard_view_lists(first.num_id_views, first.num_ood_views, context_sizes)
+    views: ViewLists = standard_view_lists(
+        first.num_id_views, first.num_ood_views, context_sizes, id_targets
+    )
     per_view: dict[tuple[int, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     timing: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     generator = torch.Generator().manual_seed(seed)

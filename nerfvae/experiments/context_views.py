@@ -2,8 +2,9 @@
 
 ``nerfvae experiment views``: PSNR / SSIM against the number of context views K for NeRF-VAE and a
 per-scene NeRF optimised on the same K views, beside the trivial predictors, on the held-out views
-of ``nerfvae eval`` (ID targets = ID views ``K_max..``). ``all`` is ``K_all = num_id_views -
-id_targets``: the largest K, so it fixes the ID targets of every K. Each row keeps its per-scene
+of ``nerfvae eval`` (ID targets = ID views ``K_max..``, or the last ``--id-targets`` for every K).
+``all`` is ``K_all = num_id_views - id_targets``: the largest K, so it fixes the ID targets of
+every K. Each row keeps its per-scene
 values and a 95% bootstrap interval over scenes; the claim at each K is NeRF-VAE − per-scene NeRF,
 paired per scene (:mod:`nerfvae.experiments.claims`).
 
@@ -65,8 +66,12 @@ class NeRFBaselineOptions:
 class NeRFComparisonArgs(common.ScenesArgs):
     """Options of the experiments that score NeRF-VAE against a per-scene NeRF (views, cost)."""
 
-    id_targets: int = 3
-    """With `all` among the K: how many ID views (the last ones) are held out as targets."""
+    id_targets: int | None = None
+    """How many ID views (the last ones) are the targets of every K; default: 3 with `all` among
+    the K, else every ID view after the largest K (as `nerfvae eval`). Given explicitly, a sweep
+    can be built one K at a time on the same targets (e.g. --context 1 --id-targets 3 and
+    --context 3 --id-targets 3, each with the per-scene NeRFs of `nerfvae baseline nerf
+    --id-targets 3`)."""
     checkpoint: str | None = None
     """NeRF-VAE checkpoint JSON to load (default: the run's newest)."""
     scenes_per_batch: int = 4
@@ -283,10 +288,11 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
     if args.skip_nerf and args.nerf_json:
         raise ConfigError("--skip-nerf and --nerf-json exclude each other")
     dataset = common.load_dataset(args.data, args.split)
-    context = resolve_context(labels, dataset.load_scene(0).num_id_views, args.id_targets)
+    held_out = args.id_targets if args.id_targets is not None else 3
+    context = resolve_context(labels, dataset.load_scene(0).num_id_views, held_out)
     context_sizes = tuple(sorted(set(context.values())))
     shared = dict(context_sizes=context_sizes, max_scenes=args.max_scenes)
-    shared.update(scenes_per_batch=args.scenes_per_batch)
+    shared.update(scenes_per_batch=args.scenes_per_batch, id_targets=args.id_targets)
     shared.update(mean_train_image=optional_mean_training_image(args.data))
     loaded = common.load_run(args.run, args.checkpoint)
     nerfvae = evaluate_run(
@@ -321,7 +327,7 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         num_scenes=nerfvae["num_scenes"],
         image_size=nerfvae["image_size"],
         context=context,
-        id_targets_for_all=args.id_targets if "all" in context else None,
+        id_targets_for_all=held_out if "all" in context else None,
         view_lists=nerfvae["view_lists"],
         nerf_source=source,
         results=summarise(context, nerfvae, nerf),
