@@ -21,38 +21,16 @@ from nerfvae.geometry import orbit_cameras
 from nerfvae.inference import RefinementConfig, check_refinable, refine_posterior
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.training.loading import load_trained_model
-from nerfvae.training.warm_start import lineage, teacher_history
+from nerfvae.training.warm_start import (
+    lineage,
+    logged_training,
+    teacher_history,
+    training_stages,
+)
 
 DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
 CONTEXT = [0, 1, 2]
 TURNTABLE_FRAMES = 24
-
-
-def _logged_steps_and_hours(run: Path) -> tuple[int, float]:
-    """Last logged step and training wall time in hours, from a run's ``metrics.csv`` (0, 0 where
-    it has none)."""
-    metrics = run / "metrics.csv"
-    if not metrics.exists():
-        return 0, 0.0
-    seconds, previous = 0.0, 0
-    for row in csv.DictReader(metrics.open()):  # each row's rate covers the steps since the last
-        step, rate = int(row["step"]), float(row["steps_per_s"])
-        seconds += (step - previous) / rate if rate > 0 else 0.0
-        previous = step
-    return previous, seconds / 3600
-
-
-def training_stages(run: Path) -> list[Path]:
-    """The run directories (or the copies of their history) of every stage a run's training went
-    through, oldest first: its parents (``--init-from``), and before a distilled stage
-    (``--distill-from``) the stages of its teacher."""
-    stages: list[Path] = []
-    for stage in reversed(lineage(run)):
-        teacher = teacher_history(stage)
-        if teacher is not None:
-            stages += training_stages(teacher)
-        stages.append(stage)
-    return stages
 
 
 def training_summary(run: Path) -> dict[str, float | int | str]:
@@ -61,11 +39,11 @@ def training_summary(run: Path) -> dict[str, float | int | str]:
     (``--distill-from``) counts those runs' hours too, and lists the steps of each stage, oldest
     first."""
     summary: dict[str, float | int | str] = {}
-    stages = [_logged_steps_and_hours(stage) for stage in training_stages(run)]
+    stages = [logged_training(stage) for stage in training_stages(run)]
     steps, _ = stages[-1]
     if steps > 0:
         summary["steps"] = steps
-    hours = sum(stage_hours for _, stage_hours in stages)
+    hours = sum(seconds for _, seconds in stages) / 3600
     if hours > 0:
         summary["training_hours"] = round(hours, 2)
     if len(stages) > 1:

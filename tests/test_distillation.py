@@ -18,6 +18,7 @@ from nerfvae.models import NeRFVAE, SceneFunctionConfig
 from nerfvae.rendering import RaySamplingConfig
 from nerfvae.training.checkpoint import list_checkpoints, load_checkpoint
 from nerfvae.training.distillation import FieldDistillation, freeze_encoder
+from nerfvae.training.warm_start import training_stages
 
 # the tiny preset with the planes scene function and a proposal sampler: the tiny run's student
 PLANES_STUDENT = [
@@ -144,7 +145,7 @@ def test_a_distilled_run_keeps_its_teachers_history_and_the_demo_retrains_both(
     assert (shipped / "teacher" / "metrics.csv").read_text() == (
         tiny_run / "metrics.csv"
     ).read_text()
-    assert demo.training_stages(shipped) == [shipped / "teacher", shipped]
+    assert training_stages(shipped) == [shipped / "teacher", shipped]
     assert demo.training_summary(shipped)["stage_steps"] == "8 + 8"
 
     # the `small` training set is swapped for the tiny one: the stages are what is tested

@@ -407,7 +407,7 @@ def test_summary_includes_the_hand_written_findings(tmp_path):
 
 
 def test_training_seconds_leave_out_the_pauses_between_resumed_parts():
-    from nerfvae.experiments.provenance import training_seconds
+    from nerfvae.training.warm_start import training_seconds
 
     rows = [  # 10 steps at 2/s, 10 at 2/s, then (after a pause and a resume) 10 at 5/s
         {"step": "10", "time": "100", "steps_per_s": "2"},

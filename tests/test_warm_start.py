@@ -15,7 +15,7 @@ from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.training.checkpoint import list_checkpoints, load_checkpoint
 from nerfvae.training.config import load_config
 from nerfvae.training.loading import build_model
-from nerfvae.training.warm_start import lineage, load_init_weights
+from nerfvae.training.warm_start import lineage, load_init_weights, logged_training
 
 FINER_GRID = ["--nerfvae.latent.grid", "8"]  # the tiny config's grid is 4
 
@@ -142,10 +142,18 @@ def test_demo_retrains_a_fine_tuned_model_stage_by_stage(
     summary = demo.training_summary(shipped)
     assert summary["stage_steps"] == "8 + 4"
     assert summary["steps"] == 4
-    child_hours = demo._logged_steps_and_hours(shipped)[1]
-    own_hours = child_hours + demo._logged_steps_and_hours(tiny_run)[1]
+    child_hours = logged_training(shipped)[1] / 3600
+    own_hours = child_hours + logged_training(tiny_run)[1] / 3600
     assert own_hours > child_hours > 0  # the parent's hours count
     assert summary["training_hours"] == round(own_hours, 2)
+    # an experiment's provenance counts the stages too
+    from nerfvae.experiments.provenance import budget_text, run_budget
+
+    budget = run_budget(shipped)
+    assert budget["steps"] == 4 and budget["stage_steps"] == [8, 4]
+    assert budget["wall_minutes"] == round(own_hours * 60, 2)
+    assert "4 steps (stages of 8 + 4 steps)" in budget_text(budget)
+    assert "wall minutes of training over all stages" in budget_text(budget)
 
     # the `small` training set is swapped for the tiny one: the stages are what is tested
     monkeypatch.setattr(

@@ -3,7 +3,6 @@ one markdown form of that record."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from nerfvae.experiments.markdown import at
+from nerfvae.training.warm_start import logged_training, training_stages
 
 
 def git_commit(root: Path | None = None) -> str | None:
@@ -55,30 +55,21 @@ def hardware() -> dict[str, Any]:
     }
 
 
-def training_seconds(rows: list[dict[str, str]]) -> float:
-    """Seconds of training in ``metrics.csv`` rows (``step``, ``steps_per_s``): each row covers
-    the steps since the previous row at its logged rate."""
-    seconds, previous = 0.0, 0
-    for row in rows:
-        step, rate = int(float(row["step"])), float(row["steps_per_s"])
-        if rate > 0:
-            seconds += (step - previous) / rate
-        previous = step
-    return seconds
-
-
 def run_budget(run: str | Path) -> dict[str, Any]:
-    """How a run directory's model was trained: its config and, from ``metrics.csv``, the steps
-    and the wall-clock minutes it trained: the sum over logged windows of steps / (steps/s), so
-    the pauses between the parts of a resumed run do not count (validation and checkpoints do)."""
+    """How a run directory's model was trained: its config and, from the ``metrics.csv`` of
+    every stage of its training (``training/warm_start.training_stages``: parents of
+    ``--init-from``, the teacher of ``--distill-from``), the steps of its own last stage, the
+    steps of each stage (``stage_steps``, oldest first, when there are several) and the
+    wall-clock minutes of all of them (pauses between the parts of a resumed run not counted)."""
     run = Path(run)
     config = json.loads((run / "config.json").read_text())
     budget: dict[str, Any] = {"run": str(run), "config": config}
-    metrics = run / "metrics.csv"
-    rows = list(csv.DictReader(metrics.read_text().splitlines())) if metrics.exists() else []
-    if rows:
-        budget["steps"] = int(float(rows[-1]["step"]))
-        budget["wall_minutes"] = round(training_seconds(rows) / 60.0, 2)
+    stages = [logged_training(stage) for stage in training_stages(run)]
+    if stages[-1][0] > 0:
+        budget["steps"] = stages[-1][0]
+        budget["wall_minutes"] = round(sum(seconds for _, seconds in stages) / 60.0, 2)
+        if len(stages) > 1:
+            budget["stage_steps"] = [steps for steps, _ in stages]
     if (run / "device.txt").exists():
         budget["device"] = (run / "device.txt").read_text().strip()
     return budget
@@ -134,8 +125,11 @@ def budget_text(budget: Mapping[str, Any]) -> str:
     conditioning = conditioning_of(config)
     parts += [f"conditioning {conditioning}"] if conditioning else []
     parts.append(f"{budget['steps']} steps" if "steps" in budget else "steps not logged")
+    if budget.get("stage_steps"):
+        parts[-1] += f" (stages of {' + '.join(map(str, budget['stage_steps']))} steps)"
     if budget.get("wall_minutes") is not None:
-        parts.append(f"{budget['wall_minutes']} wall minutes of training")
+        over = " over all stages" if budget.get("stage_steps") else ""
+        parts.append(f"{budget['wall_minutes']} wall minutes of training{over}")
     parts += [f"device {budget['device']}"] if budget.get("device") else []
     return ", ".join(parts)
 

@@ -7,6 +7,7 @@ checkpoint the weights came from, at which step, its SHA-256, and how the two co
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from dataclasses import dataclass
@@ -125,3 +126,37 @@ def teacher_history(run: str | Path) -> Path | None:
     (``--distill-from``), or None for a run trained from the data."""
     history = Path(run) / TEACHER_DIR
     return history if (history / CONFIG_FILE).exists() else None
+
+
+def training_seconds(rows: list[dict[str, str]]) -> float:
+    """Seconds of training in ``metrics.csv`` rows (``step``, ``steps_per_s``): each row covers
+    the steps since the previous row at its logged rate, so the pauses between the parts of a
+    resumed run do not count (validation and checkpoints do)."""
+    seconds, previous = 0.0, 0
+    for row in rows:
+        step, rate = int(float(row["step"])), float(row["steps_per_s"])
+        if rate > 0:
+            seconds += (step - previous) / rate
+        previous = step
+    return seconds
+
+
+def logged_training(run: str | Path) -> tuple[int, float]:
+    """The last logged step and the seconds of training (:func:`training_seconds`) of one run
+    directory's own ``metrics.csv``; ``(0, 0.0)`` where it has none."""
+    metrics = Path(run) / "metrics.csv"
+    rows = list(csv.DictReader(metrics.read_text().splitlines())) if metrics.exists() else []
+    return (int(float(rows[-1]["step"])), training_seconds(rows)) if rows else (0, 0.0)
+
+
+def training_stages(run: str | Path) -> list[Path]:
+    """The run directories (or the copies of their history) of every stage a run's training went
+    through, oldest first: its parents (``--init-from``), and before a distilled stage
+    (``--distill-from``) the stages of its teacher."""
+    stages: list[Path] = []
+    for stage in reversed(lineage(run)):
+        teacher = teacher_history(stage)
+        if teacher is not None:
+            stages += training_stages(teacher)
+        stages.append(stage)
+    return stages
