@@ -18,8 +18,7 @@ nerfvae data generate --preset small --out "$DATA/small" --workers 2
 #    experiments use; see assets/model/README.md for what the shipped model is now)
 nerfvae train --config small --data "$DATA/small" --run "$RUNS/ship-attention" \
   --threads 1 --validate-every 500
-#    the conditioning ablation and the GQN-style baseline: 20 minutes each on one thread, i.e.
-#    these steps
+#    the conditioning ablation: 20 minutes each on one thread, i.e. these steps
 for run in concat:1420 ain:1217 attention:1179; do
   mode=${run%%:*}
   nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl-$mode" \
@@ -28,8 +27,6 @@ for run in concat:1420 ain:1217 attention:1179; do
 done
 nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl-attention-global" \
   --nerfvae.latent.layout global --threads 1 --stop-at-step 1641 --validate-every 250
-nerfvae train --model gqn --config small --data "$DATA/small" --run "$RUNS/abl-gqn" \
-  --threads 1 --stop-at-step 8251 --validate-every 250
 #    concat and AIN at attention's parameter count (a 24-wide bottleneck between z and their
 #    conditioning), at the attention run's 1,179 steps
 for mode in concat ain; do
@@ -57,10 +54,8 @@ nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes 4 --context
   --steps 2000 --probe-views -1 --probe-points 12 --threads 1 --out "$RUNS/nerf_long.json"
 nerfvae experiment cost --run "$RUNS/ship-attention" --data "$DATA/small" --context all \
   --max-scenes 4 --nerf-json "$RUNS/nerf_long.json" --threads 1 --out docs/results/cost-long
-#    the camera and conditioning comparisons: models trained for 20 minutes each, scored on the
-#    same 20 test scenes
-nerfvae experiment cameras --run "$RUNS/abl-attention" --gqn-run "$RUNS/abl-gqn" \
-  --data "$DATA/small" --context 1,3 --max-scenes "$SCENES"
+#    the conditioning comparison: models trained for 20 minutes each, scored on the same 20 test
+#    scenes (the camera comparison is at the end: 2-hour runs)
 nerfvae experiment ablation --data "$DATA/small" --context 3 --max-scenes "$SCENES" --threads 1 --runs \
   concat="$RUNS/abl-concat" ain="$RUNS/abl-ain" attention="$RUNS/abl-attention" \
   attention-global="$RUNS/abl-attention-global" concat-matched="$RUNS/abl-concat-matched" \
@@ -170,14 +165,14 @@ nerfvae eval --run "$RUNS/obj-2h" --data "$DATA/objects" --split test --context 
 # The paper's claims at longer budgets (issue-level protocol: docs/results/README.md)
 #    cameras: GQN trained 2 hours on one thread beside another single-thread job, against the
 #    2-hour planes NeRF-VAE of the scene-function comparison (same machine, same data, 4 scenes
-#    per step); GQN larger than its preset, see docs/results/cameras-2h/README.md
+#    per step); GQN larger than its preset (docs/results/cameras/README.md)
 nerfvae train --model gqn --config small --data "$DATA/small" --run "$RUNS/cam-gqn" --threads 1 \
   --steps 40000 --time-budget-minutes 120 --validate-every 4000 \
   --gqn.tower-channels 64 128 --gqn.representation-channels 128 --gqn.generator-channels 128 \
   --gqn.latent-channels 16
 nerfvae experiment cameras --run "$RUNS/cmp-planes" \
   --eval-json docs/results/scene-function/eval/planes_k13.json --gqn-run "$RUNS/cam-gqn" \
-  --data "$DATA/small" --context 1,3 --max-scenes 20 --threads 1 --out docs/results/cameras-2h
+  --data "$DATA/small" --context 1,3 --max-scenes 20 --threads 1 --out docs/results/cameras
 #    views: per-scene NeRFs of 1,200 steps (twice the held-out plateau, at least 1,000), one
 #    command per K (a stopped command resumes from <out>.parts/)
 for K in 1 3 2 5; do
@@ -185,3 +180,10 @@ for K in 1 3 2 5; do
     --id-targets 3 --steps 1200 --probe-views 2 --probe-points 7 --threads 1 \
     --out "$RUNS/nerf1200_k$K.json"
 done
+#    NeRF-VAE (the shipped model) on the same targets, encoder alone and refined on the context
+#    views (50 steps; learning rate 0.01, which docs/results/findings.md gives for one view)
+nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --id-targets 3 \
+  --max-scenes 20 --nerf-json "$RUNS/nerf1200_k1.json" --threads 1 --out docs/results/views-1200
+nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --id-targets 3 \
+  --max-scenes 20 --nerf-json "$RUNS/nerf1200_k1.json" --threads 1 --test-time.steps 50 \
+  --test-time.learning-rate 0.01 --out docs/results/views-1200-refined
