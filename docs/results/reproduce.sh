@@ -187,3 +187,19 @@ nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --i
 nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --id-targets 3 \
   --max-scenes 20 --nerf-json "$RUNS/nerf1200_k1.json" --threads 1 --test-time.steps 50 \
   --test-time.learning-rate 0.01 --out docs/results/views-1200-refined
+#    the conditioning ablation at 2 hours each and matched parameter counts (924,280 attention;
+#    924,421 planes with a 44-channel plane decoder; concat and AIN with a 24-wide bottleneck),
+#    side by side in pairs, one thread each; a stopped run resumes with the same command until
+#    its 120 minutes of training are spent
+nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl2-attention" --threads 1 \
+  --steps 16000 --run-time-budget-minutes 120 --validate-every 1000 &
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/abl2-planes" --threads 1 \
+  --steps 15000 --nerfvae.scene-function.plane-decoder-channels 44 \
+  --run-time-budget-minutes 120 --validate-every 1000 &
+wait
+for mode in concat ain; do
+  nerfvae train --config small --data "$DATA/small" --run "$RUNS/abl2-$mode-matched" --threads 1 \
+    --nerfvae.scene-function.conditioning "$mode" --nerfvae.scene-function.latent-hidden 24 \
+    --steps 16000 --run-time-budget-minutes 120 --validate-every 1000 &
+done
+wait
