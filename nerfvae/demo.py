@@ -21,12 +21,7 @@ from nerfvae.geometry import orbit_cameras
 from nerfvae.inference import RefinementConfig, check_refinable, refine_posterior
 from nerfvae.models.latent import DiagonalGaussian
 from nerfvae.training.loading import load_trained_model
-from nerfvae.training.warm_start import (
-    lineage,
-    logged_training,
-    teacher_history,
-    training_stages,
-)
+from nerfvae.training.warm_start import lineage, teacher_history, training_totals
 
 DEMO_SEED = 20261128  # not the training seed, so every demo scene is new to the model
 CONTEXT = [0, 1, 2]
@@ -39,15 +34,13 @@ def training_summary(run: Path) -> dict[str, float | int | str]:
     (``--distill-from``) counts those runs' hours too, and lists the steps of each stage, oldest
     first."""
     summary: dict[str, float | int | str] = {}
-    stages = [logged_training(stage) for stage in training_stages(run)]
-    steps, _ = stages[-1]
-    if steps > 0:
-        summary["steps"] = steps
-    hours = sum(seconds for _, seconds in stages) / 3600
-    if hours > 0:
-        summary["training_hours"] = round(hours, 2)
-    if len(stages) > 1:
-        summary["stage_steps"] = " + ".join(str(stage_steps) for stage_steps, _ in stages)
+    totals = training_totals(run)
+    if totals.steps > 0:
+        summary["steps"] = totals.steps
+    if totals.seconds > 0:
+        summary["training_hours"] = round(totals.seconds / 3600, 2)
+    if len(totals.stage_steps) > 1:
+        summary["stage_steps"] = " + ".join(map(str, totals.stage_steps))
     validation = run / "validation.csv"
     if validation.exists():
         rows = list(csv.DictReader(validation.open()))

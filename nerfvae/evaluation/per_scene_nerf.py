@@ -202,6 +202,7 @@ def _fit_batch(
                 per_view[f"{k}/{kind}"], rendered, batch, targets, context_colour, train_image
             )
         timing[str(k)]["scenes"] += count
+    # as JSON reads it back: a batch fitted now merges exactly like one resumed from its file
     return json.loads(json.dumps({"per_view": per_view, "timing": timing, "history": history}))
 
 

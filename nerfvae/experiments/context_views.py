@@ -4,9 +4,8 @@
 per-scene NeRF optimised on the same K views, beside the trivial predictors, on the held-out views
 of ``nerfvae eval`` (ID targets = ID views ``K_max..``, or the last ``--id-targets`` for every K).
 ``all`` is ``K_all = num_id_views - id_targets``: the largest K, so it fixes the ID targets of
-every K. Each row keeps its per-scene
-values and a 95% bootstrap interval over scenes; the claim at each K is NeRF-VAE − per-scene NeRF,
-paired per scene (:mod:`nerfvae.experiments.claims`).
+every K. Each row keeps its per-scene values and a 95% bootstrap interval over scenes; the claim
+at each K is NeRF-VAE − per-scene NeRF, paired per scene (:mod:`nerfvae.experiments.claims`).
 
 ``nerfvae experiment cost``: per K and kind of target view, NeRF-VAE's inference + render time per
 scene beside the per-scene NeRF's time to reach NeRF-VAE's PSNR on the same views (first crossing
@@ -42,6 +41,8 @@ MODEL_METRICS = ("psnr", "ssim", "mse", "object_psnr", "depth_mae")
 # Metrics whose per-scene values and intervals the results keep (the trivial predictors: PSNRs).
 INTERVAL_METRICS = ("psnr", "object_psnr", "ssim")
 CLAIM = "NeRF-VAE beats a per-scene NeRF from few context views"
+ID_TARGETS_WITH_ALL = 3
+"""ID targets (the last ID views) when ``all`` is among the K and --id-targets is not given."""
 
 
 @dataclass
@@ -288,7 +289,7 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
     if args.skip_nerf and args.nerf_json:
         raise ConfigError("--skip-nerf and --nerf-json exclude each other")
     dataset = common.load_dataset(args.data, args.split)
-    held_out = args.id_targets if args.id_targets is not None else 3
+    held_out = args.id_targets if args.id_targets is not None else ID_TARGETS_WITH_ALL
     context = resolve_context(labels, dataset.load_scene(0).num_id_views, held_out)
     context_sizes = tuple(sorted(set(context.values())))
     shared = dict(context_sizes=context_sizes, max_scenes=args.max_scenes)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from nerfvae.experiments.markdown import at
-from nerfvae.training.warm_start import logged_training, training_stages
+from nerfvae.training.warm_start import training_totals
 
 
 def git_commit(root: Path | None = None) -> str | None:
@@ -64,12 +64,12 @@ def run_budget(run: str | Path) -> dict[str, Any]:
     run = Path(run)
     config = json.loads((run / "config.json").read_text())
     budget: dict[str, Any] = {"run": str(run), "config": config}
-    stages = [logged_training(stage) for stage in training_stages(run)]
-    if stages[-1][0] > 0:
-        budget["steps"] = stages[-1][0]
-        budget["wall_minutes"] = round(sum(seconds for _, seconds in stages) / 60.0, 2)
-        if len(stages) > 1:
-            budget["stage_steps"] = [steps for steps, _ in stages]
+    totals = training_totals(run)
+    if totals.steps > 0:
+        budget["steps"] = totals.steps
+        budget["wall_minutes"] = round(totals.seconds / 60.0, 2)
+        if len(totals.stage_steps) > 1:
+            budget["stage_steps"] = list(totals.stage_steps)
     if (run / "device.txt").exists():
         budget["device"] = (run / "device.txt").read_text().strip()
     return budget

@@ -160,3 +160,25 @@ def training_stages(run: str | Path) -> list[Path]:
             stages += training_stages(teacher)
         stages.append(stage)
     return stages
+
+
+@dataclass(frozen=True)
+class TrainingTotals:
+    """What every stage of a run's training (:func:`training_stages`) logged, added up."""
+
+    steps: int
+    """Last logged step of the run's own stage (0 when it logged none)."""
+    seconds: float
+    """Training time of all the stages (:func:`training_seconds` of each)."""
+    stage_steps: tuple[int, ...]
+    """Last logged step of each stage, oldest first."""
+
+
+def training_totals(run: str | Path) -> TrainingTotals:
+    """The :class:`TrainingTotals` of a run directory, from the ``metrics.csv`` of each stage."""
+    stages = [logged_training(stage) for stage in training_stages(run)]
+    return TrainingTotals(
+        steps=stages[-1][0],
+        seconds=sum(seconds for _, seconds in stages),
+        stage_steps=tuple(steps for steps, _ in stages),
+    )
