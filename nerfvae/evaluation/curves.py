@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nerfvae.evaluation import figures
+from nerfvae.evaluation import markdown as md
+
 
 def _read(path: Path) -> list[dict[str, float]]:
     if not path.exists():
@@ -44,11 +47,6 @@ def run_curves(run: Path) -> dict[str, list[dict[str, float]]]:
 
 def plot(runs: list[Path], out: Path, x: str = "minutes") -> None:
     """Six panels of curves against ``x``: ``"minutes"`` (wall clock) or ``"step"``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [
         ("metrics", "loss", "training loss"),
         ("metrics", "psnr", "training PSNR (dB)"),
@@ -57,41 +55,30 @@ def plot(runs: list[Path], out: Path, x: str = "minutes") -> None:
         ("validation", "psnr_ood", "validation PSNR, OOD views (dB)"),
         ("validation", "object_psnr_ood", "validation object PSNR, OOD (dB)"),
     ]
-    figure, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-    for run in runs:
-        curves = run_curves(run)
-        for axis, (source, key, title) in zip(axes.flat, panels):
-            rows = [r for r in curves[source] if key in r and x in r]
-            if rows:
-                axis.plot([r[x] for r in rows], [r[key] for r in rows], label=run.name)
-            axis.set_title(title, fontsize=9)
-            axis.set_xlabel(x)
-            axis.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
-    plt.close(figure)
+    with figures.figure_file(out, 3, (13, 6.5), rows=2, dpi=110) as (_, axes):
+        for run in runs:
+            curves = run_curves(run)
+            for axis, (source, key, title) in zip(axes, panels):
+                rows = [r for r in curves[source] if key in r and x in r]
+                figures.plot_line(axis, [(r[x], r[key]) for r in rows], label=run.name)
+                axis.set_title(title, fontsize=9)
+                axis.set_xlabel(x)
+                axis.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
 
 
 def table(runs: list[Path]) -> str:
+    """A markdown table of each run's last validation row."""
     keys = ("psnr_id", "object_psnr_id", "psnr_ood", "object_psnr_ood")
-    lines = [
-        "| run | steps | minutes | " + " | ".join(keys) + " |",
-        "|---|---|---|" + "---|" * len(keys),
-    ]
+    rows = []
     for run in runs:
-        curves = run_curves(run)
-        if not curves["validation"]:
-            continue
-        last = curves["validation"][-1]
-        cells = [f"{last.get(k, float('nan')):.2f}" for k in keys]
-        lines.append(
-            f"| {run.name} | {int(last['step'])} | {last.get('minutes', float('nan')):.1f} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines)
+        validation = run_curves(run)["validation"]
+        if validation:
+            last = validation[-1]
+            cells = [md.format_number(last.get(key)) for key in keys]
+            minutes = md.format_number(last.get("minutes"), 1)
+            rows.append([run.name, int(last["step"]), minutes, *cells])
+    return "\n".join(md.table(["run", "steps", "minutes", *keys], rows))
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ from tqdm import tqdm
 
 from nerfvae.data.storage import write_json_atomic
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation import figures
+from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.evaluate import (
     SCHEMA_VERSION,
     per_scene_metrics,
@@ -359,6 +361,10 @@ def evaluate_per_scene_nerf(
     }
 
 
+HISTORY_DIGITS = {"step": 0, "wall_s": 1, "cpu_s": 1, "train_psnr": 2}
+"""Decimals of the optimisation history's columns (the probes' PSNRs: 2)."""
+
+
 def history_markdown(result: dict[str, Any]) -> str:
     """One table per K: step, wall time, training PSNR and the held-out probes' PSNR."""
     parts = []
@@ -369,58 +375,42 @@ def history_markdown(result: dict[str, Any]) -> str:
             if any(key in row for row in rows)
         ]
         probed = [row for row in rows if any(key.startswith("probe_") for key in row)]
-        lines = [
-            f"### K = {k}: optimisation (mean over {rows[0].get('scenes', '?') if rows else 0} scenes)",
-            "",
-            "| " + " | ".join(keys) + " |",
-            "|" + "---|" * len(keys),
+        scenes = rows[0].get("scenes", "?") if rows else 0
+        cells = [
+            [md.format_number(row.get(key), HISTORY_DIGITS.get(key, 2)) for key in keys]
+            for row in probed or rows
         ]
-        for row in probed or rows:
-            cells = []
-            for key in keys:
-                value = row.get(key)
-                if value is None:
-                    cells.append("–")
-                elif key == "step":
-                    cells.append(f"{value:.0f}")
-                elif key in ("wall_s", "cpu_s"):
-                    cells.append(f"{value:.1f}")
-                else:
-                    cells.append(f"{value:.2f}")
-            lines.append("| " + " | ".join(cells) + " |")
+        lines = [
+            f"### K = {k}: optimisation (mean over {scenes} scenes)",
+            "",
+            *md.table(keys, cells),
+        ]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
 def history_figure(result: dict[str, Any], path: Path) -> None:
     """PSNR over optimisation steps and over wall time, per K (training and held-out probes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     styles = {"train_psnr": "-", "probe_psnr_id": "o-", "probe_psnr_ood": "s--"}
-    for index, (k, rows) in enumerate(sorted(result["history"].items(), key=lambda i: int(i[0]))):
-        colour = f"C{index}"
-        for key, style in styles.items():
-            points = [(row["step"], row["wall_s"], row[key]) for row in rows if key in row]
-            if not points:
-                continue
-            steps, walls, values = zip(*points)
-            label = f"K={k} {key.replace('_psnr', '').replace('probe_', 'held-out ')}"
-            axes[0].plot(steps, values, style, color=colour, label=label, markersize=3)
-            axes[1].plot(walls, values, style, color=colour, markersize=3)
-    axes[0].set_xlabel("optimisation step")
-    axes[1].set_xlabel("wall time (s, batch of scenes)")
-    for axis in axes:
-        axis.set_ylabel("PSNR (dB)")
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=6)
-    figure.suptitle("per-scene NeRF: PSNR during optimisation")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with figures.figure_file(path, 2, (10, 3.8)) as (figure, axes):
+        history = sorted(result["history"].items(), key=lambda item: int(item[0]))
+        for index, (k, rows) in enumerate(history):
+            for key, style in styles.items():
+                rows_with = [row for row in rows if key in row]
+                label = f"K={k} {key.replace('_psnr', '').replace('probe_', 'held-out ')}"
+                options = dict(color=f"C{index}", markersize=3)
+                steps = [(row["step"], row[key]) for row in rows_with]
+                figures.plot_line(axes[0], steps, style, label=label, **options)
+                figures.plot_line(
+                    axes[1], [(row["wall_s"], row[key]) for row in rows_with], style, **options
+                )
+        axes[0].set_xlabel("optimisation step")
+        axes[1].set_xlabel("wall time (s, batch of scenes)")
+        for axis in axes:
+            axis.set_ylabel("PSNR (dB)")
+            axis.grid(alpha=0.3)
+        axes[0].legend(fontsize=6)
+        figure.suptitle("per-scene NeRF: PSNR during optimisation")
 
 
 def write_baseline_report(result: dict[str, Any], json_path: Path) -> tuple[Path, Path, Path]:

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nerfvae.evaluation import figures
+from nerfvae.evaluation import markdown as md
+
 COLUMNS = (
     ("psnr", "PSNR"),
     ("object_psnr", "object PSNR"),
@@ -20,85 +23,54 @@ COLUMNS = (
 )
 
 
-def _format(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return "–" if value != value else f"{value:.3f}"
-    return str(value)
-
-
 def markdown_table(result: dict[str, Any]) -> str:
+    """Per K and kind of target, the metrics of :data:`COLUMNS` an evaluation has (3 decimals)."""
     present = [
         (key, title)
         for key, title in COLUMNS
         if any(key in entry for per_k in result["results"].values() for entry in per_k.values())
     ]
-    lines = [
-        "| K | cameras | " + " | ".join(title for _, title in present) + " | views |",
-        "|---|---|" + "---|" * (len(present) + 1),
+    entries = [
+        (k, kind, result["results"][k][kind])
+        for k in sorted(result["results"], key=int)
+        for kind in md.KINDS
+        if result["results"][k].get(kind) is not None
     ]
-    for k in sorted(result["results"], key=int):
-        for kind in ("id", "ood"):
-            entry = result["results"][k].get(kind)
-            if entry is None:
-                continue
-            cells = [_format(entry.get(key)) for key, _ in present]
-            lines.append(
-                f"| {k} | {kind.upper()} | " + " | ".join(cells) + f" | {entry['num_views']} |"
-            )
-    return "\n".join(lines)
+    rows = [
+        [k, kind.upper(), *(md.format_number(entry.get(key), 3) for key, _ in present), views]
+        for k, kind, entry in entries
+        for views in [entry["num_views"]]
+    ]
+    return "\n".join(md.table(["K", "cameras", *(title for _, title in present), "views"], rows))
 
 
 def psnr_figure(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PSNR against K (whole image, object pixels), ID and OOD, beside the mean training image."""
     ks = sorted(result["results"], key=int)
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=False)
-    for axis, metric, title in (
-        (axes[0], "psnr", "whole image"),
-        (axes[1], "object_psnr", "object pixels"),
-    ):
-        for kind, colour in (("id", "tab:blue"), ("ood", "tab:orange")):
-            points = [
-                (int(k), result["results"][k][kind].get(metric))
-                for k in ks
-                if kind in result["results"][k]
-            ]
-            points = [(k, v) for k, v in points if v is not None and v == v]
-            if points:
-                label = f"{result.get('model', 'model')} {kind.upper()}"
-                axis.plot(*zip(*points), "o-", color=colour, label=label)
-            baseline_key = (
-                "baseline_mean_train_psnr"
-                if metric == "psnr"
-                else "baseline_mean_train_object_psnr"
-            )
-            baseline = [
-                (int(k), result["results"][k][kind].get(baseline_key))
-                for k in ks
-                if kind in result["results"][k]
-            ]
-            baseline = [(k, v) for k, v in baseline if v is not None and v == v]
-            if baseline:
-                axis.plot(
-                    *zip(*baseline),
-                    "--",
-                    color=colour,
-                    alpha=0.6,
-                    label=f"mean train image {kind.upper()}",
-                )
-        axis.set_xlabel("context views K")
-        axis.set_ylabel("PSNR (dB)")
-        axis.set_title(title)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    panels = (("psnr", "whole image"), ("object_psnr", "object pixels"))
+    baselines = {
+        "psnr": "baseline_mean_train_psnr",
+        "object_psnr": "baseline_mean_train_object_psnr",
+    }
+    with figures.figure_file(path, 2, (9, 3.5)) as (_, axes):
+        for axis, (metric, title) in zip(axes, panels):
+            for kind, colour in (("id", "tab:blue"), ("ood", "tab:orange")):
+                entries = [(int(k), result["results"][k].get(kind)) for k in ks]
+                for key, style, name in (
+                    (metric, "o-", f"{result.get('model', 'model')} {kind.upper()}"),
+                    (baselines[metric], "--", f"mean train image {kind.upper()}"),
+                ):
+                    points = [
+                        (k, value)
+                        for k, entry in entries
+                        if entry is not None
+                        and (value := md.finite_or_none(entry.get(key))) is not None
+                    ]
+                    alpha = 0.6 if style == "--" else 1.0
+                    figures.plot_line(axis, points, style, color=colour, alpha=alpha, label=name)
+            axis.set(xlabel="context views K", ylabel="PSNR (dB)", title=title)
+            axis.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
 
 
 def nan_to_null(value: Any) -> Any:

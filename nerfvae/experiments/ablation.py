@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nerfvae.errors import ConfigError
-from nerfvae.experiments import claims, common, figures, trained_runs
-from nerfvae.experiments import markdown as md
+from nerfvae.evaluation import figures
+from nerfvae.evaluation import markdown as md
+from nerfvae.experiments import claims, common, trained_runs
 from nerfvae.experiments.provenance import conditioning_of, run_budget
 
 DESCRIPTION = "conditioning ablation: parameters, budget, nELBO and PSNR of several runs"
@@ -249,7 +250,9 @@ def headline_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         note = f"K={report['context']}, ID views; −ELBO {nelbo} bits/dim; {entry['parameters']['total']:,} parameters"
         note += f" (⚠ {entry['parameter_flag']})" if entry["parameter_flag"] else ""
         scored = entry["metrics"]["id"]
-        row = md.headline_row(entry["name"], scored["psnr"], scored["object_psnr"], trivial, note)
+        row = common.headline_row(
+            entry["name"], scored["psnr"], scored["object_psnr"], trivial, note
+        )
         row["psnr_interval"] = md.at(entry, "intervals", "id", "psnr")
         rows.append(row)
     return rows

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from nerfvae.experiments import markdown as md
+from nerfvae.evaluation import markdown as md
 from nerfvae.statistics import Interval, bootstrap_interval, paired_difference, verdict
 
 Direction = Literal["greater", "less"]

@@ -1,7 +1,7 @@
 """The skeleton every experiment shares: common options, one setup (threads, model, dataset, scene
 limit), one result header, one reader of saved results and one writer of the outputs. An experiment
 module keeps its own options, computation, markdown and figures (built from
-:mod:`nerfvae.experiments.markdown` and :mod:`nerfvae.experiments.figures`), and the intervals and
+:mod:`nerfvae.evaluation.markdown` and :mod:`nerfvae.evaluation.figures`), and the intervals and
 verdicts of its claims (:mod:`nerfvae.experiments.claims`)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation import markdown as md
 from nerfvae.experiments.provenance import experiment_provenance, provenance_section
 
 SCHEMA_VERSION = 1
@@ -182,3 +183,14 @@ def finish(
     print(text)
     print("wrote " + ", ".join(str(path) for path in paths))
     return 0
+
+
+def headline_row(
+    label: str, psnr: Any, object_psnr: Any, trivial: Mapping[str, Any], note: str | None = None
+) -> dict[str, Any]:
+    """A row of the results summary's headline table: a model's PSNRs beside the trivial
+    predictors' on the same views (``trivial``: ``mean_train_image`` and ``mean_context_colour``
+    PSNR), and an optional note."""
+    row = {"label": label, "psnr": psnr, "object_psnr": object_psnr}
+    row.update({f"{key}_psnr": trivial[name] for name, key in md.TRIVIAL_PREDICTORS.items()})
+    return row if note is None else {**row, "note": note}

@@ -22,11 +22,12 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation import figures
+from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.per_scene_nerf import merge_nerf_results, time_to_reach
 from nerfvae.evaluation.report import inference_line
 from nerfvae.evaluation.views import parse_context_labels, resolve_context
-from nerfvae.experiments import claims, common, figures
-from nerfvae.experiments import markdown as md
+from nerfvae.experiments import claims, common
 from nerfvae.experiments.provenance import provenance_lines
 from nerfvae.inference import RefinementConfig
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
@@ -739,7 +740,7 @@ def cost_headline(
             note = f"inference + one render {md.format_seconds(vae['s_per_scene'])} s"
             object_psnr = scored["nerfvae"]["object_psnr"]
             rows.append(
-                md.headline_row(f"NeRF-VAE, {where}", vae["psnr"], object_psnr, trivial, note)
+                common.headline_row(f"NeRF-VAE, {where}", vae["psnr"], object_psnr, trivial, note)
             )
             reached = reach["note"]
             if reach["reached"]:
@@ -748,7 +749,9 @@ def cost_headline(
             note = f"optimisation {md.format_seconds(nerf['fit_s_per_scene'])} s; {reached}"
             object_psnr = md.at(scored, "nerf", "object_psnr")
             label_nerf = f"per-scene NeRF ({nerf['steps']} steps), {where}"
-            rows.append(md.headline_row(label_nerf, nerf["final_psnr"], object_psnr, trivial, note))
+            rows.append(
+                common.headline_row(label_nerf, nerf["final_psnr"], object_psnr, trivial, note)
+            )
     return rows
 
 

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation import figures
+from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.evaluate import MODEL_LABELS
 from nerfvae.evaluation.views import parse_context_sizes
-from nerfvae.experiments import claims, common, figures, trained_runs
-from nerfvae.experiments import markdown as md
+from nerfvae.experiments import claims, common, trained_runs
 
 DESCRIPTION = "camera generalisation: NeRF-VAE vs the GQN-style baseline on ID and OOD views"
 CLAIM = "NeRF-VAE holds up on OOD cameras where the GQN-style model does not"
@@ -194,7 +195,9 @@ def headline_rows(results: Mapping[str, Any], context_sizes: tuple[int, ...]) ->
             trivial = {key: results[k][key][kind]["psnr"] for key in TRIVIAL}
             note = f"drop ID→OOD {claims.row_cell(entry, 'drop', 'psnr')} dB PSNR"
             label = f"{MODEL_LABELS[name]}, K={k}, {kind.upper()} views"
-            row = md.headline_row(label, entry[kind]["psnr"], entry[kind]["object_psnr"], trivial)
+            row = common.headline_row(
+                label, entry[kind]["psnr"], entry[kind]["object_psnr"], trivial
+            )
             row["psnr_interval"] = md.at(entry, "intervals", kind, "psnr")
             rows.append({**row, "note": note} if kind == "ood" else row)
     return rows

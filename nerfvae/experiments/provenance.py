@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from nerfvae.experiments.markdown import at
+from nerfvae.evaluation.markdown import at
 from nerfvae.training.warm_start import training_totals
 
 

@@ -26,7 +26,9 @@ import torch
 
 from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.aggregate_prior import posterior_means
+from nerfvae.evaluation.figures import write_image_grid
 from nerfvae.evaluation.sample_quality import (
     COLOUR_NAMES,
     COUNT_BINS,
@@ -37,8 +39,6 @@ from nerfvae.evaluation.sample_quality import (
 from nerfvae.evaluation.scene_priors import prior_samplers, scene_prior
 from nerfvae.evaluation.views import parse_index_list
 from nerfvae.experiments import common
-from nerfvae.experiments import markdown as md
-from nerfvae.experiments.figures import write_image_grid
 
 DESCRIPTION = "prior samples and a latent interpolation between two scenes, rendered as figures"
 

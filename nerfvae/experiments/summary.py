@@ -27,9 +27,9 @@ from typing import Any
 import tyro
 
 from nerfvae.errors import ConfigError, NerfVAEError
+from nerfvae.evaluation.markdown import format_number, markdown_row, table
 from nerfvae.experiments import claims
 from nerfvae.experiments.common import load_json
-from nerfvae.experiments.markdown import format_number, markdown_row, table
 from nerfvae.experiments.provenance import block_hardware_text, command_block, provenance_lines
 
 DESCRIPTION = "collect the experiments' JSONs under docs/results/ into docs/results/README.md"

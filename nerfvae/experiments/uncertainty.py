@@ -13,11 +13,11 @@ import torch
 
 from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError, DataError
+from nerfvae.evaluation import markdown as md
+from nerfvae.evaluation.figures import write_image_grid
 from nerfvae.evaluation.views import standard_view_lists
 from nerfvae.evaluation.visibility import label_seen_pixels
 from nerfvae.experiments import common
-from nerfvae.experiments import markdown as md
-from nerfvae.experiments.figures import write_image_grid
 from nerfvae.inference import RefinementConfig, infer_scene
 
 DESCRIPTION = "posterior-sample std on surfaces the single context view saw vs did not see"

@@ -1,5 +1,6 @@
-"""What the experiments' figures are drawn with: a matplotlib figure written to a file, grouped
-bars, lines that skip missing values, and an image grid written as a PNG."""
+"""What every report's figures are drawn with (`nerfvae eval`, `baseline nerf`, training curves,
+the experiments): a matplotlib figure written to a file, grouped bars, lines that skip missing
+values, and an image grid written as a PNG."""
 
 from __future__ import annotations
 
@@ -22,20 +23,23 @@ def figure_file(
     columns: int,
     size: tuple[float, float],
     rect: tuple[float, float, float, float] = (0, 0, 1, 1),
+    rows: int = 1,
+    dpi: int = 120,
 ) -> Iterator[tuple[Any, list]]:
-    """``(figure, axes)`` of a matplotlib figure with ``columns`` panels of ``size`` inches in all,
-    laid out tightly in ``rect`` and written to ``path`` (120 dpi) when the block ends."""
+    """``(figure, axes)`` of a matplotlib figure with ``rows × columns`` panels (``axes`` row by
+    row) of ``size`` inches in all, laid out tightly in ``rect`` and written to ``path`` at ``dpi``
+    when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, columns, figsize=size)
+    figure, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
     try:
-        yield figure, list(axes) if columns > 1 else [axes]
+        yield figure, list(axes.flat)
         figure.tight_layout(rect=rect)
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=dpi)
     finally:
         plt.close(figure)
 

@@ -1,5 +1,6 @@
-"""What every experiment's markdown is made of: numbers formatted for tables, tables, and headline
-rows for the results summary."""
+"""What every markdown report is made of (`nerfvae eval`, `baseline nerf`, training curves, the
+experiments): numbers formatted for table cells, tables, pages, and the words for the views an
+evaluation scored."""
 
 from __future__ import annotations
 
@@ -104,14 +105,3 @@ def document(title: str, *blocks: str | Iterable[str]) -> list[str]:
     for block in blocks:
         lines += ["", *([block] if isinstance(block, str) else block)]
     return lines
-
-
-def headline_row(
-    label: str, psnr: Any, object_psnr: Any, trivial: Mapping[str, Any], note: str | None = None
-) -> dict[str, Any]:
-    """A row of the results summary's headline table: a model's PSNRs beside the trivial
-    predictors' on the same views (``trivial``: ``mean_train_image`` and ``mean_context_colour``
-    PSNR), and an optional note."""
-    row = {"label": label, "psnr": psnr, "object_psnr": object_psnr}
-    row.update({f"{key}_psnr": trivial[name] for name, key in TRIVIAL_PREDICTORS.items()})
-    return row if note is None else {**row, "note": note}
