@@ -1,4 +1,5 @@
-"""Numeric precision of the scene function, chosen by what the hardware runs natively.
+"""How a command uses this machine: the numeric precision of the scene function, chosen by what
+the hardware runs natively, and torch's CPU threads.
 
 bfloat16 matrix products are 2–3× faster than float32 on CPUs with AVX512-BF16 or AMX and on CUDA
 devices with bf16 support, but 3–4× *slower* on CPUs without them (PyTorch emulates them there),
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
@@ -18,6 +20,33 @@ from nerfvae.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(kw_only=True)
+class ThreadsOption:
+    """The ``--threads`` option of every command that computes (apply it with
+    :func:`use_threads`)."""
+
+    threads: int = 0
+    """torch intra-op threads (0 = PyTorch's default)."""
+
+
+@dataclass(kw_only=True)
+class PrecisionOption:
+    """The ``--precision`` option of every command that loads a trained run."""
+
+    precision: Precision | None = None
+    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
+    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
+
+
+def use_threads(threads: int) -> None:
+    """Let torch use ``threads`` intra-op threads (0 keeps PyTorch's default); ConfigError below
+    0."""
+    if threads < 0:
+        raise ConfigError(f"--threads must be 0 (PyTorch's default) or more, got {threads}")
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 @cache

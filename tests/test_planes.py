@@ -300,6 +300,40 @@ def test_precision_auto_resolves_by_the_capability_flag(monkeypatch):
     assert description["native_bf16"] is False
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["eval"], ["render"], ["sample"], ["viewer"], ["demo"], ["export", "mesh"],
+     ["prior", "fit"], ["baseline", "nerf"], ["experiment", "views"]],
+)  # fmt: skip
+def test_every_computing_command_takes_threads(command, capsys):
+    """One --threads option (nerfvae.precision.ThreadsOption) on every command that computes,
+    and --precision on every one that loads a trained run."""
+    from nerfvae.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--threads" in text
+    loads_a_run = command[0] in ("eval", "render", "sample", "viewer", "demo", "export")
+    assert ("--precision" in text) == loads_a_run
+
+
+def test_use_threads_sets_torch_threads_and_refuses_a_negative_count():
+    from nerfvae.precision import use_threads
+
+    before = torch.get_num_threads()
+    try:
+        use_threads(1)
+        assert torch.get_num_threads() == 1
+        use_threads(0)  # keeps what is set
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError, match="--threads"):
+            use_threads(-2)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_config_written_with_mixed_precision_loads_as_a_precision(tmp_path):
     from nerfvae.training.config import load_config
 

@@ -11,7 +11,9 @@ import tyro
 
 from nerfvae.cli.common import subcommand_usage, usage_exit_status
 from nerfvae.errors import ConfigError
+from nerfvae.evaluation.per_scene_nerf import PerSceneNeRFOptions
 from nerfvae.models.baselines.nerf import PerSceneNeRFConfig
+from nerfvae.precision import ThreadsOption, use_threads
 
 DESCRIPTION = "baselines: per-scene NeRF optimised on each scene's context views (`baseline nerf`)"
 
@@ -19,7 +21,7 @@ SUBCOMMANDS = {"nerf": "optimise a NeRF per test scene on its K context views, e
 
 
 @dataclass
-class NeRFBaselineArgs:
+class NeRFBaselineArgs(PerSceneNeRFOptions, ThreadsOption):
     """Optimise a standard NeRF (coarse + fine MLPs, positional encoding) from scratch on the K
     context views of every scene of a split, then score it on the same held-out ID/OOD views with
     the same metrics as `nerfvae eval`. Writes JSON, a markdown table (with wall time and PSNR over
@@ -47,19 +49,6 @@ class NeRFBaselineArgs:
     scenes_per_batch: int = 4
     """Scenes whose NeRFs are optimised at once (batched weights, one forward/backward for all;
     on a CPU the cost per scene is about the same as one at a time, fewer calls help a GPU)."""
-    background: str = "auto"
-    """Colour where rays leave the scene box: `auto` (the import's background for imported data,
-    else black), white, black, grey, #rrggbb or r,g,b."""
-    probe_views: int = 2
-    """Held-out ID and OOD views per scene rendered during optimisation to track PSNR (0 = none,
-    -1 = every target view: the last probe is then the final score, which `experiment cost` needs
-    to time the NeRF to a PSNR on exactly the scored views)."""
-    probe_points: int = 8
-    """How many times (geometrically spaced steps) the probe views are rendered."""
-    threads: int = 0
-    """torch intra-op threads (0 = PyTorch's default)."""
-    device: str = "cpu"
-    """Torch device (`cpu`, `cuda`)."""
     nerf: tyro.conf.OmitArgPrefixes[PerSceneNeRFConfig] = field(default_factory=PerSceneNeRFConfig)
     """NeRF architecture and optimisation budget."""
 
@@ -89,8 +78,6 @@ def run(argv: list[str], prog: str) -> int:
     if context_sizes is None and args.id_targets is not None:
         raise ConfigError("--id-targets has no effect with --context all (no ID view is a target)")
 
-    import torch
-
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.evaluate import optional_mean_training_image
     from nerfvae.evaluation.per_scene_nerf import (
@@ -101,8 +88,7 @@ def run(argv: list[str], prog: str) -> int:
     )
     from nerfvae.evaluation.report import markdown_table
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     dataset = MultiSceneDataset(args.data, args.split)
     background = resolve_background(args.background, dataset.meta)
     # each finished batch of scenes is kept here until the report is written: a stopped run,

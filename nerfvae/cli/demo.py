@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import tyro
 
 from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError
 from nerfvae.inference import RefinementConfig
+from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
 
 DESCRIPTION = "run the demo: new scenes, inference, novel views, uncertainty, samples, report"
 
 
 @dataclass
-class DemoArgs:
+class DemoArgs(PrecisionOption, ThreadsOption):
     """Load the shipped NeRF-VAE (or train one), render new test scenes with Mitsuba, infer each
     from 3 views and write a report with reconstructions, novel ID/OOD views, depth, uncertainty,
     prior samples and the metrics table."""
@@ -46,14 +46,12 @@ class DemoArgs:
     refinement."""
     workers: int = 2
     """Render processes for the scenes."""
-    precision: Literal["auto", "fp32", "bf16"] | None = None
-    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
-    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(DemoArgs, args=argv, prog=prog)
+    use_threads(args.threads)
     from nerfvae.demo import demo_data_settings, run_demo, train_from_scratch
 
     shipped = Path(args.run)

@@ -11,12 +11,13 @@ import tyro
 from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.evaluation.views import parse_context_sizes
 from nerfvae.inference import RefinementConfig
+from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
 
 DESCRIPTION = "evaluate a trained run: PSNR/SSIM/object PSNR/ELBO per K, ID and OOD"
 
 
 @dataclass
-class EvalArgs:
+class EvalArgs(PrecisionOption, ThreadsOption):
     """Evaluate a trained run on held-out scenes; writes JSON, a markdown table and a figure."""
 
     run: str
@@ -40,9 +41,6 @@ class EvalArgs:
     """Seed of the posterior sample used for the ELBO (and of the refinement's rays and samples)."""
     test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of each posterior on its context views (docs/evaluation.md)."""
-    precision: Literal["auto", "fp32", "bf16"] | None = None
-    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
-    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
     elbo_prior: Literal["standard", "learned"] = "standard"
     """Prior of the −ELBO column's KL term: `standard` N(0, I) (the model's own, exact KL), or
     `learned`: the run's learned prior (`nerfvae prior fit`), through its bound on −log p(z)
@@ -52,6 +50,7 @@ class EvalArgs:
 def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(EvalArgs, args=argv, prog=prog)
+    use_threads(args.threads)
     context_sizes = parse_context_sizes(args.context)
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.evaluate import evaluate_run, mean_training_image

@@ -17,6 +17,7 @@ from nerfvae.cli.common import (
 )
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.inference import RefinementConfig
+from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
 
 DESCRIPTION = "export a scene's geometry: `export mesh` writes a coloured PLY/OBJ surface"
 
@@ -24,7 +25,7 @@ SUBCOMMANDS = {"mesh": "marching-cubes surface of an inferred or prior-sampled s
 
 
 @dataclass
-class MeshArgs:
+class MeshArgs(PrecisionOption, ThreadsOption):
     """Extract a coloured surface mesh from a trained model: infer a dataset scene from chosen
     context views (or draw a scene from the prior), evaluate the density on a grid in the scene
     box, run marching cubes, colour the vertices from the field and write PLY or OBJ. For the
@@ -73,9 +74,6 @@ class MeshArgs:
     """Checkpoint JSON to load (default: the run's newest)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
-    precision: Literal["auto", "fp32", "bf16"] | None = None
-    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
-    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def _usage(prog: str) -> str:
@@ -92,7 +90,9 @@ def run(argv: list[str], prog: str) -> int:
         print(f"{prog}: unknown export {argv[0]!r}\n\n{_usage(prog)}", file=sys.stderr)
         return 2
     argv = replace_deprecated_flags(argv[1:], TEST_TIME_FLAGS, f"{prog} mesh")
-    return export_mesh(tyro.cli(MeshArgs, args=argv, prog=f"{prog} mesh"))
+    args = tyro.cli(MeshArgs, args=argv, prog=f"{prog} mesh")
+    use_threads(args.threads)
+    return export_mesh(args)
 
 
 def parse_crop(text: str | None):

@@ -11,12 +11,13 @@ import tyro
 
 from nerfvae.cli.common import subcommand_usage, usage_exit_status
 from nerfvae.evaluation.learned_prior import LearnedPriorFit
+from nerfvae.precision import ThreadsOption, use_threads
 
 DESCRIPTION = "fit a learned prior (a diffusion model over the latent) to a run's posteriors"
 
 
 @dataclass
-class FitArgs:
+class FitArgs(ThreadsOption):
     """Fit the run's learned prior: a small diffusion model over the latent, fitted to the
     encoder's posteriors of the training scenes of --data, and cache it in
     RUN/learned_prior.safetensors for the checkpoint (docs/evaluation.md). A run that already has
@@ -33,8 +34,6 @@ class FitArgs:
     """How the prior is fitted."""
     refit: bool = False
     """Fit again even if the run has a learned prior for its checkpoint."""
-    threads: int | None = None
-    """CPU threads torch may use (default: torch's own choice)."""
     progress: bool = True
     """Show a progress bar of the fit."""
 
@@ -42,14 +41,11 @@ class FitArgs:
 def fit(argv: list[str], prog: str) -> int:
     args = tyro.cli(FitArgs, args=argv, prog=prog)
     args.fit.validate()
-    import torch
-
+    use_threads(args.threads)
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.learned_prior import PRIOR_FILE, describe_fit, learned_prior
     from nerfvae.training.loading import load_trained_model
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     model, _, record = load_trained_model(args.run, args.checkpoint)
 
     def training_scenes() -> MultiSceneDataset:

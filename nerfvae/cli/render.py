@@ -14,12 +14,13 @@ from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError
 from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.inference import RefinementConfig, infer_scene
+from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
 
 DESCRIPTION = "infer a scene from some of its views; render views, depth, uncertainty, turntable"
 
 
 @dataclass
-class RenderArgs:
+class RenderArgs(PrecisionOption, ThreadsOption):
     """Infer a scene's latent from chosen context views and render it: every requested view (RGB,
     depth, opacity, ground truth), posterior-sample mean and standard deviation, and a turntable."""
 
@@ -52,9 +53,6 @@ class RenderArgs:
     """Seed of posterior samples (and of the refinement's rays and samples)."""
     test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of the posterior on the context views (docs/evaluation.md)."""
-    precision: Literal["auto", "fp32", "bf16"] | None = None
-    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
-    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def load_scene(data: str, split: str, index: int):
@@ -69,6 +67,7 @@ def load_scene(data: str, split: str, index: int):
 def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(RenderArgs, args=argv, prog=prog)
+    use_threads(args.threads)
     if args.std_scale is not None and not (math.isfinite(args.std_scale) and args.std_scale > 0):
         raise ConfigError(f"--std-scale must be a positive number, got {args.std_scale}")
     from nerfvae import visualise as vis

@@ -11,12 +11,13 @@ import tyro
 
 from nerfvae.evaluation.aggregate_prior import AggregateFit
 from nerfvae.evaluation.learned_prior import LearnedPriorFit
+from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
 
 DESCRIPTION = "sample new scenes from the prior and render them (views and turntables)"
 
 
 @dataclass
-class SampleArgs:
+class SampleArgs(PrecisionOption, ThreadsOption):
     """Draw scenes z ~ p(z) and render each from the cameras of a dataset scene (the scene's
     images are not used, only its cameras) and along a turntable. `--prior aggregate` draws from a
     low-rank Gaussian fitted to the posteriors of training scenes instead, `--prior learned` from a
@@ -57,13 +58,11 @@ class SampleArgs:
     refit_prior: bool = False
     """Fit the aggregate prior (with --fit.*) or the learned prior (with --learned-fit.*) again
     even if the run has one for its checkpoint."""
-    precision: Literal["auto", "fp32", "bf16"] | None = None
-    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
-    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(SampleArgs, args=argv, prog=prog)
+    use_threads(args.threads)
     from nerfvae import visualise as vis
     from nerfvae.cli.render import load_scene
     from nerfvae.geometry import orbit_cameras

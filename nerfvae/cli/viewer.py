@@ -7,11 +7,13 @@ from typing import Literal
 
 import tyro
 
+from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+
 DESCRIPTION = "interactive browser viewer: orbit inferred scenes, compare, sample (localhost)"
 
 
 @dataclass
-class ViewerArgs:
+class ViewerArgs(PrecisionOption, ThreadsOption):
     """Serve a web page to explore a trained model on a dataset split: choose a scene and its
     context views (thumbnails), orbit / pan / zoom a camera over the inferred scene, switch
     between RGB, depth, opacity and posterior standard deviation, compare with the ground truth
@@ -47,13 +49,11 @@ class ViewerArgs:
     fit`) if it has one for the checkpoint, else its aggregate prior, else the model's N(0, I)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
-    precision: Literal["auto", "fp32", "bf16"] | None = None
-    """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),
-    `fp32` or `bf16`; default: the run's own setting. Recorded in every result."""
 
 
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(ViewerArgs, args=argv, prog=prog)
+    use_threads(args.threads)
     from nerfvae.viewer.server import serve
 
     serve(

@@ -24,7 +24,7 @@ import platform
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,26 @@ from nerfvae.models.baselines.nerf import (
     default_probe_steps,
     fit_per_scene_nerf,
 )
+
+
+@dataclass(kw_only=True)
+class PerSceneNeRFOptions:
+    """How the per-scene NeRF baseline is fitted and probed, beside its architecture and budget
+    (:class:`PerSceneNeRFConfig`): the options of `nerfvae baseline nerf` and of the experiments
+    that fit it (`nerfvae experiment views`, `cost`)."""
+
+    background: str = "auto"
+    """Colour where rays leave the scene box: `auto` (the import's background for imported data,
+    else black), white, black, grey, #rrggbb or r,g,b."""
+    probe_views: int = 2
+    """Held-out ID and OOD views per scene rendered during optimisation to track PSNR over steps
+    and time (0 = none, -1 = every target view: the last probe is then the final score, which
+    `experiment cost` needs to time the NeRF to a PSNR on exactly the scored views)."""
+    probe_points: int = 8
+    """How many times (geometrically spaced steps, first and last included) the probe views are
+    rendered."""
+    device: str = "cpu"
+    """Torch device of the per-scene NeRF (`cpu`, `cuda`)."""
 
 
 def resolve_background(text: str, meta) -> tuple[float, float, float]:

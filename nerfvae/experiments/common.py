@@ -17,6 +17,7 @@ import tyro
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation import markdown as md
 from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.precision import ThreadsOption, use_threads
 
 SCHEMA_VERSION = 1
 """Version of the experiment JSONs this code writes and reads back."""
@@ -25,15 +26,13 @@ Args = TypeVar("Args")
 
 
 @dataclass(kw_only=True)
-class ExperimentArgs:
+class ExperimentArgs(ThreadsOption):
     """Options of every experiment (each experiment sets its own default --out)."""
 
     split: str = "test"
     """Dataset split to use."""
     out: str
     """Output directory of the experiment's JSON, markdown and figures."""
-    threads: int = 0
-    """torch intra-op threads (0 = PyTorch's default)."""
 
 
 @dataclass(kw_only=True)
@@ -64,10 +63,7 @@ def parse_args(args_type: type[Args], argv: list[str], prog: str) -> Args:
     args = tyro.cli(args_type, args=argv, prog=prog)
     if isinstance(args, ScenesArgs) and args.max_scenes is not None and args.max_scenes < 1:
         raise ConfigError(f"--max-scenes must be at least 1, got {args.max_scenes}")
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     return args
 
 

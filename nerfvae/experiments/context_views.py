@@ -24,7 +24,11 @@ import tyro
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation import figures
 from nerfvae.evaluation import markdown as md
-from nerfvae.evaluation.per_scene_nerf import merge_nerf_results, time_to_reach
+from nerfvae.evaluation.per_scene_nerf import (
+    PerSceneNeRFOptions,
+    merge_nerf_results,
+    time_to_reach,
+)
 from nerfvae.evaluation.report import inference_line
 from nerfvae.evaluation.views import parse_context_labels, resolve_context
 from nerfvae.experiments import claims, common
@@ -46,24 +50,6 @@ ID_TARGETS_WITH_ALL = 3
 """ID targets (the last ID views) when ``all`` is among the K and --id-targets is not given."""
 
 
-@dataclass
-class NeRFBaselineOptions:
-    """How the per-scene NeRF baseline is optimised and probed (as `nerfvae baseline nerf`)."""
-
-    background: str = "auto"
-    """Colour where rays leave the scene box: `auto` (imported data's background, else black),
-    white, black, grey, #rrggbb or r,g,b."""
-    probe_views: int = -1
-    """Target views per scene and kind rendered during optimisation to track PSNR over steps and
-    time (-1 = all, 0 = none)."""
-    probe_points: int = 8
-    """How many times (geometrically spaced steps, first and last included) the probes render."""
-    device: str = "cpu"
-    """Torch device of the per-scene NeRF (NeRF-VAE is evaluated on the CPU, as `nerfvae eval`)."""
-    nerf: tyro.conf.OmitArgPrefixes[PerSceneNeRFConfig] = field(default_factory=PerSceneNeRFConfig)
-    """NeRF architecture and optimisation budget (the flags of `nerfvae baseline nerf`)."""
-
-
 @dataclass(kw_only=True)
 class NeRFComparisonArgs(common.ScenesArgs):
     """Options of the experiments that score NeRF-VAE against a per-scene NeRF (views, cost)."""
@@ -82,10 +68,13 @@ class NeRFComparisonArgs(common.ScenesArgs):
     """Reuse per-scene NeRF results instead of optimising: JSONs of `nerfvae baseline nerf` (same
     --split and --max-scenes; files for different K, made with the same --id-targets, are merged)
     or a views.json."""
-    baseline: tyro.conf.OmitArgPrefixes[NeRFBaselineOptions] = field(
-        default_factory=NeRFBaselineOptions
+    baseline: tyro.conf.OmitArgPrefixes[PerSceneNeRFOptions] = field(
+        default_factory=lambda: PerSceneNeRFOptions(probe_views=-1)
     )
-    """Per-scene NeRF options."""
+    """How the per-scene NeRF is fitted and probed (as `nerfvae baseline nerf`; here every target
+    view is probed by default). NeRF-VAE is evaluated on the CPU, as `nerfvae eval`."""
+    nerf: tyro.conf.OmitArgPrefixes[PerSceneNeRFConfig] = field(default_factory=PerSceneNeRFConfig)
+    """NeRF architecture and optimisation budget (the flags of `nerfvae baseline nerf`)."""
 
 
 @dataclass(kw_only=True)
@@ -311,7 +300,7 @@ def compute_views(args: ViewsArgs) -> dict[str, Any]:
         background = resolve_background(options.background, dataset.meta)
         shared.update(probe_views=options.probe_views, probe_points=options.probe_points)
         nerf = evaluate_per_scene_nerf(
-            dataset, options.nerf, background=background, device=options.device, **shared
+            dataset, args.nerf, background=background, device=options.device, **shared
         )
         nerf.update(dataset=str(args.data), split=args.split)
         source = "computed"

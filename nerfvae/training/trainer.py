@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from nerfvae.data.loader import MultiSceneDataset, training_batches
 from nerfvae.errors import ConfigError
-from nerfvae.precision import resolve_precision
+from nerfvae.precision import resolve_precision, use_threads
 from nerfvae.training import schedules
 from nerfvae.training.checkpoint import (
     load_checkpoint,
@@ -133,8 +133,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     """
     started = time.perf_counter()
     rank, world_size = _distributed_setup()
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    use_threads(config.threads)
     config, dataset, warnings = resolve_data_settings(config)
     run = RunDirectory(Path(config.run))
 
