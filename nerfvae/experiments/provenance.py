@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from nerfvae.evaluation.markdown import at
+from nerfvae.precision import cpu_description
 from nerfvae.training.warm_start import training_totals
 
 
@@ -37,16 +38,8 @@ def git_commit(root: Path | None = None) -> str | None:
 
 def hardware() -> dict[str, Any]:
     """CPU model and count, torch threads, GPU name where one is used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_description()["name"],
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
