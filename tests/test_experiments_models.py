@@ -417,6 +417,22 @@ def test_training_seconds_leave_out_the_pauses_between_resumed_parts():
     assert training_seconds(rows) == 5 + 5 + 2
 
 
+def test_training_curves_leave_out_the_pauses_between_resumed_parts(tmp_path: Path):
+    """The curves' minutes (against which the ablation draws validation PSNR) are minutes of
+    training, as the budgets are: a pause between two parts of a run does not move the curve."""
+    from nerfvae.evaluation.curves import run_curves
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text(  # 60 steps at 1/s, then after a day's pause 60 at 2/s
+        "step,time,loss,steps_per_s\n60,1000,1.0,1\n120,87430,0.5,2\n"
+    )
+    (run / "validation.csv").write_text("step,psnr_id\n60,15.0\n90,16.0\n120,17.0\n")
+    curves = run_curves(run)
+    assert [row["minutes"] for row in curves["metrics"]] == [1.0, 1.5]
+    assert [row["minutes"] for row in curves["validation"]] == [1.0, 1.25, 1.5]
+
+
 def test_eval_of_gqn_refuses_refinement_before_any_work(
     gqn_run: Path, tiny_dataset: Path, tmp_path: Path, capsys
 ) -> None:

@@ -3,8 +3,9 @@
     python -m nerfvae.evaluation.curves RUN [RUN ...] --out curves.png [--table curves.md] [--x step]
 
 Plots training loss, training PSNR, validation PSNR and validation object-pixel PSNR (ID and OOD
-views) against minutes since each run's start (or against the step, for runs made by code of
-different speeds), and writes a markdown table of each run's last validation row.
+views) against minutes of training (the pauses between the parts of a resumed run left out), or
+against the step for runs made by code of different speeds, and writes a markdown table of each
+run's last validation row.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from nerfvae.evaluation import figures
 from nerfvae.evaluation import markdown as md
+from nerfvae.training.warm_start import cumulative_training_seconds
 
 
 def _read(path: Path) -> list[dict[str, float]]:
@@ -30,18 +32,19 @@ def _read(path: Path) -> list[dict[str, float]]:
 
 
 def run_curves(run: Path) -> dict[str, list[dict[str, float]]]:
+    """A run's ``metrics.csv`` and ``validation.csv`` rows, each with ``minutes`` of training up to
+    it (:func:`nerfvae.training.warm_start.cumulative_training_seconds`: the pauses between the
+    parts of a resumed run do not count)."""
     metrics = _read(run / "metrics.csv")
     validation = _read(run / "validation.csv")
     if metrics:
-        # minutes since start: the first row's time minus the time its steps took
-        first = metrics[0]
-        start = first["time"] - first["step"] / max(first.get("steps_per_s", 1.0), 1e-9)
-        for row in metrics:
-            row["minutes"] = (row["time"] - start) / 60
-        steps = [r["step"] for r in metrics]
-        minutes = [r["minutes"] for r in metrics]
+        rows = [row for row in metrics if "step" in row and "steps_per_s" in row]
+        for row, seconds in zip(rows, cumulative_training_seconds(rows)):
+            row["minutes"] = seconds / 60
+        steps = [r["step"] for r in rows]
+        minutes = [r["minutes"] for r in rows]
         for row in validation:  # validation steps need not be logging steps: interpolate
-            row["minutes"] = float(np.interp(row["step"], steps, minutes))
+            row["minutes"] = float(np.interp(row["step"], steps, minutes)) if rows else 0.0
     return {"metrics": metrics, "validation": validation}
 
 

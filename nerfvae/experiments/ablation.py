@@ -96,7 +96,7 @@ def parameter_counts(run: Path) -> dict[str, Any]:
 
 
 def validation_history(run: Path) -> list[dict[str, float]]:
-    """Rows of the run's validation.csv (step, psnr_id, ... and minutes since the start), or []."""
+    """Rows of the run's validation.csv (step, psnr_id, ... and minutes of training up to it), or []."""
     from nerfvae.evaluation.curves import run_curves
 
     keys = ("step", "minutes", *VALIDATION_KEYS)
@@ -347,7 +347,8 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
 
 def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
     """PSNR bars (ID/OOD, whole image and object pixels) with the mean-training-image PSNR as
-    lines, −ELBO bars, and validation PSNR against steps where any run logged validation."""
+    lines, −ELBO bars, and validation PSNR against minutes of training (the budget the runs are
+    compared at; pauses between resumed parts left out) where any run logged validation."""
     entries = report["runs"]
     has_curves = any(entry["validation"]["history"] for entry in entries)
     panels = 3 if has_curves else 2
@@ -377,10 +378,14 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
             for index, entry in enumerate(entries):
                 for key, style in (("psnr_id", "o-"), ("psnr_ood", "s--")):
                     history = entry["validation"]["history"]
-                    points = [(row["step"], row[key]) for row in history if key in row]
+                    points = [
+                        (row["minutes"], row[key])
+                        for row in history
+                        if {key, "minutes"} <= set(row)
+                    ]
                     label = f"{entry['name']} {key.split('_')[1].upper()}"
                     figures.plot_line(axes[2], points, style, color=f"C{index}", label=label)
-            axes[2].set(xlabel="step", ylabel="validation PSNR (dB)")
+            axes[2].set(xlabel="minutes of training", ylabel="validation PSNR (dB)")
             axes[2].set_title("validation PSNR (validation.csv)")
             axes[2].legend(fontsize=6)
             axes[2].grid(alpha=0.3)

@@ -128,17 +128,24 @@ def teacher_history(run: str | Path) -> Path | None:
     return history if (history / CONFIG_FILE).exists() else None
 
 
-def training_seconds(rows: list[dict[str, str]]) -> float:
-    """Seconds of training in ``metrics.csv`` rows (``step``, ``steps_per_s``): each row covers
-    the steps since the previous row at its logged rate, so the pauses between the parts of a
-    resumed run do not count (validation and checkpoints do)."""
-    seconds, previous = 0.0, 0
+def cumulative_training_seconds(rows: list[dict[str, str]]) -> list[float]:
+    """Seconds of training up to each of the ``metrics.csv`` rows (``step``, ``steps_per_s``):
+    each row covers the steps since the previous row at its logged rate, so the pauses between
+    the parts of a resumed run do not count (validation and checkpoints do)."""
+    seconds, previous, totals = 0.0, 0, []
     for row in rows:
         step, rate = int(float(row["step"])), float(row["steps_per_s"])
         if rate > 0:
             seconds += (step - previous) / rate
         previous = step
-    return seconds
+        totals.append(seconds)
+    return totals
+
+
+def training_seconds(rows: list[dict[str, str]]) -> float:
+    """Seconds of training in ``metrics.csv`` rows (:func:`cumulative_training_seconds`)."""
+    totals = cumulative_training_seconds(rows)
+    return totals[-1] if totals else 0.0
 
 
 def logged_training(run: str | Path) -> tuple[int, float]:
