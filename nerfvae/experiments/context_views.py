@@ -461,8 +461,8 @@ def views_figure(result: dict[str, Any], path: Path) -> None:
     series = (
         ("NeRF-VAE", "nerfvae", "C0", "o"),
         ("per-scene NeRF", "nerf", "C1", "s"),
-        ("mean train image", "mean_train_image", "0.5", None),
-        ("mean context colour", "mean_context_colour", "C2", None),
+        ("mean train image", "mean_train_image", "0.5", "x"),
+        ("mean context colour", "mean_context_colour", "C2", "+"),
     )
     panels = (
         ("psnr", "PSNR (dB)", "whole image"),
