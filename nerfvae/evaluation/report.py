@@ -58,7 +58,7 @@ def psnr_figure(result: dict[str, Any], path: Path) -> None:
                 entries = [(int(k), result["results"][k].get(kind)) for k in ks]
                 for key, style, name in (
                     (metric, "o-", f"{result.get('model', 'model')} {kind.upper()}"),
-                    (baselines[metric], "--", f"mean train image {kind.upper()}"),
+                    (baselines[metric], "x--", f"mean train image {kind.upper()}"),
                 ):
                     points = [
                         (k, value)
@@ -66,8 +66,9 @@ def psnr_figure(result: dict[str, Any], path: Path) -> None:
                         if entry is not None
                         and (value := md.finite_or_none(entry.get(key))) is not None
                     ]
-                    alpha = 0.6 if style == "--" else 1.0
+                    alpha = 0.6 if style == "x--" else 1.0
                     figures.plot_line(axis, points, style, color=colour, alpha=alpha, label=name)
+            axis.set_xticks([int(k) for k in ks])
             axis.set(xlabel="context views K", ylabel="PSNR (dB)", title=title)
             axis.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
