@@ -22,7 +22,7 @@ Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-@dataclass(kw_only=True)
+@dataclass
 class ThreadsOption:
     """The ``--threads`` option of every command that computes (apply it with
     :func:`use_threads`)."""
@@ -31,9 +31,10 @@ class ThreadsOption:
     """torch intra-op threads (0 = PyTorch's default)."""
 
 
-@dataclass(kw_only=True)
-class PrecisionOption:
-    """The ``--precision`` option of every command that loads a trained run."""
+@dataclass
+class MachineOptions(ThreadsOption):
+    """``--threads`` and ``--precision``: how a command that loads a trained run uses the
+    machine."""
 
     precision: Precision | None = None
     """Scene-function precision: `auto` (bfloat16 only where the hardware runs it natively),

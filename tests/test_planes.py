@@ -306,8 +306,8 @@ def test_precision_auto_resolves_by_the_capability_flag(monkeypatch):
      ["prior", "fit"], ["baseline", "nerf"], ["experiment", "views"]],
 )  # fmt: skip
 def test_every_computing_command_takes_threads(command, capsys):
-    """One --threads option (nerfvae.precision.ThreadsOption) on every command that computes,
-    and --precision on every one that loads a trained run."""
+    """One --threads option (nerfvae.precision.ThreadsOption) on every command that computes, and
+    --precision beside it (MachineOptions) on every one that loads a trained run."""
     from nerfvae.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:

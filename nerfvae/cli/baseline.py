@@ -21,7 +21,7 @@ SUBCOMMANDS = {"nerf": "optimise a NeRF per test scene on its K context views, e
 
 
 @dataclass
-class NeRFBaselineArgs(PerSceneNeRFOptions, ThreadsOption):
+class NeRFBaselineArgs(PerSceneNeRFOptions):
     """Optimise a standard NeRF (coarse + fine MLPs, positional encoding) from scratch on the K
     context views of every scene of a split, then score it on the same held-out ID/OOD views with
     the same metrics as `nerfvae eval`. Writes JSON, a markdown table (with wall time and PSNR over
@@ -51,6 +51,8 @@ class NeRFBaselineArgs(PerSceneNeRFOptions, ThreadsOption):
     on a CPU the cost per scene is about the same as one at a time, fewer calls help a GPU)."""
     nerf: tyro.conf.OmitArgPrefixes[PerSceneNeRFConfig] = field(default_factory=PerSceneNeRFConfig)
     """NeRF architecture and optimisation budget."""
+    machine: tyro.conf.OmitArgPrefixes[ThreadsOption] = field(default_factory=ThreadsOption)
+    """How the command uses this machine."""
 
 
 def parse_context(text: str) -> tuple[int, ...] | None:
@@ -88,7 +90,7 @@ def run(argv: list[str], prog: str) -> int:
     )
     from nerfvae.evaluation.report import markdown_table
 
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     dataset = MultiSceneDataset(args.data, args.split)
     background = resolve_background(args.background, dataset.meta)
     # each finished batch of scenes is kept here until the report is written: a stopped run,

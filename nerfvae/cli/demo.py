@@ -10,13 +10,13 @@ import tyro
 from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError
 from nerfvae.inference import RefinementConfig
-from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+from nerfvae.precision import MachineOptions, use_threads
 
 DESCRIPTION = "run the demo: new scenes, inference, novel views, uncertainty, samples, report"
 
 
 @dataclass
-class DemoArgs(PrecisionOption, ThreadsOption):
+class DemoArgs:
     """Load the shipped NeRF-VAE (or train one), render new test scenes with Mitsuba, infer each
     from 3 views and write a report with reconstructions, novel ID/OOD views, depth, uncertainty,
     prior samples and the metrics table."""
@@ -46,12 +46,14 @@ class DemoArgs(PrecisionOption, ThreadsOption):
     refinement."""
     workers: int = 2
     """Render processes for the scenes."""
+    machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
+    """How the command uses this machine."""
 
 
 def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(DemoArgs, args=argv, prog=prog)
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     from nerfvae.demo import demo_data_settings, run_demo, train_from_scratch
 
     shipped = Path(args.run)
@@ -75,7 +77,7 @@ def run(argv: list[str], prog: str) -> int:
         context_sizes=parse_context_sizes(args.context),
         refinement=args.test_time,
         refine_context_sizes=parse_context_sizes(args.test_time_context),
-        precision=args.precision,
+        precision=args.machine.precision,
     )
     print(f"[demo] report: {report}")
     return 0

@@ -11,13 +11,13 @@ import tyro
 from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.evaluation.views import parse_context_sizes
 from nerfvae.inference import RefinementConfig
-from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+from nerfvae.precision import MachineOptions, use_threads
 
 DESCRIPTION = "evaluate a trained run: PSNR/SSIM/object PSNR/ELBO per K, ID and OOD"
 
 
 @dataclass
-class EvalArgs(PrecisionOption, ThreadsOption):
+class EvalArgs:
     """Evaluate a trained run on held-out scenes; writes JSON, a markdown table and a figure."""
 
     run: str
@@ -45,19 +45,21 @@ class EvalArgs(PrecisionOption, ThreadsOption):
     """Prior of the −ELBO column's KL term: `standard` N(0, I) (the model's own, exact KL), or
     `learned`: the run's learned prior (`nerfvae prior fit`), through its bound on −log p(z)
     (docs/evaluation.md)."""
+    machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
+    """How the command uses this machine."""
 
 
 def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(EvalArgs, args=argv, prog=prog)
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     context_sizes = parse_context_sizes(args.context)
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.evaluate import evaluate_run, mean_training_image
     from nerfvae.evaluation.report import inference_line, markdown_table, write_report
     from nerfvae.training.loading import load_trained_model
 
-    loaded = load_trained_model(args.run, args.checkpoint, args.precision)
+    loaded = load_trained_model(args.run, args.checkpoint, args.machine.precision)
     elbo_prior = None
     if args.elbo_prior == "learned":
         from nerfvae.evaluation.scene_priors import scene_prior

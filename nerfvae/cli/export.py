@@ -17,7 +17,7 @@ from nerfvae.cli.common import (
 )
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.inference import RefinementConfig
-from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+from nerfvae.precision import MachineOptions, use_threads
 
 DESCRIPTION = "export a scene's geometry: `export mesh` writes a coloured PLY/OBJ surface"
 
@@ -25,7 +25,7 @@ SUBCOMMANDS = {"mesh": "marching-cubes surface of an inferred or prior-sampled s
 
 
 @dataclass
-class MeshArgs(PrecisionOption, ThreadsOption):
+class MeshArgs:
     """Extract a coloured surface mesh from a trained model: infer a dataset scene from chosen
     context views (or draw a scene from the prior), evaluate the density on a grid in the scene
     box, run marching cubes, colour the vertices from the field and write PLY or OBJ. For the
@@ -74,6 +74,8 @@ class MeshArgs(PrecisionOption, ThreadsOption):
     """Checkpoint JSON to load (default: the run's newest)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
+    machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
+    """How the command uses this machine."""
 
 
 def _usage(prog: str) -> str:
@@ -91,7 +93,7 @@ def run(argv: list[str], prog: str) -> int:
         return 2
     argv = replace_deprecated_flags(argv[1:], TEST_TIME_FLAGS, f"{prog} mesh")
     args = tyro.cli(MeshArgs, args=argv, prog=f"{prog} mesh")
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     return export_mesh(args)
 
 
@@ -149,7 +151,9 @@ def export_mesh(args: MeshArgs) -> int:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-    model, _, record = load_trained_model(args.run, args.checkpoint, args.precision, device=device)
+    model, _, record = load_trained_model(
+        args.run, args.checkpoint, args.machine.precision, device=device
+    )
     model.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if scene is not None:

@@ -17,7 +17,7 @@ DESCRIPTION = "fit a learned prior (a diffusion model over the latent) to a run'
 
 
 @dataclass
-class FitArgs(ThreadsOption):
+class FitArgs:
     """Fit the run's learned prior: a small diffusion model over the latent, fitted to the
     encoder's posteriors of the training scenes of --data, and cache it in
     RUN/learned_prior.safetensors for the checkpoint (docs/evaluation.md). A run that already has
@@ -36,12 +36,14 @@ class FitArgs(ThreadsOption):
     """Fit again even if the run has a learned prior for its checkpoint."""
     progress: bool = True
     """Show a progress bar of the fit."""
+    machine: tyro.conf.OmitArgPrefixes[ThreadsOption] = field(default_factory=ThreadsOption)
+    """How the command uses this machine."""
 
 
 def fit(argv: list[str], prog: str) -> int:
     args = tyro.cli(FitArgs, args=argv, prog=prog)
     args.fit.validate()
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.learned_prior import PRIOR_FILE, describe_fit, learned_prior
     from nerfvae.training.loading import load_trained_model

@@ -14,13 +14,13 @@ from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError
 from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.inference import RefinementConfig, infer_scene
-from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+from nerfvae.precision import MachineOptions, use_threads
 
 DESCRIPTION = "infer a scene from some of its views; render views, depth, uncertainty, turntable"
 
 
 @dataclass
-class RenderArgs(PrecisionOption, ThreadsOption):
+class RenderArgs:
     """Infer a scene's latent from chosen context views and render it: every requested view (RGB,
     depth, opacity, ground truth), posterior-sample mean and standard deviation, and a turntable."""
 
@@ -53,6 +53,8 @@ class RenderArgs(PrecisionOption, ThreadsOption):
     """Seed of posterior samples (and of the refinement's rays and samples)."""
     test_time: RefinementConfig = field(default_factory=RefinementConfig)
     """Test-time refinement of the posterior on the context views (docs/evaluation.md)."""
+    machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
+    """How the command uses this machine."""
 
 
 def load_scene(data: str, split: str, index: int):
@@ -67,7 +69,7 @@ def load_scene(data: str, split: str, index: int):
 def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(RenderArgs, args=argv, prog=prog)
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     if args.std_scale is not None and not (math.isfinite(args.std_scale) and args.std_scale > 0):
         raise ConfigError(f"--std-scale must be a positive number, got {args.std_scale}")
     from nerfvae import visualise as vis
@@ -75,7 +77,7 @@ def run(argv: list[str], prog: str) -> int:
     from nerfvae.metrics import psnr
     from nerfvae.training.loading import load_trained_model
 
-    model, _, _ = load_trained_model(args.run, args.checkpoint, args.precision)
+    model, _, _ = load_trained_model(args.run, args.checkpoint, args.machine.precision)
     dataset, scene = load_scene(args.data, args.split, args.scene)
     meta = dataset.meta
     context = parse_view_indices(args.context, scene.num_views, "--context")

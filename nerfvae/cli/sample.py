@@ -11,13 +11,13 @@ import tyro
 
 from nerfvae.evaluation.aggregate_prior import AggregateFit
 from nerfvae.evaluation.learned_prior import LearnedPriorFit
-from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+from nerfvae.precision import MachineOptions, use_threads
 
 DESCRIPTION = "sample new scenes from the prior and render them (views and turntables)"
 
 
 @dataclass
-class SampleArgs(PrecisionOption, ThreadsOption):
+class SampleArgs:
     """Draw scenes z ~ p(z) and render each from the cameras of a dataset scene (the scene's
     images are not used, only its cameras) and along a turntable. `--prior aggregate` draws from a
     low-rank Gaussian fitted to the posteriors of training scenes instead, `--prior learned` from a
@@ -58,17 +58,19 @@ class SampleArgs(PrecisionOption, ThreadsOption):
     refit_prior: bool = False
     """Fit the aggregate prior (with --fit.*) or the learned prior (with --learned-fit.*) again
     even if the run has one for its checkpoint."""
+    machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
+    """How the command uses this machine."""
 
 
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(SampleArgs, args=argv, prog=prog)
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     from nerfvae import visualise as vis
     from nerfvae.cli.render import load_scene
     from nerfvae.geometry import orbit_cameras
     from nerfvae.training.loading import load_trained_model
 
-    model, _, record = load_trained_model(args.run, args.checkpoint, args.precision)
+    model, _, record = load_trained_model(args.run, args.checkpoint, args.machine.precision)
     dataset, scene = load_scene(args.data, args.split, args.scene)
     meta = dataset.meta
     id_views = (~scene.view_is_ood).nonzero().squeeze(-1)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import tyro
 
-from nerfvae.precision import PrecisionOption, ThreadsOption, use_threads
+from nerfvae.precision import MachineOptions, use_threads
 
 DESCRIPTION = "interactive browser viewer: orbit inferred scenes, compare, sample (localhost)"
 
 
 @dataclass
-class ViewerArgs(PrecisionOption, ThreadsOption):
+class ViewerArgs:
     """Serve a web page to explore a trained model on a dataset split: choose a scene and its
     context views (thumbnails), orbit / pan / zoom a camera over the inferred scene, switch
     between RGB, depth, opacity and posterior standard deviation, compare with the ground truth
@@ -49,11 +49,13 @@ class ViewerArgs(PrecisionOption, ThreadsOption):
     fit`) if it has one for the checkpoint, else its aggregate prior, else the model's N(0, I)."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
+    machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
+    """How the command uses this machine."""
 
 
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(ViewerArgs, args=argv, prog=prog)
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     from nerfvae.viewer.server import serve
 
     serve(
@@ -64,7 +66,7 @@ def run(argv: list[str], prog: str) -> int:
         port=args.port,
         checkpoint=args.checkpoint,
         device=args.device,
-        precision=args.precision,
+        precision=args.machine.precision,
         render_height=args.render_height,
         preview_scale=args.preview_scale,
         settle_seconds=args.settle_seconds,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,13 +26,15 @@ Args = TypeVar("Args")
 
 
 @dataclass(kw_only=True)
-class ExperimentArgs(ThreadsOption):
+class ExperimentArgs:
     """Options of every experiment (each experiment sets its own default --out)."""
 
     split: str = "test"
     """Dataset split to use."""
     out: str
     """Output directory of the experiment's JSON, markdown and figures."""
+    machine: tyro.conf.OmitArgPrefixes[ThreadsOption] = field(default_factory=ThreadsOption)
+    """How the experiment uses this machine."""
 
 
 @dataclass(kw_only=True)
@@ -63,7 +65,7 @@ def parse_args(args_type: type[Args], argv: list[str], prog: str) -> Args:
     args = tyro.cli(args_type, args=argv, prog=prog)
     if isinstance(args, ScenesArgs) and args.max_scenes is not None and args.max_scenes < 1:
         raise ConfigError(f"--max-scenes must be at least 1, got {args.max_scenes}")
-    use_threads(args.threads)
+    use_threads(args.machine.threads)
     return args
 
 
