@@ -161,6 +161,7 @@ nerfvae experiment views --run "$RUNS/obj-2h" --data "$DATA/objects" --context 3
   --max-scenes 20 --threads 1 --nerf-json "$RUNS/obj-nerf20/nerf_k3.json" --out "$OBJ/k3-20"
 nerfvae eval --run "$RUNS/obj-2h" --data "$DATA/objects" --split test --context 1,2,3 \
   --max-scenes 20 --out "$OBJ/objects_2h_k123.json"
+python "$OBJ/view_gains.py" "$OBJ/objects_2h_k123.json"
 #    with test-time refinement: the step size chosen on the val split, then the same NeRF fits
 for LR in 0.01 0.05; do
   nerfvae eval --run "$RUNS/obj-2h" --data "$DATA/objects" --split val --context 3 \
