@@ -86,6 +86,26 @@ def test_eval_with_refinement_records_it_and_scores_the_refined_posterior(
     assert json.loads((tmp_path / "old.json").read_text())["results"] == refined["results"]
 
 
+def test_eval_of_a_dataset_without_a_train_split_leaves_out_only_the_mean_training_image(
+    tiny_run, tiny_dataset, tmp_path
+):
+    """A dataset of held-out scenes alone (no train split) evaluates like any other: every
+    metric but the mean-training-image predictor's, as the baseline and the experiments do."""
+    import shutil
+
+    data = tmp_path / "no-train"
+    shutil.copytree(tiny_dataset, data, ignore=shutil.ignore_patterns("train"))
+    meta = json.loads((data / "dataset.json").read_text())
+    del meta["splits"]["train"]
+    (data / "dataset.json").write_text(json.dumps(meta))
+    out = tmp_path / "metrics.json"
+    argv = ["eval", "--run", str(tiny_run), "--data", str(data), "--context", "1"]
+    assert main([*argv, "--max-scenes", "1", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["results"]["1"]["id"]
+    assert 5.0 < entry["psnr"] < 60.0 and 0.0 < entry["baseline_mean_context_psnr"] < 60.0
+    assert "baseline_mean_train_psnr" not in entry
+
+
 def test_eval_rejects_bad_context(tiny_run, tiny_dataset, tmp_path, capsys):
     code = main(
         ["eval", "--run", str(tiny_run), "--data", str(tiny_dataset), "--context", "1,6",

@@ -55,7 +55,7 @@ def run(argv: list[str], prog: str) -> int:
     use_threads(args.machine.threads)
     context_sizes = parse_context_sizes(args.context)
     from nerfvae.data.loader import MultiSceneDataset
-    from nerfvae.evaluation.evaluate import evaluate_run, mean_training_image
+    from nerfvae.evaluation.evaluate import evaluate_run, optional_mean_training_image
     from nerfvae.evaluation.report import inference_line, markdown_table, write_report
     from nerfvae.training.loading import load_trained_model
 
@@ -66,7 +66,7 @@ def run(argv: list[str], prog: str) -> int:
 
         elbo_prior = scene_prior(args.run, loaded[0], loaded[2], "learned").sampler
     dataset = MultiSceneDataset(args.data, args.split)
-    train_mean = mean_training_image(MultiSceneDataset(args.data, "train"))
+    train_mean = optional_mean_training_image(args.data)  # None without a train split
     result = evaluate_run(
         loaded,
         dataset,
