@@ -113,6 +113,13 @@ def test_eval_rejects_bad_context(tiny_run, tiny_dataset, tmp_path, capsys):
     )  # fmt: skip
     assert code == 1
     assert "at most 5 can be context views" in capsys.readouterr().err
+    # no scene to score is an error, not an empty result (eval and the per-scene NeRF alike)
+    for command in (["eval", "--run", str(tiny_run)], ["baseline", "nerf"]):
+        out = tmp_path / "empty.json"
+        argv = [*command, "--data", str(tiny_dataset), "--max-scenes", "0", "--out", str(out)]
+        assert main(argv) == 1
+        assert "--max-scenes must be at least 1, got 0" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_render_writes_views_uncertainty_and_turntable(tiny_run, tiny_dataset, tmp_path, capsys):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from nerfvae.data.storage import SceneRecord
 from nerfvae.errors import DataError
-from nerfvae.evaluation.views import ViewLists, standard_view_lists
+from nerfvae.evaluation.views import ViewLists, scene_count, standard_view_lists
 from nerfvae.inference import RefinementConfig, check_refinable, infer_posterior
 from nerfvae.metrics import mean_view_metrics, view_metrics
 from nerfvae.models import SceneModel
@@ -202,7 +202,7 @@ def evaluate(
     check_refinable(model, refinement)
     meta = dataset.meta
     height, width = meta.image_height, meta.image_width
-    num_scenes = len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
+    num_scenes = scene_count(max_scenes, dataset)
     first = dataset.load_scene(0)
     views: ViewLists = standard_view_lists(
         first.num_id_views, first.num_ood_views, context_sizes, id_targets

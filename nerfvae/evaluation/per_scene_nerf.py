@@ -45,7 +45,7 @@ from nerfvae.evaluation.evaluate import (
     score_target_views,
 )
 from nerfvae.evaluation.report import markdown_table, nan_to_null
-from nerfvae.evaluation.views import ViewLists, standard_view_lists
+from nerfvae.evaluation.views import ViewLists, scene_count, standard_view_lists
 from nerfvae.metrics import mean_view_metrics, psnr
 from nerfvae.models.baselines.nerf import (
     PerSceneNeRF,
@@ -292,7 +292,7 @@ def evaluate_per_scene_nerf(
     """
     meta = dataset.meta
     height, width = meta.image_height, meta.image_width
-    num_scenes = len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
+    num_scenes = scene_count(max_scenes, dataset)
     if num_scenes < 1:
         raise DataError("no scenes to evaluate")
     first = dataset.load_scene(0)

@@ -32,6 +32,19 @@ class ViewLists:
         }
 
 
+def check_max_scenes(max_scenes: int | None) -> None:
+    """ConfigError unless ``--max-scenes`` is None (every scene) or at least 1."""
+    if max_scenes is not None and max_scenes < 1:
+        raise ConfigError(f"--max-scenes must be at least 1, got {max_scenes}")
+
+
+def scene_count(max_scenes: int | None, dataset) -> int:
+    """How many scenes are scored: the first ``max_scenes`` of the split (every one when None);
+    ConfigError for ``max_scenes`` below 1 (:func:`check_max_scenes`)."""
+    check_max_scenes(max_scenes)
+    return len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
+
+
 def standard_view_lists(
     num_id_views: int,
     num_ood_views: int,

@@ -16,6 +16,7 @@ import tyro
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation import markdown as md
+from nerfvae.evaluation.views import check_max_scenes
 from nerfvae.experiments.provenance import experiment_provenance, provenance_section
 from nerfvae.precision import ThreadsOption, use_threads
 
@@ -63,8 +64,8 @@ def parse_args(args_type: type[Args], argv: list[str], prog: str) -> Args:
     """The experiment's options from ``argv``: ``--max-scenes`` checked (ConfigError below 1) and
     torch's thread count set (``--threads``)."""
     args = tyro.cli(args_type, args=argv, prog=prog)
-    if isinstance(args, ScenesArgs) and args.max_scenes is not None and args.max_scenes < 1:
-        raise ConfigError(f"--max-scenes must be at least 1, got {args.max_scenes}")
+    if isinstance(args, ScenesArgs):
+        check_max_scenes(args.max_scenes)
     use_threads(args.machine.threads)
     return args
 
@@ -110,11 +111,6 @@ def check_at_least(value: int, option: str, minimum: int, what: str) -> None:
     """ConfigError ``OPTION VALUE: need at least WHAT`` when ``value`` is below ``minimum``."""
     if value < minimum:
         raise ConfigError(f"{option} {value}: need at least {what}")
-
-
-def scene_count(max_scenes: int | None, dataset) -> int:
-    """How many scenes an experiment uses: the first ``max_scenes`` of the split, or all."""
-    return len(dataset) if max_scenes is None else min(max_scenes, len(dataset))
 
 
 def result_header(experiment: str, description: str | None = None, **fields: Any) -> dict:

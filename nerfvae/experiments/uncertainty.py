@@ -15,7 +15,7 @@ from nerfvae import visualise as vis
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.figures import write_image_grid
-from nerfvae.evaluation.views import standard_view_lists
+from nerfvae.evaluation.views import scene_count, standard_view_lists
 from nerfvae.evaluation.visibility import label_seen_pixels
 from nerfvae.experiments import common
 from nerfvae.inference import RefinementConfig, infer_scene
@@ -210,7 +210,7 @@ def run(argv: list[str], prog: str) -> int:
     targets = id_targets + ood_targets
     is_ood = torch.tensor([False] * len(id_targets) + [True] * len(ood_targets))
     height, width = dataset.image_height, dataset.image_width
-    num_scenes = common.scene_count(args.max_scenes, dataset)
+    num_scenes = scene_count(args.max_scenes, dataset)
 
     group_sums: dict[str, list[dict[str, float]]] = {group: [] for group in GROUPS}
     per_scene: list[dict[str, Any]] = []
