@@ -167,6 +167,13 @@ def check_config_fields(config: Any, where: str = "") -> None:
             )
 
 
+def check_at_least(value: int, option: str, minimum: int, what: str) -> None:
+    """ConfigError ``OPTION VALUE: need at least WHAT`` when a command's count ``value`` is below
+    ``minimum`` (e.g. ``--samples 1: need at least 2 posterior samples for a std``)."""
+    if value < minimum:
+        raise ConfigError(f"{option} {value}: need at least {what}")
+
+
 def check_range(ok: bool, where: str, name: str, requirement: str, value: Any) -> None:
     """Raise ConfigError ``where.name must be <requirement>, got <value>`` unless ``ok``."""
     if not ok:

@@ -164,6 +164,16 @@ def test_render_and_sample_reject_bad_input(tiny_run, tiny_dataset, tmp_path, ca
     assert "refine steps must be >= 0" in capsys.readouterr().err
     assert main(["sample", *base, "--split", "nope"]) == 1
     assert "no split 'nope'" in capsys.readouterr().err
+    for command, flag, value, message in (
+        ("render", "--samples", "1", "need 0 (none) or at least 2 posterior samples"),
+        ("render", "--samples", "-1", "--samples -1: need at least 0"),
+        ("render", "--turntable-frames", "-1", "--turntable-frames -1: need at least 0"),
+        ("sample", "--num", "0", "--num 0: need at least one prior sample"),
+        ("sample", "--views", "0", "--views 0: need at least one camera"),
+        ("sample", "--turntable-frames", "-1", "--turntable-frames -1: need at least 0"),
+    ):
+        assert main([command, *base, flag, value]) == 1
+        assert message in capsys.readouterr().err
 
 
 def test_sample_writes_prior_samples_and_turntables(tiny_run, tiny_dataset, tmp_path):

@@ -11,7 +11,7 @@ import torch
 import tyro
 
 from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
-from nerfvae.errors import ConfigError
+from nerfvae.errors import ConfigError, check_at_least
 from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.inference import RefinementConfig, infer_scene
 from nerfvae.precision import MachineOptions, use_threads
@@ -70,6 +70,10 @@ def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(RenderArgs, args=argv, prog=prog)
     use_threads(args.machine.threads)
+    check_at_least(args.turntable_frames, "--turntable-frames", 0, "0 (no turntable)")
+    check_at_least(args.samples, "--samples", 0, "0 (no posterior samples)")
+    if args.samples == 1:
+        raise ConfigError("--samples 1: need 0 (none) or at least 2 posterior samples for a std")
     if args.std_scale is not None and not (math.isfinite(args.std_scale) and args.std_scale > 0):
         raise ConfigError(f"--std-scale must be a positive number, got {args.std_scale}")
     from nerfvae import visualise as vis

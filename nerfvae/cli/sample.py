@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 import tyro
 
+from nerfvae.errors import check_at_least
 from nerfvae.evaluation.aggregate_prior import AggregateFit
 from nerfvae.evaluation.learned_prior import LearnedPriorFit
 from nerfvae.precision import MachineOptions, use_threads
@@ -65,6 +66,9 @@ class SampleArgs:
 def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(SampleArgs, args=argv, prog=prog)
     use_threads(args.machine.threads)
+    check_at_least(args.num, "--num", 1, "one prior sample")
+    check_at_least(args.views, "--views", 1, "one camera")
+    check_at_least(args.turntable_frames, "--turntable-frames", 0, "0 (no turntable)")
     from nerfvae import visualise as vis
     from nerfvae.cli.render import load_scene
     from nerfvae.geometry import orbit_cameras

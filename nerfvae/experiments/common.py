@@ -107,12 +107,6 @@ def run_fields(args: RunArgs, record: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def check_at_least(value: int, option: str, minimum: int, what: str) -> None:
-    """ConfigError ``OPTION VALUE: need at least WHAT`` when ``value`` is below ``minimum``."""
-    if value < minimum:
-        raise ConfigError(f"{option} {value}: need at least {what}")
-
-
 def result_header(experiment: str, description: str | None = None, **fields: Any) -> dict:
     """The first entries of every experiment's JSON: its name, the schema version, what it
     measures and ``fields`` (dataset, split, scenes, run, ...), in that order."""

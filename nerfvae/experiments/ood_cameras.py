@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nerfvae.errors import ConfigError, DataError
+from nerfvae.errors import ConfigError, DataError, check_at_least
 from nerfvae.evaluation import figures
 from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.evaluate import MODEL_LABELS
@@ -363,7 +363,7 @@ def _model_kind(result: Mapping[str, Any], run_dir: Path | None) -> str | None:
 def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(CamerasArgs, argv, prog)
     context_sizes = tuple(sorted(parse_context_sizes(args.context)))
-    common.check_at_least(args.figure_scenes, "--figure-scenes", 0, "0 (no figure)")
+    check_at_least(args.figure_scenes, "--figure-scenes", 0, "0 (no figure)")
     if not args.min_margin_db >= 0:
         raise ConfigError(f"--min-margin-db {args.min_margin_db}: must be 0 or more")
     inputs = {

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 
 from nerfvae import visualise as vis
-from nerfvae.errors import ConfigError
+from nerfvae.errors import ConfigError, check_at_least
 from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.aggregate_prior import posterior_means
 from nerfvae.evaluation.figures import write_image_grid
@@ -194,9 +194,9 @@ def check_quality_options(args: SamplesArgs, dataset) -> list[str]:
     """ConfigError naming the option for a --quality setting the split cannot serve (checked
     before anything is rendered); returns the prior names of --quality-priors."""
     names = parse_prior_names(args.quality_priors)
-    common.check_at_least(args.quality_seeds, "--quality-seeds", 1, "one seed")
-    common.check_at_least(args.quality_samples, "--quality-samples", 2, "2 samples per seed")
-    common.check_at_least(args.quality_views, "--quality-views", 1, "one view per sample")
+    check_at_least(args.quality_seeds, "--quality-seeds", 1, "one seed")
+    check_at_least(args.quality_samples, "--quality-samples", 2, "2 samples per seed")
+    check_at_least(args.quality_views, "--quality-views", 1, "one view per sample")
     if args.context + args.quality_views > dataset.num_id_views:
         raise ConfigError(
             f"--quality-views {args.quality_views}: scenes of split {args.split!r} have "
@@ -394,9 +394,9 @@ def quality_report(quality: dict[str, Any]) -> list[str | list[str]]:
 
 def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(SamplesArgs, argv, prog)
-    common.check_at_least(args.num_prior, "--num-prior", 1, "one prior sample")
-    common.check_at_least(args.steps, "--steps", 2, "2 interpolation steps")
-    common.check_at_least(args.cameras, "--cameras", 1, "one camera")
+    check_at_least(args.num_prior, "--num-prior", 1, "one prior sample")
+    check_at_least(args.steps, "--steps", 2, "2 interpolation steps")
+    check_at_least(args.cameras, "--cameras", 1, "one camera")
 
     from nerfvae.geometry import orbit_cameras
     from nerfvae.metrics import psnr

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from nerfvae import visualise as vis
-from nerfvae.errors import ConfigError, DataError
+from nerfvae.errors import ConfigError, DataError, check_at_least
 from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.figures import write_image_grid
 from nerfvae.evaluation.views import scene_count, standard_view_lists
@@ -187,7 +187,7 @@ def refinement_clause(refinement: dict[str, Any] | None) -> str:
 
 def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(UncertaintyArgs, argv, prog)
-    common.check_at_least(args.samples, "--samples", 2, "2 posterior samples for a std")
+    check_at_least(args.samples, "--samples", 2, "2 posterior samples for a std")
     if args.figure_scenes < 0:
         raise ConfigError(f"--figure-scenes {args.figure_scenes}: must be 0 or more")
     if not args.tolerance > 0:
