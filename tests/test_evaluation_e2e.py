@@ -174,6 +174,19 @@ def test_render_and_sample_reject_bad_input(tiny_run, tiny_dataset, tmp_path, ca
     ):
         assert main([command, *base, flag, value]) == 1
         assert message in capsys.readouterr().err
+    # checked before any work: the demo renders nothing, export loads nothing
+    demo = ["demo", "--run", str(tiny_run), "--out", str(tmp_path / "demo")]
+    for flag, value, message in (
+        ("--scenes", "0", "--scenes 0: need at least one test scene"),
+        ("--samples", "1", "--samples 1: need at least 2 posterior samples"),
+        ("--workers", "0", "--workers 0: need at least one render process"),
+    ):
+        assert main([*demo, flag, value]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+    mesh = ["export", "mesh", *base, "--scene", "0", "--chunk-points", "0"]
+    assert main(mesh) == 1
+    assert "--chunk-points 0: need at least one grid point" in capsys.readouterr().err
 
 
 def test_sample_writes_prior_samples_and_turntables(tiny_run, tiny_dataset, tmp_path):

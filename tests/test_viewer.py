@@ -399,3 +399,21 @@ def test_a_failing_render_is_reported_and_the_thread_lives_on():
         assert fake.published[-1] == ("good", True) and renderer.alive
     finally:
         renderer.stop()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"port": 99999}, "--port must lie in 0..65535"),
+        ({"port": -1}, "--port must lie in 0..65535"),
+        ({"std_samples": 1}, "--std-samples 1: need at least 2"),
+        ({"settle_seconds": float("nan")}, "--settle-seconds must be 0 or more"),
+        ({"preview_scale": 0.0}, "--preview-scale must lie in (0, 1]"),
+    ],
+)
+def test_start_viewer_refuses_bad_options_before_serving(session, options, message):
+    pytest.importorskip("viser")  # the `viewer` extra
+    from nerfvae.viewer.server import start_viewer
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
+        start_viewer(session.model, InMemoryDataset(), verbose=False, **options)

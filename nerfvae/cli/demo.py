@@ -8,7 +8,7 @@ from pathlib import Path
 import tyro
 
 from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
-from nerfvae.errors import ConfigError
+from nerfvae.errors import ConfigError, check_at_least
 from nerfvae.inference import RefinementConfig
 from nerfvae.precision import MachineOptions, use_threads
 
@@ -54,6 +54,11 @@ def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv, TEST_TIME_FLAGS, prog)
     args = tyro.cli(DemoArgs, args=argv, prog=prog)
     use_threads(args.machine.threads)
+    check_at_least(args.scenes, "--scenes", 1, "one test scene")
+    check_at_least(args.samples, "--samples", 2, "2 posterior samples for a std")
+    check_at_least(args.workers, "--workers", 1, "one render process")
+    if args.train and not args.train_minutes > 0:  # also rejects NaN
+        raise ConfigError(f"--train-minutes must be positive, got {args.train_minutes}")
     from nerfvae.demo import demo_data_settings, run_demo, train_from_scratch
 
     shipped = Path(args.run)

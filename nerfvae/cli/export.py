@@ -15,7 +15,7 @@ from nerfvae.cli.common import (
     subcommand_usage,
     usage_exit_status,
 )
-from nerfvae.errors import ConfigError, DataError
+from nerfvae.errors import ConfigError, DataError, check_at_least
 from nerfvae.inference import RefinementConfig
 from nerfvae.precision import MachineOptions, use_threads
 
@@ -94,6 +94,7 @@ def run(argv: list[str], prog: str) -> int:
     argv = replace_deprecated_flags(argv[1:], TEST_TIME_FLAGS, f"{prog} mesh")
     args = tyro.cli(MeshArgs, args=argv, prog=f"{prog} mesh")
     use_threads(args.machine.threads)
+    check_at_least(args.chunk_points, "--chunk-points", 1, "one grid point per call")
     return export_mesh(args)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nerfvae.errors import ConfigError
+from nerfvae.errors import ConfigError, check_at_least
 from nerfvae.viewer.session import ViewerSession
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -42,6 +42,11 @@ def start_viewer(
 
     if not 0 < preview_scale <= 1:
         raise ConfigError(f"--preview-scale must lie in (0, 1], got {preview_scale}")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must lie in 0..65535 (0: any free port), got {port}")
+    if not settle_seconds >= 0:  # also rejects NaN
+        raise ConfigError(f"--settle-seconds must be 0 or more, got {settle_seconds}")
+    check_at_least(std_samples, "--std-samples", 2, "2 latent samples for a std")
     height = render_height or dataset.meta.image_height
     if not 4 <= height <= 2048:
         raise ConfigError(f"--render-height must lie in 4..2048, got {height}")
