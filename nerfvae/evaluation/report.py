@@ -30,17 +30,12 @@ def markdown_table(result: dict[str, Any]) -> str:
         for key, title in COLUMNS
         if any(key in entry for per_k in result["results"].values() for entry in per_k.values())
     ]
-    entries = [
-        (k, kind, result["results"][k][kind])
-        for k in sorted(result["results"], key=int)
-        for kind in md.KINDS
-        if result["results"][k].get(kind) is not None
-    ]
-    rows = [
-        [k, kind.upper(), *(md.format_number(entry.get(key), 3) for key, _ in present), views]
-        for k, kind, entry in entries
-        for views in [entry["num_views"]]
-    ]
+    rows = []
+    for k in sorted(result["results"], key=int):
+        for kind in md.KINDS:
+            if (entry := result["results"][k].get(kind)) is not None:
+                cells = [md.format_number(entry.get(key), 3) for key, _ in present]
+                rows.append([k, kind.upper(), *cells, entry["num_views"]])
     return "\n".join(md.table(["K", "cameras", *(title for _, title in present), "views"], rows))
 
 
@@ -56,9 +51,9 @@ def psnr_figure(result: dict[str, Any], path: Path) -> None:
         for axis, (metric, title) in zip(axes, panels):
             for kind, colour in (("id", "tab:blue"), ("ood", "tab:orange")):
                 entries = [(int(k), result["results"][k].get(kind)) for k in ks]
-                for key, style, name in (
-                    (metric, "o-", f"{result.get('model', 'model')} {kind.upper()}"),
-                    (baselines[metric], "x--", f"mean train image {kind.upper()}"),
+                for key, style, alpha, name in (
+                    (metric, "o-", 1.0, f"{result.get('model', 'model')} {kind.upper()}"),
+                    (baselines[metric], "x--", 0.6, f"mean train image {kind.upper()}"),
                 ):
                     points = [
                         (k, value)
@@ -66,7 +61,6 @@ def psnr_figure(result: dict[str, Any], path: Path) -> None:
                         if entry is not None
                         and (value := md.finite_or_none(entry.get(key))) is not None
                     ]
-                    alpha = 0.6 if style == "x--" else 1.0
                     figures.plot_line(axis, points, style, color=colour, alpha=alpha, label=name)
             axis.set_xticks([int(k) for k in ks])
             axis.set(xlabel="context views K", ylabel="PSNR (dB)", title=title)

@@ -188,8 +188,7 @@ def refinement_clause(refinement: dict[str, Any] | None) -> str:
 def run(argv: list[str], prog: str) -> int:
     args = common.parse_args(UncertaintyArgs, argv, prog)
     check_at_least(args.samples, "--samples", 2, "2 posterior samples for a std")
-    if args.figure_scenes < 0:
-        raise ConfigError(f"--figure-scenes {args.figure_scenes}: must be 0 or more")
+    check_at_least(args.figure_scenes, "--figure-scenes", 0, "0 (no figure)")
     if not args.tolerance > 0:
         raise ConfigError(f"--tolerance {args.tolerance}: must be positive")
     model, record, dataset = common.setup_run(args)
