@@ -38,9 +38,12 @@ LAYERS: dict[str, int] = {
     "nerfvae.evaluation": 7,
     "nerfvae.export": 8,
     "nerfvae.viewer": 8,
-    "nerfvae.experiments": 9,
-    "nerfvae.demo": 10,
-    "nerfvae.cli": 11,
+    # the experiments' reports (markdown, figures, claims' intervals and verdicts, provenance,
+    # the results summary): drawn from saved results, below the experiments that compute them
+    "nerfvae.experiment_reports": 9,
+    "nerfvae.experiments": 10,
+    "nerfvae.demo": 11,
+    "nerfvae.cli": 12,
 }
 
 # models know no files, no optimiser, no CLI: only geometry, rendering and the pure helpers

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from nerfvae.errors import ConfigError, DataError, NerfVAEError
+from nerfvae.experiment_reports import ablation as ablation_report
+from nerfvae.experiment_reports import ood_cameras as cameras_report
 from nerfvae.experiments import ablation, ood_cameras, summary
 
 GQN_OPTIONS = [
@@ -463,7 +465,7 @@ def _mean(values: list[float]) -> float:
 
 
 def test_claim_helpers() -> None:
-    from nerfvae.experiments import claims
+    from nerfvae.experiment_reports import claims
 
     interval = claims.interval(STRONG)
     assert interval["count"] == 6 and _contains(interval, _mean(STRONG))
@@ -563,7 +565,7 @@ def test_cameras_drop_claim_flips_when_the_models_swap(cameras_out: Path) -> Non
         )
         report = json.loads((cameras_out / "cameras.json").read_text())
         report.update(results=results, drop_difference=ood_cameras.drop_differences(results, 3))
-        text = "\n".join(ood_cameras.markdown_report(report))
+        text = "\n".join(cameras_report.markdown_report(report))
         row = next(line for line in text.splitlines() if line.startswith("| 3 | PSNR |"))
         assert row.endswith(f"| {verdict} |")
 
@@ -571,7 +573,7 @@ def test_cameras_drop_claim_flips_when_the_models_swap(cameras_out: Path) -> Non
 def test_cameras_claim_is_not_read_below_the_margin_over_trivial() -> None:
     """The drop comparison is read only where both models clear the mean context colour on ID
     views by --min-margin-db: below it the verdict says which model fell short, by how much."""
-    from nerfvae.experiments import claims
+    from nerfvae.experiment_reports import claims
 
     vae = _evaluation(STRONG, [v - 0.1 for v in STRONG])  # ID 21.17 dB: +5.17 over 16
     gqn = _evaluation(WEAK, [v - 1.0 for v in WEAK])  # ID 20.72 dB: +4.72
@@ -605,10 +607,10 @@ def _strip_per_scene(data: Any) -> Any:
 
 
 def test_cameras_json_without_per_scene_values_reads_as_not_shown(cameras_out: Path) -> None:
-    from nerfvae.experiments.claims import NO_PER_SCENE
+    from nerfvae.experiment_reports.claims import NO_PER_SCENE
 
     report = _strip_per_scene(json.loads((cameras_out / "cameras.json").read_text()))
-    text = "\n".join(ood_cameras.markdown_report(report))
+    text = "\n".join(cameras_report.markdown_report(report))
     rows = [line for line in text.splitlines() if line.startswith("| 3 | PSNR |")]
     assert len(rows) == 1 and NO_PER_SCENE in rows[0] and "[" not in rows[0]
     assert "| holds |" not in text and "| not shown |" not in text
@@ -630,7 +632,7 @@ def _ablation_with(report: dict, attention: list[float], concat: list[float]) ->
         for kind in ("id", "ood"):
             entry["metrics"][kind]["psnr"] = _mean(values)
         entry["intervals"] = {}
-    report["comparisons"] = ablation.compare_runs(report["runs"])
+    report["comparisons"] = ablation_report.compare_runs(report["runs"])
     return report
 
 
@@ -659,7 +661,7 @@ def test_ablation_rows_carry_intervals_and_the_claim_flips_when_the_runs_swap(
     assert rows[0]["difference"]["mean"] == pytest.approx(
         _mean([a - b for a, b in zip(STRONG, WEAK)])
     )
-    text = "\n".join(ablation.markdown_report(better))
+    text = "\n".join(ablation_report.markdown_report(better))
     assert "| attention − gqn | PSNR ID (dB) |" in text and text.count("| holds |") == 3
     worse = _ablation_with(report, WEAK, STRONG)
     assert [row["verdict"] for row in worse["comparisons"]] == ["not shown"] * 3
@@ -667,21 +669,21 @@ def test_ablation_rows_carry_intervals_and_the_claim_flips_when_the_runs_swap(
 
 
 def test_ablation_json_without_per_scene_values_reads_as_not_shown(ablation_out: Path) -> None:
-    from nerfvae.experiments.claims import NO_PER_SCENE
+    from nerfvae.experiment_reports.claims import NO_PER_SCENE
 
     report = _ablation_with(json.loads((ablation_out / "ablation.json").read_text()), STRONG, WEAK)
     old = _strip_per_scene(report)
-    rows = ablation.comparisons_of(old)
+    rows = ablation_report.comparisons_of(old)
     assert [row["verdict"] for row in rows] == [NO_PER_SCENE] * 3
     assert rows[0]["mean"] == pytest.approx(_mean(STRONG) - _mean(WEAK))
-    text = "\n".join(ablation.markdown_report(old))
+    text = "\n".join(ablation_report.markdown_report(old))
     assert text.count(f"| {NO_PER_SCENE} |") == 3 and "| holds |" not in text
 
 
 def test_summary_states_each_claims_verdict_with_its_interval(
     cameras_out: Path, ablation_out: Path, tmp_path: Path
 ) -> None:
-    from nerfvae.experiments.claims import NO_PER_SCENE, verdict_text
+    from nerfvae.experiment_reports.claims import NO_PER_SCENE, verdict_text
 
     results = tmp_path / "results"
     cameras = json.loads((cameras_out / "cameras.json").read_text())

@@ -12,6 +12,7 @@ import pytest
 
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation.per_scene_nerf import probe_view_count
+from nerfvae.experiment_reports import context_views as views_report
 from nerfvae.experiments import context_views
 
 # A per-scene NeRF small enough to take a second or two (the flags of `nerfvae baseline nerf`).
@@ -365,7 +366,7 @@ def _contains(interval: dict, value: float) -> bool:
 
 
 def test_views_rows_carry_intervals_over_scenes(views_output: Path) -> None:
-    from nerfvae.experiments.claims import NO_PER_SCENE
+    from nerfvae.experiment_reports.claims import NO_PER_SCENE
 
     result = json.loads((views_output / "views.json").read_text())
     nerf_has_scenes = "per_scene" in result["models"]["nerf"]
@@ -427,7 +428,7 @@ WEAK = [19.6, 23.0, 17.7, 20.4, 24.6, 19.0]  # below STRONG on every scene
 def test_views_paired_difference_and_its_verdict_flips_when_the_models_swap(
     views_output: Path,
 ) -> None:
-    from nerfvae.experiments.claims import NO_PER_SCENE
+    from nerfvae.experiment_reports.claims import NO_PER_SCENE
 
     vae, nerf = _evaluation({"id": STRONG}), _evaluation({"id": WEAK})
     cell = context_views.summarise({"1": 1}, vae, nerf)["1"]["id"]
@@ -448,7 +449,7 @@ def test_views_paired_difference_and_its_verdict_flips_when_the_models_swap(
     for first, second, verdict in ((vae, nerf, "| holds |"), (nerf, vae, "| not shown |")):
         result["results"] = context_views.summarise({"1": 1}, first, second)
         result["claims"] = context_views.views_claims(result)
-        markdown = "\n".join(context_views.views_markdown(result))
+        markdown = "\n".join(views_report.views_markdown(result))
         row = next(line for line in markdown.splitlines() if line.startswith("| 1 | ID |"))
         assert verdict in row and NO_PER_SCENE not in row
         strong = cell["intervals"]["nerfvae"]["psnr"]  # in the NeRF-VAE or, swapped, NeRF column
@@ -458,7 +459,7 @@ def test_views_paired_difference_and_its_verdict_flips_when_the_models_swap(
 
 def test_views_json_without_per_scene_values_reads_as_not_shown(views_output: Path) -> None:
     """A views.json saved before the per-scene values: means without intervals, no verdict."""
-    from nerfvae.experiments.claims import NO_PER_SCENE
+    from nerfvae.experiment_reports.claims import NO_PER_SCENE
 
     result = json.loads((views_output / "views.json").read_text())
     result.pop("claims")
@@ -466,7 +467,7 @@ def test_views_json_without_per_scene_values_reads_as_not_shown(views_output: Pa
         for kind in ("id", "ood"):
             for key in ("per_scene", "intervals", "nerfvae_minus_nerf"):
                 entry[kind].pop(key)
-    markdown = "\n".join(context_views.views_markdown(result))
+    markdown = "\n".join(views_report.views_markdown(result))
     rows = [line for line in markdown.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert rows and all(NO_PER_SCENE in row for row in rows[:4])
     assert all("[" not in row for row in rows)
@@ -516,7 +517,7 @@ def test_views_to_match_finds_the_fewest_nerf_views(views_output: Path) -> None:
     assert rows["all"]["nerf_k"] is None and rows["all"]["largest_k_tried"] == 4  # 22 > 21.5
     result["results"]["1"]["id"]["nerf"]["psnr"] = 20.0  # equal counts as a match
     assert context_views.views_to_match(result)[0]["nerf_k"] == 1
-    blocks = context_views.match_section(result | {"views_to_match": [rows["all"]]})
+    blocks = views_report.match_section(result | {"views_to_match": [rows["all"]]})
     text = "\n".join(context_views.md.document("views", *blocks))
     assert "not within K ≤ 4" in text
     assert "Views the per-scene NeRF needs" in (views_output / "views.md").read_text()

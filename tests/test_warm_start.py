@@ -147,7 +147,7 @@ def test_demo_retrains_a_fine_tuned_model_stage_by_stage(
     assert own_hours > child_hours > 0  # the parent's hours count
     assert summary["training_hours"] == round(own_hours, 2)
     # an experiment's provenance counts the stages too
-    from nerfvae.experiments.provenance import budget_text, run_budget
+    from nerfvae.experiment_reports.provenance import budget_text, run_budget
 
     budget = run_budget(shipped)
     assert budget["steps"] == 4 and budget["stage_steps"] == [8, 4]

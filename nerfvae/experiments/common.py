@@ -2,7 +2,7 @@
 limit), one result header, one reader of saved results and one writer of the outputs. An experiment
 module keeps its own options, computation, markdown and figures (built from
 :mod:`nerfvae.evaluation.markdown` and :mod:`nerfvae.evaluation.figures`), and the intervals and
-verdicts of its claims (:mod:`nerfvae.experiments.claims`)."""
+verdicts of its claims (:mod:`nerfvae.experiment_reports.claims`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import tyro
 from nerfvae.errors import ConfigError, DataError
 from nerfvae.evaluation import markdown as md
 from nerfvae.evaluation.views import check_max_scenes
-from nerfvae.experiments.provenance import experiment_provenance, provenance_section
+from nerfvae.experiment_reports.provenance import experiment_provenance, provenance_section
 from nerfvae.precision import ThreadsOption, use_threads
 
 SCHEMA_VERSION = 1

@@ -5,7 +5,7 @@ reused, and the checks that the comparison is fair (same scenes, same targets, e
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,20 +91,6 @@ def run_directory_of(run: str | None, result: Mapping[str, Any] | None) -> Path 
         return None
     path = Path(candidate)
     return path if (path / "config.json").is_file() else None
-
-
-def inputs_section(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
-    """The report's ``## Inputs``: per ``(label, entry)`` the run, its checkpoint step and where
-    its evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
-    ``evaluated_here``)."""
-    lines = ["## Inputs", ""]
-    for label, entry in entries:
-        source = "evaluated here, saved as" if entry["evaluated_here"] else "from"
-        lines.append(
-            f"* {label}: run `{entry.get('run')}`, checkpoint step "
-            f"{entry.get('checkpoint_step')}; {source} `{entry['eval_json']}`"
-        )
-    return lines
 
 
 def evaluate_runs(

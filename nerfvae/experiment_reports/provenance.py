@@ -147,3 +147,17 @@ def provenance_section(block: Mapping[str, Any]) -> list[str]:
     code block, then :func:`provenance_lines`."""
     command = command_block(str(block.get("command", "")))
     return ["## Provenance", "", *command, "", *provenance_lines(block)]
+
+
+def inputs_section(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """The report's ``## Inputs``: per ``(label, entry)`` the run, its checkpoint step and where
+    its evaluation came from (``entry``: ``run``, ``checkpoint_step``, ``eval_json``,
+    ``evaluated_here``)."""
+    lines = ["## Inputs", ""]
+    for label, entry in entries:
+        source = "evaluated here, saved as" if entry["evaluated_here"] else "from"
+        lines.append(
+            f"* {label}: run `{entry.get('run')}`, checkpoint step "
+            f"{entry.get('checkpoint_step')}; {source} `{entry['eval_json']}`"
+        )
+    return lines
