@@ -1,8 +1,7 @@
 """The skeleton every experiment shares: common options, one setup (threads, model, dataset, scene
 limit), one result header, one reader of saved results and one writer of the outputs. An experiment
-module keeps its own options, computation, markdown and figures (built from
-:mod:`nerfvae.evaluation.markdown` and :mod:`nerfvae.evaluation.figures`), and the intervals and
-verdicts of its claims (:mod:`nerfvae.experiment_reports.claims`)."""
+module keeps its own options and computation; its markdown and figures, drawn from the saved
+result, and the intervals and verdicts of its claims live in :mod:`nerfvae.experiment_reports`."""
 
 from __future__ import annotations
 
