@@ -195,19 +195,24 @@ nerfvae experiment cameras --run "$RUNS/cmp-planes" \
   --eval-json docs/results/scene-function/eval/planes_k13.json --gqn-run "$RUNS/cam-gqn" \
   --data "$DATA/small" --context 1,3 --max-scenes 20 --threads 1 --out docs/results/cameras
 #    views: per-scene NeRFs of 1,200 steps (twice the held-out plateau, at least 1,000), one
-#    command per K (a stopped command resumes from <out>.parts/)
-for K in 1 3 2 5; do
+#    command per K (a stopped command resumes from <out without .json>.parts/)
+for K in 1 2 3; do
   nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes 20 --context $K \
     --id-targets 3 --steps 1200 --probe-views 2 --probe-points 7 --threads 1 \
     --out "$RUNS/nerf1200_k$K.json"
 done
 #    NeRF-VAE (the shipped model) on the same targets, encoder alone and refined on the context
 #    views (50 steps; learning rate 0.01, which docs/results/findings.md gives for one view)
-nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --id-targets 3 \
-  --max-scenes 20 --nerf-json "$RUNS/nerf1200_k1.json" --threads 1 --out docs/results/views-1200
+NERF_JSONS=("$RUNS"/nerf1200_k{1,2,3}.json)
+nerfvae experiment views --run assets/model --data "$DATA/small" --context 1,2,3 --id-targets 3 \
+  --max-scenes 20 --nerf-json "${NERF_JSONS[@]}" --threads 1 --out docs/results/views-1200
+#    refined: K = 1 and, in its own folder, K = 3
 nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --id-targets 3 \
   --max-scenes 20 --nerf-json "$RUNS/nerf1200_k1.json" --threads 1 --test-time.steps 50 \
   --test-time.learning-rate 0.01 --out docs/results/views-1200-refined
+nerfvae experiment views --run assets/model --data "$DATA/small" --context 3 --id-targets 3 \
+  --max-scenes 20 --nerf-json "$RUNS/nerf1200_k3.json" --threads 1 --test-time.steps 50 \
+  --test-time.learning-rate 0.01 --out docs/results/views-1200-refined-k3
 #    the conditioning ablation at 2 hours each and matched parameter counts (924,280 attention;
 #    924,421 planes with a 44-channel plane decoder; concat and AIN with a 24-wide bottleneck),
 #    side by side in pairs, one thread each; a stopped run resumes with the same command until
