@@ -78,7 +78,11 @@ def run(argv: list[str], prog: str) -> int:
     args = tyro.cli(NeRFBaselineArgs, args=argv[1:], prog=f"{prog} {argv[0]}")
     context_sizes = parse_context(args.context)
     if context_sizes is None and args.id_targets is not None:
-        raise ConfigError("--id-targets has no effect with --context all (no ID view is a target)")
+        raise ConfigError(
+            "--id-targets has no effect with --context all (every ID view is context, none is a "
+            "target); to fit every ID view but the last N, as the views experiment's `all` does, "
+            "give --context <ID views - N> --id-targets N"
+        )
 
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.evaluation.evaluate import optional_mean_training_image
