@@ -15,6 +15,17 @@ from nerfvae.experiment_reports.provenance import inputs_section
 KEYS = ("psnr", "object_psnr")
 """The PSNRs reported per run and kind of target view."""
 
+REFERENCE = "attention"
+"""The conditioning whose run every concat and AIN run is compared with."""
+COMPARED = ("concat", "ain")
+CLAIM_METRICS = (
+    ("psnr", "id", "PSNR ID (dB)", "greater", 2),
+    ("psnr", "ood", "PSNR OOD (dB)", "greater", 2),
+    ("nelbo_bits_per_dim", "id", "−ELBO bits/dim", "less", 3),
+)
+"""The claim's metrics: (key, kind of target, title, claimed direction of attention − other,
+digits)."""
+
 
 def _keys(key: str, kind: str) -> tuple[str, ...]:
     """Where a run's ``key`` on ``kind`` targets is in its metrics, per-scene values and intervals
@@ -154,22 +165,6 @@ def ablation_figure(report: Mapping[str, Any], path: Path) -> None:
             axes[2].set_title("validation PSNR (validation.csv)")
             axes[2].legend(fontsize=6)
             axes[2].grid(alpha=0.3)
-
-
-REFERENCE = "attention"
-"""The conditioning whose run every concat and AIN run is compared with."""
-
-
-COMPARED = ("concat", "ain")
-
-
-CLAIM_METRICS = (
-    ("psnr", "id", "PSNR ID (dB)", "greater", 2),
-    ("psnr", "ood", "PSNR OOD (dB)", "greater", 2),
-    ("nelbo_bits_per_dim", "id", "−ELBO bits/dim", "less", 3),
-)
-"""The claim's metrics: (key, kind of target, title, claimed direction of attention − other,
-digits)."""
 
 
 def claim_pairs(entries: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping, Mapping]]:

@@ -17,6 +17,7 @@ TRIVIAL = {
     "mean_train_image": ("mean training image", "mean\ntrain img"),
     "mean_context_colour": ("mean context colour", "mean\ncontext"),
 }
+METRICS = (("psnr", "PSNR"), ("object_psnr", "object PSNR"), ("ssim", "SSIM"))
 
 
 def _label(report: Mapping[str, Any], name: str, short: bool = False) -> str:
@@ -118,9 +119,6 @@ def cameras_figure(report: Mapping[str, Any], path: Path) -> None:
                 figures.zoom_to(axis, drawn)
         axes[0].legend(fontsize=8)
         figure.suptitle(f"Camera generalisation ({report.get('num_scenes')} test scenes)")
-
-
-METRICS = (("psnr", "PSNR"), ("object_psnr", "object PSNR"), ("ssim", "SSIM"))
 
 
 def drop_difference(report: Mapping[str, Any], k: str, metric: str) -> dict[str, Any]:

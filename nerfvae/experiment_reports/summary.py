@@ -33,20 +33,24 @@ from nerfvae.experiment_reports.provenance import (
     provenance_lines,
 )
 
+EXPERIMENTS: dict[str, str] = {
+    "views": "nerfvae experiment views ...",
+    "cameras": "nerfvae experiment cameras --run RUN --gqn-run GQN_RUN --data DIR",
+    "ablation": "nerfvae experiment ablation --runs concat=RUN ain=RUN attention=RUN "
+    "attention-global=RUN --data DIR",
+    "cost": "nerfvae experiment cost ...",
+    "uncertainty": "nerfvae experiment uncertainty ...",
+    "samples": "nerfvae experiment samples ...",
+}
+"""The paper's experiments in report order, with the command that produces each."""
 MAX_ROWS_PER_EXPERIMENT = 8
-
-
 HEADLINE_COLUMNS = {
     "psnr": "PSNR",
     "object_psnr": "object PSNR",
     "baseline_mean_train_psnr": "mean-train-image PSNR",
     "baseline_mean_context_psnr": "mean-context-colour PSNR",
 }
-
-
 SKIPPED_KEYS = {"provenance", "view_lists", "config", "history", "timing", "headline"}
-
-
 NOT_RECORDED = "not recorded"
 
 
@@ -229,15 +233,3 @@ def summary_markdown(
             lines.append(f"* [{folder.name}]({_link(target, out_dir)})")
         lines.append("")
     return "\n".join(lines)
-
-
-EXPERIMENTS: dict[str, str] = {
-    "views": "nerfvae experiment views ...",
-    "cameras": "nerfvae experiment cameras --run RUN --gqn-run GQN_RUN --data DIR",
-    "ablation": "nerfvae experiment ablation --runs concat=RUN ain=RUN attention=RUN "
-    "attention-global=RUN --data DIR",
-    "cost": "nerfvae experiment cost ...",
-    "uncertainty": "nerfvae experiment uncertainty ...",
-    "samples": "nerfvae experiment samples ...",
-}
-"""The paper's experiments in report order, with the command that produces each."""
