@@ -89,7 +89,8 @@ def refine_posterior(
     context views (``images [S, V, H, W, 3]`` in [0, 1], ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``).
 
     Scenes are refined together but independently (the summed ELBO has a separate gradient per
-    scene). The model's weights get no gradient and its train/eval mode is restored afterwards;
+    scene). The model's weights are frozen meanwhile (their ``requires_grad`` and the model's
+    train/eval mode are restored afterwards);
     the rays are sampled with the stratified jitter of training so that the latent does not fit
     one fixed set of sample points. Raises ConfigError for a model that cannot render rays (GQN)
     or a bad config, and when the ELBO stops being finite (too large a learning rate).
@@ -103,6 +104,11 @@ def refine_posterior(
     optimiser = torch.optim.Adam([mean, log_std], lr=config.learning_rate)
     pixel_dims = context_images[0].numel()
     was_training = model.training
+    # Frozen weights: autograd then keeps only what the posterior's gradient needs (no activations
+    # saved for weight gradients), which cuts the refinement's memory without changing a number.
+    weights_need_grad = [(p, p.requires_grad) for p in model.parameters()]
+    for parameter, _ in weights_need_grad:
+        parameter.requires_grad_(False)
     model.train()
     try:
         with torch.enable_grad():
@@ -127,6 +133,8 @@ def refine_posterior(
                 optimiser.step()
     finally:
         model.train(was_training)
+        for parameter, needed in weights_need_grad:
+            parameter.requires_grad_(needed)
     return DiagonalGaussian(mean.detach(), log_std.detach().clamp(LOG_STD_MIN, LOG_STD_MAX))
 
 

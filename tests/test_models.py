@@ -435,21 +435,27 @@ def test_latent_grid_follows_the_up_axis():
     assert model.scene_function.plane_axes == [0, 2]
 
 
-def test_spatial_attention_matches_explicit_softmax_with_distance_bias():
-    """The fused kernel equals softmax(q·k/√d − d²/(2σ_h²))·v, values and gradients (the
-    length scales are trained through the mask)."""
+@pytest.mark.parametrize("frozen", [False, True], ids=["training", "frozen-weights"])
+def test_spatial_attention_matches_explicit_softmax_with_distance_bias(frozen):
+    """Attention equals softmax(q·k/√d − d²/(2σ_h²))·v, values and gradients: through the written
+    out softmax when the length scales train (their gradient comes through the mask), through the
+    fused kernel when the weights are frozen (test-time refinement: the gradient reaches the
+    points' features and the tokens only)."""
     from nerfvae.models.scene_function import CrossAttention
 
     torch.manual_seed(0)
     cells, width, heads = 3, 8, 2
     centres = (torch.arange(cells) + 0.5) / cells * 2 - 1
     attention = CrossAttention(width, 4, heads, centres).double()
-    key, value = attention.keys_values(torch.randn(2, cells * cells, 4, dtype=torch.float64))
-    features = torch.randn(2, 5, width, dtype=torch.float64)
+    tokens = torch.randn(2, cells * cells, 4, dtype=torch.float64, requires_grad=True)
+    features = torch.randn(2, 5, width, dtype=torch.float64, requires_grad=True)
     point_xy = torch.rand(2, 5, 2, dtype=torch.float64) * 2 - 1
+    attention.requires_grad_(not frozen)
+    wrt = [features, tokens] if frozen else [attention.log_length_scale]
 
+    key, value = attention.keys_values(tokens)
     fused = attention(features, key, value, point_xy)
-    (fused_scale_grad,) = torch.autograd.grad(fused.sum(), attention.log_length_scale)
+    fused_grads = torch.autograd.grad(fused.square().sum(), wrt, retain_graph=True)
 
     query = attention.query(attention.query_norm(features)).reshape(2, 5, heads, -1)
     query = query.transpose(1, 2)  # [S, H, P, d]
@@ -460,11 +466,12 @@ def test_spatial_attention_matches_explicit_softmax_with_distance_bias():
     )
     attended = (torch.softmax(logits, -1) @ value).transpose(1, 2).reshape(2, 5, width)
     reference = features + attention.out(attended)
-    (reference_scale_grad,) = torch.autograd.grad(reference.sum(), attention.log_length_scale)
+    reference_grads = torch.autograd.grad(reference.square().sum(), wrt)
 
     torch.testing.assert_close(fused, reference)
-    torch.testing.assert_close(fused_scale_grad, reference_scale_grad)
-    assert reference_scale_grad.abs().sum() > 0
+    for fused_grad, reference_grad in zip(fused_grads, reference_grads, strict=True):
+        torch.testing.assert_close(fused_grad, reference_grad)
+        assert reference_grad.abs().sum() > 0
 
 
 def test_spatial_attention_inference_path_matches_training_path():

@@ -95,6 +95,31 @@ def test_refinement_raises_the_context_elbo_and_leaves_the_model_alone():
     torch.testing.assert_close(again.mean, refined.mean)  # seeded: the same posterior
 
 
+def test_refinement_freezes_the_weights_while_it_runs_and_restores_their_flags():
+    """Frozen weights keep autograd from saving activations for weight gradients (memory); the
+    caller's requires_grad flags, including one it had turned off itself, come back unchanged."""
+    torch.manual_seed(0)
+    model = NeRFVAE(tiny_config()).eval()
+    images, K, c2w = context_views()
+    first = next(model.parameters())
+    first.requires_grad_(False)
+    flags = [parameter.requires_grad for parameter in model.parameters()]
+    seen: list[bool] = []
+    context_elbo = model.context_elbo
+
+    def recording_elbo(*args, **kwargs):
+        seen.append(any(parameter.requires_grad for parameter in model.parameters()))
+        return context_elbo(*args, **kwargs)
+
+    model.context_elbo = recording_elbo
+    with torch.no_grad():
+        amortized = model.infer(images, K, c2w)
+    refine_posterior(model, amortized, images, K, c2w, RefinementConfig(steps=3, rays_per_scene=16))
+    assert seen == [False, False, False]
+    assert [parameter.requires_grad for parameter in model.parameters()] == flags
+    assert not first.requires_grad and any(flags)
+
+
 def test_scenes_are_refined_independently():
     torch.manual_seed(0)
     model = NeRFVAE(tiny_config()).eval()
