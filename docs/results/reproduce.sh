@@ -196,23 +196,35 @@ nerfvae experiment cameras --run "$RUNS/cmp-planes" \
   --data "$DATA/small" --context 1,3 --max-scenes 20 --threads 1 --out docs/results/cameras
 #    views: per-scene NeRFs of 1,200 steps (twice the held-out plateau, at least 1,000), one
 #    command per K (a stopped command resumes from <out without .json>.parts/)
-for K in 1 2 3; do
+for K in 1 2 3 5; do
   nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes 20 --context $K \
     --id-targets 3 --steps 1200 --probe-views 2 --probe-points 7 --threads 1 \
     --out "$RUNS/nerf1200_k$K.json"
 done
+#    all views (the 7 ID views before the 3 targets) on 10 scenes
+nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes 10 --context 7 \
+  --id-targets 3 --steps 1200 --probe-views 2 --probe-points 7 --threads 1 \
+  --out "$RUNS/nerf1200_k7.json"
 #    NeRF-VAE (the shipped model) on the same targets, encoder alone and refined on the context
 #    views (50 steps; learning rate 0.01, which docs/results/findings.md gives for one view)
-NERF_JSONS=("$RUNS"/nerf1200_k{1,2,3}.json)
-nerfvae experiment views --run assets/model --data "$DATA/small" --context 1,2,3 --id-targets 3 \
+NERF_JSONS=("$RUNS"/nerf1200_k{1,2,3,5}.json)
+nerfvae experiment views --run assets/model --data "$DATA/small" --context 1,2,3,5 --id-targets 3 \
   --max-scenes 20 --nerf-json "${NERF_JSONS[@]}" --threads 1 --out docs/results/views-1200
-#    refined: K = 1 and, in its own folder, K = 3
-nerfvae experiment views --run assets/model --data "$DATA/small" --context 1 --id-targets 3 \
-  --max-scenes 20 --nerf-json "$RUNS/nerf1200_k1.json" --threads 1 --test-time.steps 50 \
-  --test-time.learning-rate 0.01 --out docs/results/views-1200-refined
-nerfvae experiment views --run assets/model --data "$DATA/small" --context 3 --id-targets 3 \
-  --max-scenes 20 --nerf-json "$RUNS/nerf1200_k3.json" --threads 1 --test-time.steps 50 \
-  --test-time.learning-rate 0.01 --out docs/results/views-1200-refined-k3
+#    refined, one K per folder (views-1200-refined is K = 1)
+for K in 1 2 3 5; do
+  nerfvae experiment views --run assets/model --data "$DATA/small" --context $K --id-targets 3 \
+    --max-scenes 20 --nerf-json "$RUNS/nerf1200_k$K.json" --threads 1 --test-time.steps 50 \
+    --test-time.learning-rate 0.01 --out "docs/results/views-1200-refined$([ $K = 1 ] || echo -k$K)"
+done
+#    all views on 10 scenes: against the NeRF, encoder alone and refined, and NeRF-VAE at K = 1, 3
+#    on the same 10 scenes (how many views the NeRF needs to match it)
+nerfvae experiment views --run assets/model --data "$DATA/small" --context all --id-targets 3 \
+  --max-scenes 10 --nerf-json "$RUNS/nerf1200_k7.json" --threads 1 --out docs/results/views-1200-all
+nerfvae experiment views --run assets/model --data "$DATA/small" --context all --id-targets 3 \
+  --max-scenes 10 --nerf-json "$RUNS/nerf1200_k7.json" --threads 1 --test-time.steps 50 \
+  --test-time.learning-rate 0.01 --out docs/results/views-1200-all-refined
+nerfvae experiment views --run assets/model --data "$DATA/small" --context 1,3,all --id-targets 3 \
+  --max-scenes 10 --skip-nerf --threads 1 --out docs/results/views-1200-all-nerfvae
 #    the conditioning ablation at 2 hours each and matched parameter counts (924,280 attention;
 #    924,421 planes with a 44-channel plane decoder; concat and AIN with a 24-wide bottleneck),
 #    side by side in pairs, one thread each; a stopped run resumes with the same command until
