@@ -125,8 +125,9 @@ class CrossAttention(nn.Module):
         bias = distance2.unsqueeze(1) * -inverse_variance  # [S, H, P, T]
         if bias.requires_grad:
             # training the length scales: the mask needs a gradient, which the fused kernel would
-            # materialise at [S, H, P, T] too; it gains at most ~1.2x in float32 there and loses
-            # in bfloat16 (benchmarks/attention_kernel.py), so training keeps the written-out form
+            # materialise at [S, H, P, T] too; it is level in bfloat16 and 1.24x faster on the
+            # attention alone in float32 (benchmarks/attention_kernel.py, docs/training.md), so
+            # training keeps the written-out form and its numerics
             logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
             weights = torch.softmax(logits + bias, dim=-1)
             return weights.to(value.dtype) @ value
