@@ -6,12 +6,14 @@ latent grid (4 scenes × 192 rays × 32 coarse samples, 4 heads of 32 channels, 
 one test-time refinement step (4 scenes × 512 rays × 32 coarse samples), it times forward +
 backward of ``softmax(q·kᵀ/√d + bias)·v`` written out (the reference: it stores the
 ``[S, H, P, T]`` weights for the backward pass) and through ``scaled_dot_product_attention`` with
-the bias as its mask, in float32 and, where this CPU computes it natively, bfloat16. In training
-the bias needs a gradient (it trains the length scales); in refinement the weights are frozen and
-it needs none. :class:`nerfvae.models.scene_function.CrossAttention` takes the faster of the two
-for each case. Prints a markdown table: milliseconds per pass, the speed-up over the reference in
-the same process, and the largest difference of the outputs and gradients (a check that both
-compute the same function; bfloat16 rounds differently in each).
+the bias as its mask (``written_out_attention`` and ``fused_attention`` of
+:mod:`nerfvae.models.scene_function`), in float32 and, where this CPU computes it natively,
+bfloat16. In training the bias needs a gradient (it trains the length scales); in refinement the
+weights are frozen and it needs none. :class:`nerfvae.models.scene_function.CrossAttention` runs
+the written-out form where the mask needs a gradient and the fused kernel elsewhere. Prints a
+markdown table: milliseconds per pass, the speed-up over the reference in the same process, and
+the largest difference of the outputs and gradients (a check that both compute the same function;
+bfloat16 rounds differently in each).
 """
 
 from __future__ import annotations
@@ -20,23 +22,14 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
+from nerfvae.models.scene_function import fused_attention, written_out_attention
 from nerfvae.precision import cpu_has_native_bf16
 
 SHAPES = {"training step": (4, 192 * 32, True), "refinement step": (4, 512 * 32, False)}
 """name: (scenes, points, whether the bias needs a gradient: training trains the length scales,
 refinement has the weights frozen)."""
 HEADS, HEAD_CHANNELS, TOKENS = 4, 32, 256
-
-
-def explicit(query, key, value, bias):
-    logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
-    return torch.softmax(logits + bias, dim=-1).to(value.dtype) @ value
-
-
-def fused(query, key, value, bias):
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
 
 
 def pass_ms(attend, tensors, repeats: int) -> tuple[float, list[torch.Tensor]]:
@@ -80,8 +73,8 @@ def main() -> None:
             ]
             bias = torch.randn(scenes, HEADS, points, TOKENS, generator=generator) * 3.0
             tensors.append(bias.requires_grad_(bias_grad))  # float32, as the model computes it
-            reference_ms, reference = pass_ms(explicit, tensors, args.repeats)
-            fused_ms, result = pass_ms(fused, tensors, args.repeats)
+            reference_ms, reference = pass_ms(written_out_attention, tensors, args.repeats)
+            fused_ms, result = pass_ms(fused_attention, tensors, args.repeats)
             diff = max(float((a - b).abs().max()) for a, b in zip(reference, result, strict=True))
             label = "fp32" if dtype == torch.float32 else "bf16"
             print(

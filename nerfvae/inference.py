@@ -107,8 +107,7 @@ def refine_posterior(
     # Frozen weights: autograd then keeps only what the posterior's gradient needs (no activations
     # saved for weight gradients), which cuts the refinement's memory without changing a number.
     weights_need_grad = [(p, p.requires_grad) for p in model.parameters()]
-    for parameter, _ in weights_need_grad:
-        parameter.requires_grad_(False)
+    model.requires_grad_(False)
     model.train()
     try:
         with torch.enable_grad():

@@ -30,6 +30,25 @@ ATTENTION_BLOCK_ELEMENTS = 2**22
 (16 MB in float32). Smaller blocks were also faster: ``benchmarks/attention_render.py``."""
 
 
+def written_out_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """``softmax(q·kᵀ/√d + bias)·v`` for ``query [S, H, P, D]``, ``key, value [S, H, T, D]`` and a
+    float32 ``bias [S, H, P, T]``, logits and softmax in float32. Autograd stores the ``[S, H, P,
+    T]`` weights; the bias gets its gradient from them."""
+    logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
+    weights = torch.softmax(logits + bias, dim=-1)
+    return weights.to(value.dtype) @ value
+
+
+def fused_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """The same function through ``scaled_dot_product_attention`` with ``bias`` as its mask (cast
+    to the query's dtype): one kernel that never stores the softmax weights."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
+
+
 class CrossAttention(nn.Module):
     """Points ``[S, P, width]`` attend to latent tokens ``[S, T, channels]``; residual, pre-norm.
 
@@ -128,12 +147,10 @@ class CrossAttention(nn.Module):
             # materialise at [S, H, P, T] too; it is level in bfloat16 and 1.24x faster on the
             # attention alone in float32 (benchmarks/attention_kernel.py, docs/training.md), so
             # training keeps the written-out form and its numerics
-            logits = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
-            weights = torch.softmax(logits + bias, dim=-1)
-            return weights.to(value.dtype) @ value
+            return written_out_attention(query, key, value, bias)
         # a mask without gradient (rendering; test-time refinement, whose weights are frozen): the
         # fused kernel never stores the softmax weights, 2-3x faster and far less memory
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
+        return fused_attention(query, key, value, bias)
 
 
 class SceneFunction(nn.Module):
