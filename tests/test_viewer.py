@@ -171,7 +171,7 @@ def test_session_starts_on_the_first_scene_with_id_context(session):
 def test_render_maps_agree_with_the_models_render_views(session):
     session.select_scene(0)
     camera = session.dataset_camera(3)
-    maps = session.render_maps(session.latent, camera)
+    maps = session.render_maps(session.latent, camera, exact=True)
     expected = session.model.render_views(
         session.latent, camera.K[None, None], camera.c2w[None, None], HEIGHT, WIDTH
     )
@@ -179,10 +179,54 @@ def test_render_maps_agree_with_the_models_render_views(session):
     assert torch.allclose(maps["depth"], expected["depth"][:, 0], atol=1e-4)
 
 
+def test_full_frames_run_the_field_at_the_density_grids_samples(session, monkeypatch):
+    import nerfvae.viewer.session as session_module
+
+    session.select_scene(0)
+    bakes = []
+    original_bake = session_module.bake_density_grid
+
+    def counted_bake(field, box_min, box_max, scenes, resolution, **options):
+        bakes.append((scenes, resolution))
+        return original_bake(field, box_min, box_max, scenes, resolution, **options)
+
+    monkeypatch.setattr(session_module, "bake_density_grid", counted_bake)
+    points = []
+    original_forward = session.model.scene_function.forward
+
+    def counted_forward(p, *rest):
+        points.append(p[..., 0].numel())
+        return original_forward(p, *rest)
+
+    monkeypatch.setattr(session.model.scene_function, "forward", counted_forward)
+    camera = session.dataset_camera(3)
+    exact = session.render_maps(session.latent, camera, exact=True)
+    assert bakes == []  # the model's own sampling, no grid
+    points.clear()
+    full = session.render_maps(session.latent, camera)
+    assert bakes == [(1, session.density_grid.resolution)]
+    # after the bake's queries, one query of 6 samples per ray for the whole (small) frame
+    assert points[-1] == HEIGHT * WIDTH * session.density_grid.field_samples
+    assert full["colour"].shape == exact["colour"].shape
+    assert torch.isfinite(full["colour"]).all() and not torch.equal(full["depth"], exact["depth"])
+    session.render_maps(session.latent, session.dataset_camera(4))  # same latent: no new bake
+    assert len(bakes) == 1
+    session.new_posterior_sample()
+    session.render_maps(session.latent, camera)
+    assert len(bakes) == 2
+    session.show_posterior_mean()
+    session.density_grid = replace(session.density_grid, resolution=0)
+    try:  # switched off: full frames are the model's own renders
+        off = session.render_maps(session.latent, camera)
+        assert torch.equal(off["colour"], exact["colour"]) and len(bakes) == 2
+    finally:
+        session.density_grid = replace(session.density_grid, resolution=64)
+
+
 def test_preview_frames_use_fewer_samples_per_ray(session):
     session.select_scene(0)
     camera = session.dataset_camera(2)
-    full = session.render_maps(session.latent, camera)
+    full = session.render_maps(session.latent, camera, exact=True)
     assert session.model.config.sampling.num_fine == 0  # the tiny preset: a coarse pass only
     session.preview_samples = session.model.config.sampling.num_coarse
     try:  # as many samples as the model's own pass: the same picture
@@ -232,6 +276,7 @@ def test_preview_of_a_planes_model_runs_its_field_at_fewer_proposal_placed_sampl
         return original(points, directions, code)
 
     model.scene_function.forward = counted
+    assert not planes_session.uses_density_grid  # its own proposal is cheaper than a grid
     full = planes_session.render_maps(planes_session.latent, camera)
     full_points, calls[:] = sum(calls), []
     preview = planes_session.render_maps(planes_session.latent, camera, preview=True)

@@ -8,6 +8,7 @@ from typing import Literal
 import tyro
 
 from nerfvae.precision import MachineOptions, use_threads
+from nerfvae.rendering.density_grid import DensityGridConfig
 
 DESCRIPTION = "interactive browser viewer: orbit inferred scenes, compare, sample (localhost)"
 
@@ -47,6 +48,10 @@ class ViewerArgs:
     prior: Literal["auto", "standard", "aggregate", "learned"] = "auto"
     """What the "new scene" button draws from. `auto`: the run's learned prior (`nerfvae prior
     fit`) if it has one for the checkpoint, else its aggregate prior, else the model's N(0, I)."""
+    density_grid: DensityGridConfig = field(default_factory=DensityGridConfig)
+    """Full frames: the scene's density baked once per latent onto a coarse grid places a few
+    field samples per ray (docs/viewer.md); `--density-grid.resolution 0` renders them with the
+    model's own sampling. The comparison with a dataset image always uses the model's own."""
     device: str = "auto"
     """Torch device (`auto`: CUDA when available, else CPU)."""
     machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
@@ -73,5 +78,6 @@ def run(argv: list[str], prog: str) -> int:
         std_samples=args.std_samples,
         seed=args.seed,
         prior=args.prior,
+        density_grid=args.density_grid,
     )
     return 0

@@ -199,7 +199,16 @@ class NeRFVAE(RaySceneModel):
         return cached[1]
 
     def render(
-        self, latent, origins, directions, near=None, far=None, *, generator=None, sampling=None
+        self,
+        latent,
+        origins,
+        directions,
+        near=None,
+        far=None,
+        *,
+        generator=None,
+        sampling=None,
+        proposal_density=None,
     ):
         if near is None or far is None:
             near, far = self.ray_bounds(origins, directions)
@@ -211,7 +220,7 @@ class NeRFVAE(RaySceneModel):
             near,
             far,
             sampling or self.config.sampling,
-            proposal_density=proposal,
+            proposal_density=proposal if proposal_density is None else proposal_density,
             background=self.background,
             generator=generator,
             training=self.training,

@@ -25,7 +25,7 @@ from nerfvae.models.objective import (
     gaussian_elbo,
     gaussian_log_likelihood,
 )
-from nerfvae.rendering import RaySamplingConfig, RenderOutput
+from nerfvae.rendering import DensityFn, RaySamplingConfig, RenderOutput
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [S, R, N, 3])``."""
@@ -56,11 +56,15 @@ class RaySceneModel(GaussianELBOModel):
         *,
         generator: torch.Generator | None = None,
         sampling: RaySamplingConfig | None = None,
+        proposal_density: DensityFn | None = None,
     ) -> RenderOutput:
         """Render rays ``origins, directions [S, R, 3]`` of scenes with latents ``[S, T, C]``.
 
         ``near, far [S, R]`` default to the rays' intersection with the scene box; ``sampling``
-        to the model's own (:attr:`sampling`; a cheaper one for previews)."""
+        to the model's own (:attr:`sampling`; a cheaper one for previews). ``proposal_density``
+        places the field's samples instead of the model's own proposal, with ``sampling.sampler
+        == "proposal"`` (a density grid baked from the same latent:
+        :mod:`nerfvae.rendering.density_grid`)."""
 
     @abc.abstractmethod
     def field(self, latent: torch.Tensor) -> FieldFn:
@@ -82,11 +86,17 @@ class RaySceneModel(GaussianELBOModel):
         height: int,
         width: int,
         chunk_rays: int = 4096,
+        *,
+        sampling: RaySamplingConfig | None = None,
+        proposal_density: DensityFn | None = None,
     ) -> dict[str, torch.Tensor]:
         """Render whole views: ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]`` -> ``colour [S, V, H, W, 3]``,
-        ``depth [S, V, H, W]`` (expected distance along the ray), ``opacity [S, V, H, W]``."""
+        ``depth [S, V, H, W]`` (expected distance along the ray), ``opacity [S, V, H, W]``;
+        ``sampling`` and ``proposal_density`` as in :meth:`render`."""
         return render_whole_views(
-            lambda o, d, n, f: self.render(latent, o, d, n, f),
+            lambda o, d, n, f: self.render(
+                latent, o, d, n, f, sampling=sampling, proposal_density=proposal_density
+            ),
             self.ray_bounds,
             K,
             c2w,

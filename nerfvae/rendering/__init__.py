@@ -9,6 +9,12 @@ from nerfvae.rendering.compositing import (
     compositing_weights,
     sample_intervals,
 )
+from nerfvae.rendering.density_grid import (
+    DensityGrid,
+    DensityGridConfig,
+    bake_density_grid,
+    grid_shape,
+)
 from nerfvae.rendering.renderer import (
     DensityFn,
     FieldFn,
@@ -31,13 +37,17 @@ from nerfvae.rendering.sampling import (
 __all__ = [
     "CompositeResult",
     "DensityFn",
+    "DensityGrid",
+    "DensityGridConfig",
     "FieldFn",
     "RaySamples",
     "RaySamplingConfig",
     "RenderOutput",
+    "bake_density_grid",
     "composite",
     "compositing_weights",
     "fine_samples",
+    "grid_shape",
     "importance_samples",
     "interlevel_loss",
     "render_in_chunks",

@@ -23,6 +23,7 @@ def start_viewer(
     seed: int = 0,
     verbose: bool = True,
     prior=None,
+    density_grid=None,
 ):
     """Serve the viewer for ``model`` on ``dataset`` (a MultiSceneDataset split) at
     ``http://host:port`` (``port=0``: any free port) and return the running
@@ -30,7 +31,8 @@ def start_viewer(
 
     ``render_height`` defaults to the dataset's image height; ``prior`` (a
     :class:`~nerfvae.evaluation.scene_priors.ScenePrior`) is what "new scene" draws from
-    (default: the model's N(0, I))."""
+    (default: the model's N(0, I)); ``density_grid`` (a
+    :class:`~nerfvae.rendering.DensityGridConfig`) how full frames place the field's samples."""
     try:
         import viser
     except ImportError:
@@ -50,7 +52,10 @@ def start_viewer(
     height = render_height or dataset.meta.image_height
     if not 4 <= height <= 2048:
         raise ConfigError(f"--render-height must lie in 4..2048, got {height}")
-    session = ViewerSession(model, dataset, split, std_samples=std_samples, seed=seed, prior=prior)
+    session = ViewerSession(
+        model, dataset, split, std_samples=std_samples, seed=seed, prior=prior,
+        density_grid=density_grid,
+    )  # fmt: skip
     server = viser.ViserServer(host=host, port=port, label="nerfvae viewer", verbose=verbose)
     lo, hi = dataset.meta.scene_bounds
     centre = [(a + b) / 2 for a, b in zip(lo, hi)]

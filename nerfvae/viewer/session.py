@@ -20,7 +20,7 @@ from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.inference import check_scene_index, infer_scene
 from nerfvae.models import DiagonalGaussian, RaySceneModel
-from nerfvae.rendering import scene_chunk
+from nerfvae.rendering import DensityGrid, DensityGridConfig, bake_density_grid, scene_chunk
 from nerfvae.viewer.camera_control import ViewCamera
 from nerfvae.visualise import depth_to_image, heat_image, to_uint8
 
@@ -80,13 +80,17 @@ class ViewerSession:
         default_context: int = 3,
         preview_samples: int = 16,
         prior: ScenePrior | None = None,
+        density_grid: DensityGridConfig | None = None,
     ) -> None:
         """``model``: a model that renders rays (:class:`RaySceneModel`; the viewer renders any
         camera ray by ray). ``dataset``: a :class:`nerfvae.data.loader.MultiSceneDataset`
         (``len``, ``meta``, ``load_scene``). ``std_samples`` latents are drawn for the
         standard-deviation mode. Preview frames take at most ``preview_samples`` samples per ray
         and no fine pass. ``prior``: where "new scene" draws from (default: the model's
-        N(0, I); :func:`nerfvae.evaluation.scene_priors.scene_prior` picks a run's fitted one)."""
+        N(0, I); :func:`nerfvae.evaluation.scene_priors.scene_prior` picks a run's fitted one).
+        ``density_grid``: how full frames place the field's samples (default: a 64-node density
+        grid baked once per latent, 6 field samples per ray; resolution 0 renders them with the
+        model's own sampling). A model with its own proposal density keeps it."""
         if not isinstance(model, RaySceneModel):
             raise ConfigError(
                 f"the viewer renders rays from any camera; {type(model).__name__} renders only "
@@ -105,6 +109,8 @@ class ViewerSession:
         self.preview_samples = preview_samples
         self.prior = prior or ScenePrior("standard", StandardPrior(model), {})
         self.device = model.scene_min.device
+        self.density_grid = DensityGridConfig() if density_grid is None else density_grid
+        self._grids: list[tuple[torch.Tensor, int, DensityGrid]] = []
         self._lock = threading.RLock()
         self._scene_cache: dict[int, object] = {}
         self._version = 0
@@ -212,6 +218,25 @@ class ViewerSession:
             return f"scene {self.scene_index} ({scene_id}): {self.choice.describe(self.context)}"
 
     # -- rendering ---------------------------------------------------------------------------
+    @property
+    def uses_density_grid(self) -> bool:
+        """Whether full frames are sampled from a baked density grid: the grid is on and the
+        model has no proposal density of its own (which is cheaper still)."""
+        return self.density_grid.enabled and self.model.sampling.sampler != "proposal"
+
+    def grid_of(self, latents: torch.Tensor) -> DensityGrid:
+        """The density grid of ``latents [N, T, C]``, baked on first use and kept for the last
+        two latent tensors shown (the latent and the std mode's samples)."""
+        for tensor, version, grid in self._grids:
+            if tensor is latents and version == latents._version:
+                return grid
+        grid = bake_density_grid(
+            self.model.field(latents), self.model.scene_min, self.model.scene_max,
+            latents.shape[0], self.density_grid.resolution, chunk_points=4 * self.chunk_rays,
+        )  # fmt: skip
+        self._grids = [*self._grids[-1:], (latents, latents._version, grid)]
+        return grid
+
     @torch.no_grad()
     def render_maps(
         self,
@@ -219,11 +244,13 @@ class ViewerSession:
         camera: ViewCamera,
         should_abort: Callable[[], bool] | None = None,
         preview: bool = False,
+        exact: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Render ``latents [N, T, C]`` from one camera, ``chunk_rays`` rays per scene-batch at a
         time, checking ``should_abort`` between chunks: ``colour [N, H, W, 3]``, ``depth`` and
         ``opacity [N, H, W]``. Raises :class:`RenderAborted` when asked to stop. ``preview``:
-        fewer samples per ray (see :meth:`_render_rays`)."""
+        fewer samples per ray; ``exact``: the model's own sampling even where full frames use the
+        density grid (see :meth:`_render_rays`)."""
         count = latents.shape[0]
         origins, directions = image_rays(
             camera.K.to(self.device), camera.c2w.to(self.device), camera.height, camera.width
@@ -231,6 +258,9 @@ class ViewerSession:
         origins = origins.reshape(1, -1, 3).expand(count, -1, 3)
         directions = directions.reshape(1, -1, 3).expand(count, -1, 3)
         near, far = self.model.ray_bounds(origins, directions)
+        grid = None
+        if not preview and not exact and self.uses_density_grid:
+            grid = self.grid_of(latents)
         chunk = scene_chunk(self.chunk_rays, count)
         parts: dict[str, list[torch.Tensor]] = {"colour": [], "depth": [], "opacity": []}
         for start in range(0, origins.shape[1], chunk):
@@ -239,7 +269,7 @@ class ViewerSession:
             stop = start + chunk
             final = self._render_rays(
                 latents, origins[:, start:stop], directions[:, start:stop], near[:, start:stop],
-                far[:, start:stop], preview,
+                far[:, start:stop], preview, grid,
             )  # fmt: skip
             parts["colour"].append(final.colour.float())
             parts["depth"].append(final.depth.float())
@@ -251,13 +281,22 @@ class ViewerSession:
             "opacity": torch.cat(parts["opacity"], 1).reshape(shape).cpu(),
         }
 
-    def _render_rays(self, latents, origins, directions, near, far, preview: bool):
+    def _render_rays(
+        self, latents, origins, directions, near, far, preview: bool, grid: DensityGrid | None
+    ):
         """The final composite (``colour``, ``depth``, ``opacity``) of rays ``[N, R, 3]``.
 
-        Full frames go through ``model.render`` (the model's own sampling). Preview frames render
+        Full frames go through ``model.render``: with a density ``grid``, the field runs at
+        ``density_grid.field_samples`` samples per ray drawn from the grid's weights; without one,
+        with the model's own sampling. Preview frames render
         only the coarse pass with at most ``preview_samples`` evenly spaced samples (for the
         ``small`` preset 16 instead of 32 + 16 field evaluations per ray); with the proposal
         sampler, the field at ``preview_samples / 2`` samples placed by the proposal."""
+        if grid is not None:
+            sampling = self.density_grid.sampling(self.model.sampling)
+            return self.model.render(
+                latents, origins, directions, near, far, sampling=sampling, proposal_density=grid
+            ).final
         if not preview:
             return self.model.render(latents, origins, directions, near, far).final
         # the model's own sampling with fewer samples, so every other option (opaque_far) carries
@@ -284,15 +323,16 @@ class ViewerSession:
         snapshot: Snapshot | None = None,
         should_abort: Callable[[], bool] | None = None,
         preview: bool = False,
+        exact: bool = False,
     ) -> np.ndarray:
         """The picture the current mode shows from ``camera``: uint8 ``[H, W, 3]``; ``preview``
-        renders with fewer samples per ray."""
+        renders with fewer samples per ray, ``exact`` with the model's own sampling."""
         snapshot = snapshot or self.snapshot()
         if snapshot.mode == "Posterior std":
-            maps = self.render_maps(snapshot.spread_latents, camera, should_abort, preview)
+            maps = self.render_maps(snapshot.spread_latents, camera, should_abort, preview, exact)
             spread = maps["colour"].std(0).mean(-1)  # [H, W], mean over channels
             return to_uint8(heat_image(spread, vmax=STD_VMAX))
-        maps = self.render_maps(snapshot.latent, camera, should_abort, preview)
+        maps = self.render_maps(snapshot.latent, camera, should_abort, preview, exact)
         if snapshot.mode == "Depth":
             return to_uint8(depth_to_image(maps["depth"][0], snapshot.far))
         if snapshot.mode == "Opacity":
