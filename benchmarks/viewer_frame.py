@@ -4,11 +4,15 @@ Run from the repository root: ``python benchmarks/viewer_frame.py`` (about a min
 cores) or with ``--presets tiny`` / ``--repeats 2`` for less. For each model preset (freshly
 initialised: a frame's cost depends on the network's size and sample counts, not its weights) it
 renders what the viewer renders for one browser tab: the preview frame drawn while the camera
-moves (``--preview-scale`` of the full size, at most 16 samples per ray, no fine pass) and the
-full frame drawn when it stops (the model's own sampling), in each
-display mode, through :meth:`nerfvae.viewer.ViewerSession.render_image`, from a camera of the
-built-in rooms. Prints a markdown table of median milliseconds, wall-clock and CPU (all threads).
-Other processes on the machine slow the wall clock down, so the load average is printed too.
+moves (``--preview-scale`` of the full size, at most 16 samples per ray, no fine pass), the
+full frame drawn when it stops (the field at a few samples per ray placed by the latent's density
+grid, the viewer's default) and, for reference, the same frame with the model's own sampling
+(``--density-grid.resolution 0``), in each display mode, through
+:meth:`nerfvae.viewer.ViewerSession.render_image`, from a camera of the built-in rooms; and the
+density grid's bake, once per latent. Prints a markdown table of median milliseconds, wall-clock
+and CPU (all threads). Other processes on the machine slow the wall clock down, so the load
+average is printed too. ``--presets`` also takes run directories (``assets/model``): their
+network at their trained weights.
 
 Browser mode, on a trained run: ``python benchmarks/viewer_frame.py --run RUN --data DIR
 --scene 3 --view 5 --screenshot docs/images/viewer.png`` serves the viewer, drives the page in
@@ -31,6 +35,7 @@ import torch
 from nerfvae.data.rooms import ID_CAMERAS, sample_cameras
 from nerfvae.data.storage import SceneRecord
 from nerfvae.models import NeRFVAE
+from nerfvae.rendering import DensityGridConfig
 from nerfvae.training.config import preset
 from nerfvae.viewer import MODES, ViewCamera, ViewerSession
 
@@ -56,20 +61,31 @@ class OneRoom:
         return SceneRecord(torch.from_numpy(images), K, c2w, torch.zeros(4, dtype=torch.bool))
 
 
-def time_ms(
-    session: ViewerSession, camera: ViewCamera, preview: bool, repeats: int
-) -> tuple[float, float]:
-    """Median wall-clock and CPU milliseconds (all threads of this process) of one frame of the
-    session's current mode. On a busy machine the wall time grows with the load while the CPU
-    time stays near what the frame costs; on an idle machine wall ~ CPU / threads."""
-    session.render_image(camera, preview=preview)  # warm-up (allocations, lazy initialisation)
+def time_ms(fn, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and CPU milliseconds (all threads of this process) of ``fn()``. On a
+    busy machine the wall time grows with the load while the CPU time stays near what the call
+    costs; on an idle machine wall ~ CPU / threads."""
+    fn()  # warm-up (allocations, lazy initialisation, the latent's density grid)
     wall, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
-        session.render_image(camera, preview=preview)
+        fn()
         wall.append(1000 * (time.perf_counter() - start))
         cpu.append(1000 * (time.process_time() - start_cpu))
     return statistics.median(wall), statistics.median(cpu)
+
+
+def load_model(name: str, precision: str | None):
+    """A preset's freshly initialised model in the rooms' box (float32), or a run directory's
+    model in ``precision`` (default: the run's)."""
+    if os.path.isdir(name):
+        from nerfvae.training.loading import load_trained_model
+
+        model, config, _ = load_trained_model(name, precision=precision)
+        return model, f"{name} ({config.precision})"
+    torch.manual_seed(0)
+    config = replace(preset(name).nerfvae, scene_min=BOUNDS[0], scene_max=BOUNDS[1])
+    return NeRFVAE(config).eval(), name
 
 
 CHROMIUM_FLAGS = [
@@ -160,6 +176,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--std-samples", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--precision", help="run directories: auto, fp32 or bf16 (default: run's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,13 +191,18 @@ def main() -> None:
         f"x{args.preview_scale}, std mode over {args.std_samples} samples; median of "
         f"{args.repeats}\n"
     )
-    print("| preset | mode | preview ms wall | preview ms CPU | full ms wall | full ms CPU |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| model | mode | preview ms wall / CPU | full ms wall / CPU | own sampling ms wall "
+        "/ CPU | x faster | grid bake ms wall |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name in args.presets:
-        torch.manual_seed(0)
-        config = replace(preset(name).nerfvae, scene_min=BOUNDS[0], scene_max=BOUNDS[1])
-        model = NeRFVAE(config).eval()
+        model, label = load_model(name, args.precision)
         session = ViewerSession(model, OneRoom(args.height), std_samples=args.std_samples)
+        own = ViewerSession(
+            model, OneRoom(args.height), std_samples=args.std_samples,
+            density_grid=DensityGridConfig(resolution=0),
+        )  # fmt: skip
         dataset_camera = session.dataset_camera(0)
         # the dataset camera's focal length on a wider viewport, as the browser shows it
         K = dataset_camera.K.clone()
@@ -189,11 +211,20 @@ def main() -> None:
         preview = camera.scaled(args.preview_scale)
         for mode in MODES:
             session.set_mode(mode)
-            preview_wall, preview_cpu = time_ms(session, preview, True, args.repeats)
-            full_wall, full_cpu = time_ms(session, camera, False, args.repeats)
+            own.set_mode(mode)
+            preview_wall, preview_cpu = time_ms(
+                lambda: session.render_image(preview, preview=True), args.repeats
+            )
+            full_wall, full_cpu = time_ms(lambda: session.render_image(camera), args.repeats)
+            own_wall, own_cpu = time_ms(lambda: own.render_image(camera), args.repeats)
+            latents = session.snapshot().spread_latents if mode == MODES[3] else session.latent
+            bake = "–"
+            if session.uses_density_grid:  # a fresh tensor per call: the grid is baked anew
+                bake = f"{time_ms(lambda: session.grid_of(latents.clone()), args.repeats)[0]:.0f}"
             print(
-                f"| {name} | {mode} | {preview_wall:.0f} | {preview_cpu:.0f} | {full_wall:.0f} "
-                f"| {full_cpu:.0f} |"
+                f"| {label} | {mode} | {preview_wall:.0f} / {preview_cpu:.0f} | {full_wall:.0f} / "
+                f"{full_cpu:.0f} | {own_wall:.0f} / {own_cpu:.0f} | {own_wall / full_wall:.1f} "
+                f"| {bake} |"
             )
 
 
