@@ -27,6 +27,7 @@ import os
 import statistics
 import time
 from dataclasses import replace
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -212,15 +213,17 @@ def main() -> None:
         for mode in MODES:
             session.set_mode(mode)
             own.set_mode(mode)
+            render, grid_of = session.render_image, session.grid_of
             preview_wall, preview_cpu = time_ms(
-                lambda: session.render_image(preview, preview=True), args.repeats
+                partial(render, preview, preview=True), args.repeats
             )
-            full_wall, full_cpu = time_ms(lambda: session.render_image(camera), args.repeats)
-            own_wall, own_cpu = time_ms(lambda: own.render_image(camera), args.repeats)
+            full_wall, full_cpu = time_ms(partial(render, camera), args.repeats)
+            own_wall, own_cpu = time_ms(partial(own.render_image, camera), args.repeats)
             latents = session.snapshot().spread_latents if mode == MODES[3] else session.latent
             bake = "–"
             if session.uses_density_grid:  # a fresh tensor per call: the grid is baked anew
-                bake = f"{time_ms(lambda: session.grid_of(latents.clone()), args.repeats)[0]:.0f}"
+                fresh = lambda g=grid_of, z=latents: g(z.clone())
+                bake = f"{time_ms(fresh, args.repeats)[0]:.0f}"
             print(
                 f"| {label} | {mode} | {preview_wall:.0f} / {preview_cpu:.0f} | {full_wall:.0f} / "
                 f"{full_cpu:.0f} | {own_wall:.0f} / {own_cpu:.0f} | {own_wall / full_wall:.1f} "
