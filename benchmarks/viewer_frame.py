@@ -213,16 +213,16 @@ def main() -> None:
         for mode in MODES:
             session.set_mode(mode)
             own.set_mode(mode)
-            render, grid_of = session.render_image, session.grid_of
+            render = session.render_image
             preview_wall, preview_cpu = time_ms(
                 partial(render, preview, preview=True), args.repeats
             )
             full_wall, full_cpu = time_ms(partial(render, camera), args.repeats)
             own_wall, own_cpu = time_ms(partial(own.render_image, camera), args.repeats)
             latents = session.snapshot().spread_latents if mode == MODES[3] else session.latent
-            bake = "–"
-            if session.uses_density_grid:  # a fresh tensor per call: the grid is baked anew
-                fresh = lambda g=grid_of, z=latents: g(z.clone())
+            bake = "–"  # a model with its own proposal density bakes no grid
+            if model.grid_sampling(latents, session.density_grid):
+                fresh = partial(model.grid_sampling, latents, session.density_grid)
                 bake = f"{time_ms(fresh, args.repeats)[0]:.0f}"
             print(
                 f"| {label} | {mode} | {preview_wall:.0f} / {preview_cpu:.0f} | {full_wall:.0f} / "

@@ -19,7 +19,9 @@ from nerfvae.evaluation.learned_prior import run_learned_prior
 from nerfvae.evaluation.report import inference_line, markdown_table, write_report
 from nerfvae.geometry import orbit_cameras
 from nerfvae.inference import RefinementConfig, check_refinable, refine_posterior
+from nerfvae.models import RaySceneModel
 from nerfvae.models.latent import DiagonalGaussian
+from nerfvae.rendering import DensityGridConfig
 from nerfvae.training.loading import load_trained_model
 from nerfvae.training.warm_start import lineage, teacher_history, training_totals
 
@@ -53,7 +55,13 @@ def training_summary(run: Path) -> dict[str, float | int | str]:
 
 
 def render_scene_rows(
-    model, scene, meta, samples: int, generator, refinement: RefinementConfig
+    model,
+    scene,
+    meta,
+    samples: int,
+    generator,
+    refinement: RefinementConfig,
+    density_grid: DensityGridConfig | None = None,
 ) -> tuple[list[list[torch.Tensor]], torch.Tensor, DiagonalGaussian]:
     """Rows of a figure for one scene: context views; then for two ID and two OOD targets:
     ground truth | render | (with refinement: the refined posterior's render |) true depth (where
@@ -62,7 +70,8 @@ def render_scene_rows(
     posterior (the refined one when ``refinement`` has steps), which the depth and std are of.
 
     Both depth maps share one grey scale, white at 0 and black at the farthest true depth of the
-    scene's targets: the room's diagonal (``meta.far``) would leave every surface a pale grey."""
+    scene's targets: the room's diagonal (``meta.far``) would leave every surface a pale grey.
+    ``density_grid``: how the renders place the field's samples (:func:`vis.render_latents`)."""
     images = scene.images.float() / 255.0
     num_id = scene.num_id_views
     targets = [num_id - 2, num_id - 1] + ([num_id, num_id + 1] if scene.num_ood_views > 1 else [])
@@ -72,15 +81,17 @@ def render_scene_rows(
     renders = []
     if refinement.steps > 0:
         amortized_colour = vis.render_latents(
-            model, amortized.mean, scene.K[targets], scene.c2w[targets], *size
-        )["colour"][0]
+            model, amortized.mean, scene.K[targets], scene.c2w[targets], *size,
+            density_grid=density_grid,
+        )["colour"][0]  # fmt: skip
         renders.append(amortized_colour)
         posterior = refine_posterior(model, amortized, *context, refinement, generator)
     else:
         posterior = amortized
     rendered = vis.posterior_statistics(
-        model, posterior, scene.K[targets], scene.c2w[targets], *size, samples, generator
-    )
+        model, posterior, scene.K[targets], scene.c2w[targets], *size, samples, generator,
+        density_grid=density_grid,
+    )  # fmt: skip
     renders.append(rendered["colour"])
     true_depth = scene.depth[targets] if scene.depth is not None else None
     depth_range = float(true_depth.max()) if true_depth is not None else meta.far
@@ -144,6 +155,19 @@ def learned_prior_section(learned: tuple | None) -> list[str]:
     ]
 
 
+def figure_sampling_line(model, density_grid: DensityGridConfig) -> str:
+    """How the report's figures placed the field's samples (the metrics use the model's own)."""
+    own = "the model's own sampling"
+    if not (isinstance(model, RaySceneModel) and model.samples_from_grid(density_grid)):
+        return f"Figures and metrics are rendered with {own}."
+    return (
+        f"The metrics are rendered with {own}; the figures run the field at "
+        f"{density_grid.field_samples} samples per ray placed by a density grid baked from each "
+        f"latent ({density_grid.resolution} nodes along the box's longest side; docs/viewer.md), "
+        "which draws the same pictures many times faster (`benchmarks/density_grid.py`)."
+    )
+
+
 def add_std_column(rows: list[list[torch.Tensor]], std: torch.Tensor, vmax: float) -> None:
     """Append the heat map of ``std [targets, H, W]`` to the target rows (``rows[1:]``)."""
     for row, values in zip(rows[1:], std, strict=True):
@@ -168,11 +192,16 @@ def run_demo(
     refine_context_sizes: tuple[int, ...] = (3,),
     progress: bool = True,
     precision: str | None = None,
+    density_grid: DensityGridConfig | None = None,
 ) -> Path:
     """Render the scenes ``settings`` describe, evaluate the run on them, write ``out/report.md``.
 
     With ``refinement`` steps, the scenes are also evaluated for ``refine_context_sizes`` with the
-    refined posterior (``out/metrics_refined.*``), and the figures show both renders."""
+    refined posterior (``out/metrics_refined.*``), and the figures show both renders. The
+    figures place the field's samples with ``density_grid`` (default: a 64-node grid, 6 field
+    samples per ray; resolution 0: the model's own sampling); the metrics never do."""
+    density_grid = DensityGridConfig() if density_grid is None else density_grid
+    grid = {"density_grid": density_grid}
     refinement = refinement or RefinementConfig()
     started = time.perf_counter()
     model, config, record = load_trained_model(run, precision=precision)
@@ -211,7 +240,9 @@ def run_demo(
 
     generator = torch.Generator().manual_seed(0)
     rendered_scenes = [
-        render_scene_rows(model, test.load_scene(index), meta, samples, generator, refinement)
+        render_scene_rows(
+            model, test.load_scene(index), meta, samples, generator, refinement, density_grid
+        )
         for index in range(min(3, len(test)))
     ]
     std_scale = vis.std_colour_scale([std for _, std, _ in rendered_scenes])
@@ -230,7 +261,7 @@ def run_demo(
     path_c2w = orbit_cameras(scene.c2w[id_views], TURNTABLE_FRAMES)
     K = scene.K[int(id_views[0])].expand(TURNTABLE_FRAMES, 3, 3)
     frames = vis.render_latents(
-        model, posterior.mean, K, path_c2w, meta.image_height, meta.image_width
+        model, posterior.mean, K, path_c2w, meta.image_height, meta.image_width, **grid
     )
     vis.write_video(out / "turntable.gif", frames["colour"][0])
     prior_samples = {"prior_samples.png": model.prior(4).rsample(generator)}
@@ -240,7 +271,7 @@ def run_demo(
     for name, latents in prior_samples.items():
         sampled = vis.render_latents(
             model, latents, scene.K[id_views[:4]], scene.c2w[id_views[:4]], meta.image_height,
-            meta.image_width,
+            meta.image_width, **grid,
         )  # fmt: skip
         vis.write_png(out / name, vis.image_grid([list(row) for row in sampled["colour"]]))
     learned = run_learned_prior(run, model, record)
@@ -248,7 +279,7 @@ def run_demo(
         cameras = id_views[[0, len(id_views) // 3, 2 * len(id_views) // 3]]
         sampled = vis.render_latents(
             model, learned[0].rsample(4, generator), scene.K[cameras], scene.c2w[cameras],
-            meta.image_height, meta.image_width,
+            meta.image_height, meta.image_width, **grid,
         )  # fmt: skip
         rows = [
             list(colour) + [vis.depth_to_image(d, meta.far) for d in depth]
@@ -270,6 +301,8 @@ def run_demo(
         )
         + f". Test scenes: {len(test)} new scenes rendered now with Mitsuba (seed {settings.seed}), "
         f"{meta.image_height}×{meta.image_width}.",
+        "",
+        figure_sampling_line(model, density_grid),
         "",
         "## Metrics (`nerfvae eval`, view lists in docs/evaluation.md)",
         "",

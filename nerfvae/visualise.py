@@ -9,8 +9,9 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from nerfvae.models import SceneModel
+from nerfvae.models import RaySceneModel, SceneModel
 from nerfvae.models.latent import DiagonalGaussian
+from nerfvae.rendering import DensityGridConfig
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -51,10 +52,18 @@ def render_latents(
     height: int,
     width: int,
     chunk_rays: int = 4096,
+    density_grid: DensityGridConfig | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render each of ``latents [N, T, C]`` from the same cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]``:
-    ``colour [N, V, H, W, 3]``, ``depth`` and ``opacity [N, V, H, W]`` (batched over N)."""
+    ``colour [N, V, H, W, 3]``, ``depth`` and ``opacity [N, V, H, W]`` (batched over N).
+
+    ``density_grid``: a model that renders rays runs its field only where a density grid baked
+    from each latent puts mass (:meth:`RaySceneModel.grid_sampling`; pictures, not metrics);
+    default: the model's own sampling."""
     count = latents.shape[0]
+    options = {}
+    if density_grid is not None and isinstance(model, RaySceneModel):
+        options = model.grid_sampling(latents, density_grid)
     return model.render_views(
         latents,
         K.unsqueeze(0).expand(count, *K.shape),
@@ -62,6 +71,7 @@ def render_latents(
         height,
         width,
         chunk_rays,
+        **options,
     )
 
 
@@ -75,6 +85,7 @@ def posterior_statistics(
     width: int,
     num_samples: int,
     generator: torch.Generator | None = None,
+    density_grid: DensityGridConfig | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render one scene's ``posterior`` (latents ``[1, T, C]``, e.g. from
     :func:`nerfvae.inference.infer_posterior`) from target cameras ``K [V, 3, 3]``,
@@ -83,12 +94,14 @@ def posterior_statistics(
     Returns ``mean_latent`` renders (``colour [V, H, W, 3]``, ``depth``, ``opacity``) and, over the
     samples, per-pixel ``sample_mean [V, H, W, 3]``, ``sample_std [V, H, W]`` (colour standard
     deviation averaged over channels), ``depth_std [V, H, W]`` and ``samples [N, V, H, W, 3]``.
+    ``density_grid`` as in :func:`render_latents`.
     """
-    mean_render = render_latents(model, posterior.mean, K, c2w, height, width)
+    grid = {"density_grid": density_grid}
+    mean_render = render_latents(model, posterior.mean, K, c2w, height, width, **grid)
     out = {key: value[0] for key, value in mean_render.items()}
     if num_samples > 0:
         latents = torch.cat([posterior.rsample(generator) for _ in range(num_samples)])
-        sampled = render_latents(model, latents, K, c2w, height, width)
+        sampled = render_latents(model, latents, K, c2w, height, width, **grid)
         out["samples"] = sampled["colour"]
         out["sample_mean"] = sampled["colour"].mean(0)
         out["sample_std"] = sampled["colour"].std(0, unbiased=num_samples > 1).mean(-1)

@@ -254,6 +254,38 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path):
     assert set(refined["results"]) == {"3"} and refined["refinement"]["steps"] == 2
     assert refined["checkpoint_step"] == 8 and refined["run"] == metrics["run"]
     assert "## Metrics with test-time refinement" in text and "then 2 Adam steps" in text
+    assert "the figures run the field at 6 samples per ray placed by a density grid" in text
+
+
+def test_render_latents_bakes_one_density_grid_per_call_and_runs_the_field_at_its_samples(
+    tiny_run, monkeypatch
+):
+    from nerfvae.geometry import intrinsics_matrix, look_at
+    from nerfvae.rendering import DensityGridConfig
+    from nerfvae.training.loading import load_trained_model
+    from nerfvae.visualise import render_latents
+
+    model, _, _ = load_trained_model(tiny_run, precision="fp32")
+    latents = torch.randn(
+        2, *model.prior(1).mean.shape[1:], generator=torch.Generator().manual_seed(0)
+    )
+    K = intrinsics_matrix(8.0, 8.0, 4.0, 4.0).expand(3, 3, 3)
+    c2w = look_at(torch.tensor([[2.0, -2.0, 1.4], [-2.0, 2.0, 1.4], [2.0, 2.0, 1.4]]),
+                  torch.tensor([0.0, 0.0, 0.5]))  # fmt: skip
+    own = render_latents(model, latents, K, c2w, 8, 8)
+    off = render_latents(model, latents, K, c2w, 8, 8, density_grid=DensityGridConfig(resolution=0))
+    assert torch.equal(own["colour"], off["colour"])
+    points, bakes = [], []
+    forward, grid_sampling = model.scene_function.forward, model.grid_sampling
+    monkeypatch.setattr(model.scene_function, "forward",
+                        lambda p, *rest: points.append(p.shape[1]) or forward(p, *rest))  # fmt: skip
+    monkeypatch.setattr(model, "grid_sampling",
+                        lambda *a: bakes.append(1) or grid_sampling(*a))  # fmt: skip
+    gridded = render_latents(model, latents, K, c2w, 8, 8, density_grid=DensityGridConfig(16, 3))
+    assert len(bakes) == 1  # one grid for both latents, all three views
+    assert points[-1] == 3 * 8 * 8 * 3  # per scene: 3 views x 64 rays x 3 field samples
+    assert gridded["colour"].shape == own["colour"].shape == (2, 3, 8, 8, 3)
+    assert torch.isfinite(gridded["colour"]).all()
 
 
 def test_demo_std_column_shares_one_scale():

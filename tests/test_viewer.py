@@ -180,17 +180,17 @@ def test_render_maps_agree_with_the_models_render_views(session):
 
 
 def test_full_frames_run_the_field_at_the_density_grids_samples(session, monkeypatch):
-    import nerfvae.viewer.session as session_module
+    import nerfvae.models.ray_model as ray_model
 
     session.select_scene(0)
     bakes = []
-    original_bake = session_module.bake_density_grid
+    original_bake = ray_model.bake_density_grid
 
     def counted_bake(field, box_min, box_max, scenes, resolution, **options):
         bakes.append((scenes, resolution))
         return original_bake(field, box_min, box_max, scenes, resolution, **options)
 
-    monkeypatch.setattr(session_module, "bake_density_grid", counted_bake)
+    monkeypatch.setattr(ray_model, "bake_density_grid", counted_bake)
     points = []
     original_forward = session.model.scene_function.forward
 
@@ -276,7 +276,8 @@ def test_preview_of_a_planes_model_runs_its_field_at_fewer_proposal_placed_sampl
         return original(points, directions, code)
 
     model.scene_function.forward = counted
-    assert not planes_session.uses_density_grid  # its own proposal is cheaper than a grid
+    # its own proposal density is cheaper than a grid
+    assert planes_session.grid_sampling(planes_session.latent) == {}
     full = planes_session.render_maps(planes_session.latent, camera)
     full_points, calls[:] = sum(calls), []
     preview = planes_session.render_maps(planes_session.latent, camera, preview=True)

@@ -11,6 +11,7 @@ from nerfvae.cli.common import TEST_TIME_FLAGS, replace_deprecated_flags
 from nerfvae.errors import ConfigError, check_at_least
 from nerfvae.inference import RefinementConfig
 from nerfvae.precision import MachineOptions, use_threads
+from nerfvae.rendering.density_grid import DensityGridConfig
 
 DESCRIPTION = "run the demo: new scenes, inference, novel views, uncertainty, samples, report"
 
@@ -46,6 +47,10 @@ class DemoArgs:
     refinement."""
     workers: int = 2
     """Render processes for the scenes."""
+    density_grid: DensityGridConfig = field(default_factory=DensityGridConfig)
+    """The report's figures (reconstructions, samples, turntable) run the field only where a
+    density grid baked from each latent puts mass (docs/viewer.md); `--density-grid.resolution
+    0` renders them with the model's own sampling. The metrics always use the model's own."""
     machine: tyro.conf.OmitArgPrefixes[MachineOptions] = field(default_factory=MachineOptions)
     """How the command uses this machine."""
 
@@ -83,6 +88,7 @@ def run(argv: list[str], prog: str) -> int:
         refinement=args.test_time,
         refine_context_sizes=parse_context_sizes(args.test_time_context),
         precision=args.machine.precision,
+        density_grid=args.density_grid,
     )
     print(f"[demo] report: {report}")
     return 0

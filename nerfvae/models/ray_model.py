@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,13 @@ from nerfvae.models.objective import (
     gaussian_elbo,
     gaussian_log_likelihood,
 )
-from nerfvae.rendering import DensityFn, RaySamplingConfig, RenderOutput
+from nerfvae.rendering import (
+    DensityFn,
+    DensityGridConfig,
+    RaySamplingConfig,
+    RenderOutput,
+    bake_density_grid,
+)
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [S, R, N, 3])``."""
@@ -69,6 +76,25 @@ class RaySceneModel(GaussianELBOModel):
     @abc.abstractmethod
     def field(self, latent: torch.Tensor) -> FieldFn:
         """The field of scenes with ``latent [S, T, C]`` as a rendering callback (:data:`FieldFn`)."""
+
+    def samples_from_grid(self, config: DensityGridConfig) -> bool:
+        """Whether :meth:`grid_sampling` with ``config`` bakes a grid (see there)."""
+        return config.enabled and self.sampling.sampler != "proposal"
+
+    def grid_sampling(self, latent: torch.Tensor, config: DensityGridConfig) -> dict[str, Any]:
+        """Keyword arguments of :meth:`render` and :meth:`render_views` that run the field at
+        ``config.field_samples`` samples per ray, placed by a density grid baked once from
+        ``latent [S, T, C]`` (:mod:`nerfvae.rendering.density_grid`): bake once, then render
+        any number of views of these scenes. ``{}`` (the model's own sampling) when the grid is
+        off or the model samples with its own proposal density, which is cheaper still."""
+        if not self.samples_from_grid(config):
+            return {}
+        with torch.no_grad():
+            grid = bake_density_grid(
+                self.field(latent), self.scene_min, self.scene_max, latent.shape[0],
+                config.resolution,
+            )  # fmt: skip
+        return {"sampling": config.sampling(self.sampling), "proposal_density": grid}
 
     def ray_bounds(
         self, origins: torch.Tensor, directions: torch.Tensor

@@ -20,7 +20,7 @@ from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.inference import check_scene_index, infer_scene
 from nerfvae.models import DiagonalGaussian, RaySceneModel
-from nerfvae.rendering import DensityGrid, DensityGridConfig, bake_density_grid, scene_chunk
+from nerfvae.rendering import DensityGridConfig, scene_chunk
 from nerfvae.viewer.camera_control import ViewCamera
 from nerfvae.visualise import depth_to_image, heat_image, to_uint8
 
@@ -110,7 +110,7 @@ class ViewerSession:
         self.prior = prior or ScenePrior("standard", StandardPrior(model), {})
         self.device = model.scene_min.device
         self.density_grid = DensityGridConfig() if density_grid is None else density_grid
-        self._grids: list[tuple[torch.Tensor, int, DensityGrid]] = []
+        self._grids: list[tuple[torch.Tensor, tuple, dict]] = []
         self._lock = threading.RLock()
         self._scene_cache: dict[int, object] = {}
         self._version = 0
@@ -218,24 +218,17 @@ class ViewerSession:
             return f"scene {self.scene_index} ({scene_id}): {self.choice.describe(self.context)}"
 
     # -- rendering ---------------------------------------------------------------------------
-    @property
-    def uses_density_grid(self) -> bool:
-        """Whether full frames are sampled from a baked density grid: the grid is on and the
-        model has no proposal density of its own (which is cheaper still)."""
-        return self.density_grid.enabled and self.model.sampling.sampler != "proposal"
-
-    def grid_of(self, latents: torch.Tensor) -> DensityGrid:
-        """The density grid of ``latents [N, T, C]``, baked on first use and kept for the last
-        two latent tensors shown (the latent and the std mode's samples)."""
-        for tensor, version, grid in self._grids:
-            if tensor is latents and version == latents._version:
-                return grid
-        grid = bake_density_grid(
-            self.model.field(latents), self.model.scene_min, self.model.scene_max,
-            latents.shape[0], self.density_grid.resolution, chunk_points=4 * self.chunk_rays,
-        )  # fmt: skip
-        self._grids = [*self._grids[-1:], (latents, latents._version, grid)]
-        return grid
+    def grid_sampling(self, latents: torch.Tensor) -> dict:
+        """:meth:`RaySceneModel.grid_sampling` of ``latents [N, T, C]``: the grid is baked on
+        first use and kept for the last two latent tensors shown (the latent and the std mode's
+        samples)."""
+        key = (latents._version, replace(self.density_grid))
+        for tensor, tensor_key, options in self._grids:
+            if tensor is latents and tensor_key == key:
+                return options
+        options = self.model.grid_sampling(latents, self.density_grid)
+        self._grids = [*self._grids[-1:], (latents, key, options)]
+        return options
 
     @torch.no_grad()
     def render_maps(
@@ -258,9 +251,7 @@ class ViewerSession:
         origins = origins.reshape(1, -1, 3).expand(count, -1, 3)
         directions = directions.reshape(1, -1, 3).expand(count, -1, 3)
         near, far = self.model.ray_bounds(origins, directions)
-        grid = None
-        if not preview and not exact and self.uses_density_grid:
-            grid = self.grid_of(latents)
+        grid = {} if preview or exact else self.grid_sampling(latents)
         chunk = scene_chunk(self.chunk_rays, count)
         parts: dict[str, list[torch.Tensor]] = {"colour": [], "depth": [], "opacity": []}
         for start in range(0, origins.shape[1], chunk):
@@ -281,24 +272,17 @@ class ViewerSession:
             "opacity": torch.cat(parts["opacity"], 1).reshape(shape).cpu(),
         }
 
-    def _render_rays(
-        self, latents, origins, directions, near, far, preview: bool, grid: DensityGrid | None
-    ):
+    def _render_rays(self, latents, origins, directions, near, far, preview: bool, grid: dict):
         """The final composite (``colour``, ``depth``, ``opacity``) of rays ``[N, R, 3]``.
 
-        Full frames go through ``model.render``: with a density ``grid``, the field runs at
-        ``density_grid.field_samples`` samples per ray drawn from the grid's weights; without one,
-        with the model's own sampling. Preview frames render
+        Full frames go through ``model.render``: with ``grid`` (:meth:`grid_sampling`), the
+        field runs at ``density_grid.field_samples`` samples per ray drawn from a density grid's
+        weights; with ``{}``, with the model's own sampling. Preview frames render
         only the coarse pass with at most ``preview_samples`` evenly spaced samples (for the
         ``small`` preset 16 instead of 32 + 16 field evaluations per ray); with the proposal
         sampler, the field at ``preview_samples / 2`` samples placed by the proposal."""
-        if grid is not None:
-            sampling = self.density_grid.sampling(self.model.sampling)
-            return self.model.render(
-                latents, origins, directions, near, far, sampling=sampling, proposal_density=grid
-            ).final
         if not preview:
-            return self.model.render(latents, origins, directions, near, far).final
+            return self.model.render(latents, origins, directions, near, far, **grid).final
         # the model's own sampling with fewer samples, so every other option (opaque_far) carries
         sampling = self.model.sampling
         if sampling.sampler == "proposal":
