@@ -62,6 +62,8 @@ def render_scene_rows(
     generator,
     refinement: RefinementConfig,
     density_grid: DensityGridConfig | None = None,
+    amortized: DiagonalGaussian | None = None,
+    refined: DiagonalGaussian | None = None,
 ) -> tuple[list[list[torch.Tensor]], torch.Tensor, DiagonalGaussian]:
     """Rows of a figure for one scene: context views; then for two ID and two OOD targets:
     ground truth | render | (with refinement: the refined posterior's render |) true depth (where
@@ -71,12 +73,16 @@ def render_scene_rows(
 
     Both depth maps share one grey scale, white at 0 and black at the farthest true depth of the
     scene's targets: the room's diagonal (``meta.far``) would leave every surface a pale grey.
-    ``density_grid``: how the renders place the field's samples (:func:`vis.render_latents`)."""
+    ``density_grid``: how the renders place the field's samples (:func:`vis.render_latents`).
+    ``amortized`` / ``refined``: the scene's posteriors ``[1, T, C]`` from the context views
+    (the encoder's, and after ``refinement``) where the caller has them already; inferred
+    here otherwise."""
     images = scene.images.float() / 255.0
     num_id = scene.num_id_views
     targets = [num_id - 2, num_id - 1] + ([num_id, num_id + 1] if scene.num_ood_views > 1 else [])
     context = (images[CONTEXT][None], scene.K[CONTEXT][None], scene.c2w[CONTEXT][None])
-    amortized = model.infer(*context, generator=generator)
+    if amortized is None:
+        amortized = model.infer(*context, generator=generator)
     size = (meta.image_height, meta.image_width)
     renders = []
     if refinement.steps > 0:
@@ -85,7 +91,9 @@ def render_scene_rows(
             density_grid=density_grid,
         )["colour"][0]  # fmt: skip
         renders.append(amortized_colour)
-        posterior = refine_posterior(model, amortized, *context, refinement, generator)
+        posterior = refined
+        if posterior is None:
+            posterior = refine_posterior(model, amortized, *context, refinement, generator)
     else:
         posterior = amortized
     rendered = vis.posterior_statistics(
@@ -214,9 +222,23 @@ def run_demo(
     meta = test.meta
     print(f"[demo] evaluating {run} (step {record['step']}) on {len(test)} new test scenes")
     train_mean = mean_training_image(MultiSceneDataset(data, "train"))
+    # the figures show scenes 0-2 from views 0-2 (K = 3): keep the posteriors the metrics scored
+    figure_scenes = min(3, len(test))
+    kept: dict[str, list[DiagonalGaussian]] = {"amortized": [], "refined": []}
+
+    def keep(name: str):
+        def on_posterior(k: int, first_scene: int, posterior: DiagonalGaussian) -> None:
+            for index in range(first_scene, first_scene + posterior.mean.shape[0]):
+                if k == len(CONTEXT) and index < figure_scenes:
+                    row = slice(index - first_scene, index - first_scene + 1)
+                    kept[name].append(DiagonalGaussian(posterior.mean[row], posterior.log_std[row]))
+
+        return on_posterior
+
     result = evaluate(
         model, test, mean_train_image=train_mean,
         pixel_std=config.objective.pixel_std_end, progress=progress, context_sizes=context_sizes,
+        on_posterior=keep("amortized"),
     )  # fmt: skip
     labels = {
         "model": "NeRF-VAE",
@@ -234,16 +256,29 @@ def run_demo(
             model, test, mean_train_image=train_mean,
             pixel_std=config.objective.pixel_std_end, progress=progress,
             context_sizes=refine_context_sizes, refinement=refinement,
+            on_posterior=keep("refined"),
         )  # fmt: skip
         refined_result.update(labels)
         write_report(refined_result, out / "metrics_refined.json")
 
     generator = torch.Generator().manual_seed(0)
+
+    def known(name: str, index: int) -> DiagonalGaussian | None:
+        return kept[name][index] if len(kept[name]) == figure_scenes else None
+
     rendered_scenes = [
         render_scene_rows(
-            model, test.load_scene(index), meta, samples, generator, refinement, density_grid
+            model,
+            test.load_scene(index),
+            meta,
+            samples,
+            generator,
+            refinement,
+            density_grid,
+            amortized=known("amortized", index),
+            refined=known("refined", index),
         )
-        for index in range(min(3, len(test)))
+        for index in range(figure_scenes)
     ]
     std_scale = vis.std_colour_scale([std for _, std, _ in rendered_scenes])
     id_std = torch.cat([std[:2].flatten() for _, std, _ in rendered_scenes]).mean()

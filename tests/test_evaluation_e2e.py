@@ -86,6 +86,29 @@ def test_eval_with_refinement_records_it_and_scores_the_refined_posterior(
     assert json.loads((tmp_path / "old.json").read_text())["results"] == refined["results"]
 
 
+def test_eval_hands_each_batchs_posterior_to_on_posterior(tiny_run, tiny_dataset):
+    from nerfvae.data.loader import MultiSceneDataset
+    from nerfvae.evaluation.evaluate import evaluate
+    from nerfvae.inference import infer_posterior
+    from nerfvae.training.loading import load_trained_model
+
+    model, _, _ = load_trained_model(tiny_run, precision="fp32")
+    dataset = MultiSceneDataset(tiny_dataset, "test")
+    assert len(dataset) >= 2
+    seen = []
+    evaluate(model, dataset, context_sizes=(1, 2), max_scenes=2, scenes_per_batch=1,
+             progress=False, on_posterior=lambda k, first, q: seen.append((k, first, q)))  # fmt: skip
+    assert [(k, first, q.mean.shape[0]) for k, first, q in seen] == [
+        (1, 0, 1), (2, 0, 1), (1, 1, 1), (2, 1, 1),
+    ]  # fmt: skip
+    # the posterior of scene 1 from views 0-1 is the encoder's (no refinement)
+    scene = dataset.load_scene(1)
+    expected = infer_posterior(
+        model, scene.images[None, :2].float() / 255, scene.K[None, :2], scene.c2w[None, :2]
+    )
+    assert torch.allclose(seen[3][2].mean, expected.mean, atol=1e-5)
+
+
 def test_eval_of_a_dataset_without_a_train_split_leaves_out_only_the_mean_training_image(
     tiny_run, tiny_dataset, tmp_path
 ):
@@ -225,10 +248,16 @@ def test_sample_writes_prior_samples_and_turntables(tiny_run, tiny_dataset, tmp_
     assert abs(turntables[0].astype(float) - turntables[1]).mean() > 0.1  # one per sample
 
 
-def test_demo_pipeline_writes_report(tiny_run, tmp_path):
+def test_demo_pipeline_writes_report(tiny_run, tmp_path, monkeypatch):
+    import nerfvae.demo as demo
     from nerfvae.data.generate import make_settings
     from nerfvae.demo import run_demo
     from nerfvae.inference import RefinementConfig
+
+    def no_second_refinement(*args, **kwargs):
+        raise AssertionError("the figures refine again instead of showing the scored posteriors")
+
+    monkeypatch.setattr(demo, "refine_posterior", no_second_refinement)
 
     settings = make_settings("tiny", scenes=2, eval_scenes=2, views=6, ood_views=2, spp=4, seed=7)
     report = run_demo(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,7 +29,7 @@ from nerfvae.errors import DataError
 from nerfvae.evaluation.views import ViewLists, scene_count, standard_view_lists
 from nerfvae.inference import RefinementConfig, check_refinable, infer_posterior
 from nerfvae.metrics import mean_view_metrics, view_metrics
-from nerfvae.models import SceneModel
+from nerfvae.models import DiagonalGaussian, SceneModel
 from nerfvae.models.objective import gaussian_elbo, gaussian_log_likelihood, nelbo_bits_per_dim
 
 if TYPE_CHECKING:
@@ -186,6 +186,7 @@ def evaluate(
     refinement: RefinementConfig | None = None,
     elbo_prior: LatentDensityBound | None = None,
     id_targets: int | None = None,
+    on_posterior: Callable[[int, int, DiagonalGaussian], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``dataset`` (a :class:`nerfvae.data.loader.MultiSceneDataset`).
 
@@ -196,6 +197,10 @@ def evaluate(
 
     ``refinement`` refines each posterior on its context views before rendering (see
     :mod:`nerfvae.inference`); its time counts as inference time.
+    ``on_posterior(k, first_scene, posterior)`` is called with each batch's posterior over
+    latents ``[scenes, T, C]`` (refined where ``refinement`` says so) from context views
+    ``0..k-1``, ``first_scene`` the index of the batch's first scene: figures can then show the
+    posteriors the metrics scored instead of inferring them again.
     Returns the JSON-serialisable result documented in docs/evaluation.md.
     """
     refinement = refinement or RefinementConfig()
@@ -211,6 +216,7 @@ def evaluate(
     timing: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     generator = torch.Generator().manual_seed(seed)
     bar = tqdm(total=num_scenes * len(views.context), disable=not progress, desc="eval")
+    first_scene = 0
     for records in scene_batches(dataset, num_scenes, scenes_per_batch, first):
         batch = scenes_to_tensors(records)
         count = len(records)
@@ -225,6 +231,8 @@ def evaluate(
                 generator,
             )
             timing[k]["inference_s"] += time.perf_counter() - started
+            if on_posterior is not None:
+                on_posterior(k, first_scene, posterior)
             context_colour = batch["images"][:, context].mean(dim=(1, 2, 3))  # [S, 3]
             for kind, targets in (("id", views.id_targets), ("ood", views.ood_targets)):
                 if not targets:
@@ -267,6 +275,7 @@ def evaluate(
                     metrics["nelbo_bits_per_dim"].extend(bits.tolist())
             timing[k]["scenes"] += count
             bar.update(count)
+        first_scene += count
     bar.close()
 
     results = mean_view_metrics(per_view)
