@@ -103,6 +103,85 @@ def trilinear_lookup(volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return sampled.reshape(scenes, -1, channels)
 
 
+def triplane_lookup(
+    ground: torch.Tensor, first_up: torch.Tensor, second_up: torch.Tensor, grid: torch.Tensor
+) -> torch.Tensor:
+    """The sum of three bilinearly interpolated planes at ``grid [S, P, 3]`` (``(x, y, z)`` in
+    ``[-1, 1]``, border padding) -> ``[S, P, C]``: ``ground [S, C, Y, X]`` read at ``(x, y)``,
+    ``first_up [S, C, Z, X]`` at ``(x, z)`` and ``second_up [S, C, Z, Y]`` at ``(y, z)``.
+
+    The same values as three ``F.grid_sample`` calls summed, computed as one weighted
+    ``embedding_bag`` over the 12 corner rows of the three planes laid out channels-last in one
+    table: its backward accumulates into the planes faster than ``grid_sampler_2d_backward`` on
+    the CPU (``benchmarks/scene_function.py``), as :func:`trilinear_lookup`'s does."""
+    scenes, channels, size_y, size_x = ground.shape
+    size_z = first_up.shape[2]
+    x0, x1, fx = _axis_corners(grid[..., 0], size_x)
+    y0, y1, fy = _axis_corners(grid[..., 1], size_y)
+    z0, z1, fz = _axis_corners(grid[..., 2], size_z)
+    tables = [plane.permute(0, 2, 3, 1).reshape(scenes, -1, channels)
+              for plane in (ground, first_up, second_up)]  # fmt: skip
+    rows_per_scene = sum(table.shape[1] for table in tables)
+    table = torch.cat(tables, dim=1).reshape(-1, channels)
+    scene_offset = (torch.arange(scenes, device=grid.device) * rows_per_scene).unsqueeze(-1)
+    plane_offsets = (0, size_y * size_x, size_y * size_x + size_z * size_x)
+    indices, weights = [], []
+    # per plane: its first row in the table, its row and column corners, its row length
+    for offset, (r0, r1, fr), (c0, c1, fc), width in (
+        (plane_offsets[0], (y0, y1, fy), (x0, x1, fx), size_x),
+        (plane_offsets[1], (z0, z1, fz), (x0, x1, fx), size_x),
+        (plane_offsets[2], (z0, z1, fz), (y0, y1, fy), size_y),
+    ):
+        base = scene_offset + offset
+        for row, weight_row in ((r0, 1.0 - fr), (r1, fr)):
+            for column, weight_column in ((c0, 1.0 - fc), (c1, fc)):
+                indices.append(base + row * width + column)
+                weights.append(weight_row * weight_column)
+    corners = torch.stack(indices, dim=-1).reshape(-1, 12)
+    corner_weights = torch.stack(weights, dim=-1).reshape(-1, 12).to(table.dtype)
+    sampled = F.embedding_bag(corners, table, per_sample_weights=corner_weights, mode="sum")
+    return sampled.reshape(scenes, -1, channels)
+
+
+# Which taps of a 3 x 3 kernel on a nearest-upsampled map land on which of the two low-resolution
+# rows (or columns) an output pixel of phase 0 (even) or 1 (odd) reads: an even output row 2i
+# reads upsampled rows 2i-1, 2i, 2i+1 = low rows i-1, i, i; an odd one 2i+1 reads i, i, i+1.
+_PHASE_TAPS = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}
+
+
+def upsample_conv(maps: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv`` (3 x 3, padding 1) applied to ``maps [S, C, R, R']`` upsampled ×2 by nearest
+    neighbours -> ``[S, C_out, 2R, 2R']``, computed without the upsampled map.
+
+    Each output pixel of the upsampled convolution reads only a 2 × 2 window of the
+    low-resolution map, with a kernel that depends on its phase (row and column parity): summing
+    the 3 × 3 kernel's taps that fall on the same low-resolution pixel gives four 2 × 2 kernels,
+    each run at the low resolution (the sub-pixel convolution of Shi et al. 2016). The same
+    function of the same weights in 16 instead of 36 multiply-adds per output pixel and channel
+    pair; gradients reach the 3 × 3 weights through the sums."""
+    weight = conv.weight.float()  # [C_out, C_in, 3, 3]; the taps summed in float32
+    padded = F.pad(maps, (1, 1, 1, 1))
+    rows, columns = maps.shape[-2:]
+    phases = []
+    for row_phase in (0, 1):
+        row_taps = [weight[:, :, list(taps)].sum(2) for taps in _PHASE_TAPS[row_phase]]
+        row_kernel = torch.stack(row_taps, dim=2)  # [C_out, C_in, 2, 3]
+        for column_phase in (0, 1):
+            kernel = torch.stack(
+                [row_kernel[..., list(taps)].sum(-1) for taps in _PHASE_TAPS[column_phase]],
+                dim=-1,
+            )  # [C_out, C_in, 2, 2]
+            window = padded[
+                :, :, row_phase : row_phase + rows + 1, column_phase : column_phase + columns + 1
+            ]
+            kernel = kernel.to(conv.weight.dtype)
+            phases.append(F.conv2d(window, kernel, conv.bias))  # [S, C_out, R, R']
+    stacked = torch.stack(phases, dim=2)  # [S, C_out, 4 (row phase, column phase), R, R']
+    scenes, out_channels = stacked.shape[:2]
+    stacked = stacked.reshape(scenes, out_channels, 2, 2, rows, columns)
+    return stacked.permute(0, 1, 4, 2, 5, 3).reshape(scenes, out_channels, 2 * rows, 2 * columns)
+
+
 class ChannelLinear(nn.Linear):
     """A 1 × 1 convolution of maps ``[S, C_in, ...]`` -> ``[S, C_out, ...]`` as one batched
     matrix product. PyTorch's CPU convolution takes a slow path for 1 × 1 kernels with many output
@@ -174,9 +253,8 @@ class PlaneDecoder(nn.Module):
         else:
             hidden = torch.relu(self.stem(latent[:, 0]))
             hidden = hidden.reshape(scenes, self.channels, self.grid, self.grid)
-        for stage in self.stages:
-            hidden = F.interpolate(hidden, scale_factor=2.0, mode="nearest")
-            hidden = torch.relu(stage(hidden))
+        for stage in self.stages:  # nearest ×2 upsampling, then the stage's 3 × 3 convolution
+            hidden = torch.relu(upsample_conv(hidden, stage))
         resolution = hidden.shape[-1]
         # the proposal learns from its own (non-ELBO) loss: keep that loss off the latent
         detached = hidden.detach()
@@ -272,15 +350,7 @@ class PlanesSceneFunction(nn.Module):
         ``grid [S, P, 3]``; returns ``[S, P, channels]``."""
         if layout == "volume":
             return trilinear_lookup(maps[0], grid)
-        ground, first_up, second_up = maps
-        total = None
-        for plane, pair in ((ground, (0, 1)), (first_up, (0, 2)), (second_up, (1, 2))):
-            coordinates = grid[..., list(pair)][:, :, None, :]  # [S, P, 1, 2]
-            sampled = F.grid_sample(
-                plane, coordinates, mode="bilinear", padding_mode="border", align_corners=False
-            )  # [S, C, P, 1]
-            total = sampled if total is None else total + sampled
-        return total.flatten(2).transpose(1, 2)
+        return triplane_lookup(*maps, grid)
 
     def _maps(self, code: PlaneCode) -> tuple[torch.Tensor, ...]:
         if self.decoder.layout == "volume":
