@@ -53,17 +53,22 @@ def render_latents(
     width: int,
     chunk_rays: int = 4096,
     density_grid: DensityGridConfig | None = None,
+    grid_latent: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render each of ``latents [N, T, C]`` from the same cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]``:
     ``colour [N, V, H, W, 3]``, ``depth`` and ``opacity [N, V, H, W]`` (batched over N).
 
     ``density_grid``: a model that renders rays runs its field only where a density grid baked
     from each latent puts mass (:meth:`RaySceneModel.grid_sampling`; pictures, not metrics);
-    default: the model's own sampling."""
+    default: the model's own sampling. ``grid_latent [1, T, C]``: one grid, baked from it, for
+    every latent (samples of one posterior, with its mean)."""
     count = latents.shape[0]
     options = {}
     if density_grid is not None and isinstance(model, RaySceneModel):
-        options = model.grid_sampling(latents, density_grid)
+        if grid_latent is None:
+            options = model.grid_sampling(latents, density_grid)
+        else:
+            options = model.grid_sampling(grid_latent, density_grid, scenes=count)
     return model.render_views(
         latents,
         K.unsqueeze(0).expand(count, *K.shape),
@@ -94,14 +99,17 @@ def posterior_statistics(
     Returns ``mean_latent`` renders (``colour [V, H, W, 3]``, ``depth``, ``opacity``) and, over the
     samples, per-pixel ``sample_mean [V, H, W, 3]``, ``sample_std [V, H, W]`` (colour standard
     deviation averaged over channels), ``depth_std [V, H, W]`` and ``samples [N, V, H, W, 3]``.
-    ``density_grid`` as in :func:`render_latents`.
+    ``density_grid`` as in :func:`render_latents`; the samples are rendered at the positions
+    the posterior mean's grid places, so their spread is the field's, not the quadrature's.
     """
     grid = {"density_grid": density_grid}
     mean_render = render_latents(model, posterior.mean, K, c2w, height, width, **grid)
     out = {key: value[0] for key, value in mean_render.items()}
     if num_samples > 0:
         latents = torch.cat([posterior.rsample(generator) for _ in range(num_samples)])
-        sampled = render_latents(model, latents, K, c2w, height, width, **grid)
+        sampled = render_latents(
+            model, latents, K, c2w, height, width, **grid, grid_latent=posterior.mean
+        )
         out["samples"] = sampled["colour"]
         out["sample_mean"] = sampled["colour"].mean(0)
         out["sample_std"] = sampled["colour"].std(0, unbiased=num_samples > 1).mean(-1)

@@ -309,12 +309,24 @@ def test_render_latents_bakes_one_density_grid_per_call_and_runs_the_field_at_it
     monkeypatch.setattr(model.scene_function, "forward",
                         lambda p, *rest: points.append(p.shape[1]) or forward(p, *rest))  # fmt: skip
     monkeypatch.setattr(model, "grid_sampling",
-                        lambda *a: bakes.append(1) or grid_sampling(*a))  # fmt: skip
+                        lambda *a, **k: bakes.append(1) or grid_sampling(*a, **k))  # fmt: skip
     gridded = render_latents(model, latents, K, c2w, 8, 8, density_grid=DensityGridConfig(16, 3))
     assert len(bakes) == 1  # one grid for both latents, all three views
     assert points[-1] == 3 * 8 * 8 * 3  # per scene: 3 views x 64 rays x 3 field samples
     assert gridded["colour"].shape == own["colour"].shape == (2, 3, 8, 8, 3)
     assert torch.isfinite(gridded["colour"]).all()
+    # samples of one posterior: one grid, baked from the mean, places every sample's points
+    from nerfvae.models import DiagonalGaussian
+    from nerfvae.visualise import posterior_statistics
+
+    calls = []
+    monkeypatch.setattr(model, "grid_sampling",
+                        lambda z, config, scenes=None: calls.append((z.shape[0], scenes))
+                        or grid_sampling(z, config, scenes))  # fmt: skip
+    posterior = DiagonalGaussian(latents[:1], torch.full_like(latents[:1], -3.0))
+    stats = posterior_statistics(model, posterior, K, c2w, 8, 8, num_samples=4,
+                                 density_grid=DensityGridConfig(16, 3))  # fmt: skip
+    assert calls == [(1, None), (1, 4)] and stats["sample_std"].shape == (3, 8, 8)
 
 
 def test_demo_std_column_shares_one_scale():

@@ -81,12 +81,16 @@ class RaySceneModel(GaussianELBOModel):
         """Whether :meth:`grid_sampling` with ``config`` bakes a grid (see there)."""
         return config.enabled and self.sampling.sampler != "proposal"
 
-    def grid_sampling(self, latent: torch.Tensor, config: DensityGridConfig) -> dict[str, Any]:
+    def grid_sampling(
+        self, latent: torch.Tensor, config: DensityGridConfig, scenes: int | None = None
+    ) -> dict[str, Any]:
         """Keyword arguments of :meth:`render` and :meth:`render_views` that run the field at
         ``config.field_samples`` samples per ray, placed by a density grid baked once from
         ``latent [S, T, C]`` (:mod:`nerfvae.rendering.density_grid`): bake once, then render
-        any number of views of these scenes. ``{}`` (the model's own sampling) when the grid is
-        off or the model samples with its own proposal density, which is cheaper still."""
+        any number of views of these scenes. ``scenes``: render that many latents (samples of
+        one posterior) at the positions placed by the one grid of ``latent [1, T, C]`` (its
+        mean). ``{}`` (the model's own sampling) when the grid is off or the model samples with
+        its own proposal density, which is cheaper still."""
         if not self.samples_from_grid(config):
             return {}
         with torch.no_grad():
@@ -94,6 +98,8 @@ class RaySceneModel(GaussianELBOModel):
                 self.field(latent), self.scene_min, self.scene_max, latent.shape[0],
                 config.resolution,
             )  # fmt: skip
+        if scenes is not None:
+            grid = grid.expand(scenes)
         return {"sampling": config.sampling(self.sampling), "proposal_density": grid}
 
     def ray_bounds(

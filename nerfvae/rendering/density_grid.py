@@ -93,6 +93,11 @@ class DensityGrid:
     box_min: torch.Tensor
     box_max: torch.Tensor
 
+    def expand(self, scenes: int) -> DensityGrid:
+        """This one scene's grid for ``scenes`` scenes (samples of one posterior rendered at the
+        same sample positions, so that their spread is the field's and not the quadrature's)."""
+        return DensityGrid(self.density.expand(scenes, -1, -1, -1, -1), self.box_min, self.box_max)
+
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         """Trilinearly interpolated density ``[S, ...]`` at ``points [S, ..., 3]`` (points outside
         the box read the nearest face)."""

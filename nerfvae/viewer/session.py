@@ -54,13 +54,15 @@ class LatentChoice:
 class Snapshot:
     """Everything a render needs, frozen at one moment so a render in another thread never sees
     half of a change: ``latent [1, T, C]`` and ``spread_latents [N, T, C]`` (samples of the same
-    distribution, for the std mode)."""
+    distribution, for the std mode); ``spread_grid_latent [1, T, C]``, the posterior mean whose
+    density grid places the samples of posterior samples (None: each sample its own grid)."""
 
     version: int
     latent: torch.Tensor
     spread_latents: torch.Tensor
     mode: str
     far: float
+    spread_grid_latent: torch.Tensor | None = None
 
 
 class ViewerSession:
@@ -210,7 +212,13 @@ class ViewerSession:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            return Snapshot(self._version, self.latent, self._spread, self.mode, self.meta.far)
+            # posterior samples are rendered where their mean's density grid puts the samples, so
+            # the std mode shows the posterior's spread, not the quadrature's; prior samples are
+            # different scenes, each with its own grid
+            mean = None if self.choice.kind == "prior" else self.posterior.mean
+            return Snapshot(
+                self._version, self.latent, self._spread, self.mode, self.meta.far, mean
+            )
 
     def describe(self) -> str:
         with self._lock:
@@ -218,16 +226,18 @@ class ViewerSession:
             return f"scene {self.scene_index} ({scene_id}): {self.choice.describe(self.context)}"
 
     # -- rendering ---------------------------------------------------------------------------
-    def grid_sampling(self, latents: torch.Tensor) -> dict:
-        """:meth:`RaySceneModel.grid_sampling` of ``latents [N, T, C]``: the grid is baked on
-        first use and kept for the last two latent tensors shown (the latent and the std mode's
-        samples)."""
-        key = (latents._version, replace(self.density_grid))
+    def grid_sampling(self, latents: torch.Tensor, grid_latent: torch.Tensor | None = None) -> dict:
+        """:meth:`RaySceneModel.grid_sampling` of ``latents [N, T, C]`` (with ``grid_latent
+        [1, T, C]``: its one grid for all N): the grid is baked on first use and kept for the
+        last two latent tensors shown (the latent and the std mode's samples)."""
+        source = latents if grid_latent is None else grid_latent
+        key = (source._version, latents.shape[0], replace(self.density_grid))
         for tensor, tensor_key, options in self._grids:
-            if tensor is latents and tensor_key == key:
+            if tensor is source and tensor_key == key:
                 return options
-        options = self.model.grid_sampling(latents, self.density_grid)
-        self._grids = [*self._grids[-1:], (latents, key, options)]
+        scenes = None if grid_latent is None else latents.shape[0]
+        options = self.model.grid_sampling(source, self.density_grid, scenes=scenes)
+        self._grids = [*self._grids[-1:], (source, key, options)]
         return options
 
     @torch.no_grad()
@@ -238,12 +248,14 @@ class ViewerSession:
         should_abort: Callable[[], bool] | None = None,
         preview: bool = False,
         exact: bool = False,
+        grid_latent: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Render ``latents [N, T, C]`` from one camera, ``chunk_rays`` rays per scene-batch at a
         time, checking ``should_abort`` between chunks: ``colour [N, H, W, 3]``, ``depth`` and
         ``opacity [N, H, W]``. Raises :class:`RenderAborted` when asked to stop. ``preview``:
         fewer samples per ray; ``exact``: the model's own sampling even where full frames use the
-        density grid (see :meth:`_render_rays`)."""
+        density grid (see :meth:`_render_rays`), with ``grid_latent``'s grid if given
+        (:meth:`grid_sampling`)."""
         count = latents.shape[0]
         origins, directions = image_rays(
             camera.K.to(self.device), camera.c2w.to(self.device), camera.height, camera.width
@@ -251,7 +263,7 @@ class ViewerSession:
         origins = origins.reshape(1, -1, 3).expand(count, -1, 3)
         directions = directions.reshape(1, -1, 3).expand(count, -1, 3)
         near, far = self.model.ray_bounds(origins, directions)
-        grid = {} if preview or exact else self.grid_sampling(latents)
+        grid = {} if preview or exact else self.grid_sampling(latents, grid_latent)
         chunk = scene_chunk(self.chunk_rays, count)
         parts: dict[str, list[torch.Tensor]] = {"colour": [], "depth": [], "opacity": []}
         for start in range(0, origins.shape[1], chunk):
@@ -313,7 +325,10 @@ class ViewerSession:
         renders with fewer samples per ray, ``exact`` with the model's own sampling."""
         snapshot = snapshot or self.snapshot()
         if snapshot.mode == "Posterior std":
-            maps = self.render_maps(snapshot.spread_latents, camera, should_abort, preview, exact)
+            maps = self.render_maps(
+                snapshot.spread_latents, camera, should_abort, preview, exact,
+                snapshot.spread_grid_latent,
+            )  # fmt: skip
             spread = maps["colour"].std(0).mean(-1)  # [H, W], mean over channels
             return to_uint8(heat_image(spread, vmax=STD_VMAX))
         maps = self.render_maps(snapshot.latent, camera, should_abort, preview, exact)
