@@ -92,38 +92,6 @@ def test_trilinear_lookup_matches_grid_sample(size):
     torch.testing.assert_close(trilinear_lookup(channels_last, grid), expected)
 
 
-@pytest.mark.parametrize("size", [(1, 1, 1), (2, 3, 5), (6, 8, 4)])
-def test_triplane_lookup_matches_three_grid_samples_in_values_and_gradients(size):
-    from nerfvae.models.planes import triplane_lookup
-
-    generator = torch.Generator().manual_seed(0)
-    size_x, size_y, size_z = size  # non-square planes catch any swapped axis
-    planes = [
-        torch.randn(2, 3, rows, columns, generator=generator, requires_grad=True)
-        for rows, columns in ((size_y, size_x), (size_z, size_x), (size_z, size_y))
-    ]
-    grid = torch.rand(2, 40, 3, generator=generator) * 2.4 - 1.2  # some beyond the border
-    expected = (
-        sum(
-            torch.nn.functional.grid_sample(
-                plane,
-                grid[..., list(pair)][:, :, None, :],
-                padding_mode="border",
-                align_corners=False,
-            )
-            for plane, pair in zip(planes, ((0, 1), (0, 2), (1, 2)))
-        )
-        .flatten(2)
-        .transpose(1, 2)
-    )
-    looked_up = triplane_lookup(*planes, grid)
-    torch.testing.assert_close(looked_up, expected)
-    weights = torch.randn(expected.shape, generator=generator)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), planes)
-    for got, want in zip(torch.autograd.grad((looked_up * weights).sum(), planes), expected_grads):
-        torch.testing.assert_close(got, want)
-
-
 @pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 8)])
 def test_upsample_conv_is_a_convolution_of_the_nearest_upsampled_map(size):
     from nerfvae.models.planes import upsample_conv
