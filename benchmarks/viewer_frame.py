@@ -219,10 +219,13 @@ def main() -> None:
             )
             full_wall, full_cpu = time_ms(partial(render, camera), args.repeats)
             own_wall, own_cpu = time_ms(partial(own.render_image, camera), args.repeats)
-            latents = session.snapshot().spread_latents if mode == MODES[3] else session.latent
+            # the latent's grid; the std mode's samples share their posterior mean's grid
+            snapshot = session.snapshot()
+            scenes = snapshot.spread_latents.shape[0] if mode == MODES[3] else None
+            source = snapshot.spread_grid_latent if scenes else snapshot.latent
             bake = "–"  # a model with its own proposal density bakes no grid
-            if model.grid_sampling(latents, session.density_grid):
-                fresh = partial(model.grid_sampling, latents, session.density_grid)
+            if model.grid_sampling(source, session.density_grid, scenes):
+                fresh = partial(model.grid_sampling, source, session.density_grid, scenes)
                 bake = f"{time_ms(fresh, args.repeats)[0]:.0f}"
             print(
                 f"| {label} | {mode} | {preview_wall:.0f} / {preview_cpu:.0f} | {full_wall:.0f} / "
