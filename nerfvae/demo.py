@@ -206,7 +206,7 @@ def run_demo(
 
     With ``refinement`` steps, the scenes are also evaluated for ``refine_context_sizes`` with the
     refined posterior (``out/metrics_refined.*``), and the figures show both renders. The
-    figures place the field's samples with ``density_grid`` (default: a 64-node grid, 6 field
+    figures place the field's samples with ``density_grid`` (default: a 64-node grid, 5 field
     samples per ray; resolution 0: the model's own sampling); the metrics never do."""
     density_grid = DensityGridConfig() if density_grid is None else density_grid
     grid = {"density_grid": density_grid}

@@ -283,7 +283,7 @@ def test_demo_pipeline_writes_report(tiny_run, tmp_path, monkeypatch):
     assert set(refined["results"]) == {"3"} and refined["refinement"]["steps"] == 2
     assert refined["checkpoint_step"] == 8 and refined["run"] == metrics["run"]
     assert "## Metrics with test-time refinement" in text and "then 2 Adam steps" in text
-    assert "the figures run the field at 6 samples per ray placed by a density grid" in text
+    assert "the figures run the field at 5 samples per ray placed by a density grid" in text
 
 
 def test_render_latents_bakes_one_density_grid_per_call_and_runs_the_field_at_its_samples(

@@ -205,7 +205,7 @@ def test_full_frames_run_the_field_at_the_density_grids_samples(session, monkeyp
     points.clear()
     full = session.render_maps(session.latent, camera)
     assert bakes == [(1, session.density_grid.resolution)]
-    # after the bake's queries, one query of 6 samples per ray for the whole (small) frame
+    # after the bake's queries, one query of field_samples per ray for the whole (small) frame
     assert points[-1] == HEIGHT * WIDTH * session.density_grid.field_samples
     assert full["colour"].shape == exact["colour"].shape
     assert torch.isfinite(full["colour"]).all() and not torch.equal(full["depth"], exact["depth"])
@@ -218,7 +218,9 @@ def test_full_frames_run_the_field_at_the_density_grids_samples(session, monkeyp
     session.show_posterior_mean()
     session.render_maps(session._spread, camera, grid_latent=session.posterior.mean)
     assert bakes[-1] == (1, session.density_grid.resolution) and len(bakes) == 3
-    assert points[-1] == session._spread.shape[0] * HEIGHT * WIDTH * 6
+    assert (
+        points[-1] == session._spread.shape[0] * HEIGHT * WIDTH * session.density_grid.field_samples
+    )
     session.density_grid = replace(session.density_grid, resolution=0)
     try:  # switched off: full frames are the model's own renders
         off = session.render_maps(session.latent, camera)

@@ -32,7 +32,7 @@ class DensityGridConfig:
     """Grid nodes along the longest side of the scene box (the other sides get the same spacing);
     0 = no grid: render with the model's own sampling. The grid only places the samples, so a
     coarse one does (`benchmarks/density_grid.py` compares resolutions)."""
-    field_samples: int = 6
+    field_samples: int = 5
     """Field evaluations per ray, placed by the grid's weights (the `small` preset's own sampling
     runs 48)."""
     grid_samples: int = 128

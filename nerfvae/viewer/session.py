@@ -91,7 +91,7 @@ class ViewerSession:
         and no fine pass. ``prior``: where "new scene" draws from (default: the model's
         N(0, I); :func:`nerfvae.evaluation.scene_priors.scene_prior` picks a run's fitted one).
         ``density_grid``: how full frames place the field's samples (default: a 64-node density
-        grid baked once per latent, 6 field samples per ray; resolution 0 renders them with the
+        grid baked once per latent, 5 field samples per ray; resolution 0 renders them with the
         model's own sampling). A model with its own proposal density keeps it."""
         if not isinstance(model, RaySceneModel):
             raise ConfigError(
