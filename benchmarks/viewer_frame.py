@@ -221,11 +221,11 @@ def main() -> None:
             own_wall, own_cpu = time_ms(partial(own.render_image, camera), args.repeats)
             # the latent's grid; the std mode's samples share their posterior mean's grid
             snapshot = session.snapshot()
-            scenes = snapshot.spread_latents.shape[0] if mode == MODES[3] else None
-            source = snapshot.spread_grid_latent if scenes else snapshot.latent
+            std_mode = mode == MODES[3]
+            source = snapshot.spread_grid_latent if std_mode else snapshot.latent
             bake = "–"  # a model with its own proposal density bakes no grid
-            if model.grid_sampling(source, session.density_grid, scenes):
-                fresh = partial(model.grid_sampling, source, session.density_grid, scenes)
+            if model.grid_sampling(source, session.density_grid):
+                fresh = partial(model.grid_sampling, source, session.density_grid)
                 bake = f"{time_ms(fresh, args.repeats)[0]:.0f}"
             print(
                 f"| {label} | {mode} | {preview_wall:.0f} / {preview_cpu:.0f} | {full_wall:.0f} / "

@@ -228,10 +228,11 @@ def run_demo(
 
     def keep(name: str):
         def on_posterior(k: int, first_scene: int, posterior: DiagonalGaussian) -> None:
-            for index in range(first_scene, first_scene + posterior.mean.shape[0]):
-                if k == len(CONTEXT) and index < figure_scenes:
-                    row = slice(index - first_scene, index - first_scene + 1)
-                    kept[name].append(DiagonalGaussian(posterior.mean[row], posterior.log_std[row]))
+            if k != len(CONTEXT):
+                return
+            for row in range(min(posterior.mean.shape[0], figure_scenes - first_scene)):
+                rows = slice(row, row + 1)
+                kept[name].append(DiagonalGaussian(posterior.mean[rows], posterior.log_std[rows]))
 
         return on_posterior
 

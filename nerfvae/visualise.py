@@ -4,6 +4,7 @@ turntables, written as PNG / GIF / MP4."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from nerfvae.models import RaySceneModel, SceneModel
 from nerfvae.models.latent import DiagonalGaussian
+from nerfvae.models.ray_model import shared_grid_sampling
 from nerfvae.rendering import DensityGridConfig
 
 
@@ -53,22 +55,39 @@ def render_latents(
     width: int,
     chunk_rays: int = 4096,
     density_grid: DensityGridConfig | None = None,
-    grid_latent: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render each of ``latents [N, T, C]`` from the same cameras ``K [V, 3, 3]``, ``c2w [V, 4, 4]``:
     ``colour [N, V, H, W, 3]``, ``depth`` and ``opacity [N, V, H, W]`` (batched over N).
 
     ``density_grid``: a model that renders rays runs its field only where a density grid baked
     from each latent puts mass (:meth:`RaySceneModel.grid_sampling`; pictures, not metrics);
-    default: the model's own sampling. ``grid_latent [1, T, C]``: one grid, baked from it, for
-    every latent (samples of one posterior, with its mean)."""
+    default: the model's own sampling."""
+    options = _grid_sampling(model, latents, density_grid)
+    return _render_latents(model, latents, K, c2w, height, width, options, chunk_rays)
+
+
+def _grid_sampling(
+    model: SceneModel, latents: torch.Tensor, density_grid: DensityGridConfig | None
+) -> dict[str, Any]:
+    """:meth:`RaySceneModel.grid_sampling` where a grid is asked for and the model renders rays;
+    ``{}`` (its own sampling) otherwise."""
+    if density_grid is None or not isinstance(model, RaySceneModel):
+        return {}
+    return model.grid_sampling(latents, density_grid)
+
+
+def _render_latents(
+    model: SceneModel,
+    latents: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    height: int,
+    width: int,
+    options: dict[str, Any],
+    chunk_rays: int = 4096,
+) -> dict[str, torch.Tensor]:
+    """:func:`render_latents` with the rendering keyword arguments ``options`` given."""
     count = latents.shape[0]
-    options = {}
-    if density_grid is not None and isinstance(model, RaySceneModel):
-        if grid_latent is None:
-            options = model.grid_sampling(latents, density_grid)
-        else:
-            options = model.grid_sampling(grid_latent, density_grid, scenes=count)
     return model.render_views(
         latents,
         K.unsqueeze(0).expand(count, *K.shape),
@@ -102,14 +121,14 @@ def posterior_statistics(
     ``density_grid`` as in :func:`render_latents`; the samples are rendered at the positions
     the posterior mean's grid places, so their spread is the field's, not the quadrature's.
     """
-    grid = {"density_grid": density_grid}
-    mean_render = render_latents(model, posterior.mean, K, c2w, height, width, **grid)
+    # one grid, baked from the mean, for the mean's render and the samples'
+    options = _grid_sampling(model, posterior.mean, density_grid)
+    mean_render = _render_latents(model, posterior.mean, K, c2w, height, width, options)
     out = {key: value[0] for key, value in mean_render.items()}
     if num_samples > 0:
         latents = torch.cat([posterior.rsample(generator) for _ in range(num_samples)])
-        sampled = render_latents(
-            model, latents, K, c2w, height, width, **grid, grid_latent=posterior.mean
-        )
+        shared = shared_grid_sampling(options, num_samples)
+        sampled = _render_latents(model, latents, K, c2w, height, width, shared)
         out["samples"] = sampled["colour"]
         out["sample_mean"] = sampled["colour"].mean(0)
         out["sample_std"] = sampled["colour"].std(0, unbiased=num_samples > 1).mean(-1)

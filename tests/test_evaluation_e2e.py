@@ -319,14 +319,15 @@ def test_render_latents_bakes_one_density_grid_per_call_and_runs_the_field_at_it
     from nerfvae.models import DiagonalGaussian
     from nerfvae.visualise import posterior_statistics
 
-    calls = []
+    calls, points[:] = [], []
     monkeypatch.setattr(model, "grid_sampling",
-                        lambda z, config, scenes=None: calls.append((z.shape[0], scenes))
-                        or grid_sampling(z, config, scenes))  # fmt: skip
+                        lambda z, config: calls.append(z) or grid_sampling(z, config))  # fmt: skip
     posterior = DiagonalGaussian(latents[:1], torch.full_like(latents[:1], -3.0))
     stats = posterior_statistics(model, posterior, K, c2w, 8, 8, num_samples=4,
                                  density_grid=DensityGridConfig(16, 3))  # fmt: skip
-    assert calls == [(1, None), (1, 4)] and stats["sample_std"].shape == (3, 8, 8)
+    assert len(calls) == 1 and calls[0] is posterior.mean  # one bake, for mean and samples
+    assert points[-1] == 3 * 8 * 8 * 3  # each of the 4 samples at the grid's 3 field samples
+    assert stats["sample_std"].shape == (3, 8, 8)
 
 
 def test_demo_std_column_shares_one_scale():

@@ -38,6 +38,15 @@ FieldFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tenso
 """``(points [S, R, N, 3], directions [S, R, N, 3]) -> (density [S, R, N], colour [S, R, N, 3])``."""
 
 
+def shared_grid_sampling(options: dict[str, Any], scenes: int) -> dict[str, Any]:
+    """:meth:`RaySceneModel.grid_sampling` of one latent ``[1, T, C]`` (a posterior mean) for
+    ``scenes`` latents (its samples): all rendered at the positions its one grid places, so their
+    spread is the field's and not the quadrature's. ``{}`` stays ``{}``."""
+    if not options:
+        return options
+    return {**options, "proposal_density": options["proposal_density"].expand(scenes)}
+
+
 class RaySceneModel(GaussianELBOModel):
     """A :class:`GaussianELBOModel` whose latent conditions a field rendered along rays."""
 
@@ -81,16 +90,13 @@ class RaySceneModel(GaussianELBOModel):
         """Whether :meth:`grid_sampling` with ``config`` bakes a grid (see there)."""
         return config.enabled and self.sampling.sampler != "proposal"
 
-    def grid_sampling(
-        self, latent: torch.Tensor, config: DensityGridConfig, scenes: int | None = None
-    ) -> dict[str, Any]:
+    def grid_sampling(self, latent: torch.Tensor, config: DensityGridConfig) -> dict[str, Any]:
         """Keyword arguments of :meth:`render` and :meth:`render_views` that run the field at
         ``config.field_samples`` samples per ray, placed by a density grid baked once from
         ``latent [S, T, C]`` (:mod:`nerfvae.rendering.density_grid`): bake once, then render
-        any number of views of these scenes. ``scenes``: render that many latents (samples of
-        one posterior) at the positions placed by the one grid of ``latent [1, T, C]`` (its
-        mean). ``{}`` (the model's own sampling) when the grid is off or the model samples with
-        its own proposal density, which is cheaper still."""
+        any number of views of these scenes (:func:`shared_grid_sampling`: of samples of one
+        posterior). ``{}`` (the model's own sampling) when the grid is off or the model samples
+        with its own proposal density, which is cheaper still."""
         if not self.samples_from_grid(config):
             return {}
         with torch.no_grad():
@@ -98,8 +104,6 @@ class RaySceneModel(GaussianELBOModel):
                 self.field(latent), self.scene_min, self.scene_max, latent.shape[0],
                 config.resolution,
             )  # fmt: skip
-        if scenes is not None:
-            grid = grid.expand(scenes)
         return {"sampling": config.sampling(self.sampling), "proposal_density": grid}
 
     def ray_bounds(

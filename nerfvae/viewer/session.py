@@ -20,6 +20,7 @@ from nerfvae.evaluation.views import parse_view_indices
 from nerfvae.geometry import image_rays
 from nerfvae.inference import check_scene_index, infer_scene
 from nerfvae.models import DiagonalGaussian, RaySceneModel
+from nerfvae.models.ray_model import shared_grid_sampling
 from nerfvae.rendering import DensityGridConfig, scene_chunk
 from nerfvae.viewer.camera_control import ViewCamera
 from nerfvae.visualise import depth_to_image, heat_image, to_uint8
@@ -228,17 +229,20 @@ class ViewerSession:
     # -- rendering ---------------------------------------------------------------------------
     def grid_sampling(self, latents: torch.Tensor, grid_latent: torch.Tensor | None = None) -> dict:
         """:meth:`RaySceneModel.grid_sampling` of ``latents [N, T, C]`` (with ``grid_latent
-        [1, T, C]``: its one grid for all N): the grid is baked on first use and kept for the
-        last two latent tensors shown (the latent and the std mode's samples)."""
+        [1, T, C]``: its one grid for all N, :func:`shared_grid_sampling`): a grid is baked on
+        first use and kept for the last two latent tensors baked (the latent shown and, for
+        prior samples, the std mode's samples; posterior samples share their mean's)."""
         source = latents if grid_latent is None else grid_latent
-        key = (source._version, latents.shape[0], replace(self.density_grid))
-        for tensor, tensor_key, options in self._grids:
-            if tensor is source and tensor_key == key:
-                return options
-        scenes = None if grid_latent is None else latents.shape[0]
-        options = self.model.grid_sampling(source, self.density_grid, scenes=scenes)
-        self._grids = [*self._grids[-1:], (source, key, options)]
-        return options
+        key = (source._version, replace(self.density_grid))
+        options = next(
+            (cached for tensor, tensor_key, cached in self._grids
+             if tensor is source and tensor_key == key),
+            None,
+        )  # fmt: skip
+        if options is None:
+            options = self.model.grid_sampling(source, self.density_grid)
+            self._grids = [*self._grids[-1:], (source, key, options)]
+        return options if grid_latent is None else shared_grid_sampling(options, latents.shape[0])
 
     @torch.no_grad()
     def render_maps(
