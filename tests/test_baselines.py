@@ -320,12 +320,13 @@ def test_baseline_cli_errors_are_one_line(ball_dataset: Path, capsys) -> None:
 # -- GQN-style baseline -----------------------------------------------------------------------
 
 
-def tiny_gqn_config() -> GQNConfig:
+def tiny_gqn_config(latent_layout: str = "spatial") -> GQNConfig:
     return GQNConfig(
         tower_channels=(8, 16),
         representation_channels=16,
         latent_channels=4,
         latent_grid=3,
+        latent_layout=latent_layout,
         generator_channels=16,
         generator_blocks=1,
         upsample_stages=2,
@@ -343,14 +344,15 @@ def test_camera_code_of_a_known_camera() -> None:
     torch.testing.assert_close(code, expected)
 
 
-def test_gqn_contract_shapes_and_invariances() -> None:
+@pytest.mark.parametrize("layout, tokens", [("spatial", 9), ("global", 1)])
+def test_gqn_contract_shapes_and_invariances(layout: str, tokens: int) -> None:
     torch.manual_seed(0)
-    model = GQN(tiny_gqn_config()).eval()
+    model = GQN(tiny_gqn_config(layout)).eval()
     K, c2w = ring_cameras(4)
     K, c2w = K.expand(2, 4, 3, 3), c2w.expand(2, 4, 4, 4)
     images = torch.rand(2, 4, SIZE, SIZE, 3)
     posterior = model.infer(images, K, c2w)
-    assert posterior.mean.shape == (2, 9, 4) == model.prior(2).mean.shape
+    assert posterior.mean.shape == (2, tokens, 4) == model.prior(2).mean.shape
     # the head starts at the prior: KL 0, so early training is decoding
     torch.testing.assert_close(posterior.kl_to_standard_normal(), torch.zeros(2))
     torch.nn.init.normal_(model.posterior_head.weight, std=0.1)
@@ -367,6 +369,9 @@ def test_gqn_contract_shapes_and_invariances() -> None:
     # no rays: GQN fulfils the base contract, not the ray models' (no render, no field)
     assert isinstance(model, SceneModel) and not isinstance(model, RaySceneModel)
     assert not hasattr(model, "render") and not hasattr(model, "field")
+    # the latent reaches the image: two latents, two different renders of the same camera
+    other = model.render_views(posterior.mean + 1.0, K[:, :1], c2w[:, :1], 10, 14)
+    assert not torch.allclose(other["colour"], views["colour"][:, :1])
 
 
 def test_gqn_loss_is_the_elbo_and_needs_whole_views() -> None:

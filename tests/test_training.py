@@ -502,6 +502,7 @@ def test_resuming_from_a_checkpoint_without_optimiser_state_says_so(
         ("pixel_std", float("nan"), r"gqn\.pixel_std must be a finite number"),
         ("target_views_per_scene", 0, r"gqn\.target_views_per_scene must be in 1\.\.1024"),
         ("representation_channels", "64", r"gqn\.representation_channels must be an integer"),
+        ("latent_layout", "planes", r"gqn\.latent_layout must be spatial or global"),
     ],
 )
 def test_gqn_settings_out_of_range_are_config_errors(field, value, problem):

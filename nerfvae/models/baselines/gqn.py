@@ -10,11 +10,16 @@ NeRF-VAE model contract (:class:`nerfvae.models.base.SceneModel`):
   views in any order gives one scene representation ``r``.
 * **latent** ``z`` is a spatial map ``[latent_channels, grid, grid]`` (stored as ``grid²`` tokens)
   with a diagonal-Gaussian posterior ``q(z | context)`` computed from ``r`` and the prior
-  ``N(0, I)``, exactly like NeRF-VAE's, so KL and ELBO (bits/dim) are directly comparable.
+  ``N(0, I)``, exactly like NeRF-VAE's, so KL and ELBO (bits/dim) are directly comparable. With
+  ``latent_layout global`` the per-view codes are pooled to one vector (GQN's "pool"
+  representation) and ``z`` is one token ``[1, latent_channels]``.
 * **generator**: a convolutional VAE decoder (instead of GQN's ConvDRAW: no autoregressive steps,
   one latent) conditioned on the *query* camera, whose code is broadcast spatially and concatenated
   at every resolution; nearest-neighbour upsampling stages take ``grid`` to ``grid · 2^stages`` and a
-  bilinear resize gives any requested ``H × W``.
+  bilinear resize gives any requested ``H × W``. A global latent enters through a fully connected
+  layer of ``[z, camera code]`` to the ``grid × grid`` map: where things are in the query view is
+  then any function of the latent and the camera, not something a stack of 3 × 3 convolutions has
+  to move across a map laid out in the context views' image coordinates.
 
 Unlike GQN, the latent here depends on the context views only (GQN's posterior also sees the query
 image and its prior is conditioned on ``r``); that makes it a NeRF-VAE with a convolutional renderer
@@ -64,7 +69,11 @@ class GQNConfig:
     latent_channels: int = 8
     """Channels of the latent map z."""
     latent_grid: int = 8
-    """Side of the latent map (z has latent_grid² tokens)."""
+    """Side of the latent map (z has latent_grid² tokens); with a global latent, the side of the
+    map the generator starts from."""
+    latent_layout: str = "spatial"
+    """``spatial``: z is a latent_grid × latent_grid map of latent_channels; ``global``: z is one
+    vector of latent_channels, read by a fully connected layer together with the query camera."""
     generator_channels: int = 64
     """Channels of the generator at the latent resolution; halved at every upsampling stage."""
     generator_blocks: int = 2
@@ -94,6 +103,13 @@ class GQNConfig:
         sizes |= {"generator_channels": (1, 4096), "generator_blocks": (0, 64)}
         sizes |= {"upsample_stages": (0, 8), "target_views_per_scene": (1, 1024)}
         check_bounds(self, where, sizes | {"max_views_per_decode": (1, 65536)})
+        check_range(
+            self.latent_layout in ("spatial", "global"),
+            where,
+            "latent_layout",
+            "spatial or global",
+            self.latent_layout,
+        )
         check_range(
             math.isfinite(self.pixel_std) and self.pixel_std > 0,
             where,
@@ -143,7 +159,8 @@ class RepresentationNetwork(nn.Module):
         self.down = ResidualBlock(first, second, stride=2)
         self.merge = nn.Conv2d(second + CAMERA_CODE_DIMS, second, 3, padding=1)
         self.block = ResidualBlock(second, config.representation_channels, stride=1)
-        self.pool = nn.AdaptiveAvgPool2d(config.latent_grid)
+        spatial = config.latent_layout == "spatial"
+        self.pool = nn.AdaptiveAvgPool2d(config.latent_grid if spatial else 1)
 
     def forward(self, images: torch.Tensor, cameras: torch.Tensor) -> torch.Tensor:
         features = self.down(torch.relu(self.stem(images)))
@@ -153,13 +170,22 @@ class RepresentationNetwork(nn.Module):
 
 
 class GenerationNetwork(nn.Module):
-    """Convolutional decoder: ``z [B, Z, g, g]`` + query camera code ``[B, 16]`` -> colour logits
-    ``[B, 3, H, W]``."""
+    """Convolutional decoder: ``z [B, Z, g, g]`` (a global latent: ``[B, Z, 1, 1]``) + query camera
+    code ``[B, 16]`` -> colour logits ``[B, 3, H, W]``."""
 
     def __init__(self, config: GQNConfig) -> None:
         super().__init__()
         channels = config.generator_channels
-        self.input = nn.Conv2d(config.latent_channels + CAMERA_CODE_DIMS, channels, 3, padding=1)
+        self.grid = config.latent_grid
+        self.global_latent = config.latent_layout == "global"
+        if self.global_latent:
+            self.input = nn.Linear(
+                config.latent_channels + CAMERA_CODE_DIMS, channels * self.grid * self.grid
+            )
+        else:
+            self.input = nn.Conv2d(
+                config.latent_channels + CAMERA_CODE_DIMS, channels, 3, padding=1
+            )
         self.blocks = nn.Sequential(
             *[ResidualBlock(channels, channels, 1) for _ in range(config.generator_blocks)]
         )
@@ -176,9 +202,13 @@ class GenerationNetwork(nn.Module):
     def forward(
         self, latent_map: torch.Tensor, cameras: torch.Tensor, height: int, width: int
     ) -> torch.Tensor:
-        grid = latent_map.shape[-1]
-        features = torch.cat([latent_map, _broadcast(cameras, grid, grid)], dim=1)
-        features = self.blocks(self.input(features))
+        if self.global_latent:
+            features = self.input(torch.cat([latent_map.flatten(1), cameras], dim=1))
+            features = features.reshape(features.shape[0], -1, self.grid, self.grid)
+        else:
+            grid = latent_map.shape[-1]
+            features = self.input(torch.cat([latent_map, _broadcast(cameras, grid, grid)], dim=1))
+        features = self.blocks(features)
         for merge, refine in zip(self.merges, self.refines):
             features = F.interpolate(features, scale_factor=2.0, mode="nearest")
             camera_map = _broadcast(cameras, *features.shape[-2:])
@@ -207,7 +237,10 @@ class GQN(GaussianELBOModel):
         self.representation = RepresentationNetwork(config)
         channels = config.representation_channels
         self.posterior_norm = group_norm(channels)
-        self.posterior_head = nn.Conv2d(channels, 2 * config.latent_channels, 3, padding=1)
+        kernel = 3 if config.latent_layout == "spatial" else 1
+        self.posterior_head = nn.Conv2d(
+            channels, 2 * config.latent_channels, kernel, padding=kernel // 2
+        )
         # Start at the prior (mean 0, std 1), as NeRF-VAE's encoder does.
         nn.init.zeros_(self.posterior_head.weight)
         nn.init.zeros_(self.posterior_head.bias)
@@ -223,7 +256,7 @@ class GQN(GaussianELBOModel):
 
     @property
     def num_tokens(self) -> int:
-        return self.config.latent_grid**2
+        return self.config.latent_grid**2 if self.config.latent_layout == "spatial" else 1
 
     def _camera_code(self, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int):
         return camera_code(K, c2w, height, width, self.scene_min, self.scene_max)
@@ -258,7 +291,7 @@ class GQN(GaussianELBOModel):
         """Colours ``[S, V, H, W, 3]`` in [0, 1] of views ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``
         of scenes with latents ``[S, grid², C]`` (with gradients)."""
         scenes, views = c2w.shape[:2]
-        grid = self.config.latent_grid
+        grid = self.config.latent_grid if self.config.latent_layout == "spatial" else 1
         latent_map = latent.transpose(1, 2).reshape(scenes, -1, grid, grid)
         latent_map = latent_map.unsqueeze(1).expand(scenes, views, *latent_map.shape[1:])
         cameras = self._camera_code(K, c2w, height, width)
