@@ -246,7 +246,9 @@ def test_ablation_end_to_end(ablation_out: Path, tiny_run: Path, gqn_run: Path) 
     assert math.isfinite(report["trivial"]["id"]["baseline_mean_train_psnr"])
     assert _all_numbers_finite_or_null(report)
     text = (ablation_out / "ablation.md").read_text()
-    assert "| ⚠ total +" in text and "Parameter counts are not matched" in text
+    assert "| ⚠ total +" in text and "Parameter counts are not matched** within 10% (" in text
+    flagged = next(entry for entry in report["runs"] if entry["parameter_flag"])
+    assert f"{flagged['name']} {flagged['parameter_flag']}" in text  # what is over is named
     assert "nerfvae experiment ablation --runs" in text
     assert (ablation_out / "ablation.png").stat().st_size > 1000
 

@@ -67,12 +67,18 @@ def markdown_report(report: Mapping[str, Any]) -> list[str]:
         )
 
     tolerance = report["matched_tolerance"]
+    # name what is over the tolerance: the totals can be level while one scene function is not
+    flags = "; ".join(
+        f"{entry['name']} {entry['parameter_flag']}"
+        for entry in report["runs"]
+        if entry.get("parameter_flag")
+    )
     matched = (
         f"Parameter counts are matched within {tolerance:.0%}."
         if report["parameters_matched"]
-        else f"**Parameter counts are not matched**: the largest run has "
-        f"{md.format_number(report['max_parameter_ratio'])}× the smallest's parameters; "
-        "differences between these runs may come from model size, not conditioning."
+        else f"**Parameter counts are not matched** within {tolerance:.0%} ({flags}); the largest "
+        f"run has {md.format_number(report['max_parameter_ratio'])}× the smallest's parameters "
+        "in all. Differences between these runs may come from model size, not conditioning."
     )
     runs = {entry["name"]: entry for entry in report["runs"]}
 
