@@ -238,11 +238,23 @@ for mode in concat ain; do
     --steps 30000 --run-time-budget-minutes 120 --validate-every 2000 &
 done
 wait
-nerfvae train --config planes --data "$DATA/small" --run "$RUNS/abl2-planes" --threads 1 \
-  --steps 15000 --nerfvae.scene-function.plane-decoder-channels 44 \
-  --run-time-budget-minutes 120 --validate-every 1000
+#    planes (its own preset, 1,024 rays per scene) side by side with the camera comparison's
+#    second GQN (a global latent; docs/results/cameras-gqn-global)
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/abl2-planes-matched" --threads 1 \
+  --steps 25000 --nerfvae.scene-function.plane-decoder-channels 44 \
+  --run-time-budget-minutes 120 --validate-every 1000 &
+nerfvae train --model gqn --config small --data "$DATA/small" --run "$RUNS/cam-gqn-global" \
+  --threads 1 --steps 40000 --run-time-budget-minutes 120 --validate-every 4000 \
+  --gqn.latent-layout global --gqn.tower-channels 64 128 --gqn.representation-channels 256 \
+  --gqn.generator-channels 128 --gqn.latent-channels 256 &
+wait
 nerfvae experiment ablation --data "$DATA/small" --context 3 --max-scenes 20 --threads 1 \
   --runs concat-matched="$RUNS/abl2-concat-matched" ain-matched="$RUNS/abl2-ain-matched" \
-  attention=docs/results/scene-function/runs/attention \
+  attention=docs/results/scene-function/runs/attention planes-matched="$RUNS/abl2-planes-matched" \
   --eval-json attention=docs/results/scene-function/eval/attention_k13.json \
   --out docs/results/ablation-2h
+nerfvae experiment cameras --run "$RUNS/abl2-planes-matched" --gqn-run "$RUNS/cam-gqn-global" \
+  --data "$DATA/small" --context 1,3 --max-scenes 20 --threads 2 --out docs/results/cameras-gqn-global
+python docs/results/scene-function/compare.py docs/results/ablation-2h/planes-vs-attention.md \
+  planes-matched=docs/results/cameras-gqn-global/eval_nerfvae.json \
+  attention=docs/results/scene-function/eval/attention_k13.json
