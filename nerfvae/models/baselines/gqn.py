@@ -88,6 +88,12 @@ class GQNConfig:
     max_views_per_decode: int = 64
     """Views decoded at once by render_views (bounds evaluation memory)."""
 
+    @property
+    def latent_side(self) -> int:
+        """Side of the latent as a map: ``latent_grid`` (spatial), 1 (global); z has its square
+        of tokens."""
+        return self.latent_grid if self.latent_layout == "spatial" else 1
+
     def check(self, where: str = "gqn") -> None:
         """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
         check_config_fields(self, where)
@@ -159,8 +165,7 @@ class RepresentationNetwork(nn.Module):
         self.down = ResidualBlock(first, second, stride=2)
         self.merge = nn.Conv2d(second + CAMERA_CODE_DIMS, second, 3, padding=1)
         self.block = ResidualBlock(second, config.representation_channels, stride=1)
-        spatial = config.latent_layout == "spatial"
-        self.pool = nn.AdaptiveAvgPool2d(config.latent_grid if spatial else 1)
+        self.pool = nn.AdaptiveAvgPool2d(config.latent_side)
 
     def forward(self, images: torch.Tensor, cameras: torch.Tensor) -> torch.Tensor:
         features = self.down(torch.relu(self.stem(images)))
@@ -256,7 +261,7 @@ class GQN(GaussianELBOModel):
 
     @property
     def num_tokens(self) -> int:
-        return self.config.latent_grid**2 if self.config.latent_layout == "spatial" else 1
+        return self.config.latent_side**2
 
     def _camera_code(self, K: torch.Tensor, c2w: torch.Tensor, height: int, width: int):
         return camera_code(K, c2w, height, width, self.scene_min, self.scene_max)
@@ -291,7 +296,7 @@ class GQN(GaussianELBOModel):
         """Colours ``[S, V, H, W, 3]`` in [0, 1] of views ``K [S, V, 3, 3]``, ``c2w [S, V, 4, 4]``
         of scenes with latents ``[S, grid², C]`` (with gradients)."""
         scenes, views = c2w.shape[:2]
-        grid = self.config.latent_grid if self.config.latent_layout == "spatial" else 1
+        grid = self.config.latent_side
         latent_map = latent.transpose(1, 2).reshape(scenes, -1, grid, grid)
         latent_map = latent_map.unsqueeze(1).expand(scenes, views, *latent_map.shape[1:])
         cameras = self._camera_code(K, c2w, height, width)
