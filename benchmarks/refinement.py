@@ -1,7 +1,7 @@
 """Cost of test-time refinement against the encoder alone, by scenes refined together and rays.
 
 Run from the repository root: ``python benchmarks/refinement.py`` (about two minutes on 2 idle
-cores). It builds the ``small`` NeRF-VAE with a 16×16 latent grid, as the shipped model (random
+cores). It builds the ``small`` NeRF-VAE with a 16×16 latent grid, as the attention model (random
 weights: cost does not depend on them), with bf16 autocast as the CLI runs it, and 3 context views
 of 64×64 per scene. The first row is the encoder's forward pass (``model.infer``); each other row
 is ``--steps`` refinement steps with the given scenes per batch and rays per scene. Prints a

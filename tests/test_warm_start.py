@@ -167,3 +167,25 @@ def test_demo_retrains_a_fine_tuned_model_stage_by_stage(
     init = json.loads((final / "parent" / "init.json").read_text())
     assert init["checkpoint"] == str(list_checkpoints(first_stage / "checkpoints")[-1])
     assert load_config(final / "config.json").nerfvae.latent.grid == 8
+
+
+def test_demo_retrain_runs_the_whole_schedule_whatever_wall_clock_cap_the_shipped_run_had(
+    tiny_run: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch
+):
+    import shutil
+
+    from nerfvae import demo
+
+    # a shipped run trained on a fast machine under a wall-clock cap that a slower one would hit
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny_run, shipped)
+    config = json.loads((shipped / "config.json").read_text())
+    config["run_time_budget_minutes"] = 1e-6
+    (shipped / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(
+        demo, "generate", lambda data, settings, workers: shutil.copytree(tiny_dataset, data)
+    )
+    final = demo.train_from_scratch(tmp_path / "retrained", shipped, minutes=10.0, workers=1)
+    assert final == tmp_path / "retrained" / "run"
+    steps = load_config(shipped / "config.json").steps
+    assert load_checkpoint(list_checkpoints(final / "checkpoints")[-1])[0]["step"] == steps

@@ -14,8 +14,8 @@ SCENES=${SCENES:-20}  # test scenes of the views sweep (the issue asks for at le
 nerfvae data generate --preset small --out "$DATA/small" --workers 2
 
 # 2. training
-#    the shipped model's run to the end of its 20,000-step schedule (the checkpoint these
-#    experiments use; see assets/model/README.md for what the shipped model is now)
+#    the attention model's first stage to the end of its 20,000-step schedule (the checkpoint
+#    these experiments use; assets/attention/README.md has its later stages)
 nerfvae train --config small --data "$DATA/small" --run "$RUNS/ship-attention" \
   --threads 1 --validate-every 500
 #    the conditioning ablation: 20 minutes each on one thread, i.e. these steps
@@ -73,9 +73,16 @@ python -m nerfvae.evaluation.curves \
   --out docs/results/conditioning-matched/curves.png --table docs/results/conditioning-matched/table.md
 nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small" \
   --max-scenes 8 --samples 3
+nerfvae prior fit --run assets/attention --data "$DATA/small" --threads 1   # cached in assets/attention
+nerfvae experiment samples --run assets/attention --data "$DATA/small" --prior learned --quality \
+  --features.time-budget-s 1500 --threads 1 --out docs/results/samples-attention
 nerfvae prior fit --run assets/model --data "$DATA/small" --threads 1   # cached in assets/model
 nerfvae experiment samples --run assets/model --data "$DATA/small" --prior learned --quality \
-  --features.time-budget-s 1500 --threads 1
+  --features.time-budget-s 1500 --threads 1 --out docs/results/samples
+for prior in learned standard; do
+  nerfvae eval --run assets/model --data "$DATA/small" --split test --context 3 --max-scenes 20 \
+    --elbo-prior $prior --out "docs/results/samples/elbo_$prior.json"
+done
 nerfvae experiment summary
 #    the scene-function comparison (docs/results/scene-function): `planes` against `small`'s
 #    attention at an equal 2-hour budget, side by side on one thread each; then both on 20 test
@@ -89,7 +96,7 @@ for run in planes attention; do
   nerfvae eval --run "$RUNS/cmp-$run" --data "$DATA/small" --context 1,3 --max-scenes 20 \
     --out "docs/results/scene-function/eval/${run}_k13.json"
   nerfvae eval --run "$RUNS/cmp-$run" --data "$DATA/small" --context 1,3 --max-scenes 20 \
-    --test-time.steps 50 --out "docs/results/scene-function/eval/${run}_k13_refined.json"
+    --test-time.steps 50 --test-time.learning-rate 0.05 --out "docs/results/scene-function/eval/${run}_k13_refined.json"
 done
 python -m nerfvae.evaluation.curves "$RUNS"/cmp-{planes,attention} \
   --out docs/results/scene-function/curves.png --table docs/results/scene-function/curves.md
@@ -108,7 +115,7 @@ nerfvae train --config planes --data "$DATA/small" --run "$RUNS/planes-continued
   --scenes-per-batch 8 --rays-per-scene 384 --steps 11000 --stop-at-step 3000 \
   --init-from assets/planes-2h --objective.kl-warmup-steps 0 --objective.pixel-std-start 0.1 \
   --objective.pixel-std-anneal-steps 0 --optimizer.learning-rate 0.0007
-for pair in "assets/model attention_k3" "assets/planes-2h planes2h_k3" \
+for pair in "assets/attention attention_k3" "assets/planes-2h planes2h_k3" \
   "$RUNS/planes-continued planes_cont_k3"; do
   set -- $pair
   nerfvae eval --run "$1" --data "$DATA/small-seed20261206" --split test --context 3 \
@@ -122,7 +129,7 @@ python docs/results/scene-function/compare.py "$NEW/compare-continued.md" \
 # The shipped attention model distilled into the planes scene function
 # (docs/results/scene-function/distill/README.md)
 DST=docs/results/scene-function/distill
-nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill" --distill-from assets/model \
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill" --distill-from assets/attention \
   --threads 1 --scenes-per-batch 8 --rays-per-scene 512 --steps 2600 --time-budget-minutes 80 \
   --validate-every 250 --checkpoint-every 250
 nerfvae eval --run "$RUNS/distill" --data "$DATA/small-seed20261206" --split test --context 3 \
@@ -133,7 +140,7 @@ python docs/results/scene-function/compare.py "$DST/compare-planes.md" \
   distilled="$DST/eval/distilled_k3.json" planes-continued="$NEW/planes_cont_k3.json"
 
 nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill-wide" \
-  --distill-from assets/model --nerfvae.scene-function.width 128 \
+  --distill-from assets/attention --nerfvae.scene-function.width 128 \
   --nerfvae.scene-function.plane-channels 32 --nerfvae.scene-function.point-frequencies 4 \
   --threads 1 --scenes-per-batch 8 --rays-per-scene 512 --steps 2600 --time-budget-minutes 52 \
   --validate-every 250 --checkpoint-every 250
@@ -208,22 +215,22 @@ nerfvae baseline nerf --data "$DATA/small" --split test --max-scenes 10 --contex
 #    NeRF-VAE (the shipped model) on the same targets, encoder alone and refined on the context
 #    views (50 steps; learning rate 0.01, which docs/results/findings.md gives for one view)
 NERF_JSONS=("$RUNS"/nerf1200_k{1,2,3,5}.json)
-nerfvae experiment views --run assets/model --data "$DATA/small" --context 1,2,3,5 --id-targets 3 \
+nerfvae experiment views --run assets/attention --data "$DATA/small" --context 1,2,3,5 --id-targets 3 \
   --max-scenes 20 --nerf-json "${NERF_JSONS[@]}" --threads 1 --out docs/results/views-1200
 #    refined, one K per folder (views-1200-refined is K = 1)
 for K in 1 2 3 5; do
-  nerfvae experiment views --run assets/model --data "$DATA/small" --context $K --id-targets 3 \
+  nerfvae experiment views --run assets/attention --data "$DATA/small" --context $K --id-targets 3 \
     --max-scenes 20 --nerf-json "$RUNS/nerf1200_k$K.json" --threads 1 --test-time.steps 50 \
     --test-time.learning-rate 0.01 --out "docs/results/views-1200-refined$([ $K = 1 ] || echo -k$K)"
 done
 #    all views on 10 scenes: against the NeRF, encoder alone and refined, and NeRF-VAE at K = 1, 3
 #    on the same 10 scenes (how many views the NeRF needs to match it)
-nerfvae experiment views --run assets/model --data "$DATA/small" --context all --id-targets 3 \
+nerfvae experiment views --run assets/attention --data "$DATA/small" --context all --id-targets 3 \
   --max-scenes 10 --nerf-json "$RUNS/nerf1200_k7.json" --threads 1 --out docs/results/views-1200-all
-nerfvae experiment views --run assets/model --data "$DATA/small" --context all --id-targets 3 \
+nerfvae experiment views --run assets/attention --data "$DATA/small" --context all --id-targets 3 \
   --max-scenes 10 --nerf-json "$RUNS/nerf1200_k7.json" --threads 1 --test-time.steps 50 \
   --test-time.learning-rate 0.01 --out docs/results/views-1200-all-refined
-nerfvae experiment views --run assets/model --data "$DATA/small" --context 1,3,all --id-targets 3 \
+nerfvae experiment views --run assets/attention --data "$DATA/small" --context 1,3,all --id-targets 3 \
   --max-scenes 10 --skip-nerf --threads 1 --out docs/results/views-1200-all-nerfvae
 #    the conditioning ablation at 2 hours each and matched parameter counts (924,280 attention;
 #    924,421 planes with a 44-channel plane decoder; concat and AIN with a 24-wide bottleneck),
