@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nerfvae.models.concat_linear import concat_linear
 from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
 
@@ -106,7 +107,10 @@ def trilinear_lookup(volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 # Which taps of a 3 x 3 kernel on a nearest-upsampled map land on which of the two low-resolution
 # rows (or columns) an output pixel of phase 0 (even) or 1 (odd) reads: an even output row 2i
 # reads upsampled rows 2i-1, 2i, 2i+1 = low rows i-1, i, i; an odd one 2i+1 reads i, i, i+1.
-_PHASE_TAPS = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}
+# _PHASE_TAPS[phase, low, tap] is 1 where tap `tap` of the 3 x 3 kernel reads low row `low`.
+_PHASE_TAPS = torch.tensor(
+    [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
+)  # [2 phases, 2 low-resolution taps, 3 taps]
 
 
 def upsample_conv(maps: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -115,30 +119,39 @@ def upsample_conv(maps: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
     Each output pixel of the upsampled convolution reads only a 2 × 2 window of the
     low-resolution map, with a kernel that depends on its phase (row and column parity): summing
-    the 3 × 3 kernel's taps that fall on the same low-resolution pixel gives four 2 × 2 kernels,
-    each run at the low resolution (the sub-pixel convolution of Shi et al. 2016). The same
-    function of the same weights in 16 instead of 36 multiply-adds per output pixel and channel
-    pair; gradients reach the 3 × 3 weights through the sums."""
+    the 3 × 3 kernel's taps that fall on the same low-resolution pixel gives four 2 × 2 kernels
+    (the sub-pixel convolution of Shi et al. 2016). The phase (pr, pc) reads the window whose
+    corner is offset by (pr, pc) in the padded map, so one 2 × 2 convolution with all four
+    kernels stacked as output channels, over the padded map, computes every phase at once (one
+    large matrix product, forward and backward, instead of four small ones); each phase's output
+    is the shifted crop of its channels. The same function of the same weights in 16 instead of
+    36 multiply-adds per output pixel and channel pair; gradients reach the 3 × 3 weights through
+    the sums."""
     weight = conv.weight.float()  # [C_out, C_in, 3, 3]; the taps summed in float32
-    padded = F.pad(maps, (1, 1, 1, 1))
+    taps = _PHASE_TAPS.to(weight.device)
+    # kernels[pr, pc, o, i, a, b] = sum over the 3 x 3 taps (k, l) landing on low pixel (a, b)
+    kernels = torch.einsum("oikl,pak,qbl->pqoiab", weight, taps, taps)
+    out_channels, in_channels = weight.shape[:2]
+    kernels = kernels.reshape(4 * out_channels, in_channels, 2, 2).to(conv.weight.dtype)
+    bias = None if conv.bias is None else conv.bias.repeat(4)
     rows, columns = maps.shape[-2:]
-    phases = []
-    for row_phase in (0, 1):
-        row_taps = [weight[:, :, list(taps)].sum(2) for taps in _PHASE_TAPS[row_phase]]
-        row_kernel = torch.stack(row_taps, dim=2)  # [C_out, C_in, 2, 3]
-        for column_phase in (0, 1):
-            kernel = torch.stack(
-                [row_kernel[..., list(taps)].sum(-1) for taps in _PHASE_TAPS[column_phase]],
-                dim=-1,
-            )  # [C_out, C_in, 2, 2]
-            window = padded[
-                :, :, row_phase : row_phase + rows + 1, column_phase : column_phase + columns + 1
-            ]
-            kernel = kernel.to(conv.weight.dtype)
-            phases.append(F.conv2d(window, kernel, conv.bias))  # [S, C_out, R, R']
-    stacked = torch.stack(phases, dim=2)  # [S, C_out, 4 (row phase, column phase), R, R']
-    scenes, out_channels = stacked.shape[:2]
-    stacked = stacked.reshape(scenes, out_channels, 2, 2, rows, columns)
+    # [S, 4 * C_out, R + 1, R' + 1]: phase (pr, pc) is valid on rows pr..pr+R, columns pc..pc+R'
+    every_phase = F.conv2d(F.pad(maps, (1, 1, 1, 1)), kernels, bias)
+    scenes = maps.shape[0]
+    every_phase = every_phase.reshape(scenes, 2, 2, out_channels, rows + 1, columns + 1)
+    phases = [
+        every_phase[
+            :,
+            row_phase,
+            column_phase,
+            :,
+            row_phase : row_phase + rows,
+            column_phase : column_phase + columns,
+        ]
+        for row_phase in (0, 1)
+        for column_phase in (0, 1)
+    ]  # each [S, C_out, R, R']
+    stacked = torch.stack(phases, dim=2).reshape(scenes, out_channels, 2, 2, rows, columns)
     return stacked.permute(0, 1, 4, 2, 5, 3).reshape(scenes, out_channels, 2 * rows, 2 * columns)
 
 
@@ -302,7 +315,7 @@ class PlanesSceneFunction(nn.Module):
         """Points ``[S, P, 3]`` -> sampling coordinates ``[S, P, 3]`` in ``[-1, 1]`` ordered
         (first ground axis, second ground axis, up) as grid_sample's (x, y, z)."""
         normalised = (points.float() - self.box_centre) / self.box_half_size
-        return normalised[..., self.axes]
+        return normalised if self.axes == [0, 1, 2] else normalised[..., self.axes]
 
     @staticmethod
     def _read(maps: tuple[torch.Tensor, ...], grid: torch.Tensor, layout: str) -> torch.Tensor:
@@ -315,6 +328,7 @@ class PlanesSceneFunction(nn.Module):
         ground, first_up, second_up = maps
         total = None
         for plane, pair in ((ground, (0, 1)), (first_up, (0, 2)), (second_up, (1, 2))):
+            # a gathered (contiguous) copy: grid_sample is several times slower on a strided grid
             coordinates = grid[..., list(pair)][:, :, None, :]  # [S, P, 1, 2]
             sampled = F.grid_sample(
                 plane, coordinates, mode="bilinear", padding_mode="border", align_corners=False
@@ -336,17 +350,18 @@ class PlanesSceneFunction(nn.Module):
         grid = self._grid(points)
         features = self._read(self._maps(code), grid, self.decoder.layout).to(dtype)
         encoded = self.point_encoding(grid).to(dtype)
-        hidden = torch.cat([features, encoded], dim=-1)
-        for layer in self.layers:
+        first, *rest = self.layers
+        hidden = torch.relu(concat_linear(first, (features, encoded)))
+        for layer in rest:
             hidden = torch.relu(layer(hidden))
         density = F.softplus(
             self.density_head(hidden).squeeze(-1).float() + self.config.density_bias
         )
-        colour_input = hidden
+        colour_inputs = [hidden]
         if self.direction_encoding is not None:
-            encoded_directions = self.direction_encoding(directions.float()).to(dtype)
-            colour_input = torch.cat([colour_input, encoded_directions], dim=-1)
-        colour = torch.sigmoid(self.colour_head(torch.relu(self.colour_hidden(colour_input))))
+            colour_inputs.append(self.direction_encoding(directions.float()).to(dtype))
+        colour_hidden = torch.relu(concat_linear(self.colour_hidden, colour_inputs))
+        colour = torch.sigmoid(self.colour_head(colour_hidden))
         return density, colour.float()
 
     def proposal_density(self, points: torch.Tensor, code: PlaneCode) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nerfvae.errors import ConfigError
+from nerfvae.models.concat_linear import concat_linear
 from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
 
@@ -271,8 +272,9 @@ class SceneFunction(nn.Module):
         hidden = encoded
         for index, layer in enumerate(self.layers):
             if index == self.config.skip_layer and index > 0:
-                hidden = torch.cat([hidden, encoded], dim=-1)
-            hidden = layer(hidden)
+                hidden = concat_linear(layer, (hidden, encoded))
+            else:
+                hidden = layer(hidden)
             if self.mode == "concat" and str(index) in self.latent_to_bias:
                 hidden = hidden + self.latent_to_bias[str(index)](flat_latent).unsqueeze(1)
             if film is not None:
@@ -288,9 +290,9 @@ class SceneFunction(nn.Module):
                 )
         raw_density = self.density_head(hidden).squeeze(-1)
         density = F.softplus(raw_density.float() + self.config.density_bias)
-        colour_input = self.feature_head(hidden)
+        colour_inputs = [self.feature_head(hidden)]
         if self.direction_encoding is not None:
-            encoded_directions = self.direction_encoding(directions.float()).to(colour_input.dtype)
-            colour_input = torch.cat([colour_input, encoded_directions], dim=-1)
-        colour = torch.sigmoid(self.colour_head(torch.relu(self.colour_hidden(colour_input))))
+            colour_inputs.append(self.direction_encoding(directions.float()).to(hidden.dtype))
+        colour_hidden = torch.relu(concat_linear(self.colour_hidden, colour_inputs))
+        colour = torch.sigmoid(self.colour_head(colour_hidden))
         return density, colour.float()
