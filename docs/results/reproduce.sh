@@ -76,7 +76,7 @@ nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small"
 nerfvae prior fit --run assets/attention --data "$DATA/small" --threads 1   # cached in assets/attention
 nerfvae experiment samples --run assets/attention --data "$DATA/small" --prior learned --quality \
   --features.time-budget-s 1500 --threads 1 --out docs/results/samples-attention
-nerfvae prior fit --run assets/model --data "$DATA/small" --threads 2   # cached in assets/model
+nerfvae prior fit --run assets/model --data "$DATA/small" --threads 1   # cached in assets/model
 nerfvae experiment samples --run assets/model --data "$DATA/small" --prior learned --quality \
   --features.time-budget-s 1500 --threads 1 --out docs/results/samples
 for prior in learned standard; do
@@ -265,3 +265,23 @@ nerfvae experiment cameras --run "$RUNS/abl2-planes-matched" --gqn-run "$RUNS/ca
 python docs/results/scene-function/compare.py docs/results/ablation-2h/planes-vs-attention.md \
   planes-matched=docs/results/cameras-gqn-global/eval_nerfvae.json \
   attention=docs/results/scene-function/eval/attention_k13.json
+
+# The shipped model (assets/model/README.md): the ablation's planes arm to the end of its
+# schedule (stage 1, assets/model/parent), then 24,000 more steps at half the learning rate;
+# both on 20 scenes of the unseen seed against the attention model
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/abl2-planes-matched" --threads 2 \
+  --steps 25000 --nerfvae.scene-function.plane-decoder-channels 44 --validate-every 1000
+nerfvae train --config planes --data "$DATA/small" --run "$RUNS/model" \
+  --init-from "$RUNS/abl2-planes-matched" --steps 24000 --optimizer.learning-rate 5e-4 \
+  --objective.kl-warmup-steps 0 --objective.pixel-std-anneal-steps 0 --validate-every 2000
+for pair in "$RUNS/abl2-planes-matched planes44_k3" "$RUNS/model shipped_k3"; do
+  set -- $pair
+  nerfvae eval --run "$1" --data "$DATA/small-seed20261206" --split test --context 3 \
+    --max-scenes 20 --out "$NEW/$2.json"
+done
+python docs/results/scene-function/compare.py "$NEW/compare-planes44.md" \
+  planes44="$NEW/planes44_k3.json" attention="$NEW/attention_k3.json"
+python docs/results/scene-function/compare.py "$NEW/compare-shipped.md" \
+  shipped="$NEW/shipped_k3.json" stage1="$NEW/planes44_k3.json"
+python docs/results/scene-function/compare.py "$NEW/compare-shipped-attention.md" \
+  shipped="$NEW/shipped_k3.json" attention="$NEW/attention_k3.json"
