@@ -87,7 +87,7 @@ nerfvae experiment summary
 #    the scene-function comparison (docs/results/scene-function): `planes` against `small`'s
 #    attention at an equal 2-hour budget, side by side on one thread each; then both on 20 test
 #    scenes at K = 1, 3, encoder alone and with 50 test-time steps
-nerfvae train --config planes --data "$DATA/small" --run "$RUNS/cmp-planes" --threads 1 \
+nerfvae train --config planes --nerfvae.scene-function.plane-decoder-channels 64 --data "$DATA/small" --run "$RUNS/cmp-planes" --threads 1 \
   --steps 15000 --stop-at-step 11713 &
 nerfvae train --config small --data "$DATA/small" --run "$RUNS/cmp-attention" --threads 1 \
   --steps 18000 --stop-at-step 12883 &
@@ -111,7 +111,7 @@ python docs/results/scene-function/compare.py docs/results/scene-function/compar
 NEW=docs/results/scene-function/new-seed
 nerfvae data generate --preset small --seed 20261206 --scenes 4 --eval-scenes 20 \
   --out "$DATA/small-seed20261206" --workers 2
-nerfvae train --config planes --data "$DATA/small" --run "$RUNS/planes-continued" --threads 1 \
+nerfvae train --config planes --nerfvae.scene-function.plane-decoder-channels 64 --data "$DATA/small" --run "$RUNS/planes-continued" --threads 1 \
   --scenes-per-batch 8 --rays-per-scene 384 --steps 11000 --stop-at-step 3000 \
   --init-from assets/planes-2h --objective.kl-warmup-steps 0 --objective.pixel-std-start 0.1 \
   --objective.pixel-std-anneal-steps 0 --optimizer.learning-rate 0.0007
@@ -129,7 +129,7 @@ python docs/results/scene-function/compare.py "$NEW/compare-continued.md" \
 # The shipped attention model distilled into the planes scene function
 # (docs/results/scene-function/distill/README.md)
 DST=docs/results/scene-function/distill
-nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill" --distill-from assets/attention \
+nerfvae train --config planes --nerfvae.scene-function.plane-decoder-channels 64 --data "$DATA/small" --run "$RUNS/distill" --distill-from assets/attention \
   --threads 1 --scenes-per-batch 8 --rays-per-scene 512 --steps 2600 --time-budget-minutes 80 \
   --validate-every 250 --checkpoint-every 250
 nerfvae eval --run "$RUNS/distill" --data "$DATA/small-seed20261206" --split test --context 3 \
@@ -139,7 +139,7 @@ python docs/results/scene-function/compare.py "$DST/compare.md" \
 python docs/results/scene-function/compare.py "$DST/compare-planes.md" \
   distilled="$DST/eval/distilled_k3.json" planes-continued="$NEW/planes_cont_k3.json"
 
-nerfvae train --config planes --data "$DATA/small" --run "$RUNS/distill-wide" \
+nerfvae train --config planes --nerfvae.scene-function.plane-decoder-channels 64 --data "$DATA/small" --run "$RUNS/distill-wide" \
   --distill-from assets/attention --nerfvae.scene-function.width 128 \
   --nerfvae.scene-function.plane-channels 32 --nerfvae.scene-function.point-frequencies 4 \
   --threads 1 --scenes-per-batch 8 --rays-per-scene 512 --steps 2600 --time-budget-minutes 52 \
