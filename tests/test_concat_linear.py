@@ -29,3 +29,9 @@ def test_concat_linear_refuses_parts_that_do_not_fill_the_layer():
     layer = torch.nn.Linear(10, 2)
     with pytest.raises(ValueError, match="9 features"):
         concat_linear(layer, [torch.randn(3, 4), torch.randn(3, 5)])
+
+
+def test_concat_linear_refuses_parts_wider_than_the_layer_before_multiplying():
+    layer = torch.nn.Linear(10, 2)
+    with pytest.raises(ValueError, match="12 features"):
+        concat_linear(layer, [torch.randn(3, 4), torch.randn(3, 8)])

@@ -17,6 +17,9 @@ def concat_linear(layer: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tens
     a scene function's encoded points and view directions do not, and on the CPU the matrix
     product of that gradient with the odd widths of a concatenation (31, 79) ran at a fifth of
     the speed of the aligned ones (``benchmarks/scene_function.py``)."""
+    total = sum(part.shape[-1] for part in parts)
+    if total != layer.in_features:
+        raise ValueError(f"parts have {total} features in all; the layer takes {layer.in_features}")
     leading = parts[0].shape[:-1]
     out = None
     start = 0
@@ -33,6 +36,4 @@ def concat_linear(layer: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tens
             )
         else:
             out = torch.addmm(out, flat, weight.t())
-    if start != layer.in_features:
-        raise ValueError(f"parts have {start} features in all; the layer takes {layer.in_features}")
     return out.reshape(*leading, layer.out_features)
