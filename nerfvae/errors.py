@@ -55,7 +55,8 @@ def read_json_file(path: str | Path, error: type[NerfVAEError] = DataError) -> A
             raise error(f"{path}: file {problem}")
         if path.stat().st_size > MAX_JSON_BYTES:
             raise error(f"{path}: file is larger than {MAX_JSON_BYTES >> 20} MiB; not a JSON file")
-        return json.loads(path.read_bytes().decode("utf-8"))
+        # utf-8-sig: Windows editors and PowerShell write a byte-order mark before the JSON
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
     except NerfVAEError:
         raise
     except RecursionError:

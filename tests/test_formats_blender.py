@@ -20,7 +20,7 @@ from PIL import Image
 from nerfvae.cli.data_import import run
 from nerfvae.data.importers import ImportOptions, import_dataset
 from nerfvae.data.storage import read_meta, read_shard_scenes
-from nerfvae.errors import DataError
+from nerfvae.errors import ConfigError, DataError
 from nerfvae.geometry import opencv_to_opengl, project_points
 
 POINT = np.array([0.2, -0.15, 0.3])
@@ -434,12 +434,16 @@ def test_transform_matrix_of_strings_and_deep_json_name_file(tmp_path):
 
 
 def test_missing_test_split_file_is_noted(tmp_path):
-    src = write_blender_scene(tmp_path / "scene", views=(3, 1, 1))
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
     (src / "transforms_test.json").unlink()
     messages = []
     import_dataset("blender", src, tmp_path / "out", progress=False, log=messages.append)
     assert any(
         "transforms_test.json is missing: the scene has no test views" in m for m in messages
+    )
+    # an empty frames list is no split either, and said so
+    assert any(
+        "transforms_val.json has no frames: the scene has no val views" in m for m in messages
     )
 
 
@@ -468,3 +472,166 @@ def test_absurd_image_header_is_refused_before_decoding(tmp_path):
     )
     with pytest.raises(DataError, match=r"r_1\.png: image size 100000x100000 \(HxW\) is out of"):
         import_dataset("blender", src, tmp_path / "out", progress=False)
+
+
+def rewrite_with_pixel_intrinsics(src: Path, split: str, top: dict, per_frame: dict) -> None:
+    """Replace ``camera_angle_x`` of ``transforms_<split>.json`` by instant-ngp's pixel intrinsics
+    ``top`` (``fl_x, fl_y, cx, cy``, ...) and ``per_frame`` ``{index: {key: value}}`` overrides,
+    and redraw every marker where those cameras project POINT."""
+    path = src / f"transforms_{split}.json"
+    data = json.loads(path.read_text())
+    del data["camera_angle_x"]
+    data.update(top)
+    for index, frame in enumerate(data["frames"]):
+        frame.update(per_frame.get(index, {}))
+        image = src / (frame["file_path"] + ".png")
+        height, width = np.asarray(Image.open(image)).shape[:2]
+        values = {**top, **per_frame.get(index, {})}
+        fx = values["fl_x"]
+        u, v = gl_project(
+            np.array(frame["transform_matrix"]),
+            fx,
+            values.get("fl_y", fx),
+            values.get("cx", width / 2),
+            values.get("cy", height / 2),
+        )
+        Image.fromarray(marker_image(height, width, u, v, rgba=True)).save(image)
+    path.write_text(json.dumps(data))
+
+
+def test_instant_ngp_and_per_frame_intrinsics_in_blender_files(tmp_path):
+    """Exporters (instant-ngp, BlenderNeRF) write fl_x/fl_y/cx/cy/w/h, at the top or per frame,
+    into transforms_*.json; they were ignored for camera_angle_x (or refused without it)."""
+    src = write_blender_scene(tmp_path / "scene", views=(4, 0, 2))
+    top = {"fl_x": 30.0, "fl_y": 27.0, "cx": 11.3, "cy": 10.6, "w": 24, "h": 20}
+    rewrite_with_pixel_intrinsics(src, "train", top, {1: {"fl_x": 25.0, "cx": 12.7}})
+    # test file: camera_angle_x kept as well, but fl_x wins (instant-ngp's order)
+    test_data = json.loads((src / "transforms_test.json").read_text())
+    rewrite_with_pixel_intrinsics(src, "test", {"fl_x": 33.0, "fl_y": 33.0}, {})
+    data = json.loads((src / "transforms_test.json").read_text())
+    (src / "transforms_test.json").write_text(
+        json.dumps({**data, "camera_angle_x": test_data["camera_angle_x"]})
+    )
+    black = ImportOptions(background="black")  # the markers are white on transparent
+    import_dataset("blender", src, tmp_path / "out", black, progress=False, log=lambda _: None)
+    assert assert_marker_reprojects(tmp_path / "out") == 4 + 6
+    meta = read_meta(tmp_path / "out")
+    scene = read_shard_scenes(tmp_path / "out" / meta.splits["test"].shards[0].file)[0]
+    np.testing.assert_allclose(scene.K[0].numpy(), [[30, 0, 11.3], [0, 27, 10.6], [0, 0, 1]])
+    np.testing.assert_allclose(scene.K[1].numpy(), [[25, 0, 12.7], [0, 27, 10.6], [0, 0, 1]])
+    np.testing.assert_allclose(scene.K[4].numpy(), [[33, 0, 12], [0, 33, 10], [0, 0, 1]])
+
+
+def test_per_frame_camera_angle_and_bad_per_frame_focal_name_frame(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    set_frame_field(src, 2, "camera_angle_x", 0.9)
+    import_dataset("blender", src, tmp_path / "out", progress=False, log=lambda _: None)
+    scene = read_shard_scenes(tmp_path / "out" / "train" / "shard-00000.safetensors")[0]
+    focal = 0.5 * 24 / math.tan(0.45)  # frame 2's own angle, not the file's 0.7
+    np.testing.assert_allclose(scene.K[2, 0, 0].item(), focal, rtol=1e-6)
+    np.testing.assert_allclose(scene.K[1, 0, 0].item(), 0.5 * 24 / math.tan(0.35), rtol=1e-6)
+    set_frame_field(src, 1, "fl_x", 0)
+    with pytest.raises(
+        DataError, match=r"transforms_train\.json frame 1 \(r_1\.png\): focal length must be pos"
+    ):
+        import_dataset("blender", src, tmp_path / "out2", progress=False)
+    set_frame_field(src, 1, "fl_x", 20.0)
+    set_frame_field(src, 1, "w", 48)  # images downsampled after export: the pixels no longer fit
+    with pytest.raises(DataError, match=r"r_1\.png: image is 20x24 \(HxW\) but transforms_train"):
+        import_dataset("blender", src, tmp_path / "out3", progress=False)
+
+
+def test_windows_file_paths_and_single_transforms_json(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    set_frame_field(src, 1, "file_path", ".\\train\\r_1")
+    black = ImportOptions(background="black")  # the markers are white on transparent
+    import_dataset("blender", src, tmp_path / "out", black, progress=False, log=lambda _: None)
+    assert assert_marker_reprojects(tmp_path / "out") == 3 + 4
+    # instant-ngp keeps all frames in one transforms.json: say which reader takes it
+    (src / "transforms_train.json").rename(src / "transforms.json")
+    for split in ("val", "test"):
+        (src / f"transforms_{split}.json").unlink()
+    with pytest.raises(DataError, match=r"single transforms\.json: import it with --format nerf"):
+        import_dataset("blender", src, tmp_path / "out2", progress=False)
+
+
+def test_nerfstudio_filename_lists_name_missing_and_unlisted_frames(tmp_path):
+    src = write_nerfstudio_scene(tmp_path / "capture", count=4)
+    path = src / "transforms.json"
+    data = json.loads(path.read_text())
+    data["train_filenames"] = ["images\\frame_000.png", "images/frame_001.png"]
+    data["test_filenames"] = ["./images/frame_002.png"]
+    path.write_text(json.dumps(data))
+    summary = import_dataset("nerfstudio", src, tmp_path / "out", progress=False, log=print)
+    assert summary.meta.splits["test"].id_views == 2 and summary.meta.splits["test"].ood_views == 1
+    assert any("1 of 4 frames are in none of train/val/test_filenames" in n for n in summary.notes)
+    data["test_filenames"] = ["images/frame_009.png"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"test_filenames: image file .*frame_009\.png is missing"):
+        import_dataset("nerfstudio", src, tmp_path / "out2", progress=False)
+
+
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        ({"views": 0}, r"views must be at least 1, got 0"),  # was an IndexError
+        ({"max_scenes": 0}, r"max_scenes must be at least 1, got 0"),  # was an IndexError
+        ({"scenes_per_shard": -1}, r"scenes_per_shard must be >= 0"),  # was an AssertionError
+        ({"holdout_every": -3}, r"holdout_every must be >= 0"),  # was taken as 0
+        # was accepted, then exhausted memory allocating the resized images
+        ({"image_size": (100_000, 100_000)}, r"image_size: image size 100000x100000 \(HxW\) is"),
+        # were found only after every shard was written, naming dataset.json
+        ({"near": 5.0, "far": 1.0}, r"near must be less than far, got near 5.0, far 1.0"),
+        ({"near": float("nan")}, r"near must be a finite number >= 0, got nan"),
+        ({"scene_bounds": (1, 1, 1, 0, 0, 0)}, r"scene_bounds must be six finite numbers"),
+    ],
+)
+def test_bad_import_options_are_refused_up_front(tmp_path, options, problem):
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    with pytest.raises(ConfigError, match=problem):
+        import_dataset("blender", src, tmp_path / "out", ImportOptions(**options), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_names_it(tmp_path):
+    src = write_blender_scene(tmp_path / "scene", views=(2, 0, 1))
+    (tmp_path / "out").write_text("not a directory")
+    with pytest.raises(DataError, match=r"out: exists and is not a directory"):  # was a traceback
+        import_dataset("blender", src, tmp_path / "out", progress=False)
+
+
+def test_intrinsics_declared_for_larger_images_are_scaled_to_them(tmp_path):
+    """A downsampled copy of a dataset keeps the original's transforms file: pixel intrinsics
+    declared for w × h are scaled to the images' size (same aspect ratio), with a note."""
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    # the markers are drawn for the 20 x 24 images' own intrinsics ...
+    small = {"fl_x": 30.0, "fl_y": 27.0, "cx": 11.3, "cy": 10.6}
+    for split in ("train", "test"):
+        rewrite_with_pixel_intrinsics(src, split, small, {})
+        path = src / f"transforms_{split}.json"
+        data = json.loads(path.read_text())
+        # ... and the file declares them for 2.5 × larger images, as the original capture had
+        data.update({key: 2.5 * value for key, value in small.items()} | {"w": 60, "h": 50})
+        path.write_text(json.dumps(data))
+    black = ImportOptions(background="black")
+    summary = import_dataset("blender", src, tmp_path / "out", black, progress=False, log=len)
+    notes = summary.notes
+    assert assert_marker_reprojects(tmp_path / "out") == 3 + (3 + 1)  # test keeps train views
+    scene = read_shard_scenes(tmp_path / "out" / "train" / "shard-00000.safetensors")[0]
+    np.testing.assert_allclose(scene.K[0].numpy(), [[30, 0, 11.3], [0, 27, 10.6], [0, 0, 1]])
+    assert any("declares 50x60 (HxW) images but they are 20x24" in note for note in notes)
+    # another aspect ratio is not a resize: refused, naming the image
+    data = json.loads((src / "transforms_test.json").read_text())
+    (src / "transforms_test.json").write_text(json.dumps({**data, "w": 72}))
+    with pytest.raises(DataError, match=r"r_0\.png: image is 20x24 .*not the same aspect ratio"):
+        import_dataset("blender", src, tmp_path / "out2", progress=False)
+
+
+def test_transforms_file_with_byte_order_mark_imports(tmp_path):
+    """Windows tools write UTF-8 with a byte-order mark; it is still the same JSON."""
+    src = write_blender_scene(tmp_path / "scene", views=(3, 0, 1))
+    path = src / "transforms_train.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    black = ImportOptions(background="black")  # the markers are white on transparent
+    import_dataset("blender", src, tmp_path / "out", black, progress=False, log=len)
+    assert assert_marker_reprojects(tmp_path / "out") == 3 + (3 + 1)

@@ -206,3 +206,45 @@ def test_camera_near_float32_limit_names_file(tmp_path):
     pose.write_text(" ".join(values))
     with pytest.raises(DataError, match=r"pose/000001\.txt: camera position .* beyond 1e\+06"):
         import_dataset("srn", src, tmp_path / "out", progress=False)
+
+
+def test_three_by_four_poses_and_hidden_files(tmp_path):
+    """12-number (3x4) poses are read with the row [0, 0, 0, 1] added; macOS "._*" files in rgb/
+    and pose/ are not views."""
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 2, 3),))
+    instance = src / "cars_train" / "train0000"
+    for pose in (instance / "pose").glob("*.txt"):
+        values = pose.read_text().split()[:12]  # three rows of four, as such exporters write
+        pose.write_text("\n".join(" ".join(values[row : row + 4]) for row in (0, 4, 8)) + "\n")
+    (instance / "rgb" / "._000000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (instance / "pose" / "._000000.txt").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    import_dataset("srn", src, tmp_path / "out", progress=False, log=print)
+    assert assert_marker_reprojects(tmp_path / "out") == 2 * 3
+    (instance / "pose" / "000001.txt").write_text(" ".join(["0"] * 15))
+    with pytest.raises(DataError, match=r"pose/000001\.txt: pose must be 16 numbers .* found 15"):
+        import_dataset("srn", src, tmp_path / "out2", progress=False)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (f"{FOCAL} {CX} {CY} 0.\n0. 0. 0.\n0.\n1.\n{SIZE} {SIZE}\n0\n", None),  # SRN's own flag
+        (f"{FOCAL} {CX} {CY}\n{SIZE} {SIZE}\n", None),
+        (
+            f"{FOCAL} {CX} {CY} 0.\n0. 0. 0.\n0.\n1.\n{SIZE} {SIZE}\n1\n",
+            r"world2cam_poses flag is 1 \(poses stored world-to-camera\)",
+        ),
+        (f"{FOCAL} {CX} {CY} 0.\n", r"expected 'f cx cy \.\.\.' .* \(found 1 line\(s\)\)"),
+    ],
+)
+def test_intrinsics_line_layouts(tmp_path, text, problem):
+    """H W is the last line, or the one before SRN's optional world2cam_poses flag (which was read
+    as the size); a one-line file was read as 'f cx' being 'H W'."""
+    src = write_srn(tmp_path / "srn_cars", counts=(("train", 1, 2),))
+    (src / "cars_train" / "train0000" / "intrinsics.txt").write_text(text)
+    if problem is None:
+        import_dataset("srn", src, tmp_path / "out", progress=False, log=print)
+        assert assert_marker_reprojects(tmp_path / "out") == 2
+    else:
+        with pytest.raises(DataError, match=rf"train0000/intrinsics\.txt: {problem}"):
+            import_dataset("srn", src, tmp_path / "out", progress=False)

@@ -7,6 +7,8 @@ usually left out of ``file_path``). ``camera_angle_x`` is the full horizontal fi
 radians; the principal point is the image centre. ``transform_matrix`` is an OpenGL/Blender
 camera-to-world (camera looks down its −z, +y up in the image), so it is converted with
 :func:`nerfvae.geometry.opengl_to_opencv` (flip the camera's y and z axes). World +z is up.
+Exporters in the wild (instant-ngp, the BlenderNeRF add-on) also write the nerfstudio intrinsics
+below into ``transforms_<split>.json``, at the top level or per frame; they are read the same way.
 
 **nerfstudio / instant-ngp**: one ``transforms.json`` with pinhole intrinsics ``fl_x``, ``fl_y``,
 ``cx``, ``cy``, ``w``, ``h`` (or instant-ngp's ``camera_angle_x``/``camera_angle_y``) at the top
@@ -85,18 +87,24 @@ def _is_file(path: Path, where: str) -> bool:
 
 
 def _resolve_image(base: Path, file_path: Any, where: str) -> Path:
-    """The image file a frame's ``file_path`` names; NeRF-synthetic leaves out the extension."""
+    """The image file a frame's ``file_path`` names; NeRF-synthetic leaves out the extension, and
+    transforms files written on Windows separate directories with backslashes."""
     if not isinstance(file_path, str) or not file_path:
         raise DataError(f"{where}: missing or empty file_path")
-    path = _resolve(base / file_path, where)
-    if _is_file(path, where):
-        return path
-    if not path.suffix or path.suffix not in IMAGE_SUFFIXES:
-        for suffix in IMAGE_SUFFIXES:
-            candidate = path.with_name(path.name + suffix)
-            if _is_file(candidate, where):
-                return candidate
-    raise DataError(f"{where}: image file {str(path)[:300]} is missing")
+    names = [file_path]
+    if "\\" in file_path:  # a literal backslash in a POSIX name is tried first, then as "/"
+        names.append(file_path.replace("\\", "/"))
+    for name in names:
+        path = _resolve(base / name, where)
+        if _is_file(path, where):
+            return path
+        if not path.suffix or path.suffix not in IMAGE_SUFFIXES:
+            for suffix in IMAGE_SUFFIXES:
+                candidate = path.with_name(path.name + suffix)
+                if _is_file(candidate, where):
+                    return candidate
+    missing = _resolve(base / file_path, where)
+    raise DataError(f"{where}: image file {str(missing)[:300]} is missing")
 
 
 def _opencv_pose(matrix: Any, where: str) -> np.ndarray:
@@ -111,26 +119,17 @@ def _loader(path: Path, where: str):
     return lambda: decode_image(path, where)
 
 
-def _read_blender_file(path: Path) -> list[SourceView]:
-    """The views of one NeRF-synthetic ``transforms_<split>.json``."""
+def _read_blender_file(path: Path, notes: list[str]) -> list[SourceView]:
+    """The views of one NeRF-synthetic ``transforms_<split>.json``; its intrinsics may also be
+    instant-ngp's ``fl_x, fl_y, cx, cy, w, h`` and may be set per frame (see
+    :func:`_frame_intrinsics`)."""
     data = _read_json(path)
-    angle_x, angle_y = data.get("camera_angle_x"), data.get("camera_angle_y")
     views = []
     for index, frame in enumerate(data["frames"]):
         image_path, where, c2w = _frame_image_and_pose(path, index, frame)
-        height, width = image_file_size(image_path, str(image_path))
-        fx = focal_from_angle(angle_x, width, str(path), "camera_angle_x")
-        fy = (
-            fx
-            if angle_y is None
-            else focal_from_angle(angle_y, height, str(path), "camera_angle_y")
-        )
-        K = intrinsics(fx, fy, 0.5 * width, 0.5 * height)
-        K = checked_intrinsics(K, where, (height, width))
+        K, size = _frame_intrinsics(path, data, frame, image_path, where, notes)
         views.append(
-            SourceView(
-                K, c2w, (height, width), str(image_path), _loader(image_path, str(image_path))
-            )
+            SourceView(K, c2w, size, str(image_path), _loader(image_path, str(image_path)))
         )
     return views
 
@@ -145,9 +144,13 @@ def _blender_scene_dirs(src: Path, pattern: str) -> list[Path]:
     except (OSError, ValueError) as error:
         raise DataError(f"{src}: cannot list the directory ({error})") from None
     if not scenes:
+        hint = ""
+        if pattern != "transforms.json" and _is_file(src / "transforms.json", str(src)):
+            # instant-ngp / nerfstudio keep every frame in one file; that reader splits it
+            hint = "; it holds a single transforms.json: import it with --format nerfstudio"
         raise DataError(
             f"{src}: no {pattern} here or in its subdirectories (expected a scene directory or a "
-            "root of scene directories)"
+            f"root of scene directories){hint}"
         )
     return scenes
 
@@ -165,11 +168,13 @@ def read_blender(src: str | Path, notes: list[str] | None = None) -> list[Source
             if not path.exists() and split != "train":
                 notes.append(f"{path} is missing: the scene has no {split} views")
             if path.exists() or split == "train":
-                views = _read_blender_file(path)
-                if views:  # an empty val/test file is no split
+                views = _read_blender_file(path, notes)
+                if views:
                     groups[split] = views
                 elif split == "train":
                     raise DataError(f"{path}: has no frames")
+                else:  # an empty val/test file is no split, said as for a missing one
+                    notes.append(f"{path} has no frames: the scene has no {split} views")
         scenes.append(
             SourceScene(
                 scene_dir.name, groups, None, {"source": str(scene_dir), "format": "blender"}
@@ -197,43 +202,88 @@ def looks_like_nerf_synthetic(scenes: list[SourceScene]) -> bool:
     return True
 
 
+def _intrinsic_value(value: Any, where: str, key: str) -> float:
+    """One intrinsics key of a transforms file as a float: a finite number, and for
+    ``camera_angle_x|y`` a field of view in (0, pi)."""
+    if key.startswith("camera_angle_"):
+        focal_from_angle(value, 1, where, key)  # the one check of angles; raises if out of range
+    elif not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise DataError(f"{where}: {key} must be a finite number, got {str(value)[:60]!r}")
+    return float(value)
+
+
 def _frame_intrinsics(
-    top: dict[str, Any], frame: dict[str, Any], image_path: Path, where: str, notes: list[str]
+    path: Path,
+    top: dict[str, Any],
+    frame: dict[str, Any],
+    image_path: Path,
+    where: str,
+    notes: list[str],
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """K and the declared image size of one nerfstudio frame (frame keys override top-level)."""
-    merged = {key: top[key] for key in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS) if key in top}
-    merged.update(
-        {key: frame[key] for key in (*_INTRINSIC_KEYS, *_DISTORTION_KEYS) if key in frame}
-    )
-    values = {}
-    for key, value in merged.items():
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-        ):
-            raise DataError(f"{where}: {key} must be a finite number, got {str(value)[:60]!r}")
-        values[key] = float(value)
-    if "w" in values and "h" in values:
-        if not (values["w"].is_integer() and values["h"].is_integer()):
-            raise DataError(f"{where}: w and h must be whole numbers of pixels")
-        height, width = check_image_size(int(values["h"]), int(values["w"]), where)
-    else:
-        height, width = image_file_size(image_path, str(image_path))
-    if "fl_x" in values:
-        fx = values["fl_x"]
-    elif "camera_angle_x" in values:
-        fx = focal_from_angle(values["camera_angle_x"], width, where, "camera_angle_x")
-    else:
+    """K and image size ``(H, W)`` of one frame of the transforms file ``path``.
+
+    Both transforms formats are read here: NeRF-synthetic's ``camera_angle_x`` and instant-ngp's /
+    nerfstudio's ``fl_x, fl_y, cx, cy, w, h`` (exporters write either, or both, to
+    ``transforms_*.json`` too), at the top level (``top``) or overridden per frame. A frame's
+    value wins over the file's; per axis a focal length ``fl_*`` wins over an angle
+    ``camera_angle_*`` of the same level (instant-ngp's order); ``fl_y`` defaults to ``fl_x`` and
+    the principal point to the image centre. Pixel intrinsics declared for a ``w, h`` other than
+    the image's (a downsampled copy of the images) are scaled to the image when the aspect ratio
+    agrees (a note says so); another aspect ratio is an error. Errors name the file
+    for a top-level value and the frame for a per-frame one.
+    """
+    keys = (*_INTRINSIC_KEYS, *_DISTORTION_KEYS)
+    levels = [  # (values, where to name them), the frame's first
+        ({key: _intrinsic_value(source[key], place, key) for key in keys if key in source}, place)
+        for source, place in ((frame, where), (top, str(path)))
+    ]
+    values = {**levels[1][0], **levels[0][0]}
+    actual = image_file_size(image_path, str(image_path))
+    height, width = actual
+    scale_x = scale_y = 1.0  # pixel intrinsics declared for another image size -> this one
+    if "w" in values or "h" in values:
+        place = where if "w" in levels[0][0] or "h" in levels[0][0] else str(path)
+        declared_w, declared_h = values.get("w", float(width)), values.get("h", float(height))
+        if not (declared_w.is_integer() and declared_h.is_integer()):
+            raise DataError(f"{place}: w and h must be whole numbers of pixels")
+        declared = check_image_size(int(declared_h), int(declared_w), place)
+        if actual != declared:
+            # A downsampled copy of a dataset keeps the original's file (as nerfstudio's
+            # images_2 ... do): scale the pixel intrinsics with the image, as long as both axes
+            # shrank by the same factor up to rounding; anything else is a wrong file.
+            scale_x, scale_y = width / declared[1], height / declared[0]
+            if (
+                abs(declared[1] * scale_y - width) > 1.0
+                or abs(declared[0] * scale_x - height) > 1.0
+            ):
+                raise DataError(
+                    f"{image_path}: image is {height}x{width} (HxW) but {path.name} declares "
+                    f"w={declared[1]}, h={declared[0]} for it (not the same aspect ratio)"
+                )
+            note = (
+                f"{path.name} declares {declared[0]}x{declared[1]} (HxW) images but they are "
+                f"{height}x{width}: its pixel intrinsics (fl_x, fl_y, cx, cy) are scaled to them"
+            )
+            if note not in notes:
+                notes.append(note)
+
+    def focal(axis: str, pixels: int, scale: float) -> float | None:
+        """The focal length along ``axis`` (``x`` or ``y``): the frame's, else the file's."""
+        for level, place in levels:
+            if f"fl_{axis}" in level:
+                return level[f"fl_{axis}"] * scale
+            if f"camera_angle_{axis}" in level:
+                key = f"camera_angle_{axis}"
+                return focal_from_angle(level[key], pixels, place, key)
+        return None
+
+    fx = focal("x", width, scale_x)
+    if fx is None:
         raise DataError(f"{where}: no focal length (fl_x or camera_angle_x)")
-    if "fl_y" in values:
-        fy = values["fl_y"]
-    elif "camera_angle_y" in values:
-        fy = focal_from_angle(values["camera_angle_y"], height, where, "camera_angle_y")
-    else:
-        fy = fx
-    cx = values.get("cx", 0.5 * width)
-    cy = values.get("cy", 0.5 * height)
+    fy = focal("y", height, scale_y)
+    fy = fx if fy is None else fy
+    cx = values["cx"] * scale_x if "cx" in values else 0.5 * width
+    cy = values["cy"] * scale_y if "cy" in values else 0.5 * height
     if any(abs(values.get(key, 0.0)) > 0 for key in _DISTORTION_KEYS):
         note = "lens distortion (k1..k4, p1, p2) is ignored: images are used as pinhole images"
         if note not in notes:
@@ -258,26 +308,27 @@ def _read_nerfstudio_file(
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise DataError(f"{path}: {split}_filenames must be a list of file names")
         where = f"{path} {split}_filenames"
-        named[split] = {str(_resolve(path.parent / name, where)) for name in names}
+        named[split] = {str(_resolve_image(path.parent, name, where)) for name in names}
     has_lists = any(named.values())
     groups: dict[str, list[SourceView]] = {split: [] for split in BLENDER_SPLITS}
+    unlisted = 0
     for index, frame in enumerate(data["frames"]):
         image_path, where, c2w = _frame_image_and_pose(path, index, frame)
-        K, size = _frame_intrinsics(data, frame, image_path, where, notes)
-        actual = image_file_size(image_path, str(image_path))
-        if actual != size:
-            raise DataError(
-                f"{image_path}: image is {actual[0]}x{actual[1]} (HxW) but {path.name} declares "
-                f"w={size[1]}, h={size[0]} for it"
-            )
+        K, size = _frame_intrinsics(path, data, frame, image_path, where, notes)
         view = SourceView(K, c2w, size, str(image_path), _loader(image_path, str(image_path)))
         if has_lists:
             split = next((s for s in BLENDER_SPLITS if str(image_path) in named[s]), None)
-            if split is None:
-                continue  # a frame in no list is in no split
+            if split is None:  # a frame in no list is in no split
+                unlisted += 1
+                continue
         else:
             split = "test" if holdout_every > 0 and index % holdout_every == 0 else "train"
         groups[split].append(view)
+    if unlisted:
+        notes.append(
+            f"{path}: {unlisted} of {len(data['frames'])} frames are in none of "
+            "train/val/test_filenames and are left out"
+        )
     groups = {split: views for split, views in groups.items() if views}
     if "train" not in groups:
         raise DataError(f"{path}: no training frames")

@@ -60,6 +60,7 @@ from nerfvae.data.storage import (
     SceneRecord,
     ShardReader,
     SplitMeta,
+    check_image_size,
     parse_colour,
 )
 from nerfvae.errors import ConfigError, DataError
@@ -72,7 +73,8 @@ NERF_SYNTHETIC_BOUNDS = Bounds(np.full(3, -1.5), np.full(3, 1.5), 2.0, 6.0, "kno
 
 CONVENTIONS = {
     "blender": "OpenGL camera-to-world (transform_matrix) converted with opengl_to_opencv; "
-    "fx = W/2 / tan(camera_angle_x/2), principal point at the image centre; world +z up",
+    "fx = W/2 / tan(camera_angle_x/2), principal point at the image centre (fl_x, fl_y, cx, cy "
+    "used as given where the file or a frame has them); world +z up",
     "nerfstudio": "OpenGL camera-to-world converted with opengl_to_opencv; fl_x, fl_y, cx, cy used "
     "as given (pixel centres at +0.5, as nerfstudio casts rays), per-frame values override",
     "srn": "SRN poses are OpenCV camera-to-world and used as stored (pixelNeRF's diag(1,-1,-1,1) "
@@ -418,10 +420,8 @@ def _scene_bounds(
 def _output_size(
     scenes: Sequence[Any], plans: dict[str, _SplitPlan], options: ImportOptions
 ) -> tuple[int, int]:
-    if options.image_size is not None:
+    if options.image_size is not None:  # checked by _check_options
         height, width = options.image_size
-        if height <= 0 or width <= 0:
-            raise ConfigError(f"image_size must be positive, got {options.image_size}")
         return int(height), int(width)
     first_plan = next(iter(plans.values()))
     first_view = _select_views(first_plan.scenes[0], first_plan)[1][0]
@@ -452,6 +452,8 @@ def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> Non
     Only a directory that is empty or holds a nerfvae dataset/import is ever written into, and
     ``overwrite`` deletes only the files an import writes there.
     """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory; choose another --out")
     record = out / IMPORT_FILENAME
     holds_import = record.is_file() or (out / META_FILENAME).is_file()
     if out.is_dir() and any(out.iterdir()) and not holds_import:
@@ -478,6 +480,38 @@ def _prepare_out(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> Non
     )
 
 
+def _check_options(options: ImportOptions) -> None:
+    """ConfigError naming the option for values that would otherwise fail deep inside the import
+    (an index error, an out-of-memory resize) or only after every shard is written (near/far and
+    the scene box, checked when dataset.json is finalised)."""
+    if options.image_size is not None:
+        height, width = options.image_size
+        try:  # the one check of image sizes, so --image-size cannot exceed what a reader accepts
+            check_image_size(height, width, "image_size")
+        except DataError as error:
+            raise ConfigError(str(error)) from None
+    for name in ("views", "max_scenes"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    for name in ("scenes_per_shard", "holdout_every"):
+        if getattr(options, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(options, name)}")
+    for name in ("near", "far"):
+        value = getattr(options, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    if options.near is not None and options.far is not None and not options.near < options.far:
+        raise ConfigError(f"near must be less than far, got near {options.near}, far {options.far}")
+    if options.scene_bounds is not None:
+        box = np.asarray(options.scene_bounds, dtype=np.float64)
+        if box.shape != (6,) or not np.isfinite(box).all() or not (box[:3] < box[3:]).all():
+            raise ConfigError(
+                "scene_bounds must be six finite numbers XMIN YMIN ZMIN XMAX YMAX ZMAX with each "
+                f"min < max, got {tuple(options.scene_bounds)}"
+            )
+
+
 def import_dataset(
     format: str,
     src: str | Path,
@@ -500,6 +534,7 @@ def import_dataset(
         raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if options.split_by not in ("auto", "views", "scenes"):
         raise ConfigError(f"split_by must be auto, views or scenes, got {options.split_by!r}")
+    _check_options(options)
     background = parse_colour(options.background)
     notes: list[str] = []
     scenes, facts = _read_source(format, src, options, notes)

@@ -108,16 +108,33 @@ def _find_splits(src: Path) -> dict[str | None, list[Path]]:
 
 
 def read_intrinsics(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-    """``K [3, 3]`` and ``(H, W)`` from an SRN ``intrinsics.txt``."""
+    """``K [3, 3]`` and ``(H, W)`` from an SRN ``intrinsics.txt``.
+
+    ``f cx cy ...`` is the first line and ``H W`` the last (pixelNeRF's reading), except that
+    SRN's own reader allows one more line after ``H W``: a single integer, ``world2cam_poses``;
+    that flag set (poses stored world-to-camera) is refused rather than read as camera-to-world.
+    """
     try:
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise ValueError(f"found {len(lines)} line(s)")
         focal, cx, cy = (float(value) for value in lines[0][:3])
+        if len(lines) >= 5 and len(lines[-1]) == 1:  # SRN's optional world2cam_poses flag
+            if int(lines[-1][0]) != 0:
+                raise DataError(
+                    f"{path}: world2cam_poses flag is {lines[-1][0]} (poses stored "
+                    "world-to-camera); only SRN's camera-to-world poses are supported"
+                )
+            lines = lines[:-1]
         height, width = (float(value) for value in lines[-1][:2])
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: file is missing") from None
     except (OSError, ValueError, IndexError) as error:
         raise DataError(
-            f"{path}: expected 'f cx cy ...' on the first line and 'H W' on the last ({error})"
+            f"{path}: expected 'f cx cy ...' on the first line and 'H W' on the last "
+            f"({str(error)[:200]})"
         ) from None
     if not (height.is_integer() and width.is_integer()):
         raise DataError(f"{path}: image size {height}x{width} must be whole numbers of pixels")
@@ -126,15 +143,20 @@ def read_intrinsics(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def read_pose(path: Path) -> np.ndarray:
-    """OpenCV camera-to-world ``[4, 4]`` from an SRN ``pose/*.txt`` (16 numbers, row-major)."""
+    """OpenCV camera-to-world ``[4, 4]`` from an SRN ``pose/*.txt``: 16 numbers (a row-major 4x4),
+    or 12 (a 3x4 whose last row ``[0, 0, 0, 1]`` some exporters leave out)."""
     try:
         values = np.array(path.read_text().split(), dtype=np.float64)
     except FileNotFoundError:
         raise DataError(f"{path}: pose file is missing") from None
     except (OSError, ValueError) as error:
-        raise DataError(f"{path}: pose must be 16 numbers ({error})") from None
+        raise DataError(f"{path}: pose must be 16 numbers ({str(error)[:200]})") from None
+    if values.size == 12:
+        values = np.concatenate([values, [0.0, 0.0, 0.0, 1.0]])
     if values.size != 16:
-        raise DataError(f"{path}: pose must be 16 numbers (a 4x4 matrix), found {values.size}")
+        raise DataError(
+            f"{path}: pose must be 16 numbers (a 4x4 matrix) or 12 (3x4), found {values.size}"
+        )
     return checked_pose(values.reshape(4, 4), str(path))
 
 
@@ -144,8 +166,17 @@ def read_instance(instance: Path, split: str | None, category: str) -> SourceSce
     try:
         if not rgb_dir.is_dir():
             raise DataError(f"{rgb_dir}: directory is missing")
-        images = sorted(p for p in rgb_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-        poses = sorted(pose_dir.glob("*.txt")) if pose_dir.is_dir() else []
+        # Hidden files are no views: macOS archives add "._000000.png" resource forks.
+        images = sorted(
+            p
+            for p in rgb_dir.iterdir()
+            if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        poses = sorted(
+            p
+            for p in (pose_dir.glob("*.txt") if pose_dir.is_dir() else [])
+            if not p.name.startswith(".")
+        )
     except OSError as error:
         raise DataError(f"{instance}: cannot read the instance directory ({error})") from None
     if not images:
