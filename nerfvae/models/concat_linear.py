@@ -35,5 +35,7 @@ def concat_linear(layer: nn.Linear, parts: Sequence[torch.Tensor]) -> torch.Tens
                 else torch.addmm(layer.bias, flat, weight.t())
             )
         else:
-            out = torch.addmm(out, flat, weight.t())
+            # in place: an out-of-place addmm would first copy ``out`` (a pass over it). In-place
+            # ops are not autocast, so the operands take ``out``'s dtype as autocast gave it.
+            out = out.addmm_(flat.to(out.dtype), weight.t().to(out.dtype))
     return out.reshape(*leading, layer.out_features)
