@@ -76,9 +76,9 @@ nerfvae experiment uncertainty --run "$RUNS/ship-attention" --data "$DATA/small"
 nerfvae prior fit --run assets/attention --data "$DATA/small" --threads 1   # cached in assets/attention
 nerfvae experiment samples --run assets/attention --data "$DATA/small" --prior learned --quality \
   --features.time-budget-s 1500 --threads 1 --out docs/results/samples-attention
-nerfvae prior fit --run assets/model --data "$DATA/small" --threads 1   # cached in assets/model
+nerfvae prior fit --run assets/model --data "$DATA/small" --threads 2   # cached in assets/model
 nerfvae experiment samples --run assets/model --data "$DATA/small" --prior learned --quality \
-  --features.time-budget-s 1500 --threads 1 --out docs/results/samples
+  --features.time-budget-s 1500 --threads 2 --out docs/results/samples
 for prior in learned standard; do
   nerfvae eval --run assets/model --data "$DATA/small" --split test --context 3 --max-scenes 20 \
     --elbo-prior $prior --out "docs/results/samples/elbo_$prior.json"
