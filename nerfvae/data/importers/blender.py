@@ -94,8 +94,8 @@ def _resolve_image(base: Path, file_path: Any, where: str) -> Path:
     names = [file_path]
     if "\\" in file_path:  # a literal backslash in a POSIX name is tried first, then as "/"
         names.append(file_path.replace("\\", "/"))
-    for name in names:
-        path = _resolve(base / name, where)
+    paths = [_resolve(base / name, where) for name in names]
+    for path in paths:
         if _is_file(path, where):
             return path
         if not path.suffix or path.suffix not in IMAGE_SUFFIXES:
@@ -103,8 +103,7 @@ def _resolve_image(base: Path, file_path: Any, where: str) -> Path:
                 candidate = path.with_name(path.name + suffix)
                 if _is_file(candidate, where):
                     return candidate
-    missing = _resolve(base / file_path, where)
-    raise DataError(f"{where}: image file {str(missing)[:300]} is missing")
+    raise DataError(f"{where}: image file {str(paths[0])[:300]} is missing")
 
 
 def _opencv_pose(matrix: Any, where: str) -> np.ndarray:
