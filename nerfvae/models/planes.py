@@ -31,9 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfvae.models.concat_linear import concat_linear
 from nerfvae.models.config import LatentConfig, SceneFunctionConfig, ground_plane_axes
 from nerfvae.models.encoding import PositionalEncoding
+from nerfvae.models.point_mlp import point_mlp
+
+_PLANE_AXES = {pair: torch.tensor(pair) for pair in ((0, 1), (0, 2), (1, 2))}
+"""The grid coordinates each triplane map is read at: ground (first, second), then each
+vertical plane (its ground axis, up)."""
 
 GLOBAL_BASE_GRID = 4
 """A global latent (one vector per scene) is mapped to a grid this many cells per side first."""
@@ -111,6 +115,9 @@ def trilinear_lookup(volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 _PHASE_TAPS = torch.tensor(
     [[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]
 )  # [2 phases, 2 low-resolution taps, 3 taps]
+# A transposed convolution (stride 2, padding 1, 4 taps) gives output row 2i + p the low row
+# i + p - 1 + a through its tap 3 - p - 2a: this orders the (phase, low tap) pairs by that tap.
+_TRANSPOSED_TAP_ORDER = torch.argsort(torch.tensor([3, 1, 2, 0]))  # (p, a) = 00, 01, 10, 11
 
 
 def upsample_conv(maps: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -120,39 +127,22 @@ def upsample_conv(maps: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     Each output pixel of the upsampled convolution reads only a 2 × 2 window of the
     low-resolution map, with a kernel that depends on its phase (row and column parity): summing
     the 3 × 3 kernel's taps that fall on the same low-resolution pixel gives four 2 × 2 kernels
-    (the sub-pixel convolution of Shi et al. 2016). The phase (pr, pc) reads the window whose
-    corner is offset by (pr, pc) in the padded map, so one 2 × 2 convolution with all four
-    kernels stacked as output channels, over the padded map, computes every phase at once (one
-    large matrix product, forward and backward, instead of four small ones); each phase's output
-    is the shifted crop of its channels. The same function of the same weights in 16 instead of
-    36 multiply-adds per output pixel and channel pair; gradients reach the 3 × 3 weights through
-    the sums."""
+    (the sub-pixel convolution of Shi et al. 2016). Those are exactly the taps of one 4 × 4
+    transposed convolution with stride 2, so the whole stage is one library call, forward and
+    backward: the same function of the same weights in 16 instead of 36 multiply-adds per output
+    pixel and channel pair, with no phase slicing to undo in the backward pass (on a 2-core AMD
+    EPYC, 18 against 22 ms forward and backward for 4 scenes' 44-channel 32² -> 64² stage).
+    Gradients reach the 3 × 3 weights through the sums."""
     weight = conv.weight.float()  # [C_out, C_in, 3, 3]; the taps summed in float32
     taps = _PHASE_TAPS.to(weight.device)
-    # kernels[pr, pc, o, i, a, b] = sum over the 3 x 3 taps (k, l) landing on low pixel (a, b)
-    kernels = torch.einsum("oikl,pak,qbl->pqoiab", weight, taps, taps)
+    # per_phase[o, i, p, a, q, b]: the 3 x 3 taps (k, l) landing on low pixel (a, b) in phase (p, q)
+    per_phase = torch.einsum("oikl,pak,qbl->oipaqb", weight, taps, taps)
     out_channels, in_channels = weight.shape[:2]
-    kernels = kernels.reshape(4 * out_channels, in_channels, 2, 2).to(conv.weight.dtype)
-    bias = None if conv.bias is None else conv.bias.repeat(4)
-    rows, columns = maps.shape[-2:]
-    # [S, 4 * C_out, R + 1, R' + 1]: phase (pr, pc) is valid on rows pr..pr+R, columns pc..pc+R'
-    every_phase = F.conv2d(F.pad(maps, (1, 1, 1, 1)), kernels, bias)
-    scenes = maps.shape[0]
-    every_phase = every_phase.reshape(scenes, 2, 2, out_channels, rows + 1, columns + 1)
-    phases = [
-        every_phase[
-            :,
-            row_phase,
-            column_phase,
-            :,
-            row_phase : row_phase + rows,
-            column_phase : column_phase + columns,
-        ]
-        for row_phase in (0, 1)
-        for column_phase in (0, 1)
-    ]  # each [S, C_out, R, R']
-    stacked = torch.stack(phases, dim=2).reshape(scenes, out_channels, 2, 2, rows, columns)
-    return stacked.permute(0, 1, 4, 2, 5, 3).reshape(scenes, out_channels, 2 * rows, 2 * columns)
+    order = _TRANSPOSED_TAP_ORDER.to(weight.device)
+    kernel = per_phase.reshape(out_channels, in_channels, 4, 4)[:, :, order][:, :, :, order]
+    # conv_transpose2d's weight is [C_in, C_out, kH, kW]
+    kernel = kernel.transpose(0, 1).to(conv.weight.dtype)
+    return F.conv_transpose2d(maps, kernel, conv.bias, stride=2, padding=1)
 
 
 class ChannelLinear(nn.Linear):
@@ -315,7 +305,9 @@ class PlanesSceneFunction(nn.Module):
         """Points ``[S, P, 3]`` -> sampling coordinates ``[S, P, 3]`` in ``[-1, 1]`` ordered
         (first ground axis, second ground axis, up) as grid_sample's (x, y, z)."""
         normalised = (points.float() - self.box_centre) / self.box_half_size
-        return normalised if self.axes == [0, 1, 2] else normalised[..., self.axes]
+        if self.axes == [0, 1, 2]:
+            return normalised
+        return normalised.index_select(-1, torch.tensor(self.axes, device=normalised.device))
 
     @staticmethod
     def _read(maps: tuple[torch.Tensor, ...], grid: torch.Tensor, layout: str) -> torch.Tensor:
@@ -328,12 +320,16 @@ class PlanesSceneFunction(nn.Module):
         ground, first_up, second_up = maps
         total = None
         for plane, pair in ((ground, (0, 1)), (first_up, (0, 2)), (second_up, (1, 2))):
-            # a gathered (contiguous) copy: grid_sample is several times slower on a strided grid
-            coordinates = grid[..., list(pair)][:, :, None, :]  # [S, P, 1, 2]
+            # a gathered (contiguous) copy: grid_sample is several times slower on a strided grid,
+            # and index_select gathers 7x faster than advanced indexing (0.37 against 2.6 ms for
+            # a view's 262,144 proposal points)
+            index = _PLANE_AXES[pair].to(grid.device)
+            coordinates = grid.index_select(-1, index)[:, :, None, :]  # [S, P, 1, 2]
             sampled = F.grid_sample(
                 plane, coordinates, mode="bilinear", padding_mode="border", align_corners=False
             )  # [S, C, P, 1]
-            total = sampled if total is None else total + sampled
+            # in place: grid_sample's backward does not read its output
+            total = sampled if total is None else total.add_(sampled)
         return total.flatten(2).transpose(1, 2)
 
     def _maps(self, code: PlaneCode) -> tuple[torch.Tensor, ...]:
@@ -348,20 +344,26 @@ class PlanesSceneFunction(nn.Module):
         ``directions [S, P, 3]``."""
         dtype = self.layers[0].weight.dtype
         grid = self._grid(points)
+        scenes, count = grid.shape[:2]
         features = self._read(self._maps(code), grid, self.decoder.layout).to(dtype)
         encoded = self.point_encoding(grid).to(dtype)
-        first, *rest = self.layers
-        hidden = torch.relu(concat_linear(first, (features, encoded)))
-        for layer in rest:
-            hidden = torch.relu(layer(hidden))
-        density = F.softplus(
-            self.density_head(hidden).squeeze(-1).float() + self.config.density_bias
-        )
-        colour_inputs = [hidden]
+        encoded_directions = None
         if self.direction_encoding is not None:
-            colour_inputs.append(self.direction_encoding(directions.float()).to(dtype))
-        colour_hidden = torch.relu(concat_linear(self.colour_hidden, colour_inputs))
-        colour = torch.sigmoid(self.colour_head(colour_hidden))
+            encoded_directions = self.direction_encoding(directions.float()).to(dtype)
+            encoded_directions = encoded_directions.reshape(scenes * count, -1)
+        density_logit, colour_logit = point_mlp(
+            features.reshape(scenes * count, -1),
+            encoded.reshape(scenes * count, -1),
+            encoded_directions,
+            self.layers,
+            self.density_head,
+            self.colour_hidden,
+            self.colour_head,
+        )
+        density = F.softplus(
+            density_logit.reshape(scenes, count).float() + self.config.density_bias
+        )
+        colour = torch.sigmoid(colour_logit.reshape(scenes, count, 3))
         return density, colour.float()
 
     def proposal_density(self, points: torch.Tensor, code: PlaneCode) -> torch.Tensor:
