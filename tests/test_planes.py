@@ -111,6 +111,43 @@ def test_upsample_conv_is_a_convolution_of_the_nearest_upsampled_map(size):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("points", [1, 2, 77, 80])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_one_scene_triplane_read_split_over_threads_equals_grid_sample(points, threads):
+    from nerfvae.models.planes import PlanesSceneFunction
+
+    generator = torch.Generator().manual_seed(points)
+    maps = [
+        torch.randn(1, 3, *size, generator=generator, requires_grad=True)
+        for size in ((4, 6), (2, 6), (2, 4))
+    ]  # ground [R2, R1], first axis and up [D, R1], second axis and up [D, R2]
+    grid = torch.rand(1, points, 3, generator=generator) * 2.4 - 1.2  # some beyond the border
+    expected = (
+        sum(
+            torch.nn.functional.grid_sample(
+                plane, grid[:, :, None, list(pair)], padding_mode="border", align_corners=False
+            )
+            for plane, pair in zip(maps, ((0, 1), (0, 2), (1, 2)))
+        )
+        .flatten(2)
+        .transpose(1, 2)
+    )
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = PlanesSceneFunction._read(tuple(maps), grid, "triplane")
+    finally:
+        torch.set_num_threads(previous)
+    assert got.shape == (1, points, 3)
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn(expected.shape, generator=generator)
+    for a, b in zip(
+        torch.autograd.grad((got * weights).sum(), maps),
+        torch.autograd.grad((expected * weights).sum(), maps),
+    ):
+        torch.testing.assert_close(a, b)
+
+
 def test_planes_per_point_cost_does_not_grow_with_the_latent_grid():
     """The per-point MLP reads plane_channels features whatever the number of latent tokens."""
     per_point = []

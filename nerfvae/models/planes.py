@@ -318,6 +318,17 @@ class PlanesSceneFunction(nn.Module):
         # three grid_samples: on the CPU they beat one embedding_bag over the 12 corners (the
         # volume's trick), measured forward + backward at `small`'s batch: 82 against 104 ms
         ground, first_up, second_up = maps
+        scenes, points = grid.shape[:2]
+        # PyTorch's CPU grid_sample parallelises over the batch only, so one scene (a viewer
+        # frame, a rendered view) ran on one thread: there, the points are split into one batch
+        # entry per thread over the same maps (expanded, not copied). 2.5 against 3.8 ms for
+        # 98,304 points of a 16-channel map on two threads.
+        split = torch.get_num_threads()
+        if scenes != 1 or split < 2 or grid.device.type != "cpu" or points < split:
+            split = 1
+        per_split = -(-points // split)
+        if split > 1:
+            grid = F.pad(grid, (0, 0, 0, per_split * split - points)).reshape(split, per_split, 3)
         total = None
         for plane, pair in ((ground, (0, 1)), (first_up, (0, 2)), (second_up, (1, 2))):
             # a gathered (contiguous) copy: grid_sample is several times slower on a strided grid,
@@ -326,11 +337,18 @@ class PlanesSceneFunction(nn.Module):
             index = _PLANE_AXES[pair].to(grid.device)
             coordinates = grid.index_select(-1, index)[:, :, None, :]  # [S, P, 1, 2]
             sampled = F.grid_sample(
-                plane, coordinates, mode="bilinear", padding_mode="border", align_corners=False
+                plane.expand(split, -1, -1, -1) if split > 1 else plane,
+                coordinates,
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=False,
             )  # [S, C, P, 1]
             # in place: grid_sample's backward does not read its output
             total = sampled if total is None else total.add_(sampled)
-        return total.flatten(2).transpose(1, 2)
+        features = total.flatten(2).transpose(1, 2)  # [S, P, C]
+        if split > 1:  # one copy back to [1, P, C], contiguous
+            features = features.reshape(1, split * per_split, -1)[:, :points]
+        return features
 
     def _maps(self, code: PlaneCode) -> tuple[torch.Tensor, ...]:
         if self.decoder.layout == "volume":
