@@ -581,9 +581,16 @@ def test_nerfstudio_filename_lists_name_missing_and_unlisted_frames(tmp_path):
         # was accepted, then exhausted memory allocating the resized images
         ({"image_size": (100_000, 100_000)}, r"image_size: image size 100000x100000 \(HxW\) is"),
         # were found only after every shard was written, naming dataset.json
-        ({"near": 5.0, "far": 1.0}, r"near must be less than far, got near 5.0, far 1.0"),
-        ({"near": float("nan")}, r"near must be a finite number >= 0, got nan"),
-        ({"scene_bounds": (1, 1, 1, 0, 0, 0)}, r"scene_bounds must be six finite numbers"),
+        ({"near": 5.0, "far": 1.0}, r"--near/--far: need 0 <= near < far <= .*near 5.0, far 1.0"),
+        ({"near": float("nan")}, r"--near/--far: need 0 <= near < far <= .*got near nan"),
+        # beyond what dataset.json accepts: refused only after the import, before
+        (
+            {"far": 1e9},
+            r"--near/--far: need 0 <= near < far <= 4e\+06, got near None, far 1000000000.0",
+        ),
+        ({"scene_bounds": (1, 1, 1, 0, 0, 0)}, r"--scene-bounds: scene_bounds must be \(min xyz"),
+        ({"scene_bounds": (0, 0, 0, 1e7, 1, 1)}, r"--scene-bounds: .*within 1e\+06"),
+        ({"scene_bounds": (0, 0, 0, 1)}, r"--scene-bounds: need six numbers"),
     ],
 )
 def test_bad_import_options_are_refused_up_front(tmp_path, options, problem):

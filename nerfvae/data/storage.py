@@ -415,24 +415,46 @@ def _read_mask_source(data: dict[str, Any], where: str) -> str | None:
     return "alpha" if isinstance(generator, dict) and "importer" in generator else "generator"
 
 
-def _check_meta(meta: DatasetMeta, where: str) -> None:
-    check_image_size(meta.image_height, meta.image_width, where)
-    lo, hi = meta.scene_bounds
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except TypeError:  # a string or null in a JSON file
+        return False
+
+
+def check_scene_box(lo: Sequence[Any], hi: Sequence[Any], where: str) -> None:
+    """DataError naming ``where`` unless ``lo``, ``hi`` are three finite coordinates each with
+    ``lo < hi``, within :data:`MAX_COORDINATE`. The one check of a scene box: dataset.json's and
+    an import's ``--scene-bounds`` both go through it."""
     if (
         len(lo) != 3
         or len(hi) != 3
-        or not all(math.isfinite(v) for v in (*lo, *hi))
+        or not all(_finite(v) for v in (*lo, *hi))
         or not all(a < b for a, b in zip(lo, hi))
         or max(abs(v) for v in (*lo, *hi)) > MAX_COORDINATE
     ):
         raise DataError(
             f"{where}: scene_bounds must be (min xyz, max xyz) of finite numbers with min < max "
-            f"(within {MAX_COORDINATE:g}), got {_short(meta.scene_bounds)}"
+            f"(within {MAX_COORDINATE:g}), got {_short([list(lo), list(hi)])}"
         )
-    if not (0 <= meta.near < meta.far <= MAX_DISTANCE):
+
+
+def check_ray_range(near: float | None, far: float | None, where: str) -> None:
+    """DataError naming ``where`` unless ``0 <= near < far <= MAX_DISTANCE``; either may be
+    ``None`` (not given yet: an import computes it), and is then not compared. The one check of
+    near/far: dataset.json's and an import's ``--near/--far`` both go through it."""
+    given = [v for v in (near, far) if v is not None]
+    in_range = all(_finite(v) and 0 <= v <= MAX_DISTANCE for v in given)
+    if not in_range or (len(given) == 2 and not near < far):
         raise DataError(
-            f"{where}: need 0 <= near < far <= {MAX_DISTANCE:g}, got {meta.near}, {meta.far}"
+            f"{where}: need 0 <= near < far <= {MAX_DISTANCE:g}, got near {near}, far {far}"
         )
+
+
+def _check_meta(meta: DatasetMeta, where: str) -> None:
+    check_image_size(meta.image_height, meta.image_width, where)
+    check_scene_box(*meta.scene_bounds, where)
+    check_ray_range(meta.near, meta.far, where)
     if meta.world_up not in ("+x", "-x", "+y", "-y", "+z", "-z"):
         raise DataError(
             f"{where}: world_up must be one of +x -x +y -y +z -z, got {meta.world_up!r}"

@@ -61,6 +61,8 @@ from nerfvae.data.storage import (
     ShardReader,
     SplitMeta,
     check_image_size,
+    check_ray_range,
+    check_scene_box,
     parse_colour,
 )
 from nerfvae.errors import ConfigError, DataError
@@ -497,19 +499,17 @@ def _check_options(options: ImportOptions) -> None:
     for name in ("scenes_per_shard", "holdout_every"):
         if getattr(options, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(options, name)}")
-    for name in ("near", "far"):
-        value = getattr(options, name)
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-    if options.near is not None and options.far is not None and not options.near < options.far:
-        raise ConfigError(f"near must be less than far, got near {options.near}, far {options.far}")
-    if options.scene_bounds is not None:
-        box = np.asarray(options.scene_bounds, dtype=np.float64)
-        if box.shape != (6,) or not np.isfinite(box).all() or not (box[:3] < box[3:]).all():
-            raise ConfigError(
-                "scene_bounds must be six finite numbers XMIN YMIN ZMIN XMAX YMAX ZMAX with each "
-                f"min < max, got {tuple(options.scene_bounds)}"
-            )
+    try:  # the dataset's own checks, so an import never writes shards it would then refuse
+        check_ray_range(options.near, options.far, "--near/--far")
+        if options.scene_bounds is not None:
+            if len(options.scene_bounds) != 6:
+                raise DataError(
+                    "--scene-bounds: need six numbers XMIN YMIN ZMIN XMAX YMAX ZMAX, got "
+                    f"{len(options.scene_bounds)}"
+                )
+            check_scene_box(options.scene_bounds[:3], options.scene_bounds[3:], "--scene-bounds")
+    except DataError as error:
+        raise ConfigError(str(error)) from None
 
 
 def import_dataset(
