@@ -63,7 +63,7 @@ def main() -> None:
     implementations = {"blocked": point_mlp, "modules": point_mlp_reference}
     best = {(case, name): float("inf") for case in cases for name in implementations}
     for case, run in cases.items():
-        for name, function in implementations.items():
+        for function in implementations.values():
             run(function)  # warm-up
         for _ in range(args.repeats):
             for name, function in implementations.items():
