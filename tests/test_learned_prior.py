@@ -287,6 +287,39 @@ def test_cli_fits_caches_and_samples(run_copy, tiny_dataset, tmp_path, capsys):
     assert main(["prior"]) == 2 and main(["prior", "score"]) == 2
 
 
+def test_cli_sampling_steps(run_copy, tiny_dataset, tmp_path, capsys):
+    fit_args = ["prior", "fit", "--run", str(run_copy), "--data", str(tiny_dataset), "--threads",
+                "1", "--no-progress", *(f"--fit.{a[2:]}" if a.startswith("--") else a
+                                        for a in TINY_FIT)]  # fmt: skip
+    assert main(fit_args) == 0
+    capsys.readouterr()
+
+    def render(steps, prior="learned"):
+        out = tmp_path / f"{prior}-{steps}"
+        args = ["sample", "--run", str(run_copy), "--data", str(tiny_dataset), "--num", "1",
+                "--views", "1", "--turntable-frames", "0", "--out", str(out), "--prior", prior]  # fmt: skip
+        status = main(args if steps is None else [*args, "--sampling-steps", str(steps)])
+        return status, out / "sample_00_view_00.png"
+
+    # the prior's own 5 steps, asked for or not, give the same scene; 2 steps another one
+    status, default = render(None)
+    assert status == 0
+    assert render(5)[0] == 0
+    np.testing.assert_array_equal(
+        iio.imread(default), iio.imread(tmp_path / "learned-5" / default.name)
+    )
+    assert render(2)[0] == 0
+    assert np.abs(iio.imread(default).astype(int) - iio.imread(render(2)[1]).astype(int)).max() > 0
+    capsys.readouterr()
+    # out of range for the prior's 50 noise levels, or for another prior: one line, no traceback
+    for steps, prior, message in ((51, "learned", "sampling_steps must be an integer in 1..50"),
+                                  (0, "learned", "sampling_steps must be an integer in 1..50"),
+                                  (5, "standard", "--sampling-steps applies to --prior learned")):  # fmt: skip
+        assert render(steps, prior)[0] == 1
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error, error
+
+
 def test_a_fit_for_another_checkpoint_is_refitted(run_copy, tiny_dataset):
     from nerfvae.data.loader import MultiSceneDataset
     from nerfvae.training.loading import load_trained_model

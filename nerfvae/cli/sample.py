@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 import tyro
 
-from nerfvae.errors import check_at_least
+from nerfvae.errors import ConfigError, check_at_least
 from nerfvae.evaluation.aggregate_prior import AggregateFit
 from nerfvae.evaluation.learned_prior import LearnedPriorFit
 from nerfvae.precision import MachineOptions, use_threads
@@ -56,6 +56,10 @@ class SampleArgs:
     learned_fit: LearnedPriorFit = field(default_factory=LearnedPriorFit)
     """How `--prior learned` is fitted when the run has no fit for its checkpoint yet (minutes of
     CPU: see --learned-fit.time-budget-minutes)."""
+    sampling_steps: int | None = None
+    """Denoising steps per `--prior learned` sample (DDIM; default: the prior's own, 50 unless it
+    was fitted with another `--learned-fit.diffusion.sampling-steps`). Fewer are faster and
+    coarser."""
     refit_prior: bool = False
     """Fit the aggregate prior (with --fit.*) or the learned prior (with --learned-fit.*) again
     even if the run has one for its checkpoint."""
@@ -69,6 +73,8 @@ def run(argv: list[str], prog: str) -> int:
     check_at_least(args.num, "--num", 1, "one prior sample")
     check_at_least(args.views, "--views", 1, "one camera")
     check_at_least(args.turntable_frames, "--turntable-frames", 0, "0 (no turntable)")
+    if args.sampling_steps is not None and args.prior != "learned":
+        raise ConfigError(f"--sampling-steps applies to --prior learned, not --prior {args.prior}")
     from nerfvae import visualise as vis
     from nerfvae.cli.render import load_scene
     from nerfvae.geometry import orbit_cameras
@@ -100,7 +106,7 @@ def run(argv: list[str], prog: str) -> int:
         latents = prior.rsample(args.num, generator)
     elif args.prior == "learned":
         from nerfvae.data.loader import MultiSceneDataset
-        from nerfvae.evaluation.learned_prior import describe_fit, learned_prior
+        from nerfvae.evaluation.learned_prior import LearnedPrior, describe_fit, learned_prior
 
         def training_scenes() -> MultiSceneDataset:
             print(
@@ -115,6 +121,8 @@ def run(argv: list[str], prog: str) -> int:
         print(
             f"learned prior {'fitted now' if fitted else 'read from the run'}: {describe_fit(info)}"
         )
+        if args.sampling_steps is not None:
+            prior = LearnedPrior(prior.diffusion, args.sampling_steps)
         latents = prior.rsample(args.num, generator)
     else:
         latents = model.prior(args.num).rsample(generator)

@@ -114,6 +114,16 @@ class LearnedPrior:
     call site takes either."""
 
     def __init__(self, diffusion: LatentDiffusion, sampling_steps: int | None = None) -> None:
+        """ConfigError when ``sampling_steps`` is not in 1..the diffusion's timesteps."""
+        if sampling_steps is not None:
+            timesteps = diffusion.config.timesteps
+            check_range(
+                isinstance(sampling_steps, int) and 1 <= sampling_steps <= timesteps,
+                "learned prior",
+                "sampling_steps",
+                f"an integer in 1..{timesteps} (the prior's noise levels)",
+                sampling_steps,
+            )
         self.diffusion = diffusion.eval().requires_grad_(False)
         self.sampling_steps = sampling_steps
         """DDIM steps per sample (default: the diffusion config's ``sampling_steps``)."""
