@@ -64,9 +64,20 @@ def format_seconds(value: Any) -> str:
 
 
 def format_percent(value: Any) -> str:
-    """A fraction as a whole percentage (``0.25`` -> ``25%``; ``–`` for None / NaN)."""
+    """A fraction as a whole percentage (``0.25`` -> ``25%``; ``–`` for None / NaN). A fraction
+    that is not 0 or 1 never reads as ``0%`` or ``100%``: it gets one decimal (``0.003`` ->
+    ``0.3%``), or ``<0.1%`` / ``>99.9%`` beyond that (3 empty rooms in 1,000 are not none)."""
     number = finite_or_none(value)
-    return MISSING if number is None else f"{number:.0%}"
+    if number is None:
+        return MISSING
+    text = f"{number:.0%}"
+    if (text == "0%" and number > 0) or (text == "100%" and number < 1):
+        text = f"{number:.1%}"
+        if text == "0.0%":
+            text = "<0.1%"
+        elif text == "100.0%":
+            text = ">99.9%"
+    return text
 
 
 def scenes_text(count: int) -> str:
