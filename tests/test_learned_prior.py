@@ -239,6 +239,13 @@ TINY_FIT = ["--steps", "15", "--batch-size", "8", "--diffusion.width", "16", "--
             "1", "--diffusion.timesteps", "50", "--diffusion.sampling-steps", "5"]  # fmt: skip
 
 
+def tiny_fit_args(run, data) -> list[str]:
+    """`nerfvae prior fit` of ``run`` on ``data`` with TINY_FIT, on one thread, quietly."""
+    return ["prior", "fit", "--run", str(run), "--data", str(data), "--threads", "1",
+            "--no-progress", *(f"--fit.{a[2:]}" if a.startswith("--") else a
+                               for a in TINY_FIT)]  # fmt: skip
+
+
 @pytest.fixture
 def run_copy(tiny_run, tmp_path):
     """A copy of the tiny run, so that the prior file it gains stays out of the shared run."""
@@ -246,9 +253,7 @@ def run_copy(tiny_run, tmp_path):
 
 
 def test_cli_fits_caches_and_samples(run_copy, tiny_dataset, tmp_path, capsys):
-    fit_args = ["prior", "fit", "--run", str(run_copy), "--data", str(tiny_dataset), "--threads",
-                "1", "--no-progress", *(f"--fit.{a[2:]}" if a.startswith("--") else a
-                                        for a in TINY_FIT)]  # fmt: skip
+    fit_args = tiny_fit_args(run_copy, tiny_dataset)
     assert main(fit_args) == 0
     printed = capsys.readouterr().out
     assert "learned prior fitted now: 6 training scenes (1 held out), 15 steps in" in printed
@@ -288,9 +293,7 @@ def test_cli_fits_caches_and_samples(run_copy, tiny_dataset, tmp_path, capsys):
 
 
 def test_cli_sampling_steps(run_copy, tiny_dataset, tmp_path, capsys):
-    fit_args = ["prior", "fit", "--run", str(run_copy), "--data", str(tiny_dataset), "--threads",
-                "1", "--no-progress", *(f"--fit.{a[2:]}" if a.startswith("--") else a
-                                        for a in TINY_FIT)]  # fmt: skip
+    fit_args = tiny_fit_args(run_copy, tiny_dataset)
     assert main(fit_args) == 0
     capsys.readouterr()
 
