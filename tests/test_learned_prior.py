@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import shutil
 
@@ -16,6 +18,7 @@ from nerfvae.cli.main import main
 from nerfvae.errors import CheckpointError, ConfigError
 from nerfvae.evaluation.learned_prior import (
     PRIOR_FILE,
+    LearnedPrior,
     LearnedPriorFit,
     fit_to_latents,
     learned_prior,
@@ -24,7 +27,12 @@ from nerfvae.evaluation.learned_prior import (
     save_learned_prior,
 )
 from nerfvae.models.latent import LowRankGaussian
-from nerfvae.models.latent_diffusion import ConvDenoiser, LatentDiffusionConfig, MlpDenoiser
+from nerfvae.models.latent_diffusion import (
+    ConvDenoiser,
+    LatentDiffusion,
+    LatentDiffusionConfig,
+    MlpDenoiser,
+)
 
 OFFSET, SEPARATION, SPREAD = 1.5, 3.0, 0.3
 
@@ -131,6 +139,96 @@ def test_nll_bound_prefers_the_data(fitted):
     assert info["held_out_nll_bound"] < info["held_out_standard_nll"]
 
 
+GUIDED = LatentDiffusionConfig(**{**vars(SMALL), "guidance": 2.0})
+
+
+@pytest.fixture(scope="module")
+def guided():
+    """A prior with an autoguidance guide fitted to the two-mode mixture on a 2 × 2 grid."""
+    latents, direction = two_mode_mixture((4, 2))
+    fit = LearnedPriorFit(**{**vars(MIXTURE_FIT), "diffusion": GUIDED, "guide_steps": 100})
+    prior, info = fit_to_latents(latents, None, fit)
+    return prior, info, latents, direction, fit
+
+
+def test_the_guide_is_the_average_after_guide_steps(guided):
+    prior, info, latents, _, fit = guided
+    assert info["guide_step"] == 100 and info["steps"] == 400
+    # a fit of just those steps (same seed, same batches) ends with the guide's weights
+    early, _ = fit_to_latents(latents, None, dataclasses.replace(fit, steps=100))
+    for name, tensor in early.diffusion.denoiser.state_dict().items():
+        torch.testing.assert_close(prior.diffusion.guide.state_dict()[name], tensor)
+        torch.testing.assert_close(early.diffusion.guide.state_dict()[name], tensor)
+    assert any(  # and it is not the final denoiser
+        not torch.equal(tensor, prior.diffusion.denoiser.state_dict()[name])
+        for name, tensor in early.diffusion.denoiser.state_dict().items()
+    )
+    # a fit that stops before guide_steps takes its final weights (guidance is then a no-op)
+    short, short_info = fit_to_latents(latents, None, dataclasses.replace(fit, steps=20))
+    assert short_info["guide_step"] == 20
+    torch.testing.assert_close(
+        short.rsample(4, torch.Generator().manual_seed(2)),
+        LearnedPrior(short.diffusion, guidance=1.0).rsample(4, torch.Generator().manual_seed(2)),
+    )
+
+
+def test_autoguided_sampling(guided):
+    prior, _, _, direction, _ = guided
+    diffusion = prior.diffusion
+    generator = lambda: torch.Generator().manual_seed(5)
+    guided_draw = prior.rsample(1000, generator())
+    unguided = LearnedPrior(diffusion, guidance=1.0).rsample(1000, generator())
+    assert (guided_draw - unguided).abs().max() > 1e-3
+    torch.testing.assert_close(
+        LearnedPrior(diffusion, guidance=2.0).rsample(1000, generator()), guided_draw
+    )
+    # guide + w (denoiser − guide) with the guide equal to the denoiser is the denoiser: any w
+    same = copy.deepcopy(diffusion)
+    same.take_guide()
+    torch.testing.assert_close(
+        same.sample(50, generator(), guidance=3.0), same.sample(50, generator(), guidance=1.0)
+    )
+    # guided samples still cover both modes and keep out of the middle
+    along = position(guided_draw, direction)
+    assert 0.4 < (along > 0).float().mean().item() < 0.6
+    assert (along.abs() < 0.5).float().mean().item() < 0.03
+    # a weight above 1 needs a guide; below 1 is refused
+    unguided_model = LatentDiffusion(SMALL, (4, 2))
+    assert unguided_model.guide is None
+    with pytest.raises(ConfigError, match="fitted without a guide"):
+        LearnedPrior(unguided_model, guidance=2.0)
+    with pytest.raises(ValueError, match="needs a guide"):
+        unguided_model.sample(2, generator(), guidance=2.0)
+    with pytest.raises(ConfigError, match=r"guidance must be in \[1, 100\]"):
+        LearnedPrior(diffusion, guidance=0.5)
+    with pytest.raises(ConfigError, match=r"diffusion\.guidance must be in"):
+        LearnedPriorFit(diffusion=LatentDiffusionConfig(guidance=0.5)).validate()
+
+
+def test_a_guided_prior_round_trips_and_needs_its_guide(guided, tmp_path):
+    prior, info, latents, _, _ = guided
+    shape = tuple(latents.shape[1:])
+    path = tmp_path / PRIOR_FILE
+    save_learned_prior(path, prior, info)
+    loaded, _ = load_learned_prior(path, shape)
+    assert loaded.diffusion.config.guidance == 2.0
+    torch.testing.assert_close(
+        loaded.rsample(8, torch.Generator().manual_seed(3)),
+        prior.rsample(8, torch.Generator().manual_seed(3)),
+        rtol=0,
+        atol=0,
+    )
+
+    def drop_guide(tensors):
+        for key in [key for key in tensors if key.startswith("guide.")]:
+            del tensors[key]
+
+    rewrite(path, tmp_path / "bad.safetensors", change_tensors=drop_guide)
+    with pytest.raises(CheckpointError, match="missing tensors") as raised:
+        load_learned_prior(tmp_path / "bad.safetensors", shape)
+    assert "\n" not in str(raised.value)
+
+
 def test_cache_round_trip(fitted, tmp_path):
     prior, info, latents, _ = fitted
     path = tmp_path / PRIOR_FILE
@@ -144,6 +242,30 @@ def test_cache_round_trip(fitted, tmp_path):
         prior.rsample(4, torch.Generator().manual_seed(3)),
         rtol=0,
         atol=0,
+    )
+
+
+def test_a_prior_written_before_guidance_existed_loads_unguided(guided, tmp_path):
+    prior, info, latents, _, _ = guided
+    shape = tuple(latents.shape[1:])
+    unguided = copy.deepcopy(prior.diffusion)
+    unguided.guide = None
+    unguided.config = dataclasses.replace(unguided.config, guidance=1.0)
+    save_learned_prior(tmp_path / "new.safetensors", LearnedPrior(unguided), info)
+
+    def drop_guidance(metadata):
+        config = json.loads(metadata["config"])
+        del config["guidance"]
+        metadata["config"] = json.dumps(config)
+
+    rewrite(
+        tmp_path / "new.safetensors", tmp_path / "old.safetensors", change_metadata=drop_guidance
+    )
+    old = load_learned_prior(tmp_path / "old.safetensors", shape)[0]
+    assert old.diffusion.config.guidance == 1.0 and old.diffusion.guide is None
+    torch.testing.assert_close(
+        old.rsample(4, torch.Generator().manual_seed(3)),
+        prior.diffusion.sample(4, torch.Generator().manual_seed(3), guidance=1.0),
     )
 
 
@@ -292,33 +414,43 @@ def test_cli_fits_caches_and_samples(run_copy, tiny_dataset, tmp_path, capsys):
     assert main(["prior"]) == 2 and main(["prior", "score"]) == 2
 
 
-def test_cli_sampling_steps(run_copy, tiny_dataset, tmp_path, capsys):
+def test_cli_sampler_options(run_copy, tiny_dataset, tmp_path, capsys):
+    """`nerfvae sample --sampling-steps N --guidance W` on a prior fitted with a guide."""
     fit_args = tiny_fit_args(run_copy, tiny_dataset)
-    assert main(fit_args) == 0
-    capsys.readouterr()
+    assert main([*fit_args, "--fit.diffusion.guidance", "2", "--fit.guide-steps", "5"]) == 0
+    assert "autoguidance guide from step 5" in capsys.readouterr().out
 
-    def render(steps, prior="learned"):
-        out = tmp_path / f"{prior}-{steps}"
+    def render(options, prior="learned"):
+        out = tmp_path / f"{prior}-{'-'.join(options)}"
         args = ["sample", "--run", str(run_copy), "--data", str(tiny_dataset), "--num", "1",
                 "--views", "1", "--turntable-frames", "0", "--out", str(out), "--prior", prior]  # fmt: skip
-        status = main(args if steps is None else [*args, "--sampling-steps", str(steps)])
-        return status, out / "sample_00_view_00.png"
+        return main([*args, *options]), out / "sample_00_view_00.png"
 
-    # the prior's own 5 steps, asked for or not, give the same scene; 2 steps another one
-    status, default = render(None)
+    def pixels(path):
+        return iio.imread(path).astype(int)
+
+    # the prior's own 5 steps and weight 2, asked for or not, give the same scene; 2 steps
+    # another one, and so does sampling without the guide
+    status, default = render([])
     assert status == 0
-    assert render(5)[0] == 0
-    np.testing.assert_array_equal(
-        iio.imread(default), iio.imread(tmp_path / "learned-5" / default.name)
-    )
-    assert render(2)[0] == 0
-    assert np.abs(iio.imread(default).astype(int) - iio.imread(render(2)[1]).astype(int)).max() > 0
+    for same in (["--sampling-steps", "5"], ["--guidance", "2"]):
+        status, path = render(same)
+        assert status == 0
+        np.testing.assert_array_equal(pixels(default), pixels(path))
+    for other in (["--sampling-steps", "2"], ["--guidance", "1"]):
+        status, path = render(other)
+        assert status == 0
+        assert np.abs(pixels(default) - pixels(path)).max() > 0, other
     capsys.readouterr()
     # out of range for the prior's 50 noise levels, or for another prior: one line, no traceback
-    for steps, prior, message in ((51, "learned", "sampling_steps must be an integer in 1..50"),
-                                  (0, "learned", "sampling_steps must be an integer in 1..50"),
-                                  (5, "standard", "--sampling-steps applies to --prior learned")):  # fmt: skip
-        assert render(steps, prior)[0] == 1
+    for options, prior, message in (
+        (["--sampling-steps", "51"], "learned", "sampling_steps must be an integer in 1..50"),
+        (["--sampling-steps", "0"], "learned", "sampling_steps must be an integer in 1..50"),
+        (["--sampling-steps", "5"], "standard", "--sampling-steps applies to --prior learned"),
+        (["--guidance", "0.5"], "learned", "guidance must be in [1, 100]"),
+        (["--guidance", "2"], "aggregate", "--guidance applies to --prior learned"),
+    ):
+        assert render(options, prior)[0] == 1
         error = capsys.readouterr().err
         assert message in error and "Traceback" not in error, error
 

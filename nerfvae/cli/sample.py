@@ -60,6 +60,10 @@ class SampleArgs:
     """Denoising steps per `--prior learned` sample (DDIM; default: the prior's own, 50 unless it
     was fitted with another `--learned-fit.diffusion.sampling-steps`). Fewer are faster and
     coarser."""
+    guidance: float | None = None
+    """Autoguidance weight of `--prior learned` samples (default: the prior's own; 1 samples
+    without the guide). Above 1 needs a prior fitted with a guide (`--fit.diffusion.guidance`
+    of `nerfvae prior fit`, as the shipped model's is)."""
     refit_prior: bool = False
     """Fit the aggregate prior (with --fit.*) or the learned prior (with --learned-fit.*) again
     even if the run has one for its checkpoint."""
@@ -73,8 +77,9 @@ def run(argv: list[str], prog: str) -> int:
     check_at_least(args.num, "--num", 1, "one prior sample")
     check_at_least(args.views, "--views", 1, "one camera")
     check_at_least(args.turntable_frames, "--turntable-frames", 0, "0 (no turntable)")
-    if args.sampling_steps is not None and args.prior != "learned":
-        raise ConfigError(f"--sampling-steps applies to --prior learned, not --prior {args.prior}")
+    for option, value in (("--sampling-steps", args.sampling_steps), ("--guidance", args.guidance)):
+        if value is not None and args.prior != "learned":
+            raise ConfigError(f"{option} applies to --prior learned, not --prior {args.prior}")
     from nerfvae import visualise as vis
     from nerfvae.cli.render import load_scene
     from nerfvae.geometry import orbit_cameras
@@ -121,8 +126,8 @@ def run(argv: list[str], prog: str) -> int:
         print(
             f"learned prior {'fitted now' if fitted else 'read from the run'}: {describe_fit(info)}"
         )
-        if args.sampling_steps is not None:
-            prior = LearnedPrior(prior.diffusion, args.sampling_steps)
+        if args.sampling_steps is not None or args.guidance is not None:
+            prior = LearnedPrior(prior.diffusion, args.sampling_steps, args.guidance)
         latents = prior.rsample(args.num, generator)
     else:
         latents = model.prior(args.num).rsample(generator)

@@ -56,6 +56,11 @@ EVALUATION_REPEATS = 8
 """Noise draws per latent in the reported denoising losses (one draw is a noisy estimate)."""
 
 
+CONFIG_FIELDS_BEFORE_THEY_EXISTED = {"guidance": 1.0}
+"""Diffusion config fields that priors written before the field existed lack, and the value
+those priors were fitted with."""
+
+
 @dataclass(frozen=True)
 class LearnedPriorFit:
     """How a learned prior is fitted."""
@@ -81,6 +86,10 @@ class LearnedPriorFit:
     held_out_fraction: float = 0.1
     """Fraction of the chosen scenes (a seeded random subset, at least one) kept out of the fit to
     report a held-out denoising loss and NLL bound; 0 fits them all and reports none."""
+    guide_steps: int = 800
+    """With `diffusion.guidance` above 1: the averaged weights after this many steps become the
+    autoguidance guide, the same denoiser less trained (a fit that stops earlier takes its final
+    weights, and guidance then changes nothing)."""
     bound_timesteps: int = 32
     """Timesteps per latent of the Monte Carlo estimate of the reported NLL bounds."""
     seed: int = 0
@@ -105,6 +114,7 @@ class LearnedPriorFit:
         check_range(0 <= fraction < 1, where, "held_out_fraction", "in [0, 1)", fraction)
         bound = self.bound_timesteps
         check_range(bound >= 1, where, "bound_timesteps", ">= 1", bound)
+        check_range(self.guide_steps >= 1, where, "guide_steps", ">= 1", self.guide_steps)
         self.diffusion.check(f"{where}.diffusion")
 
 
@@ -113,8 +123,29 @@ class LearnedPrior:
     :class:`nerfvae.models.latent.LowRankGaussian` (``rsample(count, generator)``), so every
     call site takes either."""
 
-    def __init__(self, diffusion: LatentDiffusion, sampling_steps: int | None = None) -> None:
-        """ConfigError when ``sampling_steps`` is not in 1..the diffusion's timesteps."""
+    def __init__(
+        self,
+        diffusion: LatentDiffusion,
+        sampling_steps: int | None = None,
+        guidance: float | None = None,
+    ) -> None:
+        """ConfigError when ``sampling_steps`` is not in 1..the diffusion's timesteps, or when
+        ``guidance`` is not 1 and the diffusion has no guide (or it is outside [1, 100])."""
+        if guidance is not None:
+            check_range(
+                isinstance(guidance, (int, float))
+                and 1.0 <= guidance <= 100.0
+                and (guidance == 1.0 or diffusion.guide is not None),
+                "learned prior",
+                "guidance",
+                "in [1, 100]"
+                + (
+                    ""
+                    if diffusion.guide is not None
+                    else " and 1 for this prior, which was fitted without a guide"
+                ),
+                guidance,
+            )
         if sampling_steps is not None:
             timesteps = diffusion.config.timesteps
             check_range(
@@ -127,6 +158,8 @@ class LearnedPrior:
         self.diffusion = diffusion.eval().requires_grad_(False)
         self.sampling_steps = sampling_steps
         """DDIM steps per sample (default: the diffusion config's ``sampling_steps``)."""
+        self.guidance = guidance
+        """Autoguidance weight (default: the diffusion config's ``guidance``)."""
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -134,7 +167,7 @@ class LearnedPrior:
 
     def rsample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` samples ``[count, T, C]``; the same ``generator`` state gives the same ones."""
-        return self.diffusion.sample(count, generator, self.sampling_steps)
+        return self.diffusion.sample(count, generator, self.sampling_steps, self.guidance)
 
     def negative_log_likelihood_bound(
         self, latents: torch.Tensor, generator: torch.Generator | None = None, samples: int = 64
@@ -218,7 +251,10 @@ def fit_to_latents(
         diffusion = LatentDiffusion(fit.diffusion, tuple(means.shape[1:])).to(means.device)
     diffusion.set_normalisation(train_means, train_stds)
     average = copy.deepcopy(diffusion).requires_grad_(False)
-    optimiser = torch.optim.Adam(diffusion.parameters(), lr=fit.learning_rate)
+    # Only the denoiser trains; a guide is a copy of its average, taken below.
+    trained = list(diffusion.denoiser.parameters())
+    optimiser = torch.optim.Adam(trained, lr=fit.learning_rate)
+    guide_step = None
     budget = 60.0 * fit.time_budget_minutes
     bar = tqdm(total=fit.steps, disable=not progress, desc="learned prior", unit="step")
     recent: collections.deque[float] = collections.deque(maxlen=100)  # the bar's running mean
@@ -236,9 +272,12 @@ def fit_to_latents(
         loss = diffusion.loss(batch, generator)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(diffusion.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimiser.step()
         average.update_average(diffusion, step)
+        if average.guide is not None and step + 1 == fit.guide_steps:
+            average.take_guide()
+            guide_step = step + 1
         recent.append(loss.item())
         bar.update(1)
         if step % 10 == 0:
@@ -246,6 +285,9 @@ def fit_to_latents(
     else:
         step = fit.steps
     bar.close()
+    if average.guide is not None and guide_step is None:
+        average.take_guide()
+        guide_step = step
     average.eval()
     info: dict[str, Any] = {
         "steps": step,
@@ -255,6 +297,7 @@ def fit_to_latents(
         "fit_to": "posterior_samples" if stds is not None else "means",
         "latent_shape": list(means.shape[1:]),
         "parameters": sum(p.numel() for p in average.denoiser.parameters()),
+        "guide_step": guide_step,
         "running_loss": sum(recent) / len(recent) if recent else None,
     }
     # Scored with a generator of its own, so the numbers do not depend on the steps taken.
@@ -317,6 +360,9 @@ def _config_from_metadata(path: Path, text: str) -> LatentDiffusionConfig:
     stored = json.loads(text)
     if not isinstance(stored, dict):
         raise CheckpointError(f"learned prior {path}: its config is not a JSON object")
+    # Fields added after a prior was written take the value that reproduces it, not the default.
+    for name, value in CONFIG_FIELDS_BEFORE_THEY_EXISTED.items():
+        stored.setdefault(name, value)
     known = {item.name for item in dataclasses.fields(LatentDiffusionConfig)}
     unknown = sorted(set(stored) - known)
     if unknown:
@@ -443,9 +489,12 @@ def learned_prior(
 def describe_fit(info: dict[str, Any]) -> str:
     """One line on a fit's record: scenes, steps, minutes, losses and the held-out NLL bound."""
     held = info.get("held_out_latents", 0)
+    guide = info.get("guide_step")
     text = (
         f"{info['scenes']} training scenes ({held} held out), {info['steps']} steps in "
-        f"{info['seconds'] / 60:.1f} min; denoising loss {info['train_loss']:.4f} train"
+        f"{info['seconds'] / 60:.1f} min"
+        + ("" if guide is None else f" (autoguidance guide from step {guide})")
+        + f"; denoising loss {info['train_loss']:.4f} train"
     )
     if held:
         text += (

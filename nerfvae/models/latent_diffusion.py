@@ -6,7 +6,8 @@ a small DDPM (Ho et al., 2020) fitted after training to the training scenes' pos
 latents the decoder has seen. It is trained with the simple ε- or v-prediction loss on a cosine
 noise schedule (Nichol & Dhariwal, 2021), sampled with deterministic DDIM (Song et al., 2021), and
 scores a latent with the discrete-time variational bound on −log p(z), so a held-out ELBO can use
-it in place of N(0, I).
+it in place of N(0, I). With a guide (an early copy of the denoiser's averaged weights), sampling
+can use autoguidance (Karras et al., 2024).
 
 The denoiser follows the latent's layout: a spatial latent (T a perfect square > 1, token
 ``i * grid + j`` at row i, column j) is a ``[C, grid, grid]`` image for a small convolutional
@@ -52,6 +53,13 @@ class LatentDiffusionConfig:
     prediction: Literal["epsilon", "v"] = "v"
     """What the denoiser predicts: the noise ε, or v = √ᾱ ε − √(1 − ᾱ) z (Salimans & Ho, 2022),
     which stays well scaled at the noisiest steps where the cosine schedule has ᾱ ≈ 0."""
+    guidance: float = 1.0
+    """Autoguidance weight w of the sampler (Karras et al., 2024, "Guiding a diffusion model with
+    a bad version of itself"): each step uses guide + w · (denoiser − guide), where the guide is
+    the same denoiser less trained. Where the two disagree most, between the data's modes (a
+    half-formed object), the extrapolation pushes samples towards the modes. 1 samples the
+    denoiser alone; above 1 the model carries a guide, which the fit takes
+    (`LearnedPriorFit.guide_steps`). The NLL bound scores the denoiser alone."""
 
     def check(self, where: str = "diffusion") -> None:
         """Raise ConfigError naming the field if a value has the wrong type or is out of range."""
@@ -66,6 +74,13 @@ class LatentDiffusionConfig:
             self.sampling_steps,
         )
         check_range(0.0 <= self.ema_decay < 1.0, where, "ema_decay", "in [0, 1)", self.ema_decay)
+        weight = self.guidance
+        check_range(1.0 <= weight <= 100.0, where, "guidance", "in [1, 100]", weight)
+
+    @property
+    def guided(self) -> bool:
+        """Whether the model carries a guide denoiser (guidance above 1)."""
+        return self.guidance > 1.0
 
 
 def cosine_alpha_bar(timesteps: int, offset: float = 0.008) -> torch.Tensor:
@@ -222,8 +237,8 @@ class LatentDiffusion(nn.Module):
     ``[C]``, set by :meth:`set_normalisation`). The diffusion runs on normalised latents; every
     method takes and returns latents in the model's own units.
 
-    Only the denoiser's weights and the normalisation are state; the schedule follows from the
-    config."""
+    Only the denoiser's (and guide's) weights and the normalisation are state; the schedule
+    follows from the config."""
 
     def __init__(self, config: LatentDiffusionConfig, latent_shape: tuple[int, int]) -> None:
         super().__init__()
@@ -232,11 +247,15 @@ class LatentDiffusion(nn.Module):
         self.latent_shape = (int(latent_shape[0]), int(latent_shape[1]))
         tokens, channels = self.latent_shape
         grid = _square_grid(tokens)
-        self.denoiser: nn.Module = (
-            ConvDenoiser(channels, grid, config)
-            if grid is not None
-            else MlpDenoiser(tokens, channels, config)
-        )
+
+        def denoiser() -> nn.Module:
+            if grid is not None:
+                return ConvDenoiser(channels, grid, config)
+            return MlpDenoiser(tokens, channels, config)
+
+        self.denoiser = denoiser()
+        # The autoguidance guide: the same network, set by take_guide() during the fit.
+        self.guide = denoiser().requires_grad_(False) if config.guided else None
         self.register_buffer("latent_mean", torch.zeros(channels))
         self.register_buffer("latent_std", torch.ones(channels))
         # float64 so ᾱ near 0 and 1 keeps its precision in the NLL bound; not saved.
@@ -279,10 +298,14 @@ class LatentDiffusion(nn.Module):
         return self.alpha_bar[timesteps].float().view(-1, 1, 1)
 
     def _predict(
-        self, noisy: torch.Tensor, timesteps: torch.Tensor
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, guidance: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ẑ_0, ε̂)``, each ``[N, T, C]``, from normalised noisy latents at ``timesteps``."""
+        """``(ẑ_0, ε̂)``, each ``[N, T, C]``, from normalised noisy latents at ``timesteps``;
+        with ``guidance`` w ≠ 1 from the autoguided output guide + w · (denoiser − guide)."""
         output = self.denoiser(noisy, timesteps)
+        if guidance != 1.0:
+            guide = self.guide(noisy, timesteps)
+            output = guide + guidance * (output - guide)
         alpha_bar = self._alpha_bar(timesteps)
         signal, noise = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
         if self.config.prediction == "v":
@@ -312,19 +335,27 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, count: int, generator: torch.Generator | None = None, steps: int | None = None
+        self,
+        count: int,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
     ) -> torch.Tensor:
         """``count`` latents ``[count, T, C]`` by DDIM (η = 0) with ``steps`` denoising steps
-        (default: the config's ``sampling_steps``); deterministic given ``generator``."""
+        (default: the config's ``sampling_steps``) and autoguidance weight ``guidance`` (default:
+        the config's; above 1 needs the model's guide); deterministic given ``generator``."""
         steps = self.config.sampling_steps if steps is None else steps
+        guidance = self.config.guidance if guidance is None else guidance
         if not 1 <= steps <= self.config.timesteps:
             raise ValueError(f"steps must be in 1..{self.config.timesteps}, got {steps}")
+        if guidance != 1.0 and self.guide is None:
+            raise ValueError(f"guidance {guidance} needs a guide; this model has none")
         schedule = torch.linspace(self.config.timesteps, 1, steps).round().long().unique()
         schedule = [*schedule.flip(0).tolist(), 0]  # descending, ending at the clean ᾱ_0 = 1
         latents = self._randn((count, *self.latent_shape), generator)
         for current, following in itertools.pairwise(schedule):
             timesteps = torch.full((count,), current, device=self.device, dtype=torch.long)
-            clean, noise = self._predict(latents, timesteps)
+            clean, noise = self._predict(latents, timesteps, guidance)
             alpha_bar = self.alpha_bar[following].float()
             latents = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
         return self.denormalise(latents)
@@ -399,10 +430,17 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def update_average(self, trained: LatentDiffusion, step: int) -> None:
-        """Move this copy's weights towards ``trained``'s: an exponential moving average with the
-        config's decay, warmed up over the first steps; the normalisation is copied."""
+        """Move this copy's denoiser weights towards ``trained``'s: an exponential moving average
+        with the config's decay, warmed up over the first steps; the normalisation is copied."""
         decay = min(self.config.ema_decay, (1 + step) / (10 + step))
-        for average, current in zip(self.parameters(), trained.parameters()):
+        for average, current in zip(self.denoiser.parameters(), trained.denoiser.parameters()):
             average.lerp_(current, 1 - decay)
         self.latent_mean.copy_(trained.latent_mean)
         self.latent_std.copy_(trained.latent_std)
+
+    @torch.no_grad()
+    def take_guide(self) -> None:
+        """Make the guide a copy of the denoiser as it is now (a model with a guide only)."""
+        if self.guide is None:
+            raise ValueError("take_guide: this model has no guide (its guidance is 1)")
+        self.guide.load_state_dict(self.denoiser.state_dict())
