@@ -56,7 +56,7 @@ def position(latents, direction):
     return ((latents.flatten(1) - OFFSET) @ direction) / SEPARATION
 
 
-SMALL = LatentDiffusionConfig(width=32, blocks=2, timesteps=200, sampling_steps=20)
+SMALL = LatentDiffusionConfig(width=32, blocks=2, timesteps=200, sampling_steps=20, guidance=1.0)
 # A few hundred steps with a large batch fit these 8- and 2-value latents in a few seconds.
 MIXTURE_FIT = LearnedPriorFit(steps=400, batch_size=256, learning_rate=2e-3, diffusion=SMALL)
 

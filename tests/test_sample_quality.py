@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_learned_prior import tiny_fit_args
 
 from nerfvae.data.rooms import PALETTE
 from nerfvae.errors import CheckpointError, ConfigError, DataError, NerfVAEError
@@ -335,3 +336,39 @@ def test_samples_experiment_with_quality(tiny_run, tiny_dataset, tmp_path):
         samples.run([*argv, "--prior", "aggregate"], prog="nerfvae experiment samples")
     with pytest.raises(ConfigError, match="--quality-priors"):
         samples.run([*argv, "--quality-priors", "standard,fancy"], prog="nerfvae")
+
+
+def test_samples_experiment_at_another_guidance(tiny_run, tiny_dataset, tmp_path):
+    """--guidance sets the learned prior's autoguidance weight in the figure and the measure,
+    and the report says which weight its numbers are for."""
+    from nerfvae.cli.main import main
+    from nerfvae.experiments import samples
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    fit = tiny_fit_args(run, tiny_dataset)
+    assert main([*fit, "--fit.diffusion.guidance", "2", "--fit.guide-steps", "5"]) == 0
+    argv = ["--run", str(run), "--data", str(tiny_dataset), "--num-prior", "2", "--steps", "2"]
+    argv += ["--cameras", "2", "--prior", "learned", "--quality", "--quality-priors", "learned"]
+    argv += ["--quality-seeds", "1", "--quality-samples", "3", "--features.channels", "8", "16"]
+    argv += ["--features.feature-dim", "16", "--features.steps", "10", "--features.batch-size", "8"]
+    argv += ["--counter.cell-size", "0.1", "--threads", "1"]
+    results = {}
+    for weight in (None, "1", "2"):
+        out = tmp_path / f"out-{weight}"
+        options = [] if weight is None else ["--guidance", weight]
+        assert samples.run([*argv, *options, "--out", str(out)], prog="nerfvae") == 0
+        results[weight] = json.loads((out / "samples.json").read_text())
+        results[weight]["md"] = (out / "samples.md").read_text()
+    assert results[None]["quality"]["settings"]["learned_guidance"] == 2.0
+    assert results["1"]["quality"]["settings"]["learned_guidance"] == 1.0
+    assert "learned prior (autoguidance 2)" in results[None]["md"]
+    assert "learned prior (autoguidance 1)" in results["1"]["md"]
+    # the prior's own weight asked for or not: the same samples; weight 1 others
+    fd = {
+        k: r["quality"]["priors"]["learned"]["frechet_distance"]["mean"] for k, r in results.items()
+    }
+    assert fd[None] == fd["2"] and fd["1"] != fd[None]
+    assert results[None]["prior"]["mean_colour"] == results["2"]["prior"]["mean_colour"]
+    assert results[None]["prior"]["mean_colour"] != results["1"]["prior"]["mean_colour"]
+    with pytest.raises(ConfigError, match=r"guidance must be in \[1, 100\]"):
+        samples.run([*argv, "--guidance", "0.5", "--out", str(tmp_path / "x")], prog="nerfvae")

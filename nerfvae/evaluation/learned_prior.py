@@ -165,6 +165,11 @@ class LearnedPrior:
     def latent_shape(self) -> tuple[int, int]:
         return self.diffusion.latent_shape
 
+    @property
+    def sampling_guidance(self) -> float:
+        """The autoguidance weight samples are drawn with (1: the denoiser alone)."""
+        return self.diffusion.config.guidance if self.guidance is None else self.guidance
+
     def rsample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` samples ``[count, T, C]``; the same ``generator`` state gives the same ones."""
         return self.diffusion.sample(count, generator, self.sampling_steps, self.guidance)

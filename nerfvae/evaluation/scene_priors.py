@@ -28,7 +28,7 @@ from nerfvae.errors import ConfigError
 from nerfvae.evaluation.aggregate_prior import PRIOR_FILE as AGGREGATE_FILE
 from nerfvae.evaluation.aggregate_prior import run_aggregate_prior
 from nerfvae.evaluation.learned_prior import PRIOR_FILE as LEARNED_FILE
-from nerfvae.evaluation.learned_prior import run_learned_prior
+from nerfvae.evaluation.learned_prior import LearnedPrior, run_learned_prior
 from nerfvae.models import DiagonalGaussian
 from nerfvae.models.base import SceneModel
 
@@ -86,12 +86,17 @@ class ScenePrior:
 
 
 def scene_prior(
-    run: str | Path, model: SceneModel, checkpoint_record: dict[str, Any], choice: str = "auto"
+    run: str | Path,
+    model: SceneModel,
+    checkpoint_record: dict[str, Any],
+    choice: str = "auto",
+    guidance: float | None = None,
 ) -> ScenePrior:
     """The prior ``choice`` of ``run`` for the loaded checkpoint (``checkpoint_record`` from
     :func:`nerfvae.training.loading.load_trained_model`). ``auto``: learned, else aggregate,
     else standard, whichever the run has for this checkpoint. Asking for a fitted prior the run
-    lacks is a ConfigError saying how to fit it."""
+    lacks is a ConfigError saying how to fit it. ``guidance`` sets a learned prior's
+    autoguidance weight (default: its own; ConfigError where the prior cannot take it)."""
     if choice not in PRIOR_CHOICES:
         raise ConfigError(f"--prior {choice!r}: choose from {', '.join(PRIOR_CHOICES)}")
     run = Path(run)
@@ -100,13 +105,24 @@ def scene_prior(
             continue
         stored = read(run, model, checkpoint_record)
         if stored is not None:
-            return ScenePrior(name, *stored)
+            return with_guidance(ScenePrior(name, *stored), guidance)
         if choice == name:
             raise ConfigError(
                 f"--prior {name}: {run / file} is missing or was fitted to another checkpoint; "
                 f"fit it with `{fit_command.format(run=run)}`"
             )
     return ScenePrior("standard", StandardPrior(model), {})
+
+
+def with_guidance(prior: ScenePrior, guidance: float | None) -> ScenePrior:
+    """``prior`` with a learned prior's autoguidance weight set to ``guidance`` (None: as it is;
+    other priors unchanged). ConfigError where the learned prior cannot take the weight."""
+    if prior.name != "learned" or guidance is None:
+        return prior
+    learned = prior.sampler
+    return ScenePrior(
+        prior.name, LearnedPrior(learned.diffusion, learned.sampling_steps, guidance), prior.info
+    )
 
 
 def prior_sample(prior: LatentSampler, index: int, seed: int = 0) -> torch.Tensor:
@@ -120,15 +136,22 @@ def prior_sample(prior: LatentSampler, index: int, seed: int = 0) -> torch.Tenso
 
 
 def prior_samplers(
-    run: str | Path, model, record: dict[str, Any], names: list[str]
+    run: str | Path,
+    model,
+    record: dict[str, Any],
+    names: list[str],
+    guidance: float | None = None,
 ) -> tuple[dict[str, Callable[[int, torch.Generator], torch.Tensor]], list[str]]:
     """The samplers ``(count, generator) -> latents [count, T, C]`` of the priors ``names`` that the
-    run has for its checkpoint (``standard`` always), and a sentence for each one it lacks."""
+    run has for its checkpoint (``standard`` always; the learned one at autoguidance weight
+    ``guidance``, default its own), and a sentence for each one it lacks."""
     samplers: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {}
     missing = []
     for name in names:
         try:
-            samplers[name] = scene_prior(run, model, record, name).rsample
+            chosen = scene_prior(run, model, record, name)
         except ConfigError as error:
             missing.append(f"{name} prior skipped: {error}")
+            continue
+        samplers[name] = with_guidance(chosen, guidance).rsample  # a bad weight is an error
     return samplers, missing

@@ -82,10 +82,14 @@ def quality_report(quality: dict[str, Any]) -> list[str | list[str]]:
     settings, features = quality["settings"], quality["feature_network"]
     accuracy = features.get("held_out_accuracy") or {}
     rows = []
+    guidance = settings.get("learned_guidance")
     for name, entry in quality["priors"].items():
+        label = f"{name} prior"
+        if name == "learned" and guidance is not None:
+            label += f" (autoguidance {guidance:g})"
         rows.append(
             [
-                f"{name} prior",
+                label,
                 _fd_text(entry["frechet_distance"]),
                 md.format_percent(entry.get("empty_fraction")),
                 md.format_number(entry.get("mean_count")),

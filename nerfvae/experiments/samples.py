@@ -66,6 +66,9 @@ class SamplesArgs(common.RunArgs):
     prior: Literal["standard", "aggregate", "learned"] = "standard"
     """Prior of the prior-samples figure: `standard` N(0, I), `aggregate` (the run's
     RUN/aggregate_prior.safetensors for its checkpoint) or `learned` (its learned prior)."""
+    guidance: float | None = None
+    """Autoguidance weight of the learned prior's samples, in the figure and the quality measure
+    (default: the prior's own; 1 samples without its guide; see `nerfvae sample --guidance`)."""
     quality: bool = False
     """Measure the quality of samples of the priors in --quality-priors (minutes: a feature network
     is trained once per run and dataset, and every sample is rendered and counted)."""
@@ -183,7 +186,11 @@ def measure_quality(args: SamplesArgs, model, record: dict[str, Any], dataset) -
     scenes = min(args.quality_samples, len(dataset))
     reference = quality.real_views(dataset, scenes, args.quality_views, first_view=args.context)
     real_features = quality.reference_features(network, reference)
-    samplers, skipped = prior_samplers(args.run, model, record, names)
+    samplers, skipped = prior_samplers(args.run, model, record, names, args.guidance)
+    learned_guidance = None
+    if "learned" in samplers:
+        learned = scene_prior(args.run, model, record, "learned", args.guidance).sampler
+        learned_guidance = learned.sampling_guidance
     for line in skipped:
         print(line)
     counter = args.counter if isinstance(model, RaySceneModel) else None
@@ -214,6 +221,7 @@ def measure_quality(args: SamplesArgs, model, record: dict[str, Any], dataset) -
             "renders_per_seed": renders,
             "context_views": args.context,
             "counter": dataclasses.asdict(args.counter),
+            "learned_guidance": learned_guidance,
         },
         "feature_network": {**feature_info, "file": str(path), "trained_now": trained},
         "priors": priors,
@@ -265,7 +273,7 @@ def run(argv: list[str], prog: str) -> int:
         camera_info = {"path": "orbit", "count": args.cameras, "c2w": c2w.tolist()}
 
     generator = torch.Generator().manual_seed(args.seed)
-    prior_latents = scene_prior(args.run, model, record, args.prior).rsample(
+    prior_latents = scene_prior(args.run, model, record, args.prior, args.guidance).rsample(
         args.num_prior, generator
     )  # [N, T, C]
     prior = vis.render_latents(model, prior_latents, K, c2w, height, width)
