@@ -132,18 +132,13 @@ class LearnedPrior:
         """ConfigError when ``sampling_steps`` is not in 1..the diffusion's timesteps, or when
         ``guidance`` is not 1 and the diffusion has no guide (or it is outside [1, 100])."""
         if guidance is not None:
+            # the config's own bounds, then whether this prior has a guide to extrapolate from
+            dataclasses.replace(diffusion.config, guidance=guidance).check("learned prior")
             check_range(
-                isinstance(guidance, (int, float))
-                and 1.0 <= guidance <= 100.0
-                and (guidance == 1.0 or diffusion.guide is not None),
+                guidance == 1.0 or diffusion.guide is not None,
                 "learned prior",
                 "guidance",
-                "in [1, 100]"
-                + (
-                    ""
-                    if diffusion.guide is not None
-                    else " and 1 for this prior, which was fitted without a guide"
-                ),
+                "1 for this prior, which was fitted without a guide",
                 guidance,
             )
         if sampling_steps is not None:

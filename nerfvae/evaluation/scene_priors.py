@@ -17,7 +17,6 @@ aggregate`` fit them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -141,17 +140,17 @@ def prior_samplers(
     record: dict[str, Any],
     names: list[str],
     guidance: float | None = None,
-) -> tuple[dict[str, Callable[[int, torch.Generator], torch.Tensor]], list[str]]:
-    """The samplers ``(count, generator) -> latents [count, T, C]`` of the priors ``names`` that the
-    run has for its checkpoint (``standard`` always; the learned one at autoguidance weight
-    ``guidance``, default its own), and a sentence for each one it lacks."""
-    samplers: dict[str, Callable[[int, torch.Generator], torch.Tensor]] = {}
+) -> tuple[dict[str, ScenePrior], list[str]]:
+    """The priors ``names`` that the run has for its checkpoint (``standard`` always; the learned
+    one at autoguidance weight ``guidance``, default its own), and a sentence for each one it
+    lacks."""
+    chosen: dict[str, ScenePrior] = {}
     missing = []
     for name in names:
         try:
-            chosen = scene_prior(run, model, record, name)
+            prior = scene_prior(run, model, record, name)
         except ConfigError as error:
             missing.append(f"{name} prior skipped: {error}")
             continue
-        samplers[name] = with_guidance(chosen, guidance).rsample  # a bad weight is an error
-    return samplers, missing
+        chosen[name] = with_guidance(prior, guidance)  # a bad weight is an error
+    return chosen, missing

@@ -186,11 +186,10 @@ def measure_quality(args: SamplesArgs, model, record: dict[str, Any], dataset) -
     scenes = min(args.quality_samples, len(dataset))
     reference = quality.real_views(dataset, scenes, args.quality_views, first_view=args.context)
     real_features = quality.reference_features(network, reference)
-    samplers, skipped = prior_samplers(args.run, model, record, names, args.guidance)
-    learned_guidance = None
-    if "learned" in samplers:
-        learned = scene_prior(args.run, model, record, "learned", args.guidance).sampler
-        learned_guidance = learned.sampling_guidance
+    chosen, skipped = prior_samplers(args.run, model, record, names, args.guidance)
+    samplers = {name: prior.rsample for name, prior in chosen.items()}
+    learned = chosen.get("learned")
+    learned_guidance = None if learned is None else learned.sampler.sampling_guidance
     for line in skipped:
         print(line)
     counter = args.counter if isinstance(model, RaySceneModel) else None
